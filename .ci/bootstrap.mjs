@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// Entry point for `npm run demo|test|bench`: installs what a fresh clone lacks (npm packages,
+// Debian's mosquitto and socat), compiles, then runs the job. Plain JS with no dependencies,
+// because it must work before `npm ci` has run.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const job = process.argv[2];
+const jobs = {
+  demo: ['node', ['--enable-source-maps', 'dist/gateway/cli.js', 'demo', ...process.argv.slice(3)]],
+  test: ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : [])]],
+  bench: ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
+};
+if (!(job in jobs)) fail(`unknown job "${job}"; expected one of ${Object.keys(jobs).join(', ')}`);
+
+function run(cmd, args, what) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error) fail(`${what}: ${r.error.message}`);
+  return r.status ?? 1;
+}
+function fail(message) {
+  console.error(`v2c-gateway: ${message}`);
+  process.exit(1);
+}
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+if (!existsSync(join(root, 'node_modules'))) {
+  console.error('v2c-gateway: node_modules is missing; running npm ci --strict-allow-scripts');
+  if (run('npm', ['ci', '--strict-allow-scripts', '--no-audit', '--no-fund'], 'npm ci') !== 0) fail('npm ci failed (see above)');
+}
+
+// Debian package -> the command it provides.
+const debs = { mosquitto: 'mosquitto', socat: 'socat' };
+const missing = Object.keys(debs).filter((pkg) => !have(debs[pkg]) && !existsSync(`/usr/sbin/${debs[pkg]}`));
+if (missing.length > 0) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot) fail(`missing Debian packages: ${missing.join(' ')}; run: sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}`);
+  console.error(`v2c-gateway: installing Debian packages: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    if (r.status !== 0) fail(`apt-get ${args.join(' ')} failed; install them by hand: apt-get install -y ${missing.join(' ')}`);
+  }
+}
+
+if (run('npx', ['tsc', '-p', 'tsconfig.json'], 'tsc') !== 0) fail('TypeScript compilation failed (see above)');
+const [cmd, args] = jobs[job];
+process.exit(run(cmd, args, job));

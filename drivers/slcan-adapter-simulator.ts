@@ -1,0 +1,76 @@
+// A bench stand-in for the USB SLCAN adapter: answers the adapter commands on a serial port
+// (one end of a socat pty pair) and, while the channel is open, plays a recorded trace into it.
+import { SerialPort } from 'serialport';
+import { ReadlineParser } from '@serialport/parser-readline';
+import { MalformedLine, type CanFrame } from './can-frame.js';
+import { formatSlcanFrame, slcanBitrateCode } from './slcan.js';
+import { openTrace, paceReplay, readTrace, type TraceLine } from './trace-source.js';
+import type { Clock } from '../gateway/clock.js';
+
+export interface SimulatorOptions {
+  port: string;
+  trace: string;
+  speed: number;
+  /** Add the adapter's 4-digit millisecond timestamp to frames (as `Z1` would). */
+  timestamps: boolean;
+}
+
+export interface SimulatorResult {
+  framesSent: number;
+  /** Trace lines that were not frames (comments, malformed): not sent. */
+  skippedLines: number;
+  commands: number;
+}
+
+const VALID_BITRATE_CODES = new Set([10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000].map((b) => slcanBitrateCode(b)));
+
+/** Runs until the trace has been played once through an opened channel; resolves with counts. */
+export async function runSimulator(options: SimulatorOptions, clock: Clock, log: (msg: string) => void): Promise<SimulatorResult> {
+  const port = new SerialPort({ path: options.port, baudRate: 115200, autoOpen: false });
+  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(new Error(`cannot open ${options.port}: ${err.message}`)) : resolve())));
+  const result: SimulatorResult = { framesSent: 0, skippedLines: 0, commands: 0 };
+  let channelOpen = false;
+  let timestamps = options.timestamps;
+  let wake: (() => void) | null = null;
+  const reply = (ok: boolean, text = ''): void => {
+    port.write(ok ? `${text}\r` : '\x07');
+  };
+  const parser = port.pipe(new ReadlineParser({ delimiter: '\r', encoding: 'latin1' }));
+  parser.on('data', (line: string) => {
+    result.commands++;
+    const cmd = line[0];
+    if (cmd === 'V') reply(true, 'V1013');
+    else if (cmd === 'N') reply(true, 'NV2C1');
+    else if (cmd === 'S') reply(VALID_BITRATE_CODES.has(line) && !channelOpen);
+    else if (cmd === 'Z') { timestamps = line === 'Z1'; reply(line === 'Z0' || line === 'Z1'); }
+    else if (cmd === 'O') { reply(!channelOpen); channelOpen = true; wake?.(); }
+    else if (cmd === 'C') { reply(true); channelOpen = false; }
+    else reply(false);
+  });
+
+  log(`simulator: ready on ${options.port}`);
+  const waitOpen = (): Promise<void> => (channelOpen ? Promise.resolve() : new Promise((resolve) => { wake = resolve; }));
+  await waitOpen();
+  log(`simulator: channel open on ${options.port}; playing ${options.trace} at ${options.speed > 0 ? `${options.speed}x` : 'full speed'}`);
+  const started = clock.monoMs();
+  const lines = paceReplay(readTrace(openTrace(options.trace), 'candump', clock), frameTime, options.speed, clock);
+  for await (const line of lines) {
+    const frame = line.parsed;
+    if (frame === null || frame instanceof MalformedLine) {
+      result.skippedLines++;
+      continue;
+    }
+    if (!channelOpen) await waitOpen();
+    const text = formatSlcanFrame(frame, timestamps ? clock.monoMs() - started : undefined);
+    if (!port.write(text, 'latin1')) await new Promise<void>((resolve) => port.once('drain', () => resolve()));
+    result.framesSent++;
+  }
+  await new Promise<void>((resolve) => port.drain(() => resolve()));
+  await new Promise<void>((resolve) => port.close(() => resolve()));
+  return result;
+}
+
+function frameTime(line: TraceLine): number | null {
+  const p = line.parsed as CanFrame | MalformedLine | null;
+  return p !== null && !(p instanceof MalformedLine) && p.tsWall !== null ? p.tsWall * 1000 : null;
+}

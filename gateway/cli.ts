@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// v2c-gateway command line: run | decode | simulate | demo.
+import { createInterface } from 'node:readline';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile, referenceVehicleConfig } from './config.js';
+import { DbcLoadError, loadDecoder, startGateway } from './gateway.js';
+import { decodeLine } from './decode-command.js';
+import { openTrace } from '../drivers/trace-source.js';
+import { runSimulator } from '../drivers/slcan-adapter-simulator.js';
+import { systemClock } from './clock.js';
+import { projectRoot } from './project-root.js';
+import { runDemo } from './demo.js';
+import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
+
+const USAGE = `usage: v2c-gateway <command> [options]
+
+commands:
+  run --config FILE                 run the gateway with a YAML/JSON config
+  decode [--dbc FILE] [--format candump|slcan] [FILE|-]
+                                    print one JSON object per input line
+  simulate --port PATH [--trace FILE] [--speed X] [--timestamps]
+                                    act as a USB SLCAN adapter on a serial port, playing a trace
+  demo [--speed X]                  recorded drive -> simulated adapter -> gateway -> local broker
+`;
+
+/** A usage mistake: printed with the usage text, exit code 2. */
+class UsageError extends Error {
+  readonly code = 'USAGE';
+}
+
+function args(argv: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function numberOption(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} ${String(value)}: expected a number >= 0`);
+  return n;
+}
+
+const logJson = (msg: string): void => {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run': {
+      const a = args(rest, { config: { type: 'string' } });
+      if (a.values.config === undefined) throw new UsageError('run needs --config FILE');
+      const config = loadConfigFile(String(a.values.config));
+      const gateway = await startGateway(config, systemClock, logJson);
+      const stopOn = new Promise<string>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        void gateway.sourceDone.then(() => resolve('end of trace'));
+      });
+      const why = await stopOn;
+      logJson(`stopping (${why}); waiting for acknowledgements`);
+      const { drained, pending } = await gateway.stop(30_000);
+      logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} pending=${pending}`);
+      return drained ? 0 : 1;
+    }
+    case 'decode': {
+      const a = args(rest, { dbc: { type: 'string' }, format: { type: 'string', default: 'candump' } });
+      const format = String(a.values.format);
+      if (format !== 'candump' && format !== 'slcan') throw new UsageError(`--format ${format}: expected candump or slcan`);
+      const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
+      const input = openTrace(a.positionals[0] ?? '-');
+      const out: string[] = [];
+      for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+        const json = decodeLine(line, format, decoder);
+        if (json === null) continue;
+        out.push(json);
+        if (out.length >= 256) process.stdout.write(out.splice(0).join('\n') + '\n');
+      }
+      if (out.length > 0) process.stdout.write(out.join('\n') + '\n');
+      return 0;
+    }
+    case 'simulate': {
+      const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false } });
+      if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
+      const result = await runSimulator({
+        port: String(a.values.port),
+        trace: a.values.trace === undefined ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz') : String(a.values.trace),
+        speed: numberOption(a.values.speed, 'speed', 1),
+        timestamps: a.values.timestamps === true,
+      }, systemClock, (m) => process.stderr.write(`${m}\n`));
+      process.stderr.write(`simulate: sent=${result.framesSent} skipped=${result.skippedLines} commands=${result.commands}\n`);
+      return 0;
+    }
+    case 'demo': {
+      const a = args(rest, { speed: { type: 'string' } });
+      return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
+    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError) process.stderr.write(`v2c-gateway: ${err.message}\n`);
+    else process.stderr.write(`v2c-gateway: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,185 @@
+// Gateway configuration: one schema, validated at start with errors that name the field.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { projectRoot } from './project-root.js';
+
+const stat = z.enum(['min', 'max', 'mean', 'last']);
+const fieldMapping = z.object({ signal: z.string().min(1), stat: stat.default('last') }).strict();
+
+const eventRule = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('threshold'),
+    name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
+    signal: z.string().min(1),
+    above: z.number().optional(),
+    below: z.number().optional(),
+    /** The rule re-arms once the value is back past the threshold by this much. */
+    hysteresis: z.number().nonnegative().default(0),
+  }).strict(),
+  z.object({
+    kind: z.literal('dtc'),
+    name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
+    signal: z.string().min(1),
+  }).strict(),
+]);
+
+export const configSchema = z.object({
+  vehicle: z.object({
+    id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, "-" or "_" (the VIN)'),
+    region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'expected a lower-case region name such as eu-central-1'),
+    model: z.string().min(1).default('unknown'),
+  }).strict(),
+  firmwareVersion: z.string().default('0.1.0'),
+  can: z.object({
+    source: z.enum(['slcan', 'candump', 'slcan-log']),
+    /** Serial device of the SLCAN adapter (source slcan). */
+    port: z.string().optional(),
+    bitrate: z.number().int().positive().default(500000),
+    baudRate: z.number().int().positive().default(115200),
+    bus: z.string().default('can0'),
+    watchdogMs: z.number().int().min(100).default(5000),
+    reopenDelaysMs: z.array(z.number().int().positive()).min(1).default([250, 500, 1000, 2000, 5000, 10000]),
+    /** Trace file for the candump / slcan-log sources; `-` for stdin. */
+    file: z.string().optional(),
+    /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
+    speed: z.number().nonnegative().default(0),
+  }).strict()
+    .refine((c) => c.source !== 'slcan' || c.port !== undefined, { message: 'required when can.source is "slcan"', path: ['port'] })
+    .refine((c) => c.source === 'slcan' || c.file !== undefined, { message: 'required when can.source is a trace', path: ['file'] }),
+  dbc: z.string().min(1),
+  pipeline: z.object({
+    windowMs: z.number().int().min(100).max(3_600_000).default(60_000),
+    /** Close a window after this much silence (live sources only). */
+    idleFlushMs: z.number().int().min(0).default(5_000),
+    fields: z.object({
+      speedKmh: fieldMapping.optional(),
+      engineRpm: fieldMapping.optional(),
+      gear: fieldMapping.optional(),
+      batteryVoltageV: fieldMapping.optional(),
+      stateOfChargePct: fieldMapping.optional(),
+      coolantTempC: fieldMapping.optional(),
+      fuelLevelPct: fieldMapping.optional(),
+      odometerKm: fieldMapping.optional(),
+      gpsLatitude: fieldMapping.optional(),
+      gpsLongitude: fieldMapping.optional(),
+      tyreFrontLeftKpa: fieldMapping.optional(),
+      tyreFrontRightKpa: fieldMapping.optional(),
+      tyreRearLeftKpa: fieldMapping.optional(),
+      tyreRearRightKpa: fieldMapping.optional(),
+      milOn: fieldMapping.optional(),
+      activeDtc: fieldMapping.optional(),
+    }).strict().default({}),
+    /** Decoded signals left out of the per-record signal map. */
+    exclude: z.array(z.string()).default([]),
+    events: z.array(eventRule.superRefine((r, ctx) => {
+      if (r.kind === 'threshold' && (r.above === undefined) === (r.below === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected exactly one of "above" or "below"' });
+    })).default([]),
+  }).strict().default({}),
+  store: z.object({
+    /** Directory for the local database. */
+    dir: z.string().default('.v2c/data'),
+    storage: z.enum(['memory']).default('memory'),
+  }).strict().default({}),
+  mqtt: z.object({
+    url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),
+    clientId: z.string().optional(),
+    keepaliveS: z.number().int().min(10).max(65535).default(300),
+    sessionExpiryS: z.number().int().min(0).default(3600),
+    receiveMaximum: z.number().int().min(1).max(65535).default(100),
+    maximumPacketSize: z.number().int().min(1024).default(131072),
+    connectTimeoutMs: z.number().int().min(1000).default(15000),
+    reconnectMs: z.number().int().min(100).default(2000),
+    /** Records in flight (published, PUBACK pending) at most. */
+    inflight: z.number().int().min(1).max(1000).default(50),
+  }).strict(),
+  metrics: z.object({
+    host: z.string().default('127.0.0.1'),
+    /** 0 disables the endpoint. */
+    port: z.number().int().min(0).max(65535).default(9464),
+  }).strict().default({}),
+}).strict();
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type FieldName = keyof GatewayConfig['pipeline']['fields'];
+export type EventRule = GatewayConfig['pipeline']['events'][number];
+
+/** A configuration that cannot be used; `issues` lists each bad field as `path: problem`. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(
+    readonly source: string,
+    readonly issues: string[],
+  ) {
+    super(`${source}: invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates a parsed configuration object. */
+export function validateConfig(raw: unknown, source: string): GatewayConfig {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  throw new ConfigError(source, result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(top level)'}: ${i.message}`));
+}
+
+/** Reads a YAML or JSON configuration file and validates it. */
+export function loadConfigFile(path: string): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read: ${(err as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError(path, [`not valid YAML/JSON: ${(err as Error).message}`]);
+  }
+  return validateConfig(raw, path);
+}
+
+/** The built-in defaults: the reference vehicle's DBC and drive, a local broker. */
+export function referenceVehicleConfig(overrides: { mqttUrl: string; port?: string; trace?: string; speed?: number; windowMs?: number; storeDir?: string }): GatewayConfig {
+  const vehicle = join(projectRoot(), 'drivers', 'reference-vehicle');
+  const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
+  return validateConfig({
+    vehicle: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference' },
+    can: overrides.port !== undefined
+      ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
+      : { source: 'candump', file: overrides.trace ?? join(vehicle, 'drive.log.gz'), speed: overrides.speed ?? 0 },
+    dbc: join(vehicle, 'v2c-reference.dbc'),
+    pipeline: {
+      windowMs: overrides.windowMs ?? 60_000,
+      fields: {
+        speedKmh: field('VehicleSpeed', 'mean'),
+        engineRpm: field('EngineSpeed', 'mean'),
+        gear: field('GearPosition'),
+        batteryVoltageV: field('Battery12V', 'mean'),
+        stateOfChargePct: field('StateOfCharge'),
+        coolantTempC: field('CoolantTemp', 'max'),
+        fuelLevelPct: field('FuelLevel'),
+        odometerKm: field('Odometer'),
+        gpsLatitude: field('Latitude'),
+        gpsLongitude: field('Longitude'),
+        tyreFrontLeftKpa: field('TyrePressureFL'),
+        tyreFrontRightKpa: field('TyrePressureFR'),
+        tyreRearLeftKpa: field('TyrePressureRL'),
+        tyreRearRightKpa: field('TyrePressureRR'),
+        milOn: field('MilOn'),
+        activeDtc: field('ActiveDtc'),
+      },
+      exclude: ['AliveCounter', 'TyreIndex', 'UtcSecondOfDay'],
+      events: [
+        { kind: 'threshold', name: 'coolant_over_temperature', signal: 'CoolantTemp', above: 105, hysteresis: 5 },
+        { kind: 'threshold', name: 'low_12v_battery', signal: 'Battery12V', below: 11.0, hysteresis: 0.5 },
+        { kind: 'dtc', name: 'dtc_appeared', signal: 'ActiveDtc' },
+      ],
+    },
+    store: { dir: overrides.storeDir ?? '.v2c/data' },
+    mqtt: { url: overrides.mqttUrl },
+    metrics: { port: 0 },
+  }, 'built-in defaults');
+}

@@ -1,0 +1,101 @@
+// protobufjs codec for proto/telemetry.proto, loaded once at start-up from the .proto itself
+// (one source of truth; no generated code to drift).
+import protobuf from 'protobufjs';
+import { join } from 'node:path';
+import { projectRoot } from '../gateway/project-root.js';
+
+export const SCHEMA_VERSION = '1.0';
+
+export enum TimeQuality { Unspecified = 0, Unsynced = 1, Estimated = 2, Synced = 3 }
+export enum RecordKind { Unspecified = 0, Window = 1, Event = 2 }
+
+export interface SignalStats { min: number; max: number; mean: number; last: number; count: number }
+export interface TelemetryEvent { rule: string; signal: string; value: number; threshold: number; detail: string }
+
+/** One telemetry record as the gateway builds it (field names as in the .proto, camel-cased). */
+export interface VehicleTelemetry {
+  messageId: string;
+  vehicleId: string;
+  schemaVersion: string;
+  deviceTimeMs: number;
+  correctedTimeMs: number;
+  timeQuality: TimeQuality;
+  timeErrorMs: number;
+  correlationId: string;
+  traceId: string;
+  priority: number;
+  kind: RecordKind;
+  windowMs: number;
+  bootId: string;
+  monoTimeMs: number;
+  sequence: number;
+  speedKmh?: number;
+  engineRpm?: number;
+  gear?: number;
+  batteryVoltageV?: number;
+  stateOfChargePct?: number;
+  coolantTempC?: number;
+  fuelLevelPct?: number;
+  odometerKm?: number;
+  gps?: { latitudeDeg: number; longitudeDeg: number };
+  tyrePressure?: { frontLeftKpa?: number; frontRightKpa?: number; rearLeftKpa?: number; rearRightKpa?: number };
+  diagnostics?: { milOn: boolean; dtcs: string[] };
+  signals: Record<string, SignalStats>;
+  event?: TelemetryEvent;
+}
+
+export interface TelemetryBatch {
+  batchId: string;
+  vehicleId: string;
+  schemaVersion: string;
+  createdMs: number;
+  records: VehicleTelemetry[];
+}
+
+const root = protobuf.loadSync(join(projectRoot(), 'proto', 'telemetry.proto'));
+const recordType = root.lookupType('v2c.telemetry.v1.VehicleTelemetry');
+const batchType = root.lookupType('v2c.telemetry.v1.TelemetryBatch');
+const toObjectOptions: protobuf.IConversionOptions = { longs: Number, enums: Number, defaults: true, arrays: true, objects: true };
+
+/** A payload that is not a valid message of the expected type. */
+export class TelemetryDecodeError extends Error {
+  readonly code = 'TELEMETRY_DECODE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TelemetryDecodeError';
+  }
+}
+
+export function encodeTelemetry(record: VehicleTelemetry): Uint8Array {
+  return recordType.encode(recordType.fromObject(record)).finish();
+}
+
+export function decodeTelemetry(payload: Uint8Array): VehicleTelemetry {
+  return fromWire(recordType, payload) as unknown as VehicleTelemetry;
+}
+
+export function encodeBatch(batch: TelemetryBatch): Uint8Array {
+  return batchType.encode(batchType.fromObject(batch)).finish();
+}
+
+export function decodeBatch(payload: Uint8Array): TelemetryBatch {
+  return fromWire(batchType, payload) as unknown as TelemetryBatch;
+}
+
+function fromWire(type: protobuf.Type, payload: Uint8Array): Record<string, unknown> {
+  let message: protobuf.Message;
+  try {
+    message = type.decode(payload);
+  } catch (err) {
+    throw new TelemetryDecodeError(`not a valid ${type.name}: ${(err as Error).message}`);
+  }
+  // Optional scalars absent on the wire stay absent (proto3 `optional`), not 0.
+  const object = type.toObject(message, { ...toObjectOptions, defaults: false });
+  const defaults = type.toObject(type.create(), toObjectOptions);
+  for (const field of type.fieldsArray) {
+    if (field.options?.proto3_optional === true || field.partOf !== null) continue;
+    if (!(field.name in object) && field.resolvedType === null) object[field.name] = defaults[field.name];
+    if (field.map && !(field.name in object)) object[field.name] = {};
+  }
+  return object;
+}
