@@ -91,7 +91,7 @@ class TokenReader {
   }
   fail(expected: string, at?: Token): never {
     const tok = at ?? this.peek();
-    const found = tok === undefined ? 'end of file' : `'${tok.text}'`;
+    const found = tok === undefined ? 'end of file' : tok.kind === 'string' ? `string "${tok.text}"` : `'${tok.text}'`;
     throw new DbcSyntaxError(this.file, tok?.line ?? this.lastLine, `expected ${expected}, found ${found}`);
   }
   next(kind: TokenKind, expected: string, text?: string): Token {
