@@ -2,19 +2,25 @@
 // Entry point for `npm run demo|test|bench`: installs what a fresh clone lacks (npm packages,
 // Debian's mosquitto and socat), compiles, then runs the job. Plain JS with no dependencies,
 // because it must work before `npm ci` has run.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const job = process.argv[2];
 const jobs = {
-  demo: ['node', ['--enable-source-maps', 'dist/gateway/cli.js', 'demo', ...process.argv.slice(3)]],
-  test: ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : [])]],
-  bench: ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
+  demo: () => ['node', ['--enable-source-maps', 'dist/gateway/cli.js', 'demo', ...process.argv.slice(3)]],
+  // tap skips git-ignored paths when it searches, so the compiled tests are named explicitly.
+  test: () => ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
+  bench: () => ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
 };
 if (!(job in jobs)) fail(`unknown job "${job}"; expected one of ${Object.keys(jobs).join(', ')}`);
+
+function compiledTests() {
+  const dir = join(root, 'dist', 'test');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => join('dist', 'test', f)) : ['dist/test'];
+}
 
 function run(cmd, args, what) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -49,5 +55,18 @@ if (missing.length > 0) {
 }
 
 if (run('npx', ['tsc', '-p', 'tsconfig.json'], 'tsc') !== 0) fail('TypeScript compilation failed (see above)');
-const [cmd, args] = jobs[job];
-process.exit(run(cmd, args, job));
+const [cmd, args] = jobs[job]();
+if (job !== 'test') process.exit(run(cmd, args, job));
+
+// Echo tap's output and close with a plain "N passed, N failed" line from its summary.
+const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+let tail = '';
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  tail = (tail + chunk.toString()).slice(-4096);
+});
+child.on('exit', (code) => {
+  const summary = /# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?/.exec(tail);
+  if (summary) console.log(`tests: ${summary[2]} passed, ${summary[3] ?? 0} failed`);
+  process.exit(code ?? 1);
+});

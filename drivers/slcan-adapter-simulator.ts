@@ -65,6 +65,8 @@ export async function runSimulator(options: SimulatorOptions, clock: Clock, log:
     if (!port.write(text, 'latin1')) await new Promise<void>((resolve) => port.once('drain', () => resolve()));
     result.framesSent++;
   }
+  // Everything queued must reach the pty before the port closes.
+  while (port.writableLength > 0) await clock.sleep(10);
   await new Promise<void>((resolve) => port.drain(() => resolve()));
   await new Promise<void>((resolve) => port.close(() => resolve()));
   return result;

@@ -10,11 +10,13 @@ export interface PtyPair {
   adapterEnd: string;
   /** Path the gateway opens, as it would /dev/ttyACM0. */
   gatewayEnd: string;
-  close(): Promise<void>;
+  dir: string;
+  /** Ends socat, as when the adapter is unplugged; `keepDir` leaves the folder for a re-plug. */
+  close(keepDir?: boolean): Promise<void>;
 }
 
-export async function openPtyPair(): Promise<PtyPair> {
-  const dir = mkdtempSync(join(tmpdir(), 'v2c-pty-'));
+/** Opens a pair; passing the `dir` of an earlier pair recreates the same paths (a re-plugged adapter). */
+export async function openPtyPair(dir = mkdtempSync(join(tmpdir(), 'v2c-pty-'))): Promise<PtyPair> {
   const adapterEnd = join(dir, 'adapter');
   const gatewayEnd = join(dir, 'ttyV2C0');
   const child: ChildProcess = spawn('socat', [`pty,raw,echo=0,link=${adapterEnd}`, `pty,raw,echo=0,link=${gatewayEnd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -30,12 +32,13 @@ export async function openPtyPair(): Promise<PtyPair> {
   return {
     adapterEnd,
     gatewayEnd,
-    async close() {
+    dir,
+    async close(keepDir = false) {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
         await new Promise((resolve) => child.once('exit', resolve));
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
