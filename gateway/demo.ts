@@ -1,9 +1,8 @@
 // `npm run demo`: the recorded drive through a simulated USB adapter (socat pty) into the gateway
 // and a local Mosquitto, watched by a subscriber that decodes what arrives.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { openPtyPair } from './bench-rig/pty-pair.js';
+import { spawnSimulator, waitUntilSteady } from './bench-rig/simulator-process.js';
 import { startLocalBroker } from './bench-rig/local-broker.js';
 import { referenceVehicleConfig } from './config.js';
 import { startGateway } from './gateway.js';
@@ -43,27 +42,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   });
   await subscriber.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
 
-  const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
-  const simulator = spawn(process.execPath, [cli, 'simulate', '--port', pty.adapterEnd, '--speed', String(speed)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let simulatorLog = '';
-  simulator.stderr.on('data', (d: Buffer) => { simulatorLog += d.toString(); });
-  const simulatorDone = new Promise<number>((resolve) => simulator.once('exit', (code) => resolve(code ?? 1)));
-  // Open the gateway side only once the adapter listens, as a powered adapter would.
-  while (!simulatorLog.includes('ready') && simulator.exitCode === null) await systemClock.sleep(20);
-
+  const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
   const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs });
   const gateway = await startGateway(config, systemClock, log);
   const started = Date.now();
   const progress = setInterval(() => {
     process.stdout.write(`  ... ${Math.round((Date.now() - started) / 1000)} s: frames ${gateway.pipeline.frames}, records ${gateway.stored()}, acked ${gateway.sender.counters.acked}\n`);
   }, 10_000);
-  const simulatorCode = await simulatorDone;
-  // Let the last bytes cross the pty before stopping capture.
-  let lastFrames = -1;
-  while (gateway.pipeline.frames !== lastFrames) {
-    lastFrames = gateway.pipeline.frames;
-    await systemClock.sleep(300);
-  }
+  const simulatorCode = await simulator.done;
+  await waitUntilSteady(() => gateway.pipeline.frames, systemClock);
   clearInterval(progress);
   const result = await gateway.stop(30_000);
   const deadline = Date.now() + 5000;
@@ -79,7 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const ordered = [...received.values()].sort((a, b) => a.sequence - b.sequence);
   const windows = ordered.filter((r) => r.kind === RecordKind.Window);
   const events = ordered.filter((r) => r.kind === RecordKind.Event);
-  console.log(`\n  simulator: ${simulatorLog.trim().split('\n').pop() ?? ''} (exit ${simulatorCode})`);
+  console.log(`\n  simulator: ${simulator.log().trim().split('\n').pop() ?? ''} (exit ${simulatorCode})`);
   console.log(`  adapter: reopens ${serial?.reopens ?? 0}, BEL errors ${serial?.adapterErrors ?? 0}; decode errors ${JSON.stringify(p.decodeErrors)}`);
   console.log(`  subscriber: ${received.size} records decoded (${windows.length} windows, ${events.length} events, ${duplicates} duplicates)`);
   console.log('  first, middle and last windows:');

@@ -1,10 +1,9 @@
 // simulator → pty → gateway → Mosquitto → subscriber, checked against the trace's ground truth.
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { openPtyPair } from '../gateway/bench-rig/pty-pair.js';
+import { spawnSimulator, waitUntilSteady } from '../gateway/bench-rig/simulator-process.js';
 import { freePort, startLocalBroker } from '../gateway/bench-rig/local-broker.js';
 import { referenceVehicleConfig } from '../gateway/config.js';
 import { loadDecoder, startGateway } from '../gateway/gateway.js';
@@ -56,19 +55,12 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   const sub = await subscribe(broker.url);
   t.teardown(() => sub.close());
 
-  const cli = fileURLToPath(new URL('../gateway/cli.js', import.meta.url));
-  const simulator = spawn(process.execPath, [cli, 'simulate', '--port', pty.adapterEnd, '--speed', String(speed)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let simLog = '';
-  simulator.stderr.on('data', (d: Buffer) => { simLog += d.toString(); });
-  const simDone = new Promise<number>((resolve) => simulator.once('exit', (c) => resolve(c ?? 1)));
-  while (!simLog.includes('ready')) await systemClock.sleep(20);
-
+  const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
   const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed) });
   const truthPromise = groundTruth(config.dbc);
   const gateway = await startGateway(config, systemClock, () => undefined);
-  t.equal(await simDone, 0, simLog);
-  let last = -1;
-  while (gateway.pipeline.frames !== last) { last = gateway.pipeline.frames; await systemClock.sleep(300); }
+  t.equal(await simulator.done, 0, simulator.log());
+  await waitUntilSteady(() => gateway.pipeline.frames, systemClock);
   const result = await gateway.stop(20_000);
   const truth = await truthPromise;
   const deadline = Date.now() + 5000;

@@ -1,0 +1,30 @@
+// The adapter simulator as a child process (a separate "device"), for the demo and the tests.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Clock } from '../clock.js';
+
+export interface SimulatorProcess {
+  /** Resolves with the exit code once the trace has been played. */
+  done: Promise<number>;
+  log(): string;
+}
+
+/** Starts `v2c-gateway simulate` on `port` and resolves once the adapter listens. */
+export async function spawnSimulator(port: string, speed: number, clock: Clock): Promise<SimulatorProcess> {
+  const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'simulate', '--port', port, '--speed', String(speed)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+  while (!output.includes('ready') && child.exitCode === null) await clock.sleep(20);
+  return { done, log: () => output };
+}
+
+/** Waits until `count()` stops changing for one `intervalMs` (the last bytes crossed the pty). */
+export async function waitUntilSteady(count: () => number, clock: Clock, intervalMs = 300): Promise<void> {
+  let last = -1;
+  while (count() !== last) {
+    last = count();
+    await clock.sleep(intervalMs);
+  }
+}
