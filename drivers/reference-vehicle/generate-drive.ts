@@ -11,6 +11,7 @@ import { encodeMessage } from '../dbc/encoder.js';
 import { formatCandumpLog } from '../candump.js';
 import type { DbcMessage } from '../dbc/model.js';
 import { projectRoot } from '../../gateway/project-root.js';
+import { mulberry32 } from './seeded-random.js';
 
 /** Target speed (km/h) from each time (s) on: idle, town, a red light, town, motorway, exit, stop. */
 const PROFILE: Array<[number, number]> = [
@@ -28,17 +29,6 @@ const SCHEDULE: Array<[string, number]> = [
   ['IPC_Odometer', 100], ['TPMS_Status', 100], ['GNSS_Position', 100], ['GNSS_Status', 100], ['ECM_Diagnostics', 100],
 ];
 const DTC_P0217 = 0x0217;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function targetSpeed(t: number): number {
   let v = 0;

@@ -1,0 +1,132 @@
+// One SQLite database file: opened once per process, configured for power cuts, checked at open.
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fromSqliteError, storageError, type StorageError } from './storage-errors.js';
+
+export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+
+export interface SqliteFileOptions {
+  /** FULL: a commit is on the medium before it returns (the outbox needs this to survive a power cut). */
+  synchronous: SqliteSynchronous;
+  /** WAL pages after which SQLite copies the log back into the database. */
+  walAutocheckpointPages: number;
+  /** Hard cap on the database size; writes past it fail with STORAGE_FULL. */
+  maxBytes?: number;
+  /** Run `PRAGMA quick_check` at open, so a damaged file is found before it is trusted. */
+  checkOnOpen: boolean;
+  /** Told when a damaged file was moved aside and a new one started. */
+  onCorruptMovedAside?: (error: StorageError, movedTo: string) => void;
+}
+
+/** A shared connection; storage instances of the same file in one process use one connection. */
+export interface SqliteFile {
+  readonly path: string;
+  readonly db: Database.Database;
+  /** Runs `fn` as one transaction; SQLite errors come back as typed StorageErrors. */
+  transaction<T>(fn: () => T): T;
+  /** Runs `fn` and translates SQLite errors. */
+  guard<T>(fn: () => T): T;
+  release(): void;
+}
+
+interface OpenFile {
+  file: SqliteFile;
+  refs: number;
+}
+
+const openFiles = new Map<string, OpenFile>();
+
+export function acquireSqliteFile(path: string, options: SqliteFileOptions): SqliteFile {
+  const existing = openFiles.get(path);
+  if (existing) {
+    existing.refs++;
+    return existing.file;
+  }
+  const db = openConfigured(path, options);
+  const guard = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw fromSqliteError(err, path);
+    }
+  };
+  const entry: OpenFile = {
+    refs: 1,
+    file: {
+      path,
+      db,
+      guard,
+      transaction: (fn) => guard(() => db.transaction(fn)()),
+      release: () => {
+        if (--entry.refs > 0) return;
+        openFiles.delete(path);
+        db.close();
+      },
+    },
+  };
+  openFiles.set(path, entry);
+  return entry.file;
+}
+
+export function isSqliteFileOpen(path: string): boolean {
+  return openFiles.has(path);
+}
+
+function openConfigured(path: string, options: SqliteFileOptions): Database.Database {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (err) {
+    throw storageError('STORAGE_OPEN_FAILED', dirname(path), `cannot create the directory (${(err as Error).message})`);
+  }
+  try {
+    return openAndCheck(path, options);
+  } catch (err) {
+    const error = fromSqliteError(err, path);
+    if ((error as StorageError).code !== 'STORAGE_CORRUPT') throw error;
+    // Never delete what the user had: keep the damaged file beside the new one.
+    const movedTo = moveAside(path);
+    options.onCorruptMovedAside?.(error as StorageError, movedTo);
+    try {
+      return openAndCheck(path, options);
+    } catch (again) {
+      throw fromSqliteError(again, path);
+    }
+  }
+}
+
+function openAndCheck(path: string, options: SqliteFileOptions): Database.Database {
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous}`);
+    db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);
+    if (options.maxBytes !== undefined) {
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+    }
+    if (options.checkOnOpen) {
+      const verdict = db.pragma('quick_check(1)', { simple: true });
+      if (verdict !== 'ok') throw storageError('STORAGE_CORRUPT', path, `quick_check: ${String(verdict)}`);
+    }
+    // A write probe: a read-only file or filesystem fails here, at open, not at the first record.
+    db.exec('BEGIN IMMEDIATE; COMMIT');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function moveAside(path: string): string {
+  const movedTo = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  try {
+    renameSync(path, movedTo);
+    for (const suffix of ['-wal', '-shm']) {
+      if (existsSync(path + suffix)) renameSync(path + suffix, movedTo + suffix);
+    }
+  } catch (err) {
+    throw storageError('STORAGE_CORRUPT', path, `damaged, and it could not be moved aside (${(err as Error).message})`);
+  }
+  return movedTo;
+}

@@ -1,0 +1,371 @@
+// A durable RxStorage on better-sqlite3: one table per collection, one SQLite index per schema index.
+//
+// Rows keep the document as JSON next to its id, deleted flag, revision and last-write time. Each
+// schema index becomes a BLOB column holding RxDB's indexable string, so a query is a range scan
+// of a real SQLite index. The strings are stored as UTF-16BE: SQLite compares BLOBs with memcmp,
+// which then orders exactly as JavaScript compares strings (code unit by code unit), the order
+// RxDB's own storages use. TEXT would compare UTF-8 bytes and misplace characters above U+FFFF.
+import type Database from 'better-sqlite3';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  RXDB_VERSION,
+  categorizeBulkWriteRows,
+  ensureRxStorageInstanceParamsAreCorrect,
+  getChangedDocumentsSinceQuery,
+  getIndexableStringMonad,
+  getPrimaryFieldOfPrimaryKey,
+  getQueryMatcher,
+  getSortComparator,
+  getStartIndexStringFromLowerBound,
+  getStartIndexStringFromUpperBound,
+  now,
+  prepareQuery,
+  type BulkWriteRow,
+  type EventBulk,
+  type PreparedQuery,
+  type RxDocumentData,
+  type RxJsonSchema,
+  type RxStorage,
+  type RxStorageBulkWriteResponse,
+  type RxStorageChangeEvent,
+  type RxStorageCountResult,
+  type RxStorageDefaultCheckpoint,
+  type RxStorageInstance,
+  type RxStorageInstanceCreationParams,
+  type RxStorageQueryResult,
+} from 'rxdb';
+import { Subject, type Observable } from 'rxjs';
+import { acquireSqliteFile, isSqliteFileOpen, type SqliteFile, type SqliteFileOptions } from './sqlite-file.js';
+import { storageError } from './storage-errors.js';
+
+export interface SqliteStorageSettings extends Partial<SqliteFileOptions> {
+  /** Directory holding one `<databaseName>.sqlite` file per RxDB database. */
+  directory: string;
+}
+
+export interface SqliteStorageInternals {
+  file: SqliteFile;
+  table: string;
+}
+
+type ChangeBulk<T> = EventBulk<RxStorageChangeEvent<RxDocumentData<T>>, RxStorageDefaultCheckpoint>;
+
+/** Change subjects shared by every instance of the same table in this process (as RxDB's memory storage does). */
+const changeSubjects = new Map<string, { subject: Subject<ChangeBulk<unknown>>; refs: number }>();
+
+/** Rows removed by one cleanup() call at most, so a large purge does not block the event loop for long. */
+const CLEANUP_BATCH = 5_000;
+
+const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', walAutocheckpointPages: 1000, checkOnOpen: true };
+
+export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<SqliteStorageInternals, Record<string, never>> {
+  const fileOptions: SqliteFileOptions = { ...DEFAULTS, ...settings };
+  return {
+    name: 'v2c-sqlite',
+    rxdbVersion: RXDB_VERSION,
+    createStorageInstance(params) {
+      ensureRxStorageInstanceParamsAreCorrect(params);
+      const path = databasePath(settings.directory, params.databaseName);
+      if (params.schema.attachments) {
+        return Promise.reject(storageError('STORAGE_ATTACHMENTS_UNSUPPORTED', path, `collection "${params.collectionName}" declares attachments`));
+      }
+      try {
+        return Promise.resolve(new SqliteStorageInstance(acquireSqliteFile(path, fileOptions), params));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    },
+  };
+}
+
+export function databasePath(directory: string, databaseName: string): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(databaseName) || databaseName.startsWith('.')) {
+    throw storageError('STORAGE_OPEN_FAILED', join(directory, databaseName), 'expected a database name of letters, digits, "_", "-" or "."');
+  }
+  return join(directory, `${databaseName}.sqlite`);
+}
+
+/** The index key as stored: UTF-16BE bytes, so memcmp order equals JavaScript string order. */
+function indexKey(s: string): Buffer {
+  return Buffer.from(s, 'utf16le').swap16();
+}
+
+interface IndexColumn {
+  fields: string[];
+  column: string;
+  key: (doc: RxDocumentData<unknown>) => string;
+}
+
+export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStorageInternals, Record<string, never>, RxStorageDefaultCheckpoint> {
+  readonly databaseName: string;
+  readonly collectionName: string;
+  readonly schema: Readonly<RxJsonSchema<RxDocumentData<T>>>;
+  readonly options: Readonly<Record<string, never>>;
+  readonly internals: SqliteStorageInternals;
+  private readonly primaryPath: string;
+  private readonly columns: IndexColumn[];
+  private readonly columnsByIndex = new Map<string, IndexColumn>();
+  private readonly changes: Subject<ChangeBulk<unknown>>;
+  private readonly changesKey: string;
+  private readonly statements = new Map<string, Database.Statement>();
+  private closed = false;
+
+  constructor(private readonly file: SqliteFile, params: RxStorageInstanceCreationParams<T, Record<string, never>>) {
+    this.databaseName = params.databaseName;
+    this.collectionName = params.collectionName;
+    this.schema = params.schema;
+    this.options = params.options;
+    this.primaryPath = getPrimaryFieldOfPrimaryKey(params.schema.primaryKey);
+    const table = `${params.collectionName}-v${params.schema.version}`;
+    this.internals = { file, table };
+    this.columns = (params.schema.indexes ?? []).map((index, n) => {
+      const fields = typeof index === 'string' ? [index] : [...index];
+      const getIndexableString = getIndexableStringMonad(params.schema, fields);
+      return { fields, column: `ix${n}`, key: (doc) => getIndexableString(doc as RxDocumentData<T>) };
+    });
+    for (const c of this.columns) this.columnsByIndex.set(c.fields.join(','), c);
+    try {
+      this.createTable();
+    } catch (err) {
+      file.release();
+      throw err;
+    }
+    this.changesKey = `${file.path}\0${table}`;
+    const shared = changeSubjects.get(this.changesKey) ?? { subject: new Subject<ChangeBulk<unknown>>(), refs: 0 };
+    shared.refs++;
+    changeSubjects.set(this.changesKey, shared);
+    this.changes = shared.subject;
+  }
+
+  private createTable(): void {
+    const t = quote(this.internals.table);
+    const indexList = JSON.stringify(this.columns.map((c) => c.fields));
+    this.file.transaction(() => {
+      this.file.db.exec('CREATE TABLE IF NOT EXISTS v2c_tables (name TEXT PRIMARY KEY NOT NULL, indexes TEXT NOT NULL)');
+      const known = this.file.db.prepare('SELECT indexes FROM v2c_tables WHERE name = ?').get(this.internals.table) as { indexes: string } | undefined;
+      if (known && known.indexes !== indexList) {
+        throw storageError('STORAGE_SCHEMA_MISMATCH', this.file.path, `table ${this.internals.table} has indexes ${known.indexes}, the schema asks for ${indexList}`);
+      }
+      const ixColumns = this.columns.map((c) => `, ${c.column} BLOB NOT NULL`).join('');
+      this.file.db.exec(`CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY NOT NULL, deleted INTEGER NOT NULL, rev TEXT NOT NULL, lwt REAL NOT NULL, data TEXT NOT NULL${ixColumns})`);
+      for (const c of this.columns) {
+        this.file.db.exec(`CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__${c.column}`)} ON ${t} (${c.column})`);
+      }
+      // Only tombstones are indexed for cleanup(): live rows pay nothing for it.
+      this.file.db.exec(`CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__tombstones`)} ON ${t} (lwt) WHERE deleted = 1`);
+      if (!known) this.file.db.prepare('INSERT INTO v2c_tables (name, indexes) VALUES (?, ?)').run(this.internals.table, indexList);
+    });
+  }
+
+  private statement(key: string, sql: () => string): Database.Statement {
+    let stmt = this.statements.get(key);
+    if (!stmt) {
+      stmt = this.file.guard(() => this.file.db.prepare(sql()));
+      this.statements.set(key, stmt);
+    }
+    return stmt;
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw storageError('STORAGE_CLOSED', this.file.path, `collection "${this.collectionName}" is closed`);
+  }
+
+  private rowValues(doc: RxDocumentData<T>): unknown[] {
+    const values: unknown[] = [(doc as Record<string, unknown>)[this.primaryPath], doc._deleted ? 1 : 0, doc._rev, doc._meta.lwt, JSON.stringify(doc)];
+    for (const c of this.columns) values.push(indexKey(c.key(doc)));
+    return values;
+  }
+
+  bulkWrite(documentWrites: BulkWriteRow<T>[], context: string): Promise<RxStorageBulkWriteResponse<T>> {
+    try {
+      this.ensureOpen();
+      const ids = documentWrites.map((row) => (row.document as Record<string, unknown>)[this.primaryPath] as string);
+      const docsInDb = new Map<string, RxDocumentData<T>>();
+      for (const doc of this.readByIds(ids)) docsInDb.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+      const categorized = categorizeBulkWriteRows<T>(this, this.primaryPath as never, docsInDb, documentWrites, context);
+      const t = quote(this.internals.table);
+      const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
+      const insert = this.statement('insert', () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
+      const update = this.statement('update', () => `UPDATE ${t} SET ${cols.slice(1).map((c) => `${c} = ?`).join(', ')} WHERE id = ?`);
+      if (categorized.bulkInsertDocs.length + categorized.bulkUpdateDocs.length > 0) {
+        this.file.transaction(() => {
+          for (const row of categorized.bulkInsertDocs) insert.run(this.rowValues(row.document));
+          for (const row of categorized.bulkUpdateDocs) {
+            const [id, ...rest] = this.rowValues(row.document);
+            update.run([...rest, id]);
+          }
+        });
+      }
+      // Events go out only after the commit: a listener never sees a write that a power cut could undo.
+      if (categorized.eventBulk.events.length > 0 && categorized.newestRow) {
+        const last = categorized.newestRow.document;
+        categorized.eventBulk.checkpoint = { id: (last as Record<string, unknown>)[this.primaryPath] as string, lwt: last._meta.lwt };
+        this.changes.next(categorized.eventBulk as ChangeBulk<unknown>);
+      }
+      return Promise.resolve({ error: categorized.errors });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private readByIds(ids: string[]): RxDocumentData<T>[] {
+    if (ids.length === 0) return [];
+    const t = quote(this.internals.table);
+    const byIds = this.statement('byIds', () => `SELECT data FROM ${t} WHERE id IN (SELECT value FROM json_each(?))`);
+    const rows = this.file.guard(() => byIds.all(JSON.stringify(ids)) as { data: string }[]);
+    return rows.map((r) => JSON.parse(r.data) as RxDocumentData<T>);
+  }
+
+  findDocumentsById(ids: string[], withDeleted: boolean): Promise<RxDocumentData<T>[]> {
+    try {
+      this.ensureOpen();
+      const byId = new Map<string, RxDocumentData<T>>();
+      for (const doc of this.readByIds(ids)) byId.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+      // Same order and duplicates as the request, like RxDB's memory storage.
+      const out: RxDocumentData<T>[] = [];
+      for (const id of ids) {
+        const doc = byId.get(id);
+        if (doc && (withDeleted || !doc._deleted)) out.push(doc);
+      }
+      return Promise.resolve(out);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private range(prepared: PreparedQuery<T>): { column: IndexColumn; lower: Buffer; upper: Buffer; where: string } {
+    const plan = prepared.queryPlan;
+    const index = plan.index as string[];
+    const column = this.columnsByIndex.get(index.join(','));
+    if (!column) throw storageError('STORAGE_SCHEMA_MISMATCH', this.file.path, `no index ${index.join(',')} on ${this.internals.table}`);
+    const lower = indexKey(getStartIndexStringFromLowerBound(this.schema, index, plan.startKeys as never));
+    const upper = indexKey(getStartIndexStringFromUpperBound(this.schema, index, plan.endKeys as never));
+    const where = `${column.column} ${plan.inclusiveStart ? '>=' : '>'} ? AND ${column.column} ${plan.inclusiveEnd ? '<=' : '<'} ?`;
+    return { column, lower, upper, where };
+  }
+
+  query(prepared: PreparedQuery<T>): Promise<RxStorageQueryResult<T>> {
+    try {
+      this.ensureOpen();
+      const q = prepared.query;
+      const skip = q.skip ?? 0;
+      const limit = typeof q.limit === 'number' ? q.limit : Infinity;
+      const { column, lower, upper, where } = this.range(prepared);
+      const t = quote(this.internals.table);
+      const matcher = prepared.queryPlan.selectorSatisfiedByIndex ? null : getQueryMatcher(this.schema, q);
+      const resort = !prepared.queryPlan.sortSatisfiedByIndex;
+      if (!matcher && !resort) {
+        // The index range is the answer: SQLite skips and limits.
+        const stmt = this.statement(`page:${where}`, () => `SELECT data FROM ${t} WHERE ${where} ORDER BY ${column.column} LIMIT ? OFFSET ?`);
+        const rows = this.file.guard(() => stmt.all(lower, upper, Number.isFinite(limit) ? limit : -1, skip) as { data: string }[]);
+        return Promise.resolve({ documents: rows.map((r) => JSON.parse(r.data) as RxDocumentData<T>) });
+      }
+      const stmt = this.statement(`scan:${where}`, () => `SELECT data FROM ${t} WHERE ${where} ORDER BY ${column.column}`);
+      let docs: RxDocumentData<T>[] = [];
+      const wanted = skip + limit;
+      this.file.guard(() => {
+        for (const row of stmt.iterate(lower, upper) as IterableIterator<{ data: string }>) {
+          const doc = JSON.parse(row.data) as RxDocumentData<T>;
+          if (matcher && !matcher(doc)) continue;
+          docs.push(doc);
+          if (!resort && docs.length >= wanted) break;
+        }
+      });
+      if (resort) docs.sort(getSortComparator(this.schema, q));
+      if (skip !== 0 || docs.length > wanted) docs = docs.slice(skip, wanted);
+      return Promise.resolve({ documents: docs });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  count(prepared: PreparedQuery<T>): Promise<RxStorageCountResult> {
+    try {
+      this.ensureOpen();
+      const { lower, upper, where } = this.range(prepared);
+      const t = quote(this.internals.table);
+      if (prepared.queryPlan.selectorSatisfiedByIndex) {
+        const stmt = this.statement(`count:${where}`, () => `SELECT count(*) AS n FROM ${t} WHERE ${where}`);
+        const { n } = this.file.guard(() => stmt.get(lower, upper) as { n: number });
+        return Promise.resolve({ count: n, mode: 'fast' });
+      }
+      const matcher = getQueryMatcher(this.schema, prepared.query);
+      const stmt = this.statement(`scan-unordered:${where}`, () => `SELECT data FROM ${t} WHERE ${where}`);
+      let count = 0;
+      this.file.guard(() => {
+        for (const row of stmt.iterate(lower, upper) as IterableIterator<{ data: string }>) {
+          if (matcher(JSON.parse(row.data) as RxDocumentData<T>)) count++;
+        }
+      });
+      return Promise.resolve({ count, mode: 'fast' });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  async getChangedDocumentsSince(limit: number, checkpoint?: RxStorageDefaultCheckpoint): Promise<{ documents: RxDocumentData<T>[]; checkpoint: RxStorageDefaultCheckpoint }> {
+    // Ordered by (lwt, id) over the ['_meta.lwt', primary key] index RxDB adds to every schema.
+    const query = prepareQuery(this.schema, getChangedDocumentsSinceQuery(this, limit, checkpoint));
+    const { documents } = await this.query(query);
+    const last = documents[documents.length - 1];
+    return {
+      documents,
+      checkpoint: last ? { id: (last as Record<string, unknown>)[this.primaryPath] as string, lwt: last._meta.lwt } : checkpoint ?? { id: '', lwt: 0 },
+    };
+  }
+
+  changeStream(): Observable<ChangeBulk<T>> {
+    this.ensureOpen();
+    return this.changes.asObservable() as Observable<ChangeBulk<T>>;
+  }
+
+  cleanup(minimumDeletedTime: number): Promise<boolean> {
+    try {
+      this.ensureOpen();
+      const t = quote(this.internals.table);
+      const purge = this.statement('cleanup', () => `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE deleted = 1 AND lwt <= ? ORDER BY lwt LIMIT ${CLEANUP_BATCH})`);
+      const { changes } = this.file.transaction(() => purge.run(now() - minimumDeletedTime));
+      return Promise.resolve(changes < CLEANUP_BATCH);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  getAttachmentData(): Promise<Blob> {
+    return Promise.reject(storageError('STORAGE_ATTACHMENTS_UNSUPPORTED', this.file.path, 'getAttachmentData() was called'));
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    this.statements.clear();
+    const shared = changeSubjects.get(this.changesKey);
+    if (shared && --shared.refs === 0) {
+      changeSubjects.delete(this.changesKey);
+      shared.subject.complete();
+    }
+    this.file.release();
+    return Promise.resolve();
+  }
+
+  async remove(): Promise<void> {
+    this.ensureOpen();
+    const { db, path } = this.file;
+    const table = this.internals.table;
+    const remaining = this.file.transaction(() => {
+      db.exec(`DROP TABLE IF EXISTS ${quote(table)}`);
+      db.prepare('DELETE FROM v2c_tables WHERE name = ?').run(table);
+      return (db.prepare('SELECT count(*) AS n FROM v2c_tables').get() as { n: number }).n;
+    });
+    await this.close();
+    // The last collection gone and nobody else holding the file: the database is removed with it.
+    if (remaining === 0 && !isSqliteFileOpen(path)) {
+      for (const suffix of ['', '-wal', '-shm']) if (existsSync(path + suffix)) rmSync(path + suffix);
+    }
+  }
+}
+
+function quote(identifier: string): string {
+  return `"${identifier.replace(/"/g, '""')}"`;
+}
