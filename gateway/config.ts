@@ -78,9 +78,18 @@ export const configSchema = z.object({
     })).default([]),
   }).strict().default({}),
   store: z.object({
-    /** Directory for the local database. */
-    dir: z.string().default('.v2c/data'),
-    storage: z.enum(['memory']).default('memory'),
+    /** Directory for the local database (`<dir>/v2c.sqlite`). */
+    dir: z.string().min(1).default('.v2c/data'),
+    /** `memory` keeps nothing across a restart: for tests and benchmarks only. */
+    storage: z.enum(['sqlite', 'memory']).default('sqlite'),
+    /** FULL: every stored record is on the medium before the write returns (power cuts lose nothing). */
+    synchronous: z.enum(['OFF', 'NORMAL', 'FULL', 'EXTRA']).default('FULL'),
+    /** WAL pages before SQLite copies them into the database (see docs/decisions.md on flash wear). */
+    walAutocheckpointPages: z.number().int().min(16).max(1_000_000).default(1000),
+    /** Size cap of the database; past 90 % the oldest records of the lowest priority make room. */
+    maxBytes: z.number().int().min(1 << 20).optional(),
+    /** How often acknowledged records' tombstones are purged from the file. */
+    purgeIntervalMs: z.number().int().min(1000).default(60_000),
   }).strict().default({}),
   mqtt: z.object({
     url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),

@@ -1,6 +1,9 @@
 // `npm run demo`: the recorded drive through a simulated USB adapter (socat pty) into the gateway
 // and a local Mosquitto, watched by a subscriber that decodes what arrives.
 import mqtt from 'mqtt';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openPtyPair } from './bench-rig/pty-pair.js';
 import { spawnSimulator, waitUntilSteady } from './bench-rig/simulator-process.js';
 import { startLocalBroker } from './bench-rig/local-broker.js';
@@ -43,7 +46,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   await subscriber.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs });
+  // A fresh database, so the figures below are this run's alone.
+  const storeDir = mkdtempSync(join(tmpdir(), 'v2c-demo-'));
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs, storeDir });
+  console.log(`  store: ${join(storeDir, 'v2c.sqlite')} (SQLite, WAL, synchronous=FULL)`);
   const gateway = await startGateway(config, systemClock, log);
   const started = Date.now();
   const progress = setInterval(() => {
@@ -58,6 +64,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   await subscriber.endAsync();
   await pty.close();
   await broker.stop();
+  rmSync(storeDir, { recursive: true, force: true });
 
   const p = gateway.pipeline;
   const serial = gateway.serial;

@@ -68,7 +68,7 @@ export function telemetryTopic(config: GatewayConfig): string {
 export async function startGateway(config: GatewayConfig, clock: Clock, log: Log): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
-  const store = await TelemetryStore.open(config.store.storage);
+  const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store }, log);
   const counters = newPipelineCounters();
   let stored = 0;
 
@@ -149,4 +149,9 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
   ]);
   m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, transport.isConnected ? 1 : 0]]);
   m.gauge('v2c_local_buffer_depth', 'Records stored and not yet acknowledged', ['vehicle_id'], async () => [[{ vehicle_id: config.vehicle.id }, await store.count()]]);
+  m.counter('v2c_dropped_total', 'Records dropped before delivery', ['priority', 'reason'], () =>
+    [...store.counters.dropped].map(([key, n]) => { const [priority = '', reason = ''] = key.split('|'); return [{ priority, reason }, n]; }));
+  m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [[{}, store.counters.writeErrors]]);
+  m.gauge('v2c_store_degraded', '1 while records are kept in memory because the database cannot be used', ['reason'], () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]]);
+  m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [[{}, store.usedBytes() ?? 0]]);
 }

@@ -69,6 +69,17 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
   return entry.file;
 }
 
+/** Bytes in live pages (free pages excluded) and the file's page count, for an open file. */
+export function sqliteFileUsage(path: string): { usedBytes: number; pages: number } {
+  const entry = openFiles.get(path);
+  if (!entry) return { usedBytes: 0, pages: 0 };
+  const { db } = entry.file;
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  const pages = db.pragma('page_count', { simple: true }) as number;
+  const free = db.pragma('freelist_count', { simple: true }) as number;
+  return { usedBytes: (pages - free) * pageSize, pages };
+}
+
 export function isSqliteFileOpen(path: string): boolean {
   return openFiles.has(path);
 }

@@ -3,6 +3,9 @@ import { createRxDatabase, type RxCollection, type RxDatabase, type RxJsonSchema
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
+import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
+import { StorageError } from './storage-errors.js';
 
 export interface StoredRecord {
   id: string;
@@ -28,31 +31,103 @@ const schema: RxJsonSchema<StoredRecord> = {
   indexes: [['priority', 'seq']],
 };
 
-export type StorageKind = 'memory';
+export type StorageKind = 'sqlite' | 'memory';
 
-/** The storage seam: RxDB's memory storage until the durable SQLite storage lands. */
-function storageFor(kind: StorageKind): RxStorage<unknown, unknown> {
-  switch (kind) {
-    case 'memory':
-      return getRxStorageMemory() as RxStorage<unknown, unknown>;
-  }
+export interface TelemetryStoreOptions {
+  kind: StorageKind;
+  /** Directory of the SQLite file (`<dir>/<name>.sqlite`). */
+  dir: string;
+  name?: string;
+  synchronous?: SqliteSynchronous;
+  walAutocheckpointPages?: number;
+  /** Size cap of the database; past 90 % of it the oldest records of the lowest priority make room. */
+  maxBytes?: number;
+  /** How often acknowledged records' tombstones are purged from the file. */
+  purgeIntervalMs?: number;
 }
 
-let instances = 0;
+export type DropReason = 'evicted' | 'store_full' | 'store_error';
+
+export interface StoreCounters {
+  /** Records dropped, by priority and reason. */
+  dropped: Map<string, number>;
+  writeErrors: number;
+  /** Why the store runs in memory instead of on disk; null while durable. */
+  degraded: string | null;
+  /** A damaged database file that was moved aside at open. */
+  movedAside: string | null;
+}
+
+type Log = (msg: string) => void;
+
+/** Start evicting at this share of maxBytes and stop once usage is back under the low mark. */
+const HIGH_WATER = 0.9;
+const LOW_WATER = 0.8;
+const EVICT_BATCH = 50;
+const MAX_PRIORITY = 9;
+
+let memoryInstances = 0;
 
 export class TelemetryStore {
   private readonly insertedSubject = new Subject<void>();
+  readonly counters: StoreCounters;
+  private purgeTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly db: RxDatabase,
     private readonly records: RxCollection<StoredRecord>,
-  ) {}
+    private readonly usage: (() => number) | null,
+    private readonly maxBytes: number | undefined,
+    private readonly log: Log,
+    counters: StoreCounters,
+  ) {
+    this.counters = counters;
+  }
 
-  static async open(kind: StorageKind, name = 'v2c'): Promise<TelemetryStore> {
+  /**
+   * Opens the durable store. A damaged file is moved aside and a new one started; a file that
+   * cannot be written (read-only, no such directory) leaves the gateway capturing in memory, said
+   * once in the log and in `counters.degraded`, instead of exiting and losing what arrives.
+   */
+  static async open(options: TelemetryStoreOptions, log: Log = () => {}): Promise<TelemetryStore> {
+    const counters: StoreCounters = { dropped: new Map(), writeErrors: 0, degraded: null, movedAside: null };
+    const name = options.name ?? 'v2c';
+    if (options.kind === 'sqlite') {
+      const path = databasePath(options.dir, name);
+      const storage = getRxStorageSQLite({
+        directory: options.dir,
+        synchronous: options.synchronous ?? 'FULL',
+        walAutocheckpointPages: options.walAutocheckpointPages,
+        maxBytes: options.maxBytes,
+        onCorruptMovedAside: (err, movedTo) => {
+          counters.movedAside = movedTo;
+          log(`store: ${err.problem}; moved it to ${movedTo} and started a new database`);
+        },
+      });
+      try {
+        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, () => sqliteFileUsage(path).usedBytes, options, log, counters);
+        store.startPurging(options.purgeIntervalMs ?? 60_000);
+        return store;
+      } catch (err) {
+        if (!(err instanceof StorageError)) throw err;
+        counters.degraded = err.code;
+        log(`store: ${err.message}. Capturing in memory until this is fixed and the gateway restarts; records in memory do not survive a power cut`);
+      }
+    }
     // RxDB's memory storage is shared per name within a process; keep each store apart.
-    const db = await createRxDatabase({ name: `${name}-${process.pid}-${instances++}`, storage: storageFor(kind), multiInstance: false, eventReduce: true });
-    const collections = await db.addCollections({ telemetry: { schema } });
-    return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>);
+    const memoryName = `${name}-mem-${process.pid}-${memoryInstances++}`;
+    return TelemetryStore.create(getRxStorageMemory() as RxStorage<unknown, unknown>, memoryName, null, options, log, counters);
+  }
+
+  private static async create(storage: RxStorage<unknown, unknown>, name: string, usage: (() => number) | null, options: TelemetryStoreOptions, log: Log, counters: StoreCounters): Promise<TelemetryStore> {
+    const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
+    try {
+      const collections = await db.addCollections({ telemetry: { schema } });
+      return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, usage, options.maxBytes, log, counters);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
   }
 
   /** Fires after each insert, so the sender can wake up. */
@@ -60,9 +135,72 @@ export class TelemetryStore {
     return this.insertedSubject.asObservable();
   }
 
-  async insert(record: VehicleTelemetry, createdMs: number): Promise<void> {
-    await this.records.insert({ id: record.messageId, priority: record.priority, seq: record.sequence, createdMs, record });
-    this.insertedSubject.next();
+  /**
+   * Stores a record. When the database is at its size cap, older records of the same or lower
+   * priority make room (counted as evicted); when nothing may go, the new record is dropped and
+   * counted. A write error never escapes: capture must go on.
+   */
+  async insert(record: VehicleTelemetry, createdMs: number): Promise<boolean> {
+    const doc: StoredRecord = { id: record.messageId, priority: record.priority, seq: record.sequence, createdMs, record };
+    try {
+      if (this.nearlyFull()) await this.makeRoom(record.priority, LOW_WATER);
+      try {
+        await this.records.insert(doc);
+      } catch (err) {
+        if (!isStorageFull(err)) throw err;
+        // The cap was hit inside one write: free a batch and try once more.
+        if ((await this.makeRoom(record.priority, LOW_WATER)) === 0) throw err;
+        await this.records.insert(doc);
+      }
+      this.insertedSubject.next();
+      return true;
+    } catch (err) {
+      this.counters.writeErrors++;
+      this.countDrop(record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
+      this.log(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
+      return false;
+    }
+  }
+
+  private nearlyFull(): boolean {
+    return this.usage !== null && this.maxBytes !== undefined && this.usage() > this.maxBytes * HIGH_WATER;
+  }
+
+  /** Evicts the oldest records whose priority number is >= `priority`, lowest priority first. */
+  private async makeRoom(priority: number, target: number): Promise<number> {
+    let evicted = 0;
+    const limit = (this.maxBytes ?? Infinity) * target;
+    for (let p = MAX_PRIORITY; p >= priority && this.usage !== null && this.usage() > limit; p--) {
+      for (;;) {
+        // One priority at a time keeps this an index range scan on [priority, seq].
+        const victims = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
+        if (victims.length === 0) break;
+        await this.records.bulkRemove(victims.map((v) => v.id));
+        for (const v of victims) this.countDrop(v.priority, 'evicted');
+        evicted += victims.length;
+        await this.purge();
+        if (this.usage() <= limit) break;
+      }
+    }
+    if (evicted > 0) this.log(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
+    return evicted;
+  }
+
+  private countDrop(priority: number, reason: DropReason): void {
+    const key = `${priority}|${reason}`;
+    this.counters.dropped.set(key, (this.counters.dropped.get(key) ?? 0) + 1);
+  }
+
+  /** Removes acknowledged records' tombstones from the file (nothing replicates from this store). */
+  async purge(): Promise<void> {
+    while (!(await this.records.storageInstance.cleanup(0)));
+  }
+
+  private startPurging(intervalMs: number): void {
+    this.purgeTimer = setInterval(() => {
+      this.purge().catch((err: unknown) => this.log(`store: purge failed: ${storageMessage(err)}`));
+    }, intervalMs);
+    this.purgeTimer.unref();
   }
 
   /** Pending records, highest priority (lowest number) first, oldest first; skips `exclude`. */
@@ -85,13 +223,31 @@ export class TelemetryStore {
     return this.records.count().exec();
   }
 
+  /** Bytes the database uses (live pages), or null for the in-memory store. */
+  usedBytes(): number | null {
+    return this.usage?.() ?? null;
+  }
+
   async maxSequence(): Promise<number> {
     const top = await this.records.findOne({ selector: {}, sort: [{ seq: 'desc' }] }).exec();
     return top?.seq ?? -1;
   }
 
   async close(): Promise<void> {
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.insertedSubject.complete();
     await this.db.close();
   }
+}
+
+function isStorageFull(err: unknown): boolean {
+  return err instanceof StorageError ? err.code === 'STORAGE_FULL' : causeOf(err) instanceof StorageError && (causeOf(err) as StorageError).code === 'STORAGE_FULL';
+}
+
+function causeOf(err: unknown): unknown {
+  return (err as { cause?: unknown })?.cause;
+}
+
+function storageMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -1,5 +1,7 @@
 // simulator → pty → gateway → Mosquitto → subscriber, checked against the trace's ground truth.
 import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { openPtyPair } from '../gateway/bench-rig/pty-pair.js';
@@ -15,6 +17,10 @@ import { RecordKind, decodeTelemetry, type VehicleTelemetry } from '../proto/tel
 import { projectRoot } from '../gateway/project-root.js';
 
 const TRACE = join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
+const storeRoot = mkdtempSync(join(tmpdir(), 'v2c-spine-'));
+t.teardown(() => rmSync(storeRoot, { recursive: true, force: true }));
+let stores = 0;
+const storeDir = (): string => join(storeRoot, `store-${stores++}`);
 
 interface Truth { frames: number; count: Map<string, number>; min: Map<string, number>; max: Map<string, number>; last: Map<string, number> }
 
@@ -56,7 +62,7 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   t.teardown(() => sub.close());
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed) });
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed), storeDir: storeDir() });
   const truthPromise = groundTruth(config.dbc);
   const gateway = await startGateway(config, systemClock, () => undefined);
   t.equal(await simulator.done, 0, simulator.log());
@@ -99,7 +105,7 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
 t.test('broker down at start: records buffer in the store and all arrive once it is up', async (t) => {
   const port = await freePort();
   const url = `mqtt://127.0.0.1:${port}`;
-  const config = referenceVehicleConfig({ mqttUrl: url, windowMs: 60_000, speed: 0 });
+  const config = referenceVehicleConfig({ mqttUrl: url, windowMs: 60_000, speed: 0, storeDir: storeDir() });
   // Long enough that the test's subscriber is in place before the gateway's next attempt.
   config.mqtt.reconnectMs = 1500;
   const gateway = await startGateway(config, systemClock, () => undefined);
