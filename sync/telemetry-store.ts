@@ -5,7 +5,7 @@ import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
-import { StorageError } from './storage-errors.js';
+import { StorageError, storageError } from './storage-errors.js';
 
 export interface StoredRecord {
   id: string;
@@ -60,6 +60,11 @@ export interface StoreCounters {
 
 type Log = (msg: string) => void;
 
+interface DiskFile {
+  path: string;
+  usedBytes: () => number;
+}
+
 /** Start evicting at this share of maxBytes and stop once usage is back under the low mark. */
 const HIGH_WATER = 0.9;
 const LOW_WATER = 0.8;
@@ -76,7 +81,7 @@ export class TelemetryStore {
   private constructor(
     private readonly db: RxDatabase,
     private readonly records: RxCollection<StoredRecord>,
-    private readonly usage: (() => number) | null,
+    private readonly disk: DiskFile | null,
     private readonly maxBytes: number | undefined,
     private readonly log: Log,
     counters: StoreCounters,
@@ -105,7 +110,7 @@ export class TelemetryStore {
         },
       });
       try {
-        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, () => sqliteFileUsage(path).usedBytes, options, log, counters);
+        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes }, options, log, counters);
         store.startPurging(options.purgeIntervalMs ?? 60_000);
         return store;
       } catch (err) {
@@ -119,11 +124,11 @@ export class TelemetryStore {
     return TelemetryStore.create(getRxStorageMemory() as RxStorage<unknown, unknown>, memoryName, null, options, log, counters);
   }
 
-  private static async create(storage: RxStorage<unknown, unknown>, name: string, usage: (() => number) | null, options: TelemetryStoreOptions, log: Log, counters: StoreCounters): Promise<TelemetryStore> {
+  private static async create(storage: RxStorage<unknown, unknown>, name: string, disk: DiskFile | null, options: TelemetryStoreOptions, log: Log, counters: StoreCounters): Promise<TelemetryStore> {
     const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
     try {
       const collections = await db.addCollections({ telemetry: { schema } });
-      return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, usage, options.maxBytes, log, counters);
+      return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, disk, options.maxBytes, log, counters);
     } catch (err) {
       await db.close();
       throw err;
@@ -143,7 +148,11 @@ export class TelemetryStore {
   async insert(record: VehicleTelemetry, createdMs: number): Promise<boolean> {
     const doc: StoredRecord = { id: record.messageId, priority: record.priority, seq: record.sequence, createdMs, record };
     try {
-      if (this.nearlyFull()) await this.makeRoom(record.priority, LOW_WATER);
+      if (this.nearlyFull()) {
+        await this.makeRoom(record.priority, LOW_WATER);
+        // Nothing of this priority or lower left to evict: the headroom stays for higher priorities.
+        if (this.nearlyFull()) throw storageError('STORAGE_FULL', this.disk?.path ?? '', `at its size cap with nothing of priority >= ${record.priority} to evict`);
+      }
       try {
         await this.records.insert(doc);
       } catch (err) {
@@ -163,14 +172,14 @@ export class TelemetryStore {
   }
 
   private nearlyFull(): boolean {
-    return this.usage !== null && this.maxBytes !== undefined && this.usage() > this.maxBytes * HIGH_WATER;
+    return this.disk !== null && this.maxBytes !== undefined && this.disk.usedBytes() > this.maxBytes * HIGH_WATER;
   }
 
   /** Evicts the oldest records whose priority number is >= `priority`, lowest priority first. */
   private async makeRoom(priority: number, target: number): Promise<number> {
     let evicted = 0;
     const limit = (this.maxBytes ?? Infinity) * target;
-    for (let p = MAX_PRIORITY; p >= priority && this.usage !== null && this.usage() > limit; p--) {
+    for (let p = MAX_PRIORITY; p >= priority && this.disk !== null && this.disk.usedBytes() > limit; p--) {
       for (;;) {
         // One priority at a time keeps this an index range scan on [priority, seq].
         const victims = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
@@ -179,7 +188,7 @@ export class TelemetryStore {
         for (const v of victims) this.countDrop(v.priority, 'evicted');
         evicted += victims.length;
         await this.purge();
-        if (this.usage() <= limit) break;
+        if (this.disk.usedBytes() <= limit) break;
       }
     }
     if (evicted > 0) this.log(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
@@ -225,7 +234,7 @@ export class TelemetryStore {
 
   /** Bytes the database uses (live pages), or null for the in-memory store. */
   usedBytes(): number | null {
-    return this.usage?.() ?? null;
+    return this.disk?.usedBytes() ?? null;
   }
 
   async maxSequence(): Promise<number> {
