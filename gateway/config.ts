@@ -84,8 +84,10 @@ export const configSchema = z.object({
     storage: z.enum(['sqlite', 'memory']).default('sqlite'),
     /** FULL: every stored record is on the medium before the write returns (power cuts lose nothing). */
     synchronous: z.enum(['OFF', 'NORMAL', 'FULL', 'EXTRA']).default('FULL'),
+    /** Page size of a new database file; small pages mean fewer bytes written per record (docs/decisions.md). */
+    pageSize: z.union([z.literal(1024), z.literal(2048), z.literal(4096), z.literal(8192), z.literal(16384), z.literal(32768), z.literal(65536)]).default(1024),
     /** WAL pages before SQLite copies them into the database (see docs/decisions.md on flash wear). */
-    walAutocheckpointPages: z.number().int().min(16).max(1_000_000).default(1000),
+    walAutocheckpointPages: z.number().int().min(16).max(1_000_000).default(10_000),
     /** Size cap of the database; past 90 % the oldest records of the lowest priority make room. */
     maxBytes: z.number().int().min(1 << 20).optional(),
     /** How often acknowledged records' tombstones are purged from the file. */

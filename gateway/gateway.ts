@@ -1,6 +1,6 @@
 // The composition root (DESIGN §1): builds each stage from the config, wires them, owns the lifecycle.
 import { readFileSync } from 'node:fs';
-import { concatMap, type Observable } from 'rxjs';
+import { concatMap, Subject, takeUntil, type Observable } from 'rxjs';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import { DbcDecoder } from '../drivers/dbc/decoder.js';
 import { DbcSyntaxError } from '../drivers/dbc/model.js';
@@ -99,8 +99,10 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
 
   const firstSequence = (await store.maxSequence()) + 1;
+  // Ends a trace replay on stop; the serial source ends with the adapter's own stop.
+  const stopping = new Subject<void>();
   const sourceDone = new Promise<void>((resolve, reject) => {
-    telemetryPipeline(frames, { config, decoder, clock, counters, bootId: readBootId(), firstSequence, live: serial !== null })
+    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId: readBootId(), firstSequence, live: serial !== null })
       .pipe(concatMap(async (record) => {
         await store.insert(record, clock.wallMs());
         stored++;
@@ -114,6 +116,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, transport, store, metrics, metricsPort, sourceDone,
     async stop(drainTimeoutMs) {
       await serial?.stop();
+      stopping.next();
       await sourceDone;
       const drained = await sender.drain(drainTimeoutMs);
       const pending = await store.count();

@@ -9,6 +9,8 @@ export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
 export interface SqliteFileOptions {
   /** FULL: a commit is on the medium before it returns (the outbox needs this to survive a power cut). */
   synchronous: SqliteSynchronous;
+  /** Page size for a new file (an existing file keeps its own); see docs/decisions.md on flash wear. */
+  pageSize: number;
   /** WAL pages after which SQLite copies the log back into the database. */
   walAutocheckpointPages: number;
   /** Hard cap on the database size; writes past it fail with STORAGE_FULL. */
@@ -109,6 +111,8 @@ function openConfigured(path: string, options: SqliteFileOptions): Database.Data
 function openAndCheck(path: string, options: SqliteFileOptions): Database.Database {
   const db = new Database(path);
   try {
+    // Only takes effect while the file is still empty, before WAL mode fixes the page size.
+    db.pragma(`page_size = ${options.pageSize}`);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous}`);
     db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);

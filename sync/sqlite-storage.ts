@@ -57,10 +57,14 @@ const changeSubjects = new Map<string, { subject: Subject<ChangeBulk<unknown>>; 
 /** Rows removed by one cleanup() call at most, so a large purge does not block the event loop for long. */
 const CLEANUP_BATCH = 5_000;
 
-const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', walAutocheckpointPages: 1000, checkOnOpen: true };
+// Small pages and a 10 MiB WAL: about half the bytes written per record of SQLite's defaults
+// (4096-byte pages, 1000-page WAL), measured by `npm run bench` (docs/decisions.md).
+const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', pageSize: 1024, walAutocheckpointPages: 10_000, checkOnOpen: true };
 
 export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<SqliteStorageInternals, Record<string, never>> {
-  const fileOptions: SqliteFileOptions = { ...DEFAULTS, ...settings };
+  // Options left undefined keep their defaults.
+  const given = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+  const fileOptions: SqliteFileOptions = { ...DEFAULTS, ...given };
   return {
     name: 'v2c-sqlite',
     rxdbVersion: RXDB_VERSION,

@@ -15,7 +15,7 @@ export interface StoredRecord {
   record: VehicleTelemetry;
 }
 
-const schema: RxJsonSchema<StoredRecord> = {
+export const telemetrySchema: RxJsonSchema<StoredRecord> = {
   version: 0,
   primaryKey: 'id',
   type: 'object',
@@ -40,6 +40,7 @@ export interface TelemetryStoreOptions {
   name?: string;
   synchronous?: SqliteSynchronous;
   walAutocheckpointPages?: number;
+  pageSize?: number;
   /** Size cap of the database; past 90 % of it the oldest records of the lowest priority make room. */
   maxBytes?: number;
   /** How often acknowledged records' tombstones are purged from the file. */
@@ -103,6 +104,7 @@ export class TelemetryStore {
         directory: options.dir,
         synchronous: options.synchronous ?? 'FULL',
         walAutocheckpointPages: options.walAutocheckpointPages,
+        pageSize: options.pageSize,
         maxBytes: options.maxBytes,
         onCorruptMovedAside: (err, movedTo) => {
           counters.movedAside = movedTo;
@@ -127,7 +129,7 @@ export class TelemetryStore {
   private static async create(storage: RxStorage<unknown, unknown>, name: string, disk: DiskFile | null, options: TelemetryStoreOptions, log: Log, counters: StoreCounters): Promise<TelemetryStore> {
     const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
     try {
-      const collections = await db.addCollections({ telemetry: { schema } });
+      const collections = await db.addCollections({ telemetry: { schema: telemetrySchema } });
       return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, disk, options.maxBytes, log, counters);
     } catch (err) {
       await db.close();

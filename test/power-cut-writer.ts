@@ -55,7 +55,7 @@ async function main(): Promise<void> {
       // Update one earlier document: its new version counts only once reported.
       const doc = await docs.findOne(r.pick(mine)).exec();
       if (!doc) continue;
-      const payload = 'u'.repeat(r.int(10, 3000)) + n;
+      const payload = 'u'.repeat(r.int(10, 1500)) + n;
       await doc.incrementalPatch({ version: doc.version + 1, payload, sha: digest(payload) });
       report(`updated ${doc.id} ${doc.version + 1}`);
       continue;
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     const batch = `g${generation}-b${n}`;
     const size = r.int(1, 20);
     const rows: PowerCutDoc[] = Array.from({ length: size }, (_, i) => {
-      const payload = String.fromCharCode(97 + (i % 26)).repeat(r.int(10, 4000));
+      const payload = String.fromCharCode(97 + (i % 26)).repeat(r.int(10, 1500));
       return { id: `${batch}-${i}`, batch, batchSize: size, version: 0, payload, sha: digest(payload) };
     });
     const res = await docs.bulkInsert(rows);
