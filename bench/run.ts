@@ -128,6 +128,10 @@ async function storageSection(): Promise<void> {
   row(`RSS with ${int(sqlite.records)} records`, `${int(sqlite.rssMiBAtMax)} MiB`, `${int(memory.rssMiBAtMax)} MiB`, `${(memory.rssMiBAtMax / sqlite.rssMiBAtMax).toFixed(1)}x less for sqlite`);
   const perRecord = (sqlite.fileBytesAtMax ?? 0) / sqlite.records;
   row('database file per record / per million', `${int(perRecord)} B`, `${(perRecord * 1e6 / 2 ** 30).toFixed(2)} GiB`);
+  if (sqlite.reopenMs) {
+    const r = sqlite.reopenMs;
+    row(`restart with ${int(sqlite.records)} stored: open+quick_check`, `${int(r.open)} ms`, '-', `then count ${int(r.count)} ms, max sequence ${int(r.maxSequence)} ms`);
+  }
   const q = Object.values(sqlite.outboxQueryMs);
   console.log(`  outbox query latency from smallest to largest store: ${(q[q.length - 1]! / q[0]!).toFixed(2)}x (flat = an index range scan)`);
   console.log('  flash wear, bytes written per record (/proc/self/io write_bytes; 2,000 single inserts, fsync each):');

@@ -18,6 +18,8 @@ export interface StorageFigures {
   rssMiBAtMax: number;
   records: number;
   fileBytesAtMax: number | null;
+  /** Start-up with the store full: open (incl. quick_check), count, highest sequence; ms. */
+  reopenMs: { open: number; count: number; maxSequence: number } | null;
   /** Bytes written to disk per record by page size and WAL checkpoint policy (insert; insert + ack + purge). */
   wear: Array<{ pageSize: number; walPages: number; insertBytes: number; lifecycleBytes: number; insertsPerS: number }>;
 }
@@ -66,6 +68,23 @@ async function outboxQueryMs(collection: RxCollection<StoredRecord>, rounds: num
   return times[Math.floor(times.length / 2)]!;
 }
 
+/** What a gateway restart costs with `stored` records waiting: open with quick_check, count, max sequence. */
+async function reopen(dir: string, stored: number): Promise<StorageFigures['reopenMs']> {
+  const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+  let t0 = process.hrtime.bigint();
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir, name: 'bulk' });
+  const open = ms(t0);
+  t0 = process.hrtime.bigint();
+  const n = await store.count();
+  const count = ms(t0);
+  t0 = process.hrtime.bigint();
+  const max = await store.maxSequence();
+  const maxSequence = ms(t0);
+  await store.close();
+  if (n !== stored || max !== stored - 1) throw new Error(`reopened store: count ${n}, max sequence ${max}, expected ${stored}, ${stored - 1}`);
+  return { open, count, maxSequence };
+}
+
 export async function storageBench(kind: string, maxRecords: number, dir: string): Promise<StorageFigures> {
   const wear: StorageFigures['wear'] = [];
   // The gateway's defaults first; for SQLite then the other page sizes and checkpoint policies.
@@ -109,7 +128,8 @@ export async function storageBench(kind: string, maxRecords: number, dir: string
   if (process.env.V2C_BENCH_DEBUG) process.stderr.write(`${JSON.stringify(process.memoryUsage())}\n`);
   await db.close();
   const fileBytesAtMax = kind === 'sqlite' ? statSync(join(dir, 'bulk.sqlite')).size : null;
-  return { kind, singleInsertsPerS: single.perS, bulkInsertsPerS: stored / bulkSeconds, outboxQueryMs: outboxQuery, rssMiBAtMax, records: stored, fileBytesAtMax, wear };
+  const reopenMs = kind === 'sqlite' ? await reopen(dir, stored) : null;
+  return { reopenMs, kind, singleInsertsPerS: single.perS, bulkInsertsPerS: stored / bulkSeconds, outboxQueryMs: outboxQuery, rssMiBAtMax, records: stored, fileBytesAtMax, wear };
 }
 
 if (process.argv[1]?.endsWith('storage.js') && process.argv.length >= 5) {

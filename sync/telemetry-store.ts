@@ -45,6 +45,7 @@ export interface TelemetryStoreOptions {
   maxBytes?: number;
   /** How often acknowledged records' tombstones are purged from the file. */
   purgeIntervalMs?: number;
+  checkOnOpen?: boolean;
 }
 
 export type DropReason = 'evicted' | 'store_full' | 'store_error';
@@ -105,6 +106,7 @@ export class TelemetryStore {
         synchronous: options.synchronous ?? 'FULL',
         walAutocheckpointPages: options.walAutocheckpointPages,
         pageSize: options.pageSize,
+        checkOnOpen: options.checkOnOpen,
         maxBytes: options.maxBytes,
         onCorruptMovedAside: (err, movedTo) => {
           counters.movedAside = movedTo;
@@ -239,9 +241,19 @@ export class TelemetryStore {
     return this.disk?.usedBytes() ?? null;
   }
 
+  /**
+   * The highest sequence stored. Per priority, the last entry of the [priority, seq] index: a count
+   * and one offset read, where a descending sort would parse every stored record at start-up.
+   */
   async maxSequence(): Promise<number> {
-    const top = await this.records.findOne({ selector: {}, sort: [{ seq: 'desc' }] }).exec();
-    return top?.seq ?? -1;
+    let max = -1;
+    for (let p = 0; p <= MAX_PRIORITY; p++) {
+      const n = await this.records.count({ selector: { priority: p } }).exec();
+      if (n === 0) continue;
+      const [last] = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip: n - 1, limit: 1 }).exec();
+      max = Math.max(max, last?.seq ?? -1);
+    }
+    return max;
   }
 
   async close(): Promise<void> {
