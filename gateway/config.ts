@@ -94,6 +94,8 @@ export const configSchema = z.object({
     purgeIntervalMs: z.number().int().min(1000).default(60_000),
     /** `PRAGMA quick_check` at start: reads the whole file (about 6 ms per MB here), finds damage before it is trusted. */
     checkOnOpen: z.boolean().default(true),
+    /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
+    reserveBytes: z.number().int().min(0).default(4 * 1024 * 1024),
   }).strict().default({}),
   mqtt: z.object({
     url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),

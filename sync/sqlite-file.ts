@@ -82,6 +82,26 @@ export function sqliteFileUsage(path: string): { usedBytes: number; pages: numbe
   return { usedBytes: (pages - free) * pageSize, pages };
 }
 
+/**
+ * For a full filesystem: copies the WAL into the database, truncates it, and from now on
+ * checkpoints every `walPages` pages and trims the WAL back to that size, so the log cannot grow
+ * into room the database needs. False when the copy is impossible now.
+ */
+export function shrinkSqliteWal(path: string, walPages: number): boolean {
+  const entry = openFiles.get(path);
+  if (!entry) return false;
+  const { db } = entry.file;
+  try {
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.pragma(`wal_autocheckpoint = ${walPages}`);
+    db.pragma(`journal_size_limit = ${walPages * pageSize}`);
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    return result?.busy === 0;
+  } catch {
+    return false;
+  }
+}
+
 export function isSqliteFileOpen(path: string): boolean {
   return openFiles.has(path);
 }

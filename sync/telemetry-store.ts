@@ -3,7 +3,8 @@ import { createRxDatabase, type RxCollection, type RxDatabase, type RxJsonSchema
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
-import { sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
+import { DiskReserve } from './disk-reserve.js';
+import { shrinkSqliteWal, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 
@@ -46,6 +47,8 @@ export interface TelemetryStoreOptions {
   /** How often acknowledged records' tombstones are purged from the file. */
   purgeIntervalMs?: number;
   checkOnOpen?: boolean;
+  /** Ballast kept beside the database and given back when the filesystem fills up (0: none). */
+  reserveBytes?: number;
 }
 
 export type DropReason = 'evicted' | 'store_full' | 'store_error';
@@ -65,6 +68,7 @@ type Log = (msg: string) => void;
 interface DiskFile {
   path: string;
   usedBytes: () => number;
+  reserve: DiskReserve;
 }
 
 /** Start evicting at this share of maxBytes and stop once usage is back under the low mark. */
@@ -72,6 +76,9 @@ const HIGH_WATER = 0.9;
 const LOW_WATER = 0.8;
 const EVICT_BATCH = 50;
 const MAX_PRIORITY = 9;
+const DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024;
+/** WAL size once the filesystem is full: small, so the log never takes the database's room. */
+const FULL_DISK_WAL_PAGES = 100;
 
 let memoryInstances = 0;
 
@@ -79,6 +86,9 @@ export class TelemetryStore {
   private readonly insertedSubject = new Subject<void>();
   readonly counters: StoreCounters;
   private purgeTimer: NodeJS.Timeout | null = null;
+  /** The size the filesystem allowed when it filled up; from then on the store keeps within it. */
+  private diskFullAt: number | null = null;
+  private readonly quietLog: Log;
 
   private constructor(
     private readonly db: RxDatabase,
@@ -89,6 +99,7 @@ export class TelemetryStore {
     counters: StoreCounters,
   ) {
     this.counters = counters;
+    this.quietLog = rateLimited(log, 60_000);
   }
 
   /**
@@ -113,8 +124,10 @@ export class TelemetryStore {
           log(`store: ${err.problem}; moved it to ${movedTo} and started a new database`);
         },
       });
+      const reserve = new DiskReserve(`${path}.reserve`, options.reserveBytes ?? DEFAULT_RESERVE_BYTES);
       try {
-        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes }, options, log, counters);
+        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes, reserve }, options, log, counters);
+        if (!reserve.ensure()) log(`store: no room for the ${reserve.bytes}-byte reserve beside ${path}; a full disk will drop new records instead of evicting old ones`);
         store.startPurging(options.purgeIntervalMs ?? 60_000);
         return store;
       } catch (err) {
@@ -161,6 +174,7 @@ export class TelemetryStore {
         await this.records.insert(doc);
       } catch (err) {
         if (!isStorageFull(err)) throw err;
+        if (this.diskFullAt === null && this.disk !== null) this.adoptDiskSize();
         // The cap was hit inside one write: free a batch and try once more.
         if ((await this.makeRoom(record.priority, LOW_WATER)) === 0) throw err;
         await this.records.insert(doc);
@@ -170,19 +184,36 @@ export class TelemetryStore {
     } catch (err) {
       this.counters.writeErrors++;
       this.countDrop(record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
-      this.log(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
+      this.quietLog(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
       return false;
     }
   }
 
+  /** The smaller of the configured cap and what the filesystem held when it filled up. */
+  private capBytes(): number {
+    return Math.min(this.maxBytes ?? Infinity, this.diskFullAt ?? Infinity);
+  }
+
   private nearlyFull(): boolean {
-    return this.disk !== null && this.maxBytes !== undefined && this.disk.usedBytes() > this.maxBytes * HIGH_WATER;
+    return this.disk !== null && this.disk.usedBytes() > this.capBytes() * HIGH_WATER;
+  }
+
+  /**
+   * The filesystem is full: give back the reserve so SQLite can copy its WAL home and record
+   * deletions, and from now on keep the database at the size it has reached.
+   */
+  private adoptDiskSize(): void {
+    const disk = this.disk as DiskFile;
+    const released = disk.reserve.release();
+    shrinkSqliteWal(disk.path, FULL_DISK_WAL_PAGES);
+    this.diskFullAt = disk.usedBytes();
+    this.log(`store: the filesystem holding ${disk.path} is full; keeping the database at ${(this.diskFullAt / 2 ** 20).toFixed(1)} MiB, oldest lowest-priority records make room${released ? ' (reserve released)' : ', and there was no reserve to release'}`);
   }
 
   /** Evicts the oldest records whose priority number is >= `priority`, lowest priority first. */
   private async makeRoom(priority: number, target: number): Promise<number> {
     let evicted = 0;
-    const limit = (this.maxBytes ?? Infinity) * target;
+    const limit = this.capBytes() * target;
     for (let p = MAX_PRIORITY; p >= priority && this.disk !== null && this.disk.usedBytes() > limit; p--) {
       for (;;) {
         // One priority at a time keeps this an index range scan on [priority, seq].
@@ -195,7 +226,7 @@ export class TelemetryStore {
         if (this.disk.usedBytes() <= limit) break;
       }
     }
-    if (evicted > 0) this.log(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
+    if (evicted > 0) this.quietLog(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
     return evicted;
   }
 
@@ -211,7 +242,12 @@ export class TelemetryStore {
 
   private startPurging(intervalMs: number): void {
     this.purgeTimer = setInterval(() => {
-      this.purge().catch((err: unknown) => this.log(`store: purge failed: ${storageMessage(err)}`));
+      this.purge().catch((err: unknown) => this.quietLog(`store: purge failed: ${storageMessage(err)}`));
+      // Room came back on the filesystem (the reserve fits again): let the database grow again.
+      if (this.diskFullAt !== null && this.disk?.reserve.ensure()) {
+        this.diskFullAt = null;
+        this.log(`store: the filesystem holding ${this.disk.path} has room again; the reserve is back`);
+      }
     }, intervalMs);
     this.purgeTimer.unref();
   }
@@ -264,11 +300,23 @@ export class TelemetryStore {
 }
 
 function isStorageFull(err: unknown): boolean {
-  return err instanceof StorageError ? err.code === 'STORAGE_FULL' : causeOf(err) instanceof StorageError && (causeOf(err) as StorageError).code === 'STORAGE_FULL';
+  return err instanceof StorageError && err.code === 'STORAGE_FULL';
 }
 
-function causeOf(err: unknown): unknown {
-  return (err as { cause?: unknown })?.cause;
+/** At most one line per `intervalMs`; the next line says how many were left out. */
+function rateLimited(log: Log, intervalMs: number): Log {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (msg) => {
+    const now = Date.now();
+    if (now - last < intervalMs) {
+      suppressed++;
+      return;
+    }
+    last = now;
+    log(suppressed > 0 ? `${msg} (${suppressed} similar lines left out)` : msg);
+    suppressed = 0;
+  };
 }
 
 function storageMessage(err: unknown): string {

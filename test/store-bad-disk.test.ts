@@ -108,6 +108,52 @@ t.test('store full of P0: a P1 record is dropped and counted, a new P0 replaces 
   await store.close();
 });
 
+t.test('a cap so small that one record crosses it: SQLITE_FULL inside the write is handled, nothing thrown, all counted', async (t) => {
+  const dir = freshDir();
+  const log: string[] = [];
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir, maxBytes: 48 * 1024 }, (m) => log.push(m));
+  const gen = new SampleRecords(9);
+  let stored = 0;
+  for (let seq = 0; seq < 200; seq++) if (await store.insert(gen.record(seq, 1), 0)) stored++;
+  const evicted = store.counters.dropped.get('1|evicted') ?? 0;
+  const full = store.counters.dropped.get('1|store_full') ?? 0;
+  t.ok(stored > 100, `${stored} of 200 stored, the oldest making room`);
+  t.equal(await store.count(), stored - evicted, 'in the store: stored minus evicted');
+  t.equal(stored + full, 200, `every record stored or counted as dropped (${full} store_full)`);
+  t.ok((store.usedBytes() ?? Infinity) <= 48 * 1024, 'within the cap');
+  await store.close();
+});
+
+// A real full filesystem: a 4 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped where mount is refused).
+const tmpfs = join(root, 'tmpfs');
+mkdirSync(tmpfs);
+const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', tmpfs]).status === 0;
+if (mounted) t.teardown(() => { spawnSync('umount', [tmpfs]); });
+
+t.test('a full filesystem: the reserve is given back, the WAL shrinks, the oldest records make room', { skip: mounted ? false : 'cannot mount a tmpfs here (needs root)' }, async (t) => {
+  const dir = join(tmpfs, 'data');
+  const log: string[] = [];
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir, reserveBytes: 1 << 20 }, (m) => log.push(m));
+  t.ok(existsSync(join(dir, 'v2c.sqlite.reserve')), 'a 1 MiB reserve beside the database');
+  const gen = new SampleRecords(10);
+  const ids: string[] = [];
+  let stored = 0;
+  for (let seq = 0; seq < 3000; seq++) {
+    const r = gen.record(seq, seq % 100 === 0 ? 0 : 1);
+    ids.push(r.messageId);
+    if (await store.insert(r, 0)) stored++;
+  }
+  t.equal(stored, 3000, 'all 3,000 records stored (about 11 MB) on a 4 MiB filesystem');
+  t.match(log.join('\n'), /filesystem holding .*v2c\.sqlite is full; keeping the database at [\d.]+ MiB, oldest lowest-priority records make room \(reserve released\)/, 'the log says the disk filled and what the store does');
+  const pending = await store.pending(10_000, new Set());
+  t.equal(pending.filter((r) => r.priority === 0).length, 30, 'all 30 P0 events kept');
+  t.ok(pending.some((r) => r.record.messageId === ids[2999]), 'the newest record is there');
+  t.equal(store.counters.dropped.get('1|evicted'), 3000 - 30 - pending.filter((r) => r.priority === 1).length, 'every P1 not kept is counted as evicted');
+  t.equal(store.counters.dropped.get('1|store_full') ?? 0, 0, 'none dropped for want of room');
+  t.ok(log.length < 20, `the log stays short (${log.length} lines)`);
+  await store.close();
+});
+
 t.test('corrupt database file: moved aside with a timestamp, logged, a new one started', async (t) => {
   const dir = freshDir();
   const garbage = Buffer.from('this is not an SQLite database. '.repeat(512));
