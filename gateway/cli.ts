@@ -12,6 +12,7 @@ import { systemClock } from './clock.js';
 import { projectRoot } from './project-root.js';
 import { runDemo } from './demo.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
+import { StorageError } from '../sync/storage-errors.js';
 
 const USAGE = `usage: v2c-gateway <command> [options]
 
@@ -114,7 +115,7 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
-    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError) process.stderr.write(`v2c-gateway: ${err.message}\n`);
+    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError) process.stderr.write(`v2c-gateway: ${err.message}\n`);
     else process.stderr.write(`v2c-gateway: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },
