@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createRxDatabase, normalizeMangoQuery, prepareQuery, type RxCollection, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { checkInBackground } from '../sync/sqlite-file.js';
 import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
 import { TelemetryStore, telemetrySchema, type StoredRecord } from '../sync/telemetry-store.js';
 
@@ -19,7 +20,7 @@ export interface StorageFigures {
   records: number;
   fileBytesAtMax: number | null;
   /** Start-up with the store full: open (incl. quick_check), count, highest sequence; ms. */
-  reopenMs: { open: number; count: number; maxSequence: number } | null;
+  reopenMs: { open: number; count: number; maxSequence: number; backgroundCheck: number } | null;
   /** Bytes written to disk per record by page size and WAL checkpoint policy (insert; insert + ack + purge). */
   wear: Array<{ pageSize: number; walPages: number; insertBytes: number; lifecycleBytes: number; insertsPerS: number }>;
 }
@@ -80,9 +81,13 @@ async function reopen(dir: string, stored: number): Promise<StorageFigures['reop
   t0 = process.hrtime.bigint();
   const max = await store.maxSequence();
   const maxSequence = ms(t0);
+  t0 = process.hrtime.bigint();
+  const verdict = await checkInBackground(join(dir, 'bulk.sqlite'));
+  const backgroundCheck = ms(t0);
   await store.close();
+  if (verdict !== 'ok') throw new Error(`quick_check: ${verdict}`);
   if (n !== stored || max !== stored - 1) throw new Error(`reopened store: count ${n}, max sequence ${max}, expected ${stored}, ${stored - 1}`);
-  return { open, count, maxSequence };
+  return { open, count, maxSequence, backgroundCheck };
 }
 
 export async function storageBench(kind: string, maxRecords: number, dir: string): Promise<StorageFigures> {

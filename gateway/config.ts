@@ -92,8 +92,8 @@ export const configSchema = z.object({
     maxBytes: z.number().int().min(1 << 20).optional(),
     /** How often acknowledged records' tombstones are purged from the file. */
     purgeIntervalMs: z.number().int().min(1000).default(60_000),
-    /** `PRAGMA quick_check` at start: reads the whole file (about 6 ms per MB here), finds damage before it is trusted. */
-    checkOnOpen: z.boolean().default(true),
+    /** `PRAGMA quick_check` at start for files up to this size; larger ones are checked in the background. */
+    checkOnOpenMaxBytes: z.number().int().min(0).default(64 * 1024 * 1024),
     /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
     reserveBytes: z.number().int().min(0).default(4 * 1024 * 1024),
   }).strict().default({}),

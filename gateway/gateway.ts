@@ -156,5 +156,6 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
     [...store.counters.dropped].map(([key, n]) => { const [priority = '', reason = ''] = key.split('|'); return [{ priority, reason }, n]; }));
   m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [[{}, store.counters.writeErrors]]);
   m.gauge('v2c_store_degraded', '1 while records are kept in memory because the database cannot be used', ['reason'], () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]]);
+  m.gauge('v2c_store_integrity', '1 for the state the database file check is in', ['state'], () => [[{ state: store.counters.integrity }, 1]]);
   m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [[{}, store.usedBytes() ?? 0]]);
 }

@@ -1,6 +1,7 @@
 // One SQLite database file: opened once per process, configured for power cuts, checked at open.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { fromSqliteError, storageError, type StorageError } from './storage-errors.js';
 
@@ -15,8 +16,12 @@ export interface SqliteFileOptions {
   walAutocheckpointPages: number;
   /** Hard cap on the database size; writes past it fail with STORAGE_FULL. */
   maxBytes?: number;
-  /** Run `PRAGMA quick_check` at open, so a damaged file is found before it is trusted. */
-  checkOnOpen: boolean;
+  /**
+   * Files up to this size get `PRAGMA quick_check` at open, so a damaged file is found before it
+   * is trusted. Larger ones (the check reads the whole file: ~50 s for 3.4 GB here) are checked in
+   * the background with `checkInBackground`, so capture starts at once after a power cut.
+   */
+  checkOnOpenMaxBytes: number;
   /** Told when a damaged file was moved aside and a new one started. */
   onCorruptMovedAside?: (error: StorageError, movedTo: string) => void;
 }
@@ -102,6 +107,26 @@ export function shrinkSqliteWal(path: string, walPages: number): boolean {
   }
 }
 
+function damagedMarker(path: string): string {
+  return `${path}.damaged`;
+}
+
+/**
+ * Runs `PRAGMA quick_check` in a worker thread on its own read-only connection. A damaged file is
+ * marked, so the next start moves it aside (it cannot be swapped under the running store).
+ */
+export function checkInBackground(path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path } });
+    worker.once('message', (raw: string) => {
+      const verdict = raw.trim().split('\n').join('; ');
+      if (verdict !== 'ok' && !verdict.startsWith('cannot check')) writeFileSync(damagedMarker(path), `${verdict}\n`);
+      resolve(verdict);
+    });
+    worker.once('error', (err) => resolve(`cannot check: ${err.message}`));
+  });
+}
+
 export function isSqliteFileOpen(path: string): boolean {
   return openFiles.has(path);
 }
@@ -140,7 +165,10 @@ function openAndCheck(path: string, options: SqliteFileOptions): Database.Databa
       const pageSize = db.pragma('page_size', { simple: true }) as number;
       db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
     }
-    if (options.checkOnOpen) {
+    if (existsSync(damagedMarker(path))) {
+      throw storageError('STORAGE_CORRUPT', path, `a background check found it damaged: ${readFileSync(damagedMarker(path), 'utf8').trim()}`);
+    }
+    if (statSync(path).size <= options.checkOnOpenMaxBytes) {
       const verdict = db.pragma('quick_check(1)', { simple: true });
       if (verdict !== 'ok') throw storageError('STORAGE_CORRUPT', path, `quick_check: ${String(verdict)}`);
     }
@@ -157,7 +185,7 @@ function moveAside(path: string): string {
   const movedTo = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   try {
     renameSync(path, movedTo);
-    for (const suffix of ['-wal', '-shm']) {
+    for (const suffix of ['-wal', '-shm', '.damaged']) {
       if (existsSync(path + suffix)) renameSync(path + suffix, movedTo + suffix);
     }
   } catch (err) {

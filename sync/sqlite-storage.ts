@@ -59,7 +59,7 @@ const CLEANUP_BATCH = 5_000;
 
 // Small pages and a 10 MiB WAL: about half the bytes written per record of SQLite's defaults
 // (4096-byte pages, 1000-page WAL), measured by `npm run bench` (docs/decisions.md).
-const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', pageSize: 1024, walAutocheckpointPages: 10_000, checkOnOpen: true };
+const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', pageSize: 1024, walAutocheckpointPages: 10_000, checkOnOpenMaxBytes: 64 * 1024 * 1024 };
 
 export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<SqliteStorageInternals, Record<string, never>> {
   // Options left undefined keep their defaults.

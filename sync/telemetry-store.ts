@@ -2,9 +2,10 @@
 import { createRxDatabase, type RxCollection, type RxDatabase, type RxJsonSchema, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
+import { statSync } from 'node:fs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { shrinkSqliteWal, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
+import { checkInBackground, shrinkSqliteWal, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 
@@ -46,7 +47,8 @@ export interface TelemetryStoreOptions {
   maxBytes?: number;
   /** How often acknowledged records' tombstones are purged from the file. */
   purgeIntervalMs?: number;
-  checkOnOpen?: boolean;
+  /** Larger files are checked in the background instead of at open (see SqliteFileOptions). */
+  checkOnOpenMaxBytes?: number;
   /** Ballast kept beside the database and given back when the filesystem fills up (0: none). */
   reserveBytes?: number;
 }
@@ -61,6 +63,8 @@ export interface StoreCounters {
   degraded: string | null;
   /** A damaged database file that was moved aside at open. */
   movedAside: string | null;
+  /** `quick_check` of the file: at open, in the background for large files, or not applicable. */
+  integrity: 'ok' | 'checking' | 'damaged' | 'not-checked';
 }
 
 type Log = (msg: string) => void;
@@ -77,6 +81,7 @@ const LOW_WATER = 0.8;
 const EVICT_BATCH = 50;
 const MAX_PRIORITY = 9;
 const DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_CHECK_AT_OPEN_BYTES = 64 * 1024 * 1024;
 /** WAL size once the filesystem is full: small, so the log never takes the database's room. */
 const FULL_DISK_WAL_PAGES = 100;
 
@@ -108,7 +113,7 @@ export class TelemetryStore {
    * once in the log and in `counters.degraded`, instead of exiting and losing what arrives.
    */
   static async open(options: TelemetryStoreOptions, log: Log = () => {}): Promise<TelemetryStore> {
-    const counters: StoreCounters = { dropped: new Map(), writeErrors: 0, degraded: null, movedAside: null };
+    const counters: StoreCounters = { dropped: new Map(), writeErrors: 0, degraded: null, movedAside: null, integrity: 'not-checked' };
     const name = options.name ?? 'v2c';
     if (options.kind === 'sqlite') {
       const path = databasePath(options.dir, name);
@@ -117,7 +122,7 @@ export class TelemetryStore {
         synchronous: options.synchronous ?? 'FULL',
         walAutocheckpointPages: options.walAutocheckpointPages,
         pageSize: options.pageSize,
-        checkOnOpen: options.checkOnOpen,
+        checkOnOpenMaxBytes: options.checkOnOpenMaxBytes,
         maxBytes: options.maxBytes,
         onCorruptMovedAside: (err, movedTo) => {
           counters.movedAside = movedTo;
@@ -127,6 +132,14 @@ export class TelemetryStore {
       const reserve = new DiskReserve(`${path}.reserve`, options.reserveBytes ?? DEFAULT_RESERVE_BYTES);
       try {
         const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes, reserve }, options, log, counters);
+        const checkedAtOpen = statSync(path).size <= (options.checkOnOpenMaxBytes ?? DEFAULT_CHECK_AT_OPEN_BYTES);
+        counters.integrity = checkedAtOpen ? 'ok' : 'checking';
+        if (!checkedAtOpen) {
+          void checkInBackground(path).then((verdict) => {
+            counters.integrity = verdict === 'ok' ? 'ok' : verdict.startsWith('cannot check') ? 'not-checked' : 'damaged';
+            if (verdict !== 'ok') log(`store: background check of ${path}: ${verdict}${counters.integrity === 'damaged' ? '; it will be moved aside at the next start, records not yet sent may be lost' : ''}`);
+          });
+        }
         if (!reserve.ensure()) log(`store: no room for the ${reserve.bytes}-byte reserve beside ${path}; a full disk will drop new records instead of evicting old ones`);
         store.startPurging(options.purgeIntervalMs ?? 60_000);
         return store;

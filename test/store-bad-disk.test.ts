@@ -194,6 +194,33 @@ const asRoot = process.getuid?.() === 0;
 const unprivileged = asRoot ? { uid: 65534, gid: 65534 } : {};
 const probeRuns = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(PROBE)}, require('fs').constants.R_OK)`], unprivileged).status === 0;
 
+t.test('a large database is checked in the background; a damaged one is marked and moved aside at the next start', async (t) => {
+  const dir = freshDir();
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir }, () => {});
+  const gen = new SampleRecords(16);
+  for (let seq = 0; seq < 300; seq++) await store.insert(gen.record(seq, 1), 0);
+  await store.close();
+  const path = join(dir, 'v2c.sqlite');
+  const bytes = readFileSync(path);
+  // Damage the last pages (records, not the schema), so the file still opens.
+  for (let i = bytes.length - 40 * 1024; i < bytes.length - 20 * 1024; i++) bytes[i] = (i * 131) & 0xff;
+  writeFileSync(path, bytes);
+  const log: string[] = [];
+  // checkOnOpenMaxBytes 0: every file counts as large.
+  const running = await TelemetryStore.open({ kind: 'sqlite', dir, checkOnOpenMaxBytes: 0 }, (m) => log.push(m));
+  t.equal(running.counters.integrity, 'checking', 'opened at once, the check runs in a worker thread');
+  const until = Date.now() + 20_000;
+  while (running.counters.integrity === 'checking' && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  t.equal(running.counters.integrity, 'damaged', 'the background check finds the damage');
+  t.match(log.join('\n'), /background check of .*v2c\.sqlite: .*moved aside at the next start/, 'and says so in the log');
+  t.ok(existsSync(`${path}.damaged`), 'the file is marked');
+  await running.close();
+  const next = await TelemetryStore.open({ kind: 'sqlite', dir, checkOnOpenMaxBytes: 0 }, () => {});
+  t.ok(next.counters.movedAside !== null && existsSync(next.counters.movedAside) && existsSync(`${next.counters.movedAside}.damaged`), `next start: moved aside with its marker (${next.counters.movedAside})`);
+  t.equal(await next.count(), 0, 'and a new database started');
+  await next.close();
+});
+
 t.test('read-only database file: STORAGE_READ_ONLY with the chmod/mount hint; capture goes on in memory', { skip: probeRuns ? false : 'the project is not readable by an unprivileged user here' }, async (t) => {
   const dir = freshDir();
   const seed = await TelemetryStore.open({ kind: 'sqlite', dir }, () => {});
