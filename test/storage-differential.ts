@@ -17,6 +17,7 @@ import {
 } from 'rxdb';
 import type { Subscription } from 'rxjs';
 import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
+import { telemetrySchema } from '../sync/telemetry-store.js';
 
 type Doc = Record<string, unknown>;
 type Instance = RxStorageInstance<Doc, unknown, unknown, RxStorageDefaultCheckpoint>;
@@ -32,7 +33,10 @@ export interface FieldSpec {
 export interface Scenario {
   name: string;
   schema: RxJsonSchema<Doc>;
+  /** Fields queries and sorts are drawn over. */
   fields: FieldSpec[];
+  /** Further fields every written document carries. */
+  extra?: (r: SeededRandom) => Doc;
 }
 
 export type OpKind = 'insert' | 'update' | 'staleUpdate' | 'delete' | 'query' | 'count' | 'findById' | 'changedSince' | 'cleanup';
@@ -54,7 +58,7 @@ export interface DifferentialResult {
 
 const NAMES = ['', 'a', 'ab', 'b', 'Zed', 'zoë', 'Ärger', '\u{1D4B3}-ray', '\uFFFDx', 'mañana', 'b b', 'Z'];
 
-/** Three schemas: composite indexes, single indexes, none at all, and the outbox shape. */
+/** Three schemas: composite and single indexes, none at all, and the gateway's telemetry collection. */
 export const scenarios: Scenario[] = (() => {
   const personFields: FieldSpec[] = [
     { name: 'name', type: 'string', draw: (r) => r.pick(NAMES) },
@@ -82,27 +86,15 @@ export const scenarios: Scenario[] = (() => {
     person('composite-indexes', [['age'], ['name', 'age'], ['active', 'score']]),
     person('no-indexes', []),
     {
+      // The gateway's own telemetry collection, as the outbox reads it.
       name: 'outbox',
       fields: [
         { name: 'priority', type: 'integer', draw: (r) => r.int(0, 2) },
         { name: 'seq', type: 'integer', draw: (r) => r.int(0, 500) },
-        { name: 'createdMs', type: 'integer', draw: (r) => 1_763_800_000_000 + r.int(0, 100) * 1000 },
-        { name: 'topic', type: 'string', optional: true, draw: (r) => r.pick(['vehicle', 'batch']) },
+        { name: 'createdMs', type: 'number', draw: (r) => 1_763_800_000_000 + r.int(0, 100) * 1000 },
       ],
-      schema: {
-        version: 0,
-        primaryKey: 'id',
-        type: 'object',
-        properties: {
-          id: { type: 'string', maxLength: 40 },
-          priority: { type: 'integer', minimum: 0, maximum: 9, multipleOf: 1 },
-          seq: { type: 'integer', minimum: 0, maximum: 1e15, multipleOf: 1 },
-          createdMs: { type: 'integer', minimum: 0, maximum: 1e14, multipleOf: 1 },
-          topic: { type: 'string' },
-        },
-        required: ['id', 'priority', 'seq', 'createdMs'],
-        indexes: [['priority', 'seq'], 'createdMs'],
-      } as RxJsonSchema<Doc>,
+      extra: (r) => ({ record: { speedKmh: r.int(0, 130), signals: { EngineSpeed: { min: r.int(700, 900), max: r.int(2000, 4000) } } } }),
+      schema: telemetrySchema as unknown as RxJsonSchema<Doc>,
     },
   ];
 })();
@@ -139,7 +131,7 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
 
   const current = async (id: string): Promise<RxDocumentData<Doc> | undefined> => (await ref.findDocumentsById([id], true))[0];
   const makeFields = (): Doc => {
-    const doc: Doc = {};
+    const doc: Doc = scenario.extra?.(r) ?? {};
     for (const f of scenario.fields) if (!f.optional || r.chance(0.6)) doc[f.name] = f.draw(r);
     return doc;
   };
