@@ -30,11 +30,18 @@ export interface SqliteFileOptions {
 export interface SqliteFile {
   readonly path: string;
   readonly db: Database.Database;
+  /** False when the file was too large to check at open: `checkInBackground` is for it. */
+  readonly checkedAtOpen: boolean;
   /** Runs `fn` as one transaction; SQLite errors come back as typed StorageErrors. */
   transaction<T>(fn: () => T): T;
   /** Runs `fn` and translates SQLite errors. */
   guard<T>(fn: () => T): T;
   release(): void;
+}
+
+interface Opened {
+  db: Database.Database;
+  checkedAtOpen: boolean;
 }
 
 interface OpenFile {
@@ -50,7 +57,7 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
     existing.refs++;
     return existing.file;
   }
-  const db = openConfigured(path, options);
+  const { db, checkedAtOpen } = openConfigured(path, options);
   const guard = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -63,6 +70,7 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
     file: {
       path,
       db,
+      checkedAtOpen,
       guard,
       transaction: (fn) => guard(() => db.transaction(fn)()),
       release: () => {
@@ -74,6 +82,11 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
   };
   openFiles.set(path, entry);
   return entry.file;
+}
+
+/** Whether an open file got its `quick_check` at open (false: too large, check it in the background). */
+export function sqliteFileCheckedAtOpen(path: string): boolean {
+  return openFiles.get(path)?.file.checkedAtOpen ?? false;
 }
 
 /** Bytes in live pages (free pages excluded) and the file's page count, for an open file. */
@@ -131,7 +144,7 @@ export function isSqliteFileOpen(path: string): boolean {
   return openFiles.has(path);
 }
 
-function openConfigured(path: string, options: SqliteFileOptions): Database.Database {
+function openConfigured(path: string, options: SqliteFileOptions): Opened {
   try {
     mkdirSync(dirname(path), { recursive: true });
   } catch (err) {
@@ -153,7 +166,7 @@ function openConfigured(path: string, options: SqliteFileOptions): Database.Data
   }
 }
 
-function openAndCheck(path: string, options: SqliteFileOptions): Database.Database {
+function openAndCheck(path: string, options: SqliteFileOptions): Opened {
   const db = new Database(path);
   try {
     // Only takes effect while the file is still empty, before WAL mode fixes the page size.
@@ -168,13 +181,14 @@ function openAndCheck(path: string, options: SqliteFileOptions): Database.Databa
     if (existsSync(damagedMarker(path))) {
       throw storageError('STORAGE_CORRUPT', path, `a background check found it damaged: ${readFileSync(damagedMarker(path), 'utf8').trim()}`);
     }
-    if (statSync(path).size <= options.checkOnOpenMaxBytes) {
+    const checkedAtOpen = statSync(path).size <= options.checkOnOpenMaxBytes;
+    if (checkedAtOpen) {
       const verdict = db.pragma('quick_check(1)', { simple: true });
       if (verdict !== 'ok') throw storageError('STORAGE_CORRUPT', path, `quick_check: ${String(verdict)}`);
     }
     // A write probe: a read-only file or filesystem fails here, at open, not at the first record.
     db.exec('BEGIN IMMEDIATE; COMMIT');
-    return db;
+    return { db, checkedAtOpen };
   } catch (err) {
     db.close();
     throw err;

@@ -2,10 +2,9 @@
 import { createRxDatabase, type RxCollection, type RxDatabase, type RxJsonSchema, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
-import { statSync } from 'node:fs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { checkInBackground, shrinkSqliteWal, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
+import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 
@@ -81,7 +80,6 @@ const LOW_WATER = 0.8;
 const EVICT_BATCH = 50;
 const MAX_PRIORITY = 9;
 const DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024;
-const DEFAULT_CHECK_AT_OPEN_BYTES = 64 * 1024 * 1024;
 /** WAL size once the filesystem is full: small, so the log never takes the database's room. */
 const FULL_DISK_WAL_PAGES = 100;
 
@@ -132,7 +130,7 @@ export class TelemetryStore {
       const reserve = new DiskReserve(`${path}.reserve`, options.reserveBytes ?? DEFAULT_RESERVE_BYTES);
       try {
         const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes, reserve }, options, log, counters);
-        const checkedAtOpen = statSync(path).size <= (options.checkOnOpenMaxBytes ?? DEFAULT_CHECK_AT_OPEN_BYTES);
+        const checkedAtOpen = sqliteFileCheckedAtOpen(path);
         counters.integrity = checkedAtOpen ? 'ok' : 'checking';
         if (!checkedAtOpen) {
           void checkInBackground(path).then((verdict) => {
