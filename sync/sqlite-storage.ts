@@ -175,9 +175,10 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
     if (this.closed) throw storageError('STORAGE_CLOSED', this.file.path, `collection "${this.collectionName}" is closed`);
   }
 
-  private rowValues(doc: RxDocumentData<T>): unknown[] {
-    const values: unknown[] = [(doc as Record<string, unknown>)[this.primaryPath], doc._deleted ? 1 : 0, doc._rev, doc._meta.lwt, JSON.stringify(doc)];
-    for (const c of this.columns) values.push(indexKey(c.key(doc)));
+  /** One row's values, named by column, for both the INSERT and the UPDATE statement. */
+  private rowValues(doc: RxDocumentData<T>): Record<string, unknown> {
+    const values: Record<string, unknown> = { id: (doc as Record<string, unknown>)[this.primaryPath], deleted: doc._deleted ? 1 : 0, rev: doc._rev, lwt: doc._meta.lwt, data: JSON.stringify(doc) };
+    for (const c of this.columns) values[c.column] = indexKey(c.key(doc));
     return values;
   }
 
@@ -188,17 +189,14 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       const docsInDb = new Map<string, RxDocumentData<T>>();
       for (const doc of this.readByIds(ids)) docsInDb.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
       const categorized = categorizeBulkWriteRows<T>(this, this.primaryPath as never, docsInDb, documentWrites, context);
-      const t = quote(this.internals.table);
-      const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
-      const insert = this.statement('insert', () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
-      const update = this.statement('update', () => `UPDATE ${t} SET ${cols.slice(1).map((c) => `${c} = ?`).join(', ')} WHERE id = ?`);
       if (categorized.bulkInsertDocs.length + categorized.bulkUpdateDocs.length > 0) {
+        const t = quote(this.internals.table);
+        const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
+        const insert = this.statement('insert', () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
+        const update = this.statement('update', () => `UPDATE ${t} SET ${cols.slice(1).map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`);
         this.file.transaction(() => {
           for (const row of categorized.bulkInsertDocs) insert.run(this.rowValues(row.document));
-          for (const row of categorized.bulkUpdateDocs) {
-            const [id, ...rest] = this.rowValues(row.document);
-            update.run([...rest, id]);
-          }
+          for (const row of categorized.bulkUpdateDocs) update.run(this.rowValues(row.document));
         });
       }
       // Events go out only after the commit: a listener never sees a write that a power cut could undo.
