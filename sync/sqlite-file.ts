@@ -89,15 +89,15 @@ export function sqliteFileCheckedAtOpen(path: string): boolean {
   return openFiles.get(path)?.file.checkedAtOpen ?? false;
 }
 
-/** Bytes in live pages (free pages excluded) and the file's page count, for an open file. */
-export function sqliteFileUsage(path: string): { usedBytes: number; pages: number } {
+/** Bytes in live pages (free pages excluded) of an open file. */
+export function sqliteFileUsedBytes(path: string): number {
   const entry = openFiles.get(path);
-  if (!entry) return { usedBytes: 0, pages: 0 };
+  if (!entry) return 0;
   const { db } = entry.file;
   const pageSize = db.pragma('page_size', { simple: true }) as number;
   const pages = db.pragma('page_count', { simple: true }) as number;
   const free = db.pragma('freelist_count', { simple: true }) as number;
-  return { usedBytes: (pages - free) * pageSize, pages };
+  return (pages - free) * pageSize;
 }
 
 /**

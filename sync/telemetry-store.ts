@@ -4,7 +4,7 @@ import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsage, type SqliteSynchronous } from './sqlite-file.js';
+import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 
@@ -129,7 +129,7 @@ export class TelemetryStore {
       });
       const reserve = new DiskReserve(`${path}.reserve`, options.reserveBytes ?? DEFAULT_RESERVE_BYTES);
       try {
-        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsage(path).usedBytes, reserve }, options, log, counters);
+        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsedBytes(path), reserve }, options, log, counters);
         const checkedAtOpen = sqliteFileCheckedAtOpen(path);
         counters.integrity = checkedAtOpen ? 'ok' : 'checking';
         if (!checkedAtOpen) {
@@ -206,7 +206,9 @@ export class TelemetryStore {
   }
 
   private nearlyFull(): boolean {
-    return this.disk !== null && this.disk.usedBytes() > this.capBytes() * HIGH_WATER;
+    // No cap and a disk with room: skip the page-count pragmas on every insert.
+    const cap = this.capBytes();
+    return this.disk !== null && cap !== Infinity && this.disk.usedBytes() > cap * HIGH_WATER;
   }
 
   /**

@@ -169,17 +169,24 @@ t.test('corrupt database file: moved aside with a timestamp, logged, a new one s
   await store.close();
 });
 
-t.test('damaged pages in a real database: found by quick_check at open and moved aside', async (t) => {
+/** A store of 300 records, closed, with the byte range `range(fileSize)` overwritten by noise. */
+async function damagedDatabase(seed: number, range: (size: number) => [number, number]): Promise<{ dir: string; path: string }> {
   const dir = freshDir();
   const store = await TelemetryStore.open({ kind: 'sqlite', dir }, () => {});
-  const gen = new SampleRecords(6);
+  const gen = new SampleRecords(seed);
   for (let seq = 0; seq < 300; seq++) await store.insert(gen.record(seq, 1), 0);
   await store.close();
   const path = join(dir, 'v2c.sqlite');
   const bytes = readFileSync(path);
-  // Overwrite pages 4-8 (b-tree pages past the schema) with noise, keep the header intact.
-  for (let i = 4 * 4096; i < 9 * 4096; i++) bytes[i] = (i * 131) & 0xff;
+  const [from, to] = range(bytes.length);
+  for (let i = from; i < to; i++) bytes[i] = (i * 131) & 0xff;
   writeFileSync(path, bytes);
+  return { dir, path };
+}
+
+t.test('damaged pages in a real database: found by quick_check at open and moved aside', async (t) => {
+  // Bytes 16-36 KiB: b-tree pages past the schema; the header stays intact.
+  const { dir } = await damagedDatabase(6, () => [16 * 1024, 36 * 1024]);
   const log: string[] = [];
   const reopened = await TelemetryStore.open({ kind: 'sqlite', dir }, (m) => log.push(m));
   t.ok(reopened.counters.movedAside !== null && existsSync(reopened.counters.movedAside), `damaged file kept at ${reopened.counters.movedAside}`);
@@ -195,16 +202,8 @@ const unprivileged = asRoot ? { uid: 65534, gid: 65534 } : {};
 const probeRuns = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(PROBE)}, require('fs').constants.R_OK)`], unprivileged).status === 0;
 
 t.test('a large database is checked in the background; a damaged one is marked and moved aside at the next start', async (t) => {
-  const dir = freshDir();
-  const store = await TelemetryStore.open({ kind: 'sqlite', dir }, () => {});
-  const gen = new SampleRecords(16);
-  for (let seq = 0; seq < 300; seq++) await store.insert(gen.record(seq, 1), 0);
-  await store.close();
-  const path = join(dir, 'v2c.sqlite');
-  const bytes = readFileSync(path);
   // Damage the last pages (records, not the schema), so the file still opens.
-  for (let i = bytes.length - 40 * 1024; i < bytes.length - 20 * 1024; i++) bytes[i] = (i * 131) & 0xff;
-  writeFileSync(path, bytes);
+  const { dir, path } = await damagedDatabase(16, (size) => [size - 40 * 1024, size - 20 * 1024]);
   const log: string[] = [];
   // checkOnOpenMaxBytes 0: every file counts as large.
   const running = await TelemetryStore.open({ kind: 'sqlite', dir, checkOnOpenMaxBytes: 0 }, (m) => log.push(m));
