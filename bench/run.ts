@@ -3,6 +3,7 @@
 // per frame, as a straightforward implementation would. Then the storage section: our SQLite
 // RxStorage against rxdb's memory storage, and bytes written per record (flash wear).
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { gunzipSync } from 'node:zlib';
@@ -20,9 +21,16 @@ import { newPipelineCounters, telemetryPipeline } from '../gateway/telemetry-pip
 import { systemClock } from '../gateway/clock.js';
 import { projectRoot } from '../gateway/project-root.js';
 import type { StorageFigures } from './storage.js';
+import { referenceDriveRecords } from '../gateway/bench-rig/drive-records.js';
+import { packBatch } from '../proto/batch-packer.js';
+import { encodeBatch, encodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
+import { zstdCompress } from '../proto/zstd.js';
+import { publishPacketBytes, type PublishProperties } from '../sync/mqtt-session.js';
 
 const SATURATED_1MBIT_FPS = 8000;
 const ROUNDS = 5;
+/** A batch id of UUID length for the row-wise baseline (its value does not matter, its length does). */
+const BASELINE_BATCH_ID = '00000000-0000-4000-8000-000000000000';
 
 /** Best-of-ROUNDS rate of `fn` (which returns a check value so the work cannot be optimised away). */
 async function measure(label: string, frames: number, fn: () => number | Promise<number>): Promise<number> {
@@ -97,8 +105,53 @@ async function ingestSection(): Promise<void> {
   console.log(`  = ${(full / SATURATED_1MBIT_FPS).toFixed(1)}x a saturated 1 Mbit/s CAN bus (${SATURATED_1MBIT_FPS} frames/s)`);
 }
 
-await ingestSection();
-await storageSection();
+// `npm run bench -- wire` runs one section; no argument runs them all.
+const sections: Record<string, () => Promise<void>> = { ingest: ingestSection, wire: wireSection, storage: storageSection };
+const chosen = process.argv.slice(2);
+for (const name of chosen) if (!(name in sections)) throw new Error(`unknown bench section "${name}"; expected ${Object.keys(sections).join(', ')}`);
+for (const [name, run] of Object.entries(sections)) if (chosen.length === 0 || chosen.includes(name)) await run();
+
+/**
+ * The wire section: bytes per record on the wire (PUBLISH payload plus MQTT 5 header, topic and
+ * properties) for each encoding, with the topic name and with a topic alias. The baselines are
+ * measured here too: JSON and single protobuf messages, and the spec's row-wise batch with zstd.
+ */
+async function wireSection(): Promise<void> {
+  console.log('\nwire: bytes per record of P1 telemetry from the reference drive (10 s windows, 24 signals each)');
+  const { records, resolution } = await referenceDriveRecords(10_000);
+  const vehicle = 'V2CREF00000000001';
+  const topic = (suffix: string): string => `v2c/v1/eu-central-1/${vehicle}/telemetry/${suffix}`;
+  const single: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
+  const json: PublishProperties = { contentType: 'application/json', userProperties: { schema_version: SCHEMA_VERSION } };
+  for (const n of [25, 50]) {
+    const batch = records.filter((r) => r.priority === 1).slice(0, n);
+    if (batch.length < n) throw new Error(`the reference drive has only ${batch.length} P1 records at 10 s windows`);
+    const rows: Array<[string, number, number, number]> = [];
+    const perMessage = (label: string, payloads: Uint8Array[], t: string, props: PublishProperties): void => {
+      const payload = payloads.reduce((sum, p) => sum + p.byteLength, 0);
+      const wire = payloads.reduce((sum, p) => sum + publishPacketBytes(t, p, props), 0);
+      const aliased = payloads.reduce((sum, p) => sum + publishPacketBytes(t, p, props, 1), 0);
+      rows.push([label, payload / n, wire / n, aliased / n]);
+    };
+    perMessage('JSON, one message per record', batch.map((r) => Buffer.from(JSON.stringify(r))), topic('vehicle'), json);
+    perMessage('protobuf, one message per record (baseline)', batch.map((r) => encodeTelemetry(r)), topic('vehicle'), single);
+    const rowWise = encodeBatch({ batchId: BASELINE_BATCH_ID, vehicleId: vehicle, schemaVersion: SCHEMA_VERSION, createdMs: 0, records: batch });
+    const batchProps = (extra: Record<string, string>): PublishProperties => ({ contentType: 'application/x-protobuf+zstd', userProperties: { schema_version: SCHEMA_VERSION, message_count: String(n), ...extra } });
+    perMessage('batch protobuf, row-wise (uncompressed)', [rowWise], topic('batch'), batchProps({ compression: 'none' }));
+    perMessage('batch protobuf, row-wise + zstd 19', [await zstdCompress(rowWise, 19)], topic('batch'), batchProps({ compression: 'zstd' }));
+    // The spec's messages carry a random UUID v4 each, which zstd cannot shrink.
+    const specRows = encodeBatch({ batchId: BASELINE_BATCH_ID, vehicleId: vehicle, schemaVersion: SCHEMA_VERSION, createdMs: 0, records: batch.map((r) => ({ ...r, messageId: randomUUID() })) });
+    perMessage('same, random UUID v4 message ids (the spec)', [await zstdCompress(specRows, 19)], topic('batch'), batchProps({ compression: 'zstd' }));
+    const packed = await packBatch(batch, { vehicleId: vehicle, createdMs: 0, resolution, zstdLevel: 19 });
+    perMessage('batch, columns at DBC resolution + zstd 19 (ours)', [packed.payload], topic('batch'), { contentType: 'application/x-protobuf+zstd', userProperties: packed.userProperties });
+    const base = rows[1] as [string, number, number, number];
+    console.log(`  ${n} records per batch:`);
+    console.log(`    ${'encoding'.padEnd(50)} ${'payload'.padStart(9)} ${'wire'.padStart(9)} ${'wire+alias'.padStart(11)}  payload vs single protobuf`);
+    for (const [label, payload, wire, aliased] of rows) {
+      console.log(`    ${label.padEnd(50)} ${payload.toFixed(0).padStart(7)} B ${wire.toFixed(0).padStart(7)} B ${aliased.toFixed(0).padStart(9)} B  ${payload <= base[1] ? `${((1 - payload / base[1]) * 100).toFixed(1).padStart(5)} % smaller` : `${(payload / base[1]).toFixed(2)}x larger`}`);
+    }
+  }
+}
 
 /** The storage section: each storage in its own process (so RSS is its own), side by side. */
 async function storageSection(): Promise<void> {

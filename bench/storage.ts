@@ -47,7 +47,7 @@ async function singleInserts(kind: string, dir: string, n: number, policy: { pag
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const w1 = writeBytes();
   // The rest of a record's life: acknowledged (deleted), then its tombstone purged.
-  for (const r of records) await store.remove(r.messageId);
+  for (const r of records) await store.remove([{ id: r.messageId, priority: r.priority, seq: r.sequence, createdMs: 0, record: r }]);
   await store.purge();
   await store.close();
   const w2 = writeBytes();

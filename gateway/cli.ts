@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// v2c-gateway command line: run | decode | simulate | demo.
+// v2c-gateway command line: run | decode | simulate | demo | sink.
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { projectRoot } from './project-root.js';
 import { runDemo } from './demo.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
 import { StorageError } from '../sync/storage-errors.js';
+import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
 
 const USAGE = `usage: v2c-gateway <command> [options]
 
@@ -23,6 +24,9 @@ commands:
   simulate --port PATH [--trace FILE] [--speed X] [--timestamps]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
   demo [--speed X]                  recorded drive -> simulated adapter -> gateway -> local broker
+  sink --url URL [--dead-letter DIR] [--idle-exit S] [--dedup-window S] [--client-id ID]
+                                    receive, verify, de-duplicate and count telemetry; ends (SIGINT,
+                                    SIGTERM or S seconds without messages) with the sink: line
 `;
 
 /** A usage mistake: printed with the usage text, exit code 2. */
@@ -99,6 +103,25 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const a = args(rest, { speed: { type: 'string' } });
       return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
+    }
+    case 'sink': {
+      const a = args(rest, { url: { type: 'string' }, 'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' }, 'idle-exit': { type: 'string' }, 'dedup-window': { type: 'string' }, 'client-id': { type: 'string', default: 'v2c-sink' } });
+      if (a.values.url === undefined) throw new UsageError('sink needs --url mqtt://host:port');
+      const idleExitMs = a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
+      const sink = await TelemetrySink.start({
+        url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
+        dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000,
+      }, (m) => process.stderr.write(`${m}\n`));
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+        if (idleExitMs !== null) {
+          const timer = setInterval(() => { if (sink.idleMs >= idleExitMs) { clearInterval(timer); resolve(); } }, 100);
+        }
+      });
+      await sink.close();
+      process.stdout.write(`${sinkSummary(sink.counts)}\n`);
+      return 0;
     }
     case undefined:
     case '-h':

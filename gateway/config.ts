@@ -96,6 +96,10 @@ export const configSchema = z.object({
     checkOnOpenMaxBytes: z.number().int().min(0).default(64 * 1024 * 1024),
     /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
     reserveBytes: z.number().int().min(0).default(4 * 1024 * 1024),
+    /** Byte quota per priority class (records' stored JSON); a class over it drops its own oldest. */
+    quotaBytes: z.object({ p0: z.number().int().min(1024).optional(), p1: z.number().int().min(1024).optional(), p2: z.number().int().min(1024).optional() }).strict().default({}),
+    /** Records that can never be sent (larger than any packet the broker takes), one JSON line each. */
+    deadLetterFile: z.string().min(1).optional(),
   }).strict().default({}),
   mqtt: z.object({
     url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),
@@ -104,11 +108,40 @@ export const configSchema = z.object({
     sessionExpiryS: z.number().int().min(0).default(3600),
     receiveMaximum: z.number().int().min(1).max(65535).default(100),
     maximumPacketSize: z.number().int().min(1024).default(131072),
-    connectTimeoutMs: z.number().int().min(1000).default(15000),
-    reconnectMs: z.number().int().min(100).default(2000),
-    /** Records in flight (published, PUBACK pending) at most. */
+    connectTimeoutMs: z.number().int().min(100).default(15000),
+    /** Largest packet we send when the broker's CONNACK names no limit (the spec's broker: 128 KiB). */
+    maxOutgoingPacketBytes: z.number().int().min(1024).default(131072),
+    /** Wait for a PUBACK before resending with DUP. */
+    pubackTimeoutMs: z.number().int().min(50).default(5000),
+    resends: z.number().int().min(0).max(10).default(3),
+    /** Rest for records whose publish failed before the next attempt. */
+    retryDelayMs: z.number().int().min(10).default(5000),
+    /** Messages (single records or batches) in flight (published, PUBACK pending) at most. */
     inflight: z.number().int().min(1).max(1000).default(50),
+    heartbeatS: z.number().min(0.05).max(3600).default(30),
+    /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
+    heartbeatTimeoutMs: z.number().int().min(50).default(5000),
+    reconnect: z.object({
+      baseMs: z.number().int().min(10).default(2000),
+      capMs: z.number().int().min(10).default(60_000),
+      jitter: z.number().min(0).max(1).default(0.2),
+      offlineAfterFailures: z.number().int().min(1).default(5),
+      offlineRetryMs: z.number().int().min(10).default(300_000),
+      quotaWaitMs: z.number().int().min(0).default(60_000),
+      quotaJitterMs: z.number().int().min(0).default(30_000),
+    }).strict().default({}),
   }).strict(),
+  batch: z.object({
+    /** A P1 backlog longer than this goes out in batches; P2 waits for this many (or maxAgeMs). */
+    minRecords: z.number().int().min(1).default(25),
+    maxRecords: z.number().int().min(1).max(10_000).default(50),
+    /** P2 records wait at most this long for a batch (hourly on cellular, DESIGN §5). */
+    maxAgeMs: z.number().int().min(0).default(3_600_000),
+    /** zstd level 1 (fast) .. 22 (smallest); batches are small, so a high level costs little. */
+    zstdLevel: z.number().int().min(1).max(22).default(19),
+    /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
+    quotaBackoffMs: z.number().int().min(0).default(60_000),
+  }).strict().default({}),
   metrics: z.object({
     host: z.string().default('127.0.0.1'),
     /** 0 disables the endpoint. */

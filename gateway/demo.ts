@@ -1,6 +1,5 @@
 // `npm run demo`: the recorded drive through a simulated USB adapter (socat pty) into the gateway
-// and a local Mosquitto, watched by a subscriber that decodes what arrives.
-import mqtt from 'mqtt';
+// and a local Mosquitto, watched by the reference sink that verifies and counts what arrives.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +9,8 @@ import { startLocalBroker } from './bench-rig/local-broker.js';
 import { referenceVehicleConfig } from './config.js';
 import { startGateway } from './gateway.js';
 import { systemClock } from './clock.js';
-import { decodeTelemetry, RecordKind, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { RecordKind, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
 
 const DRIVE_SECONDS = 630;
 
@@ -36,14 +36,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   console.log(`  broker: mosquitto on ${broker.url}; adapter: ${pty.gatewayEnd}; window ${windowMs} ms (= 60 s of drive)`);
 
   const received = new Map<string, VehicleTelemetry>();
-  let duplicates = 0;
-  const subscriber = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: 'v2c-demo-subscriber' });
-  subscriber.on('message', (_topic, payload) => {
-    const r = decodeTelemetry(payload);
-    if (received.has(r.messageId)) duplicates++;
-    received.set(r.messageId, r);
-  });
-  await subscriber.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
+  const sinkDir = mkdtempSync(join(tmpdir(), 'v2c-demo-sink-'));
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: 'v2c-demo-sink', deadLetterDir: sinkDir, dedupWindowMs: 300_000 }, log);
+  sink.onRecord = (r) => { received.set(r.messageId, r); };
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
   // A fresh database, so the figures below are this run's alone.
@@ -61,7 +56,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const result = await gateway.stop(30_000);
   const deadline = Date.now() + 5000;
   while (received.size < gateway.sender.counters.acked && Date.now() < deadline) await systemClock.sleep(50);
-  await subscriber.endAsync();
+  await sink.close();
+  rmSync(sinkDir, { recursive: true, force: true });
   await pty.close();
   await broker.stop();
   rmSync(storeDir, { recursive: true, force: true });
@@ -75,13 +71,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const events = ordered.filter((r) => r.kind === RecordKind.Event);
   console.log(`\n  simulator: ${simulator.log().trim().split('\n').pop() ?? ''} (exit ${simulatorCode})`);
   console.log(`  adapter: reopens ${serial?.reopens ?? 0}, BEL errors ${serial?.adapterErrors ?? 0}; decode errors ${JSON.stringify(p.decodeErrors)}`);
-  console.log(`  subscriber: ${received.size} records decoded (${windows.length} windows, ${events.length} events, ${duplicates} duplicates)`);
+  console.log(`  subscriber: ${received.size} records decoded (${windows.length} windows, ${events.length} events); ${sinkSummary(sink.counts)}`);
   console.log('  first, middle and last windows:');
   for (const r of [windows[0], windows[Math.floor(windows.length / 2)], windows[windows.length - 1]]) if (r !== undefined) console.log(describe(r));
   console.log('  events:');
   for (const r of events) console.log(describe(r));
-  const ok = result.drained && result.pending === 0 && acked === records && received.size === records && simulatorCode === 0;
+  const ok = result.drained && result.pending === 0 && acked === records && received.size === records && sink.counts.rejected === 0 && simulatorCode === 0;
   if (!ok) console.log(`  NOT OK: drained=${result.drained} pending=${result.pending} received=${received.size} simulator exit=${simulatorCode}`);
-  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} published=${gateway.sender.counters.published} acked=${acked}`);
+  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} messages=${gateway.sender.counters.singles + gateway.sender.counters.batches} acked=${acked} mqtt=${gateway.session.state === 'stopped' ? 'closed' : gateway.session.state}`);
   return ok ? 0 : 1;
 }

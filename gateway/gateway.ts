@@ -7,13 +7,18 @@ import { DbcSyntaxError } from '../drivers/dbc/model.js';
 import { parseDbc } from '../drivers/dbc/parser.js';
 import { SlcanSerialSource, type SlcanSourceCounters } from '../drivers/slcan-serial-source.js';
 import { traceFrames } from '../drivers/trace-source.js';
-import { MqttTelemetryTransport } from '../sync/mqtt-transport.js';
+import { join } from 'node:path';
+import { CommandHandler, commandFilter } from '../sync/command-handler.js';
+import { DeadLetterFile } from '../sync/dead-letter.js';
+import { Heartbeat } from '../sync/heartbeat.js';
+import { MqttSession } from '../sync/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
 import type { Clock } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
+import { resolutionTable } from './wire-resolution.js';
 
 export type Log = (msg: string) => void;
 
@@ -23,7 +28,10 @@ export interface GatewayHandle {
   /** Records written to the store. */
   stored: () => number;
   sender: OutboxSender;
-  transport: MqttTelemetryTransport;
+  session: MqttSession;
+  heartbeat: Heartbeat;
+  commands: CommandHandler;
+  deadLetters: DeadLetterFile;
   store: TelemetryStore;
   metrics: GatewayMetrics;
   metricsPort: number | null;
@@ -61,14 +69,16 @@ export function readBootId(): string {
   }
 }
 
-export function telemetryTopic(config: GatewayConfig): string {
-  return `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/telemetry/vehicle`;
+/** `v2c/v1/{region}/{vehicle_id}/{suffix}` (the spec's topic tree). */
+export function vehicleTopic(config: GatewayConfig, suffix: 'telemetry/vehicle' | 'telemetry/batch' | 'status/heartbeat'): string {
+  return `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/${suffix}`;
 }
 
 export async function startGateway(config: GatewayConfig, clock: Clock, log: Log): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
-  const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store }, log);
+  const { p0, p1, p2 } = config.store.quotaBytes;
+  const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] }, log);
   const counters = newPipelineCounters();
   let stored = 0;
 
@@ -85,16 +95,30 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     frames = traceFrames(config.can.file as string, config.can.source === 'candump' ? 'candump' : 'slcan', config.can.speed, clock);
   }
 
-  const transport = new MqttTelemetryTransport({
-    url: config.mqtt.url, clientId: config.mqtt.clientId ?? config.vehicle.id, keepaliveS: config.mqtt.keepaliveS,
-    sessionExpiryS: config.mqtt.sessionExpiryS, receiveMaximum: config.mqtt.receiveMaximum, maximumPacketSize: config.mqtt.maximumPacketSize,
-    connectTimeoutMs: config.mqtt.connectTimeoutMs, reconnectMs: config.mqtt.reconnectMs, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
+  const m = config.mqtt;
+  const session = new MqttSession({
+    url: m.url, clientId: m.clientId ?? config.vehicle.id, keepaliveS: m.keepaliveS, sessionExpiryS: m.sessionExpiryS, receiveMaximum: m.receiveMaximum,
+    maximumPacketSize: m.maximumPacketSize, maxOutgoingPacketBytes: m.maxOutgoingPacketBytes, connectTimeoutMs: m.connectTimeoutMs,
+    pubackTimeoutMs: m.pubackTimeoutMs, resends: m.resends, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
   }, log);
-  const sender = new OutboxSender(store, transport, { topic: telemetryTopic(config), inflight: config.mqtt.inflight, retryDelayMs: config.mqtt.reconnectMs }, clock, log);
+  const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
+  const sender = new OutboxSender(store, session, deadLetters, {
+    vehicleId: config.vehicle.id, vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'), batchTopic: vehicleTopic(config, 'telemetry/batch'),
+    inflight: m.inflight, batchMinRecords: config.batch.minRecords, batchMaxRecords: config.batch.maxRecords, batchMaxAgeMs: config.batch.maxAgeMs,
+    retryDelayMs: m.retryDelayMs, quotaBackoffMs: config.batch.quotaBackoffMs, zstdLevel: config.batch.zstdLevel, resolution: resolutionTable(decoder.db, config.pipeline.fields),
+  }, clock, log);
+  const status = async (): Promise<Record<string, unknown>> => ({ state: session.state, pending: await store.count(), in_flight: sender.inFlight, parked: sender.parkedRecords, acked: sender.counters.acked });
+  const heartbeat = new Heartbeat(session, vehicleTopic(config, 'status/heartbeat'), m.heartbeatS * 1000, m.heartbeatTimeoutMs, () => ({ state: session.state, acked: sender.counters.acked }), clock);
+  const commands = new CommandHandler(session, { status, flush: () => sender.flush(), setIntervalS: (s) => heartbeat.setInterval(s * 1000), nowMs: () => clock.wallMs() }, log);
+  session.messages.subscribe((message) => void commands.handle(message));
+  session.connected.subscribe((up) => {
+    // A session the broker did not keep has lost our subscription.
+    if (up && session.connack?.sessionPresent !== true) session.subscribe(commandFilter(config.vehicle.id)).catch((err: unknown) => log(`command: cannot subscribe: ${(err as Error).message}`));
+  });
 
   const metrics = new GatewayMetrics();
-  registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, transport, store, () => stored);
-  sender.onAck = (s) => metrics.publishLatency.observe({ topic: 'individual' }, s);
+  registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
+  sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: route === 'single' ? 'individual' : 'batch' }, s);
   const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
 
@@ -110,10 +134,12 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       .subscribe({ error: reject, complete: resolve });
   });
   sender.start();
+  session.start();
+  heartbeat.start();
   serial?.start();
 
   return {
-    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, transport, store, metrics, metricsPort, sourceDone,
+    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone,
     async stop(drainTimeoutMs) {
       await serial?.stop();
       stopping.next();
@@ -121,7 +147,8 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       const drained = await sender.drain(drainTimeoutMs);
       const pending = await store.count();
       sender.stop();
-      await transport.close();
+      heartbeat.stop();
+      await session.close();
       await metrics.close();
       await store.close();
       return { drained, pending };
@@ -130,8 +157,9 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
 }
 
 function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCounters, serial: SlcanSourceCounters | null, sender: OutboxSender,
-  transport: MqttTelemetryTransport, store: TelemetryStore, stored: () => number): void {
+  session: MqttSession, store: TelemetryStore, heartbeat: Heartbeat, commands: CommandHandler, deadLetters: DeadLetterFile, stored: () => number): void {
   const source = config.can.source;
+  const region = config.vehicle.region;
   m.counter('v2c_can_frames_total', 'CAN frames received', ['source'], () => [[{ source }, p.frames]]);
   m.counter('v2c_can_malformed_lines_total', 'Input lines that were not valid frames', ['source'], () => [[{ source }, p.malformed]]);
   m.counter('v2c_can_decoded_frames_total', 'Frames decoded with the DBC', [], () => [[{}, p.decoded]]);
@@ -142,15 +170,31 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
   }
   m.counter('v2c_pipeline_records_total', 'Telemetry records built', ['kind'], () => [[{ kind: 'window' }, p.windows], [{ kind: 'event' }, p.events]]);
   m.counter('v2c_store_records_total', 'Records written to the local store', [], () => [[{}, stored()]]);
-  m.counter('v2c_telemetry_publish_total', 'Telemetry publishes by outcome', ['region', 'topic', 'status'], () => [
-    [{ region: config.vehicle.region, topic: 'individual', status: 'success' }, sender.counters.acked],
-    [{ region: config.vehicle.region, topic: 'individual', status: 'failure' }, sender.counters.failed],
+  m.counter('v2c_telemetry_publish_total', 'Telemetry messages published by path and outcome', ['region', 'topic', 'status'], () => [
+    [{ region, topic: 'individual', status: 'sent' }, sender.counters.singles],
+    [{ region, topic: 'batch', status: 'sent' }, sender.counters.batches],
+    [{ region, topic: 'any', status: 'failure' }, sender.counters.failed],
   ]);
+  m.counter('v2c_telemetry_records_acked_total', 'Records whose PUBACK arrived', ['topic'], () => [
+    [{ topic: 'individual' }, sender.counters.acked - sender.counters.batchAckedRecords], [{ topic: 'batch' }, sender.counters.batchAckedRecords]]);
+  m.gauge('v2c_batch_compression_ratio', 'Compressed / uncompressed bytes of the batches sent', [], () => [[{}, sender.counters.batchPlainBytes === 0 ? 0 : sender.counters.batchWireBytes / sender.counters.batchPlainBytes]]);
+  m.counter('v2c_batch_splits_total', 'Batches split to fit the broker\'s maximum packet size', [], () => [[{}, sender.counters.splits]]);
+  m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () => [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]));
+  m.counter('v2c_security_events_total', 'Publishes the broker refused as not authorised (PUBACK 0x87)', ['kind'], () => [[{ kind: 'publish_not_authorised' }, sender.counters.notAuthorised]]);
+  m.gauge('v2c_parked_records', 'Records kept but not sent: their topic is not authorised', [], () => [[{}, sender.parkedRecords]]);
+  m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [[{}, session.counters.pubackTimeouts]]);
+  m.counter('v2c_publish_resends_total', 'Publishes resent with DUP after a PUBACK timeout', [], () => [[{}, session.counters.resends]]);
   m.counter('v2c_connection_attempts_total', 'MQTT connection attempts', ['region', 'vehicle_model', 'result'], () => [
-    [{ region: config.vehicle.region, vehicle_model: config.vehicle.model, result: 'success' }, transport.counters.successes],
-    [{ region: config.vehicle.region, vehicle_model: config.vehicle.model, result: 'failure' }, Math.max(0, transport.counters.attempts - transport.counters.successes)],
+    [{ region, vehicle_model: config.vehicle.model, result: 'success' }, session.counters.successes],
+    [{ region, vehicle_model: config.vehicle.model, result: 'failure' }, Math.max(0, session.counters.attempts - session.counters.successes - (session.state === 'connecting' ? 1 : 0))],
   ]);
-  m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, transport.isConnected ? 1 : 0]]);
+  m.counter('v2c_connack_refusals_total', 'CONNACKs refusing the connection, by reason code', ['reason_code'], () => [...session.counters.connackRefusals].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]));
+  m.counter('v2c_server_disconnects_total', 'DISCONNECTs sent by the broker, by reason code', ['reason_code'], () => [...session.counters.serverDisconnects].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]));
+  m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, session.isConnected ? 1 : 0]]);
+  m.gauge('v2c_mqtt_state', '1 for the state the MQTT session is in', ['state'], () => [[{ state: session.state }, 1]]);
+  m.gauge('v2c_certificate_renewal_required', '1 while the broker refuses our credentials (CONNACK 0x86/0x87/0x8C, TLS certificate errors)', [], () => [[{}, session.state === 'certificate-renewal' ? 1 : 0]]);
+  m.counter('v2c_heartbeats_total', 'Application heartbeats by outcome', ['result'], () => [[{ result: 'acked' }, heartbeat.counters.acked], [{ result: 'missed' }, heartbeat.counters.missed]]);
+  m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () => [...commands.counts].map(([key, n]) => { const [command = '', result = ''] = key.split('|'); return [{ command, result }, n]; }));
   m.gauge('v2c_local_buffer_depth', 'Records stored and not yet acknowledged', ['vehicle_id'], async () => [[{ vehicle_id: config.vehicle.id }, await store.count()]]);
   m.counter('v2c_dropped_total', 'Records dropped before delivery', ['priority', 'reason'], () =>
     [...store.counters.dropped].map(([key, n]) => { const [priority = '', reason = ''] = key.split('|'); return [{ priority, reason }, n]; }));

@@ -1,5 +1,6 @@
 // The RxJS stage from frames to telemetry records: decode, window, detect events, build records.
-import { randomUUID, randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { recordId, traceIdOf } from '../proto/record-id.js';
 import { Observable } from 'rxjs';
 import { type CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import { DecodeError, type DbcDecoder, type DecodeErrorCode } from '../drivers/dbc/decoder.js';
@@ -61,11 +62,14 @@ class RecordFactory {
 
   private base(kind: RecordKind, priority: number, mono: number, windowMs: number): VehicleTelemetry {
     const wall = this.wallOf(mono);
+    const sequence = this.sequence++;
+    // The capture run (correlation_id) and sequence name the record; batches derive the id from them.
+    const messageId = recordId(this.session, sequence);
     return {
-      messageId: randomUUID(), vehicleId: this.ctx.config.vehicle.id, schemaVersion: SCHEMA_VERSION,
+      messageId, vehicleId: this.ctx.config.vehicle.id, schemaVersion: SCHEMA_VERSION,
       deviceTimeMs: wall, correctedTimeMs: wall, timeQuality: TimeQuality.Unsynced, timeErrorMs: 0,
-      correlationId: this.session, traceId: randomBytes(16).toString('hex'), priority, kind, windowMs,
-      bootId: this.ctx.bootId, monoTimeMs: Math.round(mono), sequence: this.sequence++, signals: {},
+      correlationId: this.session, traceId: traceIdOf(messageId), priority, kind, windowMs,
+      bootId: this.ctx.bootId, monoTimeMs: Math.round(mono), sequence, signals: {},
     };
   }
 

@@ -44,16 +44,28 @@ export interface VehicleTelemetry {
   event?: TelemetryEvent;
 }
 
+export interface NumericColumn { path: string; scale: number; offset: number; present: Uint8Array; deltas: number[]; exact: number[] }
+export interface TextColumn { path: string; present: Uint8Array; dictionary: string[]; indexes: number[] }
+export interface RecordColumns {
+  count: number;
+  numbers: NumericColumn[];
+  texts: TextColumn[];
+  remainders: Array<{ index: number; fields: Partial<VehicleTelemetry> }>;
+}
+
 export interface TelemetryBatch {
   batchId: string;
   vehicleId: string;
   schemaVersion: string;
   createdMs: number;
+  /** Row-wise records; empty when the batch carries `columns`. */
   records: VehicleTelemetry[];
+  columns?: RecordColumns;
 }
 
 const root = protobuf.loadSync(join(projectRoot(), 'proto', 'telemetry.proto'));
-const recordType = root.lookupType('v2c.telemetry.v1.VehicleTelemetry');
+/** The VehicleTelemetry message type, for code that walks its fields (proto/record-columns.ts). */
+export const recordType = root.lookupType('v2c.telemetry.v1.VehicleTelemetry');
 const batchType = root.lookupType('v2c.telemetry.v1.TelemetryBatch');
 const toObjectOptions: protobuf.IConversionOptions = { longs: Number, enums: Number, defaults: true, arrays: true, objects: true };
 

@@ -1,6 +1,7 @@
 // A ballast file beside the database. When the filesystem fills up, SQLite cannot even copy its WAL
 // back or record a deletion; giving the ballast back frees exactly the room those need.
-import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 export class DiskReserve {
   constructor(
@@ -34,5 +35,11 @@ export class DiskReserve {
     } catch {
       return false;
     }
+  }
+
+  /** Bytes an unprivileged writer can still use on the filesystem holding the ballast. */
+  filesystemFreeBytes(): number {
+    const fs = statfsSync(dirname(this.path));
+    return fs.bavail * fs.bsize;
   }
 }

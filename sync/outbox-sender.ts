@@ -1,79 +1,136 @@
-// Drains the store into the transport: oldest first within priority, a bounded number in flight,
-// and a record leaves the store only when its PUBACK has arrived.
+// Drains the outbox into the MQTT session. P0 and live P1 go out one by one on the vehicle topic;
+// P2 and any P1 backlog (after an outage) go out as compressed batches on the batch topic. A record
+// leaves the store only when the PUBACK of the message carrying it arrives (DESIGN §5, issue 4).
 import { Subscription } from 'rxjs';
+import { BATCH_CONTENT_TYPE, packBatch } from '../proto/batch-packer.js';
+import type { ResolutionTable } from '../proto/record-columns.js';
 import { encodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
-import type { TelemetryStore } from './telemetry-store.js';
-import { PublishError, type MqttTelemetryTransport } from './mqtt-transport.js';
 import type { Clock } from '../gateway/clock.js';
+import type { DeadLetterFile } from './dead-letter.js';
+import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
+import type { StoredRecord, TelemetryStore } from './telemetry-store.js';
+
+export interface OutboxSettings {
+  vehicleId: string;
+  vehicleTopic: string;
+  batchTopic: string;
+  /** Messages (single records or batches) waiting for their PUBACK at most. */
+  inflight: number;
+  /** A P1 backlog longer than this goes out in batches; P2 waits until it has this many... */
+  batchMinRecords: number;
+  batchMaxRecords: number;
+  /** ...or until its oldest record is this old. */
+  batchMaxAgeMs: number;
+  /** Rest for records whose publish failed (PUBACK timeout, error), so failures cannot loop hot. */
+  retryDelayMs: number;
+  /** PUBACK 0x97 (quota exceeded): publishing pauses this long, plus up to half of it at random. */
+  quotaBackoffMs: number;
+  zstdLevel: number;
+  resolution: ResolutionTable;
+}
 
 export interface SenderCounters {
-  published: number;
+  /** Messages published, by path. */
+  singles: number;
+  batches: number;
+  /** Records acknowledged. */
   acked: number;
+  batchAckedRecords: number;
   failed: number;
   bytesSent: number;
+  /** Batches split because they exceeded the broker's maximum packet size. */
+  splits: number;
+  /** PUBACK 0x87 (not authorised): security events. */
+  notAuthorised: number;
+  quotaPauses: number;
+  /** Uncompressed / compressed bytes of the batches sent. */
+  batchPlainBytes: number;
+  batchWireBytes: number;
 }
 
-export interface SenderOptions {
-  topic: string;
-  inflight: number;
-  /** Wait before retrying after a failed publish. */
-  retryDelayMs: number;
-}
+type Route = 'single' | 'batch';
 
 export class OutboxSender {
-  readonly counters: SenderCounters = { published: 0, acked: 0, failed: 0, bytesSent: 0 };
-  /** Publish → PUBACK latencies in seconds, for the metrics histogram. */
-  onAck: (latencyS: number) => void = () => undefined;
-  private readonly inflight = new Set<string>();
-  /** Records whose publish failed: left alone until the retry timer, so errors cannot loop hot. */
+  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, batchPlainBytes: 0, batchWireBytes: 0 };
+  /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
+  onAck: (route: Route, latencyS: number) => void = () => undefined;
+  /** Topics the broker said we may not publish to (PUBACK 0x87); their records are parked. */
+  readonly blockedTopics = new Set<string>();
+  private readonly inflightIds = new Set<string>();
+  private inflightMessages = 0;
+  /** Records whose publish failed: left alone until the retry timer. */
   private readonly resting = new Set<string>();
+  /** Records whose topic is not authorised: kept in the store, not sent again by this process. */
+  private readonly parked = new Set<string>();
+  /** Records published at least once: a resend carries DUP. */
+  private readonly sentBefore = new Set<string>();
+  private pausedUntil = 0;
+  private flushRequested = false;
   private running = false;
+  private stopped = false;
   private again = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private wakeTimer: NodeJS.Timeout | null = null;
   private readonly subscriptions = new Subscription();
   private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly store: TelemetryStore,
-    private readonly transport: MqttTelemetryTransport,
-    private readonly options: SenderOptions,
+    private readonly session: MqttSession,
+    private readonly deadLetters: DeadLetterFile,
+    private readonly settings: OutboxSettings,
     private readonly clock: Clock,
     private readonly log: (msg: string) => void,
+    private readonly random: () => number = Math.random,
   ) {}
 
   start(): void {
     this.subscriptions.add(this.store.inserted.subscribe(() => this.kick()));
-    this.subscriptions.add(this.transport.connected.subscribe((up) => { if (up) this.kick(); }));
+    this.subscriptions.add(this.session.connected.subscribe((up) => { if (up) this.kick(); }));
   }
 
   stop(): void {
+    this.stopped = true;
     this.subscriptions.unsubscribe();
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.wakeTimer !== null) clearTimeout(this.wakeTimer);
   }
 
   get inFlight(): number {
-    return this.inflight.size;
+    return this.inflightIds.size;
   }
 
-  /** Resolves true once the store is empty and nothing is in flight, false at the deadline. */
+  get parkedRecords(): number {
+    return this.parked.size;
+  }
+
+  /** Sends P2 now, whatever its age or count (the `flush` command, a drain at stop). */
+  flush(): void {
+    this.flushRequested = true;
+    this.kick();
+  }
+
+  /** Resolves true once the store holds nothing sendable and nothing is in flight, false at the deadline. */
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = this.clock.monoMs() + timeoutMs;
-    this.kick();
-    while ((await this.store.count()) > 0 || this.inflight.size > 0) {
+    this.flush();
+    while ((await this.store.count()) > this.parked.size || this.inflightIds.size > 0) {
       const left = deadline - this.clock.monoMs();
       if (left <= 0) return false;
+      this.flushRequested = true;
       await Promise.race([new Promise<void>((resolve) => this.idleWaiters.push(resolve)), this.clock.sleep(Math.min(left, 250))]);
     }
     return true;
   }
 
-  private kick(): void {
+  kick(): void {
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
     }
     this.running = true;
-    void this.fill().finally(() => {
+    void this.fill().catch((err: unknown) => this.log(`outbox: ${(err as Error).message}`)).finally(() => {
       this.running = false;
       if (this.again) {
         this.again = false;
@@ -82,46 +139,173 @@ export class OutboxSender {
     });
   }
 
+  private routeFor(preferred: Route): Route | null {
+    const topic = (r: Route): string => (r === 'single' ? this.settings.vehicleTopic : this.settings.batchTopic);
+    if (!this.blockedTopics.has(topic(preferred))) return preferred;
+    const other: Route = preferred === 'single' ? 'batch' : 'single';
+    return this.blockedTopics.has(topic(other)) ? null : other;
+  }
+
   private async fill(): Promise<void> {
-    while (this.transport.isConnected && this.inflight.size < this.options.inflight) {
-      const skip = this.resting.size === 0 ? this.inflight : new Set([...this.inflight, ...this.resting]);
-      const batch = await this.store.pending(this.options.inflight - this.inflight.size, skip);
-      if (batch.length === 0) break;
-      for (const stored of batch) this.send(stored.id, encodeTelemetry(stored.record));
+    const s = this.settings;
+    // Timers may fire a little before the monotonic clock reaches the end of a pause: look again then.
+    const pausedForMs = this.pausedUntil - this.clock.monoMs();
+    if (pausedForMs > 0) {
+      this.wakeIn(pausedForMs + 1);
+      return;
     }
-  }
-
-  private send(id: string, payload: Uint8Array): void {
-    this.inflight.add(id);
-    this.counters.published++;
-    this.counters.bytesSent += payload.byteLength;
-    const sentAt = this.clock.monoMs();
-    this.transport.publish(this.options.topic, payload, { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } })
-      .then(async () => {
-        await this.store.remove(id);
-        this.counters.acked++;
-        this.onAck((this.clock.monoMs() - sentAt) / 1000);
-      })
-      .catch((err: unknown) => {
-        this.counters.failed++;
-        const code = err instanceof PublishError && err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
-        this.log(`outbox: record ${id} not acknowledged${code}: ${(err as Error).message}; kept for retry`);
-        this.resting.add(id);
-        this.scheduleRetry();
-      })
-      .finally(() => {
-        this.inflight.delete(id);
+    while (this.session.isConnected && this.inflightMessages < s.inflight) {
+      const exclude = new Set([...this.inflightIds, ...this.resting, ...this.parked]);
+      const next = await this.nextMessage(exclude);
+      if (next === null) break;
+      for (const r of next.records) this.inflightIds.add(r.id);
+      this.inflightMessages++;
+      const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord) : this.sendBatch(next.records);
+      void done.finally(() => {
+        this.inflightMessages--;
+        for (const r of next.records) this.inflightIds.delete(r.id);
         for (const wake of this.idleWaiters.splice(0)) wake();
-        this.kick();
+        // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
+        setImmediate(() => this.kick());
       });
+    }
+    this.flushRequested = false;
   }
 
-  private scheduleRetry(): void {
+  /** The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. */
+  private async nextMessage(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
+    const s = this.settings;
+    const [event] = await this.store.pending(1, exclude, 0);
+    if (event !== undefined) {
+      const route = this.routeFor('single');
+      if (route !== null) return { route, records: [event] };
+    }
+    const p1 = await this.store.pending(s.batchMaxRecords, exclude, 1);
+    if (p1.length > 0) {
+      const route = this.routeFor(p1.length > s.batchMinRecords ? 'batch' : 'single');
+      if (route !== null) return { route, records: route === 'batch' ? p1 : p1.slice(0, 1) };
+    }
+    const bulk = await this.store.pending(s.batchMaxRecords, exclude, 2);
+    const oldest = bulk[0];
+    if (oldest === undefined) return null;
+    const dueInMs = oldest.createdMs + s.batchMaxAgeMs - this.clock.wallMs();
+    if (this.flushRequested || bulk.length >= s.batchMinRecords || dueInMs <= 0) {
+      const route = this.routeFor('batch');
+      if (route !== null) return { route, records: route === 'batch' ? bulk : bulk.slice(0, 1) };
+    } else {
+      this.wakeIn(dueInMs);
+    }
+    return null;
+  }
+
+  private async sendSingle(stored: StoredRecord): Promise<void> {
+    const payload = encodeTelemetry(stored.record);
+    const properties: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
+    const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
+    if (bytes > this.session.maxPacketBytes) {
+      await this.deadLetter(stored, this.settings.vehicleTopic, bytes);
+      return;
+    }
+    this.counters.singles++;
+    await this.deliver('single', [stored], this.settings.vehicleTopic, payload, properties);
+  }
+
+  /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
+  private async sendBatch(records: readonly StoredRecord[]): Promise<void> {
+    const s = this.settings;
+    const packed = await packBatch(records.map((r) => r.record), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+    const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
+    const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
+    if (bytes > this.session.maxPacketBytes) {
+      if (records.length === 1) {
+        await this.deadLetter(records[0] as StoredRecord, s.batchTopic, bytes);
+        return;
+      }
+      this.counters.splits++;
+      const half = Math.ceil(records.length / 2);
+      await Promise.all([this.sendBatch(records.slice(0, half)), this.sendBatch(records.slice(half))]);
+      return;
+    }
+    this.counters.batches++;
+    this.counters.batchPlainBytes += packed.uncompressedBytes;
+    this.counters.batchWireBytes += packed.payload.byteLength;
+    await this.deliver('batch', records, s.batchTopic, packed.payload, properties);
+  }
+
+  private async deliver(route: Route, records: readonly StoredRecord[], topic: string, payload: Uint8Array, properties: PublishProperties): Promise<void> {
+    const sentAt = this.clock.monoMs();
+    const dup = records.some((r) => this.sentBefore.has(r.id));
+    for (const r of records) this.sentBefore.add(r.id);
+    this.counters.bytesSent += payload.byteLength;
+    try {
+      await this.session.publish(topic, payload, properties, { dup });
+    } catch (err) {
+      this.failed(err, records, topic);
+      return;
+    }
+    try {
+      await this.store.remove(records);
+    } catch (err) {
+      // Delivered but still stored: it goes out again and the receiver counts a duplicate.
+      this.log(`outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`);
+      return;
+    }
+    for (const r of records) this.sentBefore.delete(r.id);
+    this.counters.acked += records.length;
+    if (route === 'batch') this.counters.batchAckedRecords += records.length;
+    this.onAck(route, (this.clock.monoMs() - sentAt) / 1000);
+  }
+
+  private failed(err: unknown, records: readonly StoredRecord[], topic: string): void {
+    this.counters.failed++;
+    const ids = records.map((r) => r.id);
+    if (!(err instanceof PublishError)) throw err;
+    if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x87) {
+      this.counters.notAuthorised++;
+      if (!this.blockedTopics.has(topic)) this.log(`outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it, its records stay stored`);
+      this.blockedTopics.add(topic);
+      for (const id of ids) this.parked.add(id);
+      return;
+    }
+    if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x97) {
+      this.counters.quotaPauses++;
+      const pauseMs = this.settings.quotaBackoffMs * (1 + this.random() / 2);
+      this.pausedUntil = this.clock.monoMs() + pauseMs;
+      this.log(`outbox: the broker's quota is exceeded (PUBACK 0x97); publishing pauses for ${(pauseMs / 1000).toFixed(1)} s`);
+      this.wakeIn(pauseMs);
+      return;
+    }
+    // A lost connection: sent again (with DUP) as soon as the session is back.
+    if (err.code === 'CONNECTION_LOST' || err.code === 'NOT_CONNECTED') return;
+    const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
+    this.log(`outbox: ${ids.length} record(s) not acknowledged${reason}: ${err.message}; kept for the next cycle`);
+    for (const id of ids) this.resting.add(id);
+    this.scheduleRetry(this.settings.retryDelayMs);
+  }
+
+  private async deadLetter(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
+    const reason = 'exceeds_max_packet_size';
+    this.deadLetters.write({ reason, topic, packetBytes, maxPacketBytes: this.session.maxPacketBytes, record: stored.record }, this.clock.wallMs());
+    await this.store.remove([stored]);
+    this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than the broker's ${this.session.maxPacketBytes}; moved to ${this.deadLetters.path}`);
+  }
+
+  /** Looks again after a pause, or once the oldest waiting P2 record is due, even if nothing else happens meanwhile. */
+  private wakeIn(delayMs: number): void {
+    if (this.wakeTimer !== null) clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.kick();
+    }, delayMs);
+    this.wakeTimer.unref();
+  }
+
+  private scheduleRetry(delayMs: number): void {
     if (this.retryTimer !== null) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.resting.clear();
       this.kick();
-    }, this.options.retryDelayMs);
+    }, delayMs);
   }
 }

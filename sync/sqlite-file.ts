@@ -120,6 +120,23 @@ export function shrinkSqliteWal(path: string, walPages: number): boolean {
   }
 }
 
+/**
+ * Runs `fn` (evictions) with the page cap lifted by an eighth: in RxDB a deletion first writes a
+ * tombstone, so a database at its cap could not otherwise make room. The cap is put back after;
+ * SQLite keeps it at the file's size if the bookkeeping grew the file.
+ */
+export async function withSqliteEvictionRoom<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const db = openFiles.get(path)?.file.db;
+  const cap = db?.pragma('max_page_count', { simple: true }) as number | undefined;
+  if (db === undefined || cap === undefined) return fn();
+  db.pragma(`max_page_count = ${cap + Math.max(16, Math.ceil(cap / 8))}`);
+  try {
+    return await fn();
+  } finally {
+    if (db.open) db.pragma(`max_page_count = ${cap}`);
+  }
+}
+
 function damagedMarker(path: string): string {
   return `${path}.damaged`;
 }

@@ -4,7 +4,7 @@ import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, type SqliteSynchronous } from './sqlite-file.js';
+import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 
@@ -50,9 +50,14 @@ export interface TelemetryStoreOptions {
   checkOnOpenMaxBytes?: number;
   /** Ballast kept beside the database and given back when the filesystem fills up (0: none). */
   reserveBytes?: number;
+  /**
+   * Byte quota per priority (index = priority; undefined = no quota): a class over its quota
+   * makes room by dropping its own oldest records, so bulk history cannot crowd out events.
+   */
+  quotaBytes?: ReadonlyArray<number | undefined>;
 }
 
-export type DropReason = 'evicted' | 'store_full' | 'store_error';
+export type DropReason = 'evicted' | 'quota' | 'store_full' | 'store_error';
 
 export interface StoreCounters {
   /** Records dropped, by priority and reason. */
@@ -82,6 +87,8 @@ const MAX_PRIORITY = 9;
 const DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024;
 /** WAL size once the filesystem is full: small, so the log never takes the database's room. */
 const FULL_DISK_WAL_PAGES = 100;
+/** Less room than this on the filesystem when a write fails with SQLITE_FULL: the disk, not the cap, is full. */
+const FILESYSTEM_FULL_BYTES = 1024 * 1024;
 
 let memoryInstances = 0;
 
@@ -92,17 +99,63 @@ export class TelemetryStore {
   /** The size the filesystem allowed when it filled up; from then on the store keeps within it. */
   private diskFullAt: number | null = null;
   private readonly quietLog: Log;
+  /** Bytes stored per priority (the records' JSON), kept only when quotas are configured. */
+  private readonly classBytes: number[] = new Array<number>(MAX_PRIORITY + 1).fill(0);
 
   private constructor(
     private readonly db: RxDatabase,
     private readonly records: RxCollection<StoredRecord>,
     private readonly disk: DiskFile | null,
     private readonly maxBytes: number | undefined,
+    private readonly quotaBytes: ReadonlyArray<number | undefined>,
     private readonly log: Log,
     counters: StoreCounters,
   ) {
     this.counters = counters;
     this.quietLog = rateLimited(log, 60_000);
+  }
+
+  /** Bytes of stored records of one priority (tracked when quotas are configured, else 0). */
+  bytesOf(priority: number): number {
+    return this.classBytes[priority] ?? 0;
+  }
+
+  private get tracksBytes(): boolean {
+    return this.quotaBytes.some((q) => q !== undefined);
+  }
+
+  /** Sums what is stored per priority at open, one index page at a time. */
+  private async measureClasses(): Promise<void> {
+    for (let p = 0; p <= MAX_PRIORITY; p++) {
+      for (let skip = 0; ; skip += 500) {
+        const page = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip, limit: 500 }).exec();
+        for (const doc of page) this.classBytes[p] = (this.classBytes[p] ?? 0) + recordBytes(doc.record);
+        if (page.length < 500) break;
+      }
+    }
+  }
+
+  /** Drops the oldest records of `priority` until `incoming` more bytes fit its quota. */
+  private async keepQuota(priority: number, incoming: number): Promise<void> {
+    const quota = this.quotaBytes[priority];
+    if (quota === undefined) return;
+    let dropped = 0;
+    while ((this.classBytes[priority] ?? 0) + incoming > quota) {
+      const victims = await this.records.find({ selector: { priority }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
+      if (victims.length === 0) break;
+      let freed = 0;
+      const chosen: string[] = [];
+      for (const v of victims) {
+        if ((this.classBytes[priority] ?? 0) - freed + incoming <= quota) break;
+        freed += recordBytes(v.record);
+        chosen.push(v.id);
+      }
+      await this.records.bulkRemove(chosen);
+      this.classBytes[priority] = (this.classBytes[priority] ?? 0) - freed;
+      for (let i = 0; i < chosen.length; i++) this.countDrop(priority, 'quota');
+      dropped += chosen.length;
+    }
+    if (dropped > 0) this.quietLog(`store: priority ${priority} is at its ${quota}-byte quota; dropped its ${dropped} oldest records`);
   }
 
   /**
@@ -156,7 +209,9 @@ export class TelemetryStore {
     const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
     try {
       const collections = await db.addCollections({ telemetry: { schema: telemetrySchema } });
-      return new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, disk, options.maxBytes, log, counters);
+      const store = new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, disk, options.maxBytes, options.quotaBytes ?? [], log, counters);
+      if (store.tracksBytes) await store.measureClasses();
+      return store;
     } catch (err) {
       await db.close();
       throw err;
@@ -175,7 +230,9 @@ export class TelemetryStore {
    */
   async insert(record: VehicleTelemetry, createdMs: number): Promise<boolean> {
     const doc: StoredRecord = { id: record.messageId, priority: record.priority, seq: record.sequence, createdMs, record };
+    const bytes = this.tracksBytes ? recordBytes(record) : 0;
     try {
+      await this.keepQuota(record.priority, bytes);
       if (this.nearlyFull()) {
         await this.makeRoom(record.priority, LOW_WATER);
         // Nothing of this priority or lower left to evict: the headroom stays for higher priorities.
@@ -185,11 +242,13 @@ export class TelemetryStore {
         await this.records.insert(doc);
       } catch (err) {
         if (!isStorageFull(err)) throw err;
-        if (this.diskFullAt === null && this.disk !== null) this.adoptDiskSize();
+        // SQLITE_FULL means the configured cap (max_page_count) or a full filesystem: only the latter shrinks the store.
+        if (this.diskFullAt === null && this.disk !== null && this.disk.reserve.filesystemFreeBytes() < FILESYSTEM_FULL_BYTES) this.adoptDiskSize();
         // The cap was hit inside one write: free a batch and try once more.
         if ((await this.makeRoom(record.priority, LOW_WATER)) === 0) throw err;
         await this.records.insert(doc);
       }
+      this.classBytes[record.priority] = (this.classBytes[record.priority] ?? 0) + bytes;
       this.insertedSubject.next();
       return true;
     } catch (err) {
@@ -225,6 +284,11 @@ export class TelemetryStore {
 
   /** Evicts the oldest records whose priority number is >= `priority`, lowest priority first. */
   private async makeRoom(priority: number, target: number): Promise<number> {
+    if (this.disk === null) return 0;
+    return withSqliteEvictionRoom(this.disk.path, () => this.evict(priority, target));
+  }
+
+  private async evict(priority: number, target: number): Promise<number> {
     let evicted = 0;
     const limit = this.capBytes() * target;
     for (let p = MAX_PRIORITY; p >= priority && this.disk !== null && this.disk.usedBytes() > limit; p--) {
@@ -234,6 +298,7 @@ export class TelemetryStore {
         if (victims.length === 0) break;
         await this.records.bulkRemove(victims.map((v) => v.id));
         for (const v of victims) this.countDrop(v.priority, 'evicted');
+        if (this.tracksBytes) for (const v of victims) this.classBytes[p] = (this.classBytes[p] ?? 0) - recordBytes(v.record);
         evicted += victims.length;
         await this.purge();
         if (this.disk.usedBytes() <= limit) break;
@@ -265,9 +330,12 @@ export class TelemetryStore {
     this.purgeTimer.unref();
   }
 
-  /** Pending records, highest priority (lowest number) first, oldest first; skips `exclude`. */
-  async pending(limit: number, exclude: ReadonlySet<string>): Promise<StoredRecord[]> {
-    const docs = await this.records.find({ sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: limit + exclude.size }).exec();
+  /**
+   * Pending records oldest first, highest priority (lowest number) first, or of one priority only;
+   * skips `exclude`.
+   */
+  async pending(limit: number, exclude: ReadonlySet<string>, priority?: number): Promise<StoredRecord[]> {
+    const docs = await this.records.find({ ...(priority !== undefined ? { selector: { priority } } : {}), sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: limit + exclude.size }).exec();
     const out: StoredRecord[] = [];
     for (const doc of docs) {
       if (exclude.has(doc.id)) continue;
@@ -277,12 +345,15 @@ export class TelemetryStore {
     return out;
   }
 
-  async remove(id: string): Promise<void> {
-    await this.records.bulkRemove([id]);
+  /** Removes delivered (or dead-lettered) records. */
+  async remove(records: readonly StoredRecord[]): Promise<void> {
+    await this.records.bulkRemove(records.map((r) => r.id));
+    if (this.tracksBytes) for (const r of records) this.classBytes[r.priority] = (this.classBytes[r.priority] ?? 0) - recordBytes(r.record);
   }
 
-  async count(): Promise<number> {
-    return this.records.count().exec();
+  /** Records stored, of one priority or all. */
+  async count(priority?: number): Promise<number> {
+    return this.records.count(priority !== undefined ? { selector: { priority } } : {}).exec();
   }
 
   /** Bytes the database uses (live pages), or null for the in-memory store. */
@@ -310,6 +381,11 @@ export class TelemetryStore {
     this.insertedSubject.complete();
     await this.db.close();
   }
+}
+
+/** What a record weighs against its class quota: its stored JSON. */
+function recordBytes(record: VehicleTelemetry): number {
+  return JSON.stringify(record).length;
 }
 
 function isStorageFull(err: unknown): boolean {

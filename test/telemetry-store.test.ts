@@ -16,7 +16,7 @@ t.test('records survive a restart; pending() is priority then oldest; maxSequenc
   const priorities = [1, 2, 1, 0, 2, 1, 0, 1, 2, 2];
   const records = priorities.map((p, i) => gen.record(100 + i, p));
   for (const r of records) t.ok(await store.insert(r, 0), `record ${r.sequence} (P${r.priority}) stored`);
-  await store.remove(records[5]!.messageId);
+  await store.remove((await store.pending(100, new Set())).filter((s) => s.id === records[5]!.messageId));
   await store.close();
 
   const reopened = await TelemetryStore.open({ kind: 'sqlite', dir }, () => {});
@@ -36,7 +36,7 @@ t.test('acknowledged records leave the file: purge() removes their tombstones', 
   const store = await TelemetryStore.open({ kind: 'sqlite', dir: sub }, () => {});
   const records = Array.from({ length: 50 }, (_, i) => gen.record(i, 1));
   for (const r of records) await store.insert(r, 0);
-  for (const r of records.slice(0, 40)) await store.remove(r.messageId);
+  await store.remove((await store.pending(100, new Set())).slice(0, 40));
   const rows = (): { live: number; dead: number } => {
     const db = new Database(join(sub, 'v2c.sqlite'), { readonly: true });
     try {
@@ -48,4 +48,27 @@ t.test('acknowledged records leave the file: purge() removes their tombstones', 
   t.same(rows(), { live: 10, dead: 0 }, 'after purge(): only the 10 pending records');
   t.equal(await store.maxSequence(), 49, 'maxSequence unaffected');
   await store.close();
+});
+
+t.test('byte quota per priority: a class over its quota drops its own oldest records, never another class\'s', async (t) => {
+  const sub = join(dir, 'quota');
+  const gen = new SampleRecords(23);
+  const size = JSON.stringify(gen.record(0, 2)).length;
+  const open = (): Promise<TelemetryStore> => TelemetryStore.open({ kind: 'sqlite', dir: sub, quotaBytes: [undefined, undefined, size * 10.5] }, () => {});
+  const store = await open();
+  for (let i = 0; i < 5; i++) t.ok(await store.insert(gen.record(i, 0), 0));
+  for (let i = 5; i < 25; i++) t.ok(await store.insert(gen.record(i, 2), 0), `P2 record ${i} stored`);
+  t.equal(await store.count(2), 10, 'P2 held at its quota: 10 records');
+  t.equal(await store.count(0), 5, 'P0 untouched by P2 pressure');
+  t.same((await store.pending(100, new Set(), 2)).map((r) => r.seq), [15, 16, 17, 18, 19, 20, 21, 22, 23, 24], 'the newest P2 records stay');
+  t.equal(store.counters.dropped.get('2|quota'), 10, 'each drop counted as v2c_dropped_total{priority="2",reason="quota"}');
+  t.ok(Math.abs(store.bytesOf(2) - size * 10) < size, `P2 bytes tracked (${store.bytesOf(2)})`);
+  await store.close();
+  const again = await open();
+  t.ok(Math.abs(again.bytesOf(2) - size * 10) < size, 'class bytes measured again at open');
+  await again.remove(await again.pending(3, new Set(), 2));
+  t.ok(await again.insert(gen.record(99, 2), 0));
+  t.equal(await again.count(2), 8, 'room freed by acknowledgements is reused without drops');
+  t.equal(again.counters.dropped.get('2|quota') ?? 0, 0);
+  await again.close();
 });

@@ -12,6 +12,8 @@ export interface LocalBroker {
   /** Directory holding the config (and persistence, when enabled). */
   dir: string;
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the broker with `signal` (SIGKILL: a crash) and starts it again on the same port and directory. */
+  restart(signal?: NodeJS.Signals): Promise<void>;
   log(): string;
 }
 
@@ -54,31 +56,50 @@ export async function startLocalBroker(options: BrokerOptions = {}): Promise<Loc
     ...(options.extraConfig ?? []),
     '',
   ].join('\n'));
-  const child: ChildProcess = spawn(mosquittoBinary(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.once('error', (err) => { output += `\nspawn error: ${err.message}`; });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    if (child.exitCode !== null || output.includes('spawn error')) throw new Error(`mosquitto failed to start (apt-get install -y mosquitto): ${output.trim()}`);
-    if (await canConnect(port)) break;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on 127.0.0.1:${port} within 5 s: ${output.trim()}`);
-    await sleep(25);
-  }
+  let child = await spawnBroker(conf, port);
   return {
     port,
     url: `mqtt://127.0.0.1:${port}`,
     dir,
-    log: () => output,
+    log: () => child.output,
+    async restart(signal: NodeJS.Signals = 'SIGKILL') {
+      await child.kill(signal);
+      child = await spawnBroker(conf, port);
+    },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill(signal);
-        await exited;
-      }
+      await child.kill(signal);
       if (options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+interface BrokerProcess {
+  readonly output: string;
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts mosquitto and resolves once it accepts connections on `port`. */
+async function spawnBroker(conf: string, port: number): Promise<BrokerProcess> {
+  const child: ChildProcess = spawn(mosquittoBinary(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
+  child.once('error', (err) => { output += `\nspawn error: ${err.message}`; });
+  const broker: BrokerProcess = {
+    get output() { return output; },
+    async kill(signal) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill(signal);
+      await exited;
+    },
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    if (child.exitCode !== null || output.includes('spawn error')) throw new Error(`mosquitto failed to start (apt-get install -y mosquitto): ${output.trim()}`);
+    if (await canConnect(port)) return broker;
+    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on 127.0.0.1:${port} within 5 s: ${output.trim()}`);
+    await sleep(25);
+  }
 }
 
 function canConnect(port: number): Promise<boolean> {

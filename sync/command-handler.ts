@@ -1,0 +1,100 @@
+// Remote commands (issue 4 item 8): `v2c/v1/+/{vehicle_id}/command/request` at QoS 1, a small
+// allow-list, each answered on the MQTT 5 response topic with the request's correlation data.
+// Anything else gets an error response and a metric; nothing a command says can crash the gateway.
+import type { IncomingMessage, MqttSession } from './mqtt-session.js';
+
+export type CommandResult = 'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic';
+
+export interface CommandActions {
+  status(): Promise<Record<string, unknown>>;
+  flush(): void;
+  /** Heartbeat interval in seconds. */
+  setIntervalS(seconds: number): void;
+  nowMs(): number;
+}
+
+interface CommandRequest {
+  command: string;
+  args: Record<string, unknown>;
+}
+
+const MAX_REQUEST_BYTES = 4096;
+
+export function commandFilter(vehicleId: string): string {
+  return `v2c/v1/+/${vehicleId}/command/request`;
+}
+
+/** Parses a request: JSON `{ "command": "...", "args": { ... } }`, or why it is not one. */
+export function parseCommand(payload: Buffer): CommandRequest | string {
+  if (payload.byteLength > MAX_REQUEST_BYTES) return `request of ${payload.byteLength} bytes, at most ${MAX_REQUEST_BYTES} expected`;
+  let body: unknown;
+  try {
+    body = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return 'not JSON';
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected a JSON object';
+  const { command, args } = body as { command?: unknown; args?: unknown };
+  if (typeof command !== 'string' || command === '') return 'expected "command" to be a non-empty string';
+  if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args))) return 'expected "args" to be an object';
+  return { command, args: (args ?? {}) as Record<string, unknown> };
+}
+
+export class CommandHandler {
+  /** Commands handled, by command (or "-" when unparseable) and result. */
+  readonly counts = new Map<string, number>();
+
+  constructor(
+    private readonly session: MqttSession,
+    private readonly actions: CommandActions,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  async handle(message: IncomingMessage): Promise<void> {
+    const props = message.packet.properties;
+    const responseTopic = props?.responseTopic;
+    const parsed = parseCommand(message.payload);
+    const name = typeof parsed === 'string' ? '-' : parsed.command;
+    let result: CommandResult;
+    let body: Record<string, unknown>;
+    if (typeof parsed === 'string') {
+      [result, body] = ['malformed', { error: 'malformed', detail: parsed }];
+    } else {
+      [result, body] = await this.run(parsed).catch((err: unknown): [CommandResult, Record<string, unknown>] => ['failed', { error: 'failed', detail: (err as Error).message }]);
+    }
+    if (responseTopic === undefined) {
+      result = result === 'ok' ? 'no_response_topic' : result;
+      this.log(`command: "${name}" on ${message.topic} has no response topic; not answered`);
+    } else {
+      this.session.reply(responseTopic, Buffer.from(JSON.stringify({ command: name, result, ...body })), {
+        contentType: 'application/json',
+        ...(props?.correlationData !== undefined ? { correlationData: props.correlationData } : {}),
+      });
+    }
+    const key = `${name}|${result}`;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    if (result !== 'ok' && result !== 'no_response_topic') this.log(`command: "${name}" refused: ${result}${typeof body.detail === 'string' ? ` (${body.detail})` : ''}`);
+  }
+
+  private async run(request: CommandRequest): Promise<[CommandResult, Record<string, unknown>]> {
+    switch (request.command) {
+      case 'ping':
+        return ['ok', { time_ms: this.actions.nowMs() }];
+      case 'status':
+        return ['ok', await this.actions.status()];
+      case 'flush':
+        this.actions.flush();
+        return ['ok', {}];
+      case 'set_interval': {
+        const seconds = request.args.heartbeat_s;
+        if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 5 || seconds > 3600) {
+          return ['invalid_args', { error: 'invalid_args', detail: 'expected args.heartbeat_s to be an integer 5..3600' }];
+        }
+        this.actions.setIntervalS(seconds);
+        return ['ok', { heartbeat_s: seconds }];
+      }
+      default:
+        return ['unknown', { error: 'unknown_command', detail: `"${request.command}" is not one of ping, status, flush, set_interval` }];
+    }
+  }
+}

@@ -1,0 +1,33 @@
+// Records the gateway will never be able to send (larger than any packet the broker accepts) are
+// moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
+
+export interface DeadLetter {
+  reason: string;
+  topic: string;
+  packetBytes: number;
+  maxPacketBytes: number;
+  record: VehicleTelemetry;
+}
+
+export class DeadLetterFile {
+  /** Records moved here, by reason. */
+  readonly counts = new Map<string, number>();
+
+  constructor(readonly path: string) {}
+
+  /** Appends and syncs, so the record is on the medium before it leaves the outbox. */
+  write(letter: DeadLetter, atMs: number): void {
+    mkdirSync(dirname(this.path), { recursive: true });
+    const fd = openSync(this.path, 'a', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify({ time: new Date(atMs).toISOString(), ...letter })}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.counts.set(letter.reason, (this.counts.get(letter.reason) ?? 0) + 1);
+  }
+}

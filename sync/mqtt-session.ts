@@ -1,0 +1,321 @@
+// The MQTT 5 session to the broker: connect properties of DESIGN §5, our own reconnect schedule
+// (reconnect-policy.ts) instead of mqtt.js's fixed period, QoS 1 publishes that settle on the
+// PUBACK within a timeout and are resent with DUP, and the packet-size limit from the CONNACK.
+//
+// mqtt.js keeps unacknowledged publishes in an in-memory store and replays them after a reconnect.
+// The outbox is our only source of truth (docs/decisions.md): when a connection ends, every
+// publish in flight is withdrawn from mqtt.js and fails here, and the outbox sends it again.
+import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import { generate } from 'mqtt-packet';
+import { BehaviorSubject, Subject, type Observable } from 'rxjs';
+import { isCertificateError, nextAttempt, type ConnectOutcome, type ReconnectSettings, type SessionState } from './reconnect-policy.js';
+
+export interface MqttSessionSettings {
+  url: string;
+  clientId: string;
+  keepaliveS: number;
+  sessionExpiryS: number;
+  receiveMaximum: number;
+  /** Largest packet we accept (sent in CONNECT). */
+  maximumPacketSize: number;
+  /** Largest packet we send when the broker names no limit in its CONNACK. */
+  maxOutgoingPacketBytes: number;
+  connectTimeoutMs: number;
+  pubackTimeoutMs: number;
+  /** Resends (with DUP) after a PUBACK timeout before the publish fails. */
+  resends: number;
+  reconnect: ReconnectSettings;
+  vehicleModel: string;
+  firmwareVersion: string;
+  /** TLS material and options, passed to mqtt.js as they are (issue 6). */
+  tls?: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+}
+
+export interface PublishProperties {
+  contentType: string;
+  userProperties: Record<string, string>;
+}
+
+export type PublishErrorCode = 'PACKET_TOO_LARGE' | 'NOT_CONNECTED' | 'PUBACK_TIMEOUT' | 'PUBACK_ERROR' | 'CONNECTION_LOST';
+
+/** A publish that did not get a successful PUBACK; `reasonCode` is the PUBACK's when there was one. */
+export class PublishError extends Error {
+  constructor(
+    readonly code: PublishErrorCode,
+    message: string,
+    readonly reasonCode: number | null = null,
+  ) {
+    super(message);
+    this.name = 'PublishError';
+  }
+}
+
+export interface SessionCounters {
+  attempts: number;
+  successes: number;
+  failures: number;
+  pubackTimeouts: number;
+  resends: number;
+  /** Server DISCONNECTs by reason code. */
+  serverDisconnects: Map<number, number>;
+  /** CONNACK refusals by reason code. */
+  connackRefusals: Map<number, number>;
+}
+
+export interface StateChange {
+  state: SessionState;
+  /** Wait before the next attempt, for backoff states. */
+  delayMs: number;
+  reason: string;
+}
+
+export interface IncomingMessage {
+  topic: string;
+  payload: Buffer;
+  packet: IPublishPacket;
+}
+
+const MQTT_MAX_PACKET = 268_435_460;
+
+/**
+ * Bytes a QoS 1 MQTT 5 PUBLISH takes on the wire. With `topicAlias`, the topic name is left out
+ * (a publish after the first one on an aliased topic).
+ */
+export function publishPacketBytes(topic: string, payload: Uint8Array, properties: Partial<PublishProperties>, topicAlias?: number): number {
+  return generate({
+    cmd: 'publish', topic: topicAlias === undefined ? topic : '', payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+    qos: 1, dup: false, retain: false, messageId: 1, properties: topicAlias === undefined ? properties : { ...properties, topicAlias },
+  }, { protocolVersion: 5 }).byteLength;
+}
+
+export class MqttSession {
+  readonly counters: SessionCounters = { attempts: 0, successes: 0, failures: 0, pubackTimeouts: 0, resends: 0, serverDisconnects: new Map(), connackRefusals: new Map() };
+  private readonly connectedSubject = new BehaviorSubject<boolean>(false);
+  private readonly stateSubject = new BehaviorSubject<StateChange>({ state: 'connecting', delayMs: 0, reason: 'start' });
+  private readonly messagesSubject = new Subject<IncomingMessage>();
+  private readonly client: MqttClient;
+  private failuresInRow = 0;
+  private lastOutcome: ConnectOutcome | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** Publishes waiting for their PUBACK, by MQTT packet id, so a lost connection can fail them. */
+  private readonly waiting = new Map<number, (err: PublishError) => void>();
+  /** Largest packet the broker lets us send (its CONNACK Maximum Packet Size, or our setting). */
+  maxPacketBytes: number;
+  connack: IConnackPacket | null = null;
+
+  constructor(
+    private readonly settings: MqttSessionSettings,
+    private readonly log: (msg: string) => void,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.maxPacketBytes = settings.maxOutgoingPacketBytes;
+    const options: IClientOptions = {
+      protocolVersion: 5,
+      clientId: settings.clientId,
+      clean: false,
+      keepalive: settings.keepaliveS,
+      connectTimeout: settings.connectTimeoutMs,
+      reconnectPeriod: 0,
+      manualConnect: true,
+      autoAssignTopicAlias: true,
+      properties: {
+        sessionExpiryInterval: settings.sessionExpiryS,
+        receiveMaximum: settings.receiveMaximum,
+        maximumPacketSize: settings.maximumPacketSize,
+        requestProblemInformation: true,
+        userProperties: { vehicle_model: settings.vehicleModel, firmware_version: settings.firmwareVersion },
+      },
+      ...settings.tls,
+    };
+    this.client = mqtt.connect(settings.url, options);
+    this.client.on('connect', (connack) => this.onConnect(connack));
+    this.client.on('close', () => this.onClose());
+    this.client.on('error', (err: Error & { code?: unknown }) => {
+      if (typeof err.code === 'number') {
+        this.lastOutcome = { kind: 'connack', reasonCode: err.code };
+        this.counters.connackRefusals.set(err.code, (this.counters.connackRefusals.get(err.code) ?? 0) + 1);
+      } else if (isCertificateError(err)) {
+        this.lastOutcome = { kind: 'tls-certificate', detail: err.message };
+      } else {
+        this.lastOutcome ??= { kind: 'network', detail: err.message };
+      }
+      this.log(`mqtt: ${err.message}`);
+    });
+    this.client.on('disconnect', (packet: IDisconnectPacket) => {
+      const code = packet.reasonCode ?? 0;
+      this.counters.serverDisconnects.set(code, (this.counters.serverDisconnects.get(code) ?? 0) + 1);
+      this.lastOutcome = { kind: 'server-disconnect', reasonCode: code };
+      const why = packet.properties?.reasonString;
+      this.log(`mqtt: the broker sent DISCONNECT 0x${code.toString(16)}${why !== undefined ? ` (${why})` : ''}${packet.properties?.serverReference !== undefined ? `, server reference ${packet.properties.serverReference}` : ''}`);
+    });
+    this.client.on('message', (topic, payload, packet) => this.messagesSubject.next({ topic, payload, packet }));
+  }
+
+  start(): void {
+    this.attempt();
+  }
+
+  get connected(): Observable<boolean> {
+    return this.connectedSubject.asObservable();
+  }
+
+  get isConnected(): boolean {
+    return this.connectedSubject.value;
+  }
+
+  get states(): Observable<StateChange> {
+    return this.stateSubject.asObservable();
+  }
+
+  get state(): SessionState {
+    return this.stateSubject.value.state;
+  }
+
+  get messages(): Observable<IncomingMessage> {
+    return this.messagesSubject.asObservable();
+  }
+
+  /**
+   * Publishes at QoS 1 and resolves with the PUBACK reason code (0x00, or 0x10 no matching
+   * subscribers) once it arrives. No PUBACK within the timeout: resent with DUP up to `resends`
+   * times, then PUBACK_TIMEOUT. A payload over the broker's limit is refused before it is sent.
+   */
+  async publish(topic: string, payload: Uint8Array, publishProperties: PublishProperties, options: { dup?: boolean; timeoutMs?: number; resends?: number } = {}): Promise<number> {
+    // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
+    const properties = Object.keys(publishProperties.userProperties).length > 0 ? publishProperties : { contentType: publishProperties.contentType };
+    const bytes = publishPacketBytes(topic, payload, properties);
+    if (bytes > this.maxPacketBytes) throw new PublishError('PACKET_TOO_LARGE', `a ${bytes}-byte PUBLISH exceeds the broker's maximum packet size of ${this.maxPacketBytes} bytes`);
+    const resends = options.resends ?? this.settings.resends;
+    for (let attempt = 0; ; attempt++) {
+      if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
+      const outcome = await this.publishOnce(topic, payload, properties, (options.dup ?? false) || attempt > 0, options.timeoutMs ?? this.settings.pubackTimeoutMs);
+      if (outcome !== 'timeout') return outcome;
+      this.counters.pubackTimeouts++;
+      if (attempt >= resends) throw new PublishError('PUBACK_TIMEOUT', `no PUBACK from the broker within ${options.timeoutMs ?? this.settings.pubackTimeoutMs} ms after ${resends} resends`);
+      this.counters.resends++;
+    }
+  }
+
+  private publishOnce(topic: string, payload: Uint8Array, properties: Partial<PublishProperties>, dup: boolean, timeoutMs: number): Promise<number | 'timeout'> {
+    return new Promise((resolve, reject) => {
+      let packetId: number | null = null;
+      let settled = false;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        if (packetId !== null) this.waiting.delete(packetId);
+        return true;
+      };
+      const withdraw = (): void => {
+        // mqtt.js would otherwise keep the packet and replay it after a reconnect.
+        if (packetId !== null && this.client.outgoing[packetId] !== undefined) this.client.removeOutgoingMessage(packetId);
+      };
+      const timer = setTimeout(() => {
+        if (!settle()) return;
+        withdraw();
+        resolve('timeout');
+      }, timeoutMs);
+      this.client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), {
+        qos: 1, dup, properties,
+        // Runs synchronously when mqtt.js stores the packet, right after it allocated the packet id.
+        cbStorePut: () => {
+          packetId = this.client.getLastMessageId();
+          this.waiting.set(packetId, (err) => { if (settle()) { withdraw(); reject(err); } });
+        },
+      }, (err, packet) => {
+        if (!settle()) return;
+        if (err === undefined || err === null) {
+          resolve((packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0);
+          return;
+        }
+        const code = typeof (err as Error & { code?: unknown }).code === 'number' ? (err as Error & { code: number }).code : null;
+        reject(new PublishError(code !== null ? 'PUBACK_ERROR' : 'CONNECTION_LOST', `publish to ${topic}: ${err.message}`, code));
+      });
+    });
+  }
+
+  async subscribe(filter: string): Promise<void> {
+    await this.client.subscribeAsync(filter, { qos: 1 });
+  }
+
+  /** Publishes a reply without waiting for its PUBACK (command responses). */
+  reply(topic: string, payload: Buffer, properties: { contentType: string; correlationData?: Buffer }): void {
+    this.client.publish(topic, payload, { qos: 1, properties });
+  }
+
+  /** Closes the socket without DISCONNECT (split brain: the socket looks alive, nothing gets through). */
+  dropConnection(reason: string): void {
+    if (!this.isConnected) return;
+    this.lastOutcome = { kind: 'lost', detail: reason };
+    this.log(`mqtt: closing the connection: ${reason}`);
+    this.client.stream.destroy();
+  }
+
+  /** Ends a wait (offline, backoff) and tries now: the link came back. */
+  retryNow(): void {
+    if (this.stopped || this.isConnected || this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.attempt();
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    // Nothing may be published from here on: mqtt.js refuses it while disconnecting anyway.
+    if (this.isConnected) this.connectedSubject.next(false);
+    this.failWaiting('the session is closing');
+    await this.client.endAsync();
+    this.setState({ state: 'stopped', delayMs: 0, reason: 'closed' });
+    this.connectedSubject.complete();
+    this.stateSubject.complete();
+    this.messagesSubject.complete();
+  }
+
+  private attempt(): void {
+    this.retryTimer = null;
+    this.lastOutcome = null;
+    this.counters.attempts++;
+    this.setState({ state: 'connecting', delayMs: 0, reason: `attempt ${this.counters.attempts}` });
+    // A fresh in-memory store each time: mqtt.js has nothing of its own to replay.
+    if (this.counters.attempts === 1) this.client.connect();
+    else this.client.reconnect();
+  }
+
+  private onConnect(connack: IConnackPacket): void {
+    this.connack = connack;
+    this.counters.successes++;
+    this.failuresInRow = 0;
+    this.maxPacketBytes = Math.min(connack.properties?.maximumPacketSize ?? MQTT_MAX_PACKET, this.settings.maxOutgoingPacketBytes);
+    this.log(`mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`);
+    this.setState({ state: 'online', delayMs: 0, reason: 'CONNACK 0x00' });
+    this.connectedSubject.next(true);
+  }
+
+  private onClose(): void {
+    const wasConnected = this.isConnected;
+    if (wasConnected) this.connectedSubject.next(false);
+    this.failWaiting('the connection was lost before the PUBACK');
+    if (this.stopped || this.retryTimer !== null) return;
+    const outcome = this.lastOutcome ?? { kind: wasConnected ? 'lost' : 'network', detail: 'connection closed' };
+    if (!wasConnected || outcome.kind === 'connack') this.counters.failures++;
+    const failures = wasConnected && outcome.kind !== 'server-disconnect' ? 0 : this.failuresInRow + 1;
+    const next = nextAttempt(outcome, failures, this.settings.reconnect, this.random);
+    if (next.countsAsFailure) this.failuresInRow = Math.max(failures, 1);
+    const reason = outcome.kind === 'connack' || outcome.kind === 'server-disconnect' ? `${outcome.kind} 0x${outcome.reasonCode.toString(16)}` : `${outcome.kind}: ${outcome.detail}`;
+    if (next.state === 'certificate-renewal') this.log(`mqtt: the broker refuses our credentials (${reason}); no fast retries, next attempt in ${Math.round(next.delayMs / 1000)} s (certificate renewal needed)`);
+    else this.log(`mqtt: ${next.state}: next attempt in ${(next.delayMs / 1000).toFixed(1)} s (${reason})`);
+    this.setState({ state: next.state, delayMs: next.delayMs, reason });
+    this.retryTimer = setTimeout(() => this.attempt(), next.delayMs);
+  }
+
+  private failWaiting(why: string): void {
+    for (const fail of [...this.waiting.values()]) fail(new PublishError('CONNECTION_LOST', why));
+  }
+
+  private setState(change: StateChange): void {
+    this.stateSubject.next(change);
+  }
+}

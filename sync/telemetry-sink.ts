@@ -1,0 +1,165 @@
+// The reference receiver (`v2c-gateway sink`): does the spec's validator job on what the gateway
+// publishes, so tests and bench runs can prove "nothing lost". Batches are checked (payload digest
+// before decompressing, batch digest after), records validated and de-duplicated by id within a
+// window; whatever is refused is written, with its reason, to a dead-letter directory.
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BatchRejectedError, unpackBatch } from '../proto/batch-packer.js';
+import { decodeTelemetry, RecordKind, SCHEMA_VERSION, TelemetryDecodeError, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+
+export interface SinkOptions {
+  url: string;
+  clientId: string;
+  deadLetterDir: string;
+  /** A record id seen again within this window is a duplicate (the spec's 5-minute window). */
+  dedupWindowMs: number;
+  acceptedSchemaVersions?: readonly string[];
+  filter?: string;
+  maxUncompressedBytes?: number;
+}
+
+export interface SinkCounts {
+  /** Records that arrived (each record of a batch counts), plus messages refused whole. */
+  received: number;
+  unique: number;
+  duplicates: number;
+  rejected: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const TOPIC = /^v2c\/v1\/([a-z0-9-]+)\/([A-Za-z0-9_-]+)\/telemetry\/(vehicle|batch)$/;
+
+/** Physical ranges a record's typed fields must lie in; outside them the record is refused. */
+const RANGES: Array<[keyof VehicleTelemetry | 'gps.latitudeDeg' | 'gps.longitudeDeg', number, number]> = [
+  ['speedKmh', 0, 500], ['engineRpm', 0, 20_000], ['gear', -1, 15], ['batteryVoltageV', 0, 60], ['stateOfChargePct', 0, 100],
+  ['coolantTempC', -60, 250], ['fuelLevelPct', 0, 100], ['odometerKm', 0, 10_000_000], ['gps.latitudeDeg', -90, 90], ['gps.longitudeDeg', -180, 180],
+];
+
+/** Why a record is not acceptable, or null. `vehicleId` is the one its topic names. */
+export function validateRecord(r: VehicleTelemetry, vehicleId: string, accepted: readonly string[]): string | null {
+  if (!UUID.test(r.messageId)) return `message_id "${r.messageId}" is not a UUID`;
+  if (r.vehicleId !== vehicleId) return `vehicle_id "${r.vehicleId}" does not match the topic's "${vehicleId}"`;
+  if (!accepted.includes(r.schemaVersion)) return `schema_version "${r.schemaVersion}" is not one of ${accepted.join(', ')}`;
+  if (!(r.deviceTimeMs > 0) || !(r.correctedTimeMs > 0)) return 'device_time_ms and corrected_time_ms are required';
+  if (r.priority > 2) return `priority ${r.priority} is not 0, 1 or 2`;
+  if (r.kind !== RecordKind.Window && r.kind !== RecordKind.Event) return `kind ${r.kind} is not a window or an event`;
+  if (r.kind === RecordKind.Event && r.event === undefined) return 'an event record without its event';
+  if (r.bootId === '') return 'boot_id is required';
+  for (const [path, lo, hi] of RANGES) {
+    const v = path === 'gps.latitudeDeg' ? r.gps?.latitudeDeg : path === 'gps.longitudeDeg' ? r.gps?.longitudeDeg : r[path];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) return `${path} ${String(v)} outside ${lo}..${hi}`;
+  }
+  return null;
+}
+
+export function sinkSummary(c: SinkCounts): string {
+  return `sink: received=${c.received} unique=${c.unique} duplicates=${c.duplicates} rejected=${c.rejected}`;
+}
+
+export class TelemetrySink {
+  readonly counts: SinkCounts = { received: 0, unique: 0, duplicates: 0, rejected: 0 };
+  /** Called for every valid record, with whether it was a duplicate. */
+  onRecord: (record: VehicleTelemetry, duplicate: boolean) => void = () => undefined;
+  /** Record id → when it was first seen; insertion order is time order, so expiry trims the front. */
+  private readonly seen = new Map<string, number>();
+  private queue: Promise<void> = Promise.resolve();
+  private rejects = 0;
+  private lastMessageAt = Date.now();
+  /** Subscriptions made: 1 at start, one more after each reconnect to a broker that had lost the session. */
+  subscribed = 0;
+
+  private constructor(private readonly client: MqttClient, private readonly options: SinkOptions, private readonly log: (msg: string) => void) {}
+
+  /** Connects with a persistent session (nothing is missed across a reconnect) and subscribes. */
+  static async start(options: SinkOptions, log: (msg: string) => void = () => undefined): Promise<TelemetrySink> {
+    mkdirSync(options.deadLetterDir, { recursive: true });
+    const client = await mqtt.connectAsync(options.url, { protocolVersion: 5, clientId: options.clientId, clean: false, reconnectPeriod: 500, properties: { sessionExpiryInterval: 3600 } });
+    const sink = new TelemetrySink(client, options, log);
+    client.on('message', (topic, payload, packet) => {
+      sink.lastMessageAt = Date.now();
+      sink.queue = sink.queue.then(() => sink.handle(topic, payload, packet)).catch((err: unknown) => log(`sink: ${(err as Error).message}`));
+    });
+    const filter = options.filter ?? 'v2c/v1/+/+/telemetry/#';
+    await client.subscribeAsync(filter, { qos: 1 });
+    sink.subscribed++;
+    // A broker that lost our session (restarted without persistence, session expired) lost the subscription too.
+    client.on('connect', (connack) => {
+      if (connack.sessionPresent) return;
+      client.subscribeAsync(filter, { qos: 1 }).then(() => { sink.subscribed++; }, (err: unknown) => log(`sink: cannot subscribe again: ${(err as Error).message}`));
+    });
+    return sink;
+  }
+
+  get idleMs(): number {
+    return Date.now() - this.lastMessageAt;
+  }
+
+  /** Resolves once every message received so far has been handled. */
+  settled(): Promise<void> {
+    return this.queue;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    await this.client.endAsync();
+  }
+
+  private async handle(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
+    const accepted = this.options.acceptedSchemaVersions ?? [SCHEMA_VERSION];
+    const props = (packet.properties?.userProperties ?? {}) as Record<string, string | string[]>;
+    const match = TOPIC.exec(topic);
+    if (match === null) return this.reject(topic, payload, props, 'topic', `not a telemetry topic: ${topic}`);
+    const vehicleId = match[2] as string;
+    let records: VehicleTelemetry[];
+    if (match[3] === 'batch') {
+      try {
+        records = (await unpackBatch(payload, props, { maxUncompressedBytes: this.options.maxUncompressedBytes ?? 16 << 20, acceptedSchemaVersions: accepted })).records;
+      } catch (err) {
+        if (err instanceof BatchRejectedError) return this.reject(topic, payload, props, err.reason, err.message);
+        throw err;
+      }
+    } else {
+      try {
+        records = [decodeTelemetry(payload)];
+      } catch (err) {
+        if (err instanceof TelemetryDecodeError) return this.reject(topic, payload, props, 'decode', err.message);
+        throw err;
+      }
+    }
+    const now = Date.now();
+    this.expire(now);
+    for (const r of records) {
+      this.counts.received++;
+      const problem = validateRecord(r, vehicleId, accepted);
+      if (problem !== null) {
+        this.counts.received--;
+        this.reject(topic, Buffer.from(JSON.stringify(r)), props, 'invalid', problem);
+        continue;
+      }
+      const duplicate = this.seen.has(r.messageId);
+      if (duplicate) this.counts.duplicates++;
+      else {
+        this.counts.unique++;
+        this.seen.set(r.messageId, now);
+      }
+      this.onRecord(r, duplicate);
+    }
+  }
+
+  private expire(now: number): void {
+    for (const [id, at] of this.seen) {
+      if (now - at <= this.options.dedupWindowMs) break;
+      this.seen.delete(id);
+    }
+  }
+
+  private reject(topic: string, payload: Buffer, props: Record<string, string | string[]>, reason: string, detail: string): void {
+    this.counts.received++;
+    this.counts.rejected++;
+    const file = join(this.options.deadLetterDir, `${new Date().toISOString().replaceAll(':', '-')}-${++this.rejects}-${reason}.json`);
+    writeFileSync(file, JSON.stringify({ reason, detail, topic, userProperties: props, payloadBase64: payload.toString('base64') }, null, 1));
+    this.log(`sink: rejected (${reason}): ${detail}; kept in ${file}`);
+  }
+}

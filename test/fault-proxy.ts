@@ -1,0 +1,116 @@
+// A TCP proxy between the gateway and Mosquitto that injects the network faults of the FMEA:
+// blackhole (socket stays open, nothing passes, no RST), connection reset, added latency, a cut
+// after N bytes, and MQTT packet rewrites (drop a PUBACK, change a CONNACK reason, corrupt a payload).
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { generate, parser as mqttParser, type Packet } from 'mqtt-packet';
+
+/** Returns the packet to forward (changed or not), or null to drop it. */
+export type PacketRewrite = (packet: Packet, connection: number) => Packet | null;
+
+interface Link {
+  client: Socket;
+  server: Socket;
+  id: number;
+}
+
+export class FaultProxy {
+  /** Nothing is forwarded in either direction while set; sockets stay open. */
+  blackhole = false;
+  latencyMs = 0;
+  /** Close a connection abruptly once this many client→broker bytes have passed (each connection). */
+  cutAfterBytes: number | null = null;
+  /** Packets broker → gateway. Set before the connection it should act on is made. */
+  toClient: PacketRewrite | null = null;
+  /** Packets gateway → broker. */
+  toServer: PacketRewrite | null = null;
+  connections = 0;
+  private readonly links = new Set<Link>();
+
+  private constructor(private readonly server: Server, readonly port: number, private readonly targetPort: number) {}
+
+  static async start(targetPort: number): Promise<FaultProxy> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new Error('proxy: no port');
+    const proxy = new FaultProxy(server, address.port, targetPort);
+    server.on('connection', (client) => proxy.accept(client));
+    return proxy;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** Resets every open connection (TCP RST). */
+  resetAll(): void {
+    for (const link of this.links) {
+      link.client.resetAndDestroy();
+      link.server.destroy();
+    }
+    this.links.clear();
+  }
+
+  /** Sends the gateway a server DISCONNECT with `reasonCode` on every open connection, then closes them. */
+  disconnectAll(reasonCode: number, reasonString: string): void {
+    for (const link of this.links) {
+      link.client.end(generate({ cmd: 'disconnect', reasonCode, properties: { reasonString } }, { protocolVersion: 5 }));
+      link.server.destroy();
+    }
+    this.links.clear();
+  }
+
+  async close(): Promise<void> {
+    this.resetAll();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private accept(client: Socket): void {
+    const id = ++this.connections;
+    const server = connect({ host: '127.0.0.1', port: this.targetPort });
+    const link: Link = { client, server, id };
+    this.links.add(link);
+    const destroy = (): void => {
+      this.links.delete(link);
+      client.destroy();
+      server.destroy();
+    };
+    client.on('error', destroy).on('close', () => this.links.delete(link));
+    server.on('error', destroy).on('close', () => this.links.delete(link));
+    let upstreamBytes = 0;
+    this.pipe(client, server, this.toServer, id, (n) => {
+      upstreamBytes += n;
+      if (this.cutAfterBytes !== null && upstreamBytes >= this.cutAfterBytes) {
+        destroy();
+        return false;
+      }
+      return true;
+    });
+    this.pipe(server, client, this.toClient, id, () => true);
+  }
+
+  private pipe(from: Socket, to: Socket, rewrite: PacketRewrite | null, id: number, admit: (bytes: number) => boolean): void {
+    // Everything, the end of the stream included, goes through the same delay, so it stays in order.
+    const later = (fn: () => void): void => {
+      if (this.latencyMs > 0) setTimeout(fn, this.latencyMs);
+      else fn();
+    };
+    const send = (chunk: Buffer): void => {
+      if (this.blackhole || !admit(chunk.byteLength)) return;
+      later(() => { if (!to.destroyed && to.writable) to.write(chunk); });
+    };
+    // A peer that closes cleanly (a broker's DISCONNECT then FIN) is passed on as a FIN after the data.
+    from.on('end', () => later(() => { if (!to.destroyed) to.end(); }));
+    if (rewrite === null) {
+      from.on('data', send);
+      return;
+    }
+    const parse = mqttParser({ protocolVersion: 5 });
+    parse.on('packet', (packet: Packet) => {
+      const out = rewrite(packet, id);
+      if (out !== null) send(generate(out, { protocolVersion: 5 }));
+    });
+    parse.on('error', () => from.destroy());
+    from.on('data', (chunk: Buffer) => { if (!this.blackhole) parse.parse(chunk); });
+  }
+}

@@ -1,0 +1,93 @@
+// The sync engine's test rig: a real Mosquitto, the fault proxy in front of it, the gateway (the
+// real composition root, fed by an empty trace so records come only from the test), and the
+// reference sink subscribed straight to the broker.
+import type { Test } from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../gateway/bench-rig/local-broker.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { systemClock } from '../gateway/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { FaultProxy } from './fault-proxy.js';
+
+export interface SyncRig {
+  broker: LocalBroker;
+  proxy: FaultProxy;
+  sink: TelemetrySink;
+  gateway: GatewayHandle;
+  config: GatewayConfig;
+  dir: string;
+  logs: string[];
+  /** Stores records `from`..`from+n-1` with the priority `priority(seq)` gives. */
+  insert(from: number, n: number, priority?: (seq: number) => number): Promise<string[]>;
+  waitFor(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs?: number): Promise<void>;
+  /** Ids the sink has seen (valid records). */
+  seen: Set<string>;
+}
+
+export interface RigOptions {
+  broker?: BrokerOptions;
+  tune?: (config: GatewayConfig) => void;
+  /** Called before the gateway starts (set proxy rewrites for its first connection here). */
+  beforeStart?: (proxy: FaultProxy) => void;
+}
+
+/** Settings that make every timer of the engine run in milliseconds instead of seconds. */
+function fast(config: GatewayConfig): void {
+  Object.assign(config.mqtt, {
+    keepaliveS: 10, connectTimeoutMs: 600, pubackTimeoutMs: 400, resends: 3, retryDelayMs: 300, heartbeatS: 0.5, heartbeatTimeoutMs: 600,
+    reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
+  });
+  Object.assign(config.batch, { minRecords: 25, maxRecords: 50, maxAgeMs: 200, quotaBackoffMs: 300 });
+}
+
+export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRig> {
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-sync-'));
+  const broker = await startLocalBroker({ ...options.broker, extraConfig: ['max_queued_messages 100000', ...(options.broker?.extraConfig ?? [])] });
+  const proxy = await FaultProxy.start(broker.port);
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: `sink-${process.pid}-${Date.now()}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000 });
+  const seen = new Set<string>();
+  sink.onRecord = (r) => seen.add(r.messageId);
+  const emptyTrace = join(dir, 'empty.log');
+  writeFileSync(emptyTrace, '');
+  const config = referenceVehicleConfig({ mqttUrl: proxy.url, trace: emptyTrace, storeDir: join(dir, 'store') });
+  fast(config);
+  options.tune?.(config);
+  options.beforeStart?.(proxy);
+  const logs: string[] = [];
+  const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+  t.teardown(async () => {
+    await gateway.stop(0).catch(() => undefined);
+    await sink.close().catch(() => undefined);
+    await proxy.close();
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const samples = new SampleRecords(7);
+  return {
+    broker, proxy, sink, gateway, config, dir, logs, seen,
+    async insert(from, n, priority = () => 1) {
+      const ids: string[] = [];
+      for (let seq = from; seq < from + n; seq++) {
+        const record = samples.record(seq, priority(seq));
+        if (await gateway.store.insert(record, Date.now())) ids.push(record.messageId);
+      }
+      return ids;
+    },
+    async waitFor(what, predicate, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await predicate())) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
+        await systemClock.sleep(20);
+      }
+    },
+  };
+}
+
+/** Every id in `ids` seen by the sink (the "nothing lost" check). */
+export function missing(rig: SyncRig, ids: readonly string[]): string[] {
+  return ids.filter((id) => !rig.seen.has(id));
+}
