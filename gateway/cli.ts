@@ -2,7 +2,7 @@
 // v2c-gateway command line: run | decode | simulate | demo | sink.
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError, loadConfigFile, referenceVehicleConfig } from './config.js';
 import { DbcLoadError, loadDecoder, startGateway } from './gateway.js';
 import { decodeLine } from './decode-command.js';
@@ -14,6 +14,9 @@ import { runDemo } from './demo.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
 import { StorageError } from '../sync/storage-errors.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
+import { BENCH_CLOUD_CN, BENCH_VEHICLE_ID, createDevPki } from '../provisioning/dev-pki.js';
+import { provision, ProvisionError } from '../provisioning/provision.js';
+import { CredentialError } from '../provisioning/credential-checks.js';
 
 const USAGE = `usage: v2c-gateway <command> [options]
 
@@ -25,8 +28,16 @@ commands:
                                     act as a USB SLCAN adapter on a serial port, playing a trace
   demo [--speed X]                  recorded drive -> simulated adapter -> gateway -> local broker
   sink --url URL [--dead-letter DIR] [--idle-exit S] [--dedup-window S] [--client-id ID]
+       [--ca FILE --cert FILE --key FILE]
                                     receive, verify, de-duplicate and count telemetry; ends (SIGINT,
                                     SIGTERM or S seconds without messages) with the sink: line
+  provision --vehicle-id VIN --region R --broker mqtts://HOST:PORT --ca FILE --cert FILE --key FILE
+            [--prefix DIR] [--no-service] [--dbc FILE] [--template FILE] [--can-port PATH] [--model M]
+                                    check the device credentials and install the gateway
+  provision --vehicle-id VIN --generate-key --csr-only [--prefix DIR]
+                                    make an ECC P-256 key and a CSR for the fleet PKI to sign
+  provision dev-pki --out DIR       a bench CA, broker, cloud and device certificates (valid,
+                                    expired, other vehicle, unknown CA)
 `;
 
 /** A usage mistake: printed with the usage text, exit code 2. */
@@ -123,6 +134,8 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${sinkSummary(sink.counts)}\n`);
       return 0;
     }
+    case 'provision':
+      return provisionCommand(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -134,11 +147,48 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+async function provisionCommand(argv: string[]): Promise<number> {
+  if (argv[0] === 'dev-pki') {
+    const a = args(argv.slice(1), { out: { type: 'string' }, 'vehicle-id': { type: 'string', default: BENCH_VEHICLE_ID } });
+    if (a.values.out === undefined) throw new UsageError('provision dev-pki needs --out DIR');
+    const pki = await createDevPki(resolve(String(a.values.out)), String(a.values['vehicle-id']));
+    process.stdout.write([
+      `bench PKI in ${pki.dir} (for benches and tests only):`,
+      `  CA ${pki.ca.cert}; broker ${pki.broker.cert} (127.0.0.1, localhost); cloud client ${pki.cloud.cert} (CN ${BENCH_CLOUD_CN})`,
+      ...Object.entries(pki.devices).map(([name, f]) => `  device ${name}: ${f.cert} ${f.key}`),
+      '',
+    ].join('\n'));
+    return 0;
+  }
+  const a = args(argv, {
+    'vehicle-id': { type: 'string' }, region: { type: 'string', default: 'eu-central-1' }, model: { type: 'string', default: 'unknown' },
+    broker: { type: 'string' }, ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
+    'generate-key': { type: 'boolean', default: false }, 'csr-only': { type: 'boolean', default: false },
+    prefix: { type: 'string', default: '/' }, 'config-dir': { type: 'string', default: '/etc/v2c-gateway' }, 'data-dir': { type: 'string', default: '/var/lib/v2c-gateway' },
+    dbc: { type: 'string' }, template: { type: 'string' }, 'can-port': { type: 'string', default: '/dev/ttyACM0' },
+    'no-service': { type: 'boolean', default: false }, user: { type: 'string', default: 'v2c-gateway' },
+  });
+  const v = a.values;
+  if (v['vehicle-id'] === undefined) throw new UsageError('provision needs --vehicle-id VIN');
+  if (v.broker === undefined && v['generate-key'] !== true && v['csr-only'] !== true) throw new UsageError('provision needs --broker mqtts://HOST:PORT');
+  const optional = (x: unknown): string | undefined => (x === undefined ? undefined : resolve(String(x)));
+  const result = await provision({
+    vehicleId: String(v['vehicle-id']), region: String(v.region), model: String(v.model), broker: String(v.broker ?? ''),
+    ca: optional(v.ca), cert: optional(v.cert), key: optional(v.key), generateKey: v['generate-key'] === true, csrOnly: v['csr-only'] === true,
+    prefix: resolve(String(v.prefix)), configDir: String(v['config-dir']), dataDir: String(v['data-dir']), dbc: optional(v.dbc), template: optional(v.template),
+    canPort: String(v['can-port']), service: v['no-service'] !== true, serviceUser: String(v.user), now: new Date(),
+  });
+  process.stdout.write(`${result.summary.join('\n')}\n`);
+  return 0;
+}
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
-    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError) process.stderr.write(`v2c-gateway: ${err.message}\n`);
+    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError || err instanceof ProvisionError || err instanceof CredentialError) {
+      process.stderr.write(`v2c-gateway: ${err.message}\n`);
+    }
     else process.stderr.write(`v2c-gateway: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },

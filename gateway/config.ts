@@ -121,6 +121,15 @@ export const configSchema = z.object({
     heartbeatS: z.number().min(0.05).max(3600).default(30),
     /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
     heartbeatTimeoutMs: z.number().int().min(50).default(5000),
+    /** Mutual TLS with the device certificate; required with mqtts:// (provisioning writes it). */
+    tls: z.object({
+      ca: z.string().min(1),
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      /** Name the broker's certificate must carry, when it differs from the URL's host. */
+      servername: z.string().min(1).optional(),
+    }).strict().optional(),
     reconnect: z.object({
       baseMs: z.number().int().min(10).default(2000),
       capMs: z.number().int().min(10).default(60_000),
@@ -130,7 +139,20 @@ export const configSchema = z.object({
       quotaWaitMs: z.number().int().min(0).default(60_000),
       quotaJitterMs: z.number().int().min(0).default(30_000),
     }).strict().default({}),
-  }).strict(),
+  }).strict()
+    .refine((m) => !m.url.startsWith('mqtts://') || m.tls !== undefined, { message: 'required with an mqtts:// url (ca, cert, key)', path: ['tls'] })
+    .refine((m) => m.url.startsWith('mqtts://') || m.tls === undefined, { message: 'mutual TLS needs an mqtts:// url', path: ['url'] }),
+  certificate: z.object({
+    /** Log a warning this many days before the certificate expires. */
+    warnDays: z.number().min(0).default(7),
+    /** Share of the validity after which a new key and CSR are sent (11/12: month 11 of a 1-year certificate). */
+    renewAtFraction: z.number().gt(0).lt(1).default(11 / 12),
+    checkIntervalMs: z.number().int().min(100).default(3_600_000),
+    /** How long to wait for the signed certificate on …/cert/response before asking again. */
+    responseTimeoutMs: z.number().int().min(100).default(3_600_000),
+    /** A new certificate must connect within this time, or the old one is put back. */
+    connectTimeoutMs: z.number().int().min(100).default(60_000),
+  }).strict().default({}),
   batch: z.object({
     /** A P1 backlog longer than this goes out in batches; P2 waits for this many (or maxAgeMs). */
     minRecords: z.number().int().min(1).default(25),
@@ -189,11 +211,26 @@ export function loadConfigFile(path: string): GatewayConfig {
   return validateConfig(raw, path);
 }
 
+export interface ReferenceOverrides {
+  mqttUrl: string;
+  port?: string;
+  trace?: string;
+  speed?: number;
+  windowMs?: number;
+  storeDir?: string;
+  tls?: { ca: string; cert: string; key: string };
+}
+
 /** The built-in defaults: the reference vehicle's DBC and drive, a local broker. */
-export function referenceVehicleConfig(overrides: { mqttUrl: string; port?: string; trace?: string; speed?: number; windowMs?: number; storeDir?: string }): GatewayConfig {
+export function referenceVehicleConfig(overrides: ReferenceOverrides): GatewayConfig {
+  return validateConfig(referenceVehicleSettings(overrides), 'built-in defaults');
+}
+
+/** The reference vehicle's settings before validation (the provisioning command writes them as YAML). */
+export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<string, unknown> {
   const vehicle = join(projectRoot(), 'drivers', 'reference-vehicle');
   const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
-  return validateConfig({
+  return {
     vehicle: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference' },
     can: overrides.port !== undefined
       ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
@@ -227,7 +264,7 @@ export function referenceVehicleConfig(overrides: { mqttUrl: string; port?: stri
       ],
     },
     store: { dir: overrides.storeDir ?? '.v2c/data' },
-    mqtt: { url: overrides.mqttUrl },
+    mqtt: { url: overrides.mqttUrl, ...(overrides.tls !== undefined ? { tls: overrides.tls } : {}) },
     metrics: { port: 0 },
-  }, 'built-in defaults');
+  };
 }

@@ -14,6 +14,9 @@ import { Heartbeat } from '../sync/heartbeat.js';
 import { MqttSession } from '../sync/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
+import { CertificateLifecycle, sessionTls } from '../provisioning/certificate-lifecycle.js';
+import { checkCredentials, CredentialError, type CertificateFacts } from '../provisioning/credential-checks.js';
+import { FileKeyStore, type DeviceCredentials } from '../provisioning/key-store.js';
 import type { Clock } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
@@ -33,6 +36,8 @@ export interface GatewayHandle {
   commands: CommandHandler;
   deadLetters: DeadLetterFile;
   store: TelemetryStore;
+  /** The device certificate's lifecycle; null without mutual TLS. */
+  certificate: CertificateLifecycle | null;
   metrics: GatewayMetrics;
   metricsPort: number | null;
   /** Resolves when the frame source has ended and every record it produced is stored. */
@@ -74,9 +79,38 @@ export function vehicleTopic(config: GatewayConfig, suffix: 'telemetry/vehicle' 
   return `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/${suffix}`;
 }
 
+interface TlsStart {
+  keyStore: FileKeyStore;
+  credentials: DeviceCredentials;
+  facts: CertificateFacts;
+  /** Why the session must not connect (an expired certificate), or null. */
+  hold: string | null;
+}
+
+/**
+ * Loads and checks the device credentials: a key readable by others, a key that does not match,
+ * an untrusted chain or a CN other than the vehicle id stop the start; an expired certificate
+ * lets capture run but keeps the session from connecting (certificate-renewal state).
+ */
+function loadCredentials(config: GatewayConfig, clock: Clock, log: Log): TlsStart | null {
+  const tls = config.mqtt.tls;
+  if (tls === undefined) return null;
+  const keyStore = new FileKeyStore({ key: tls.key, cert: tls.cert, ca: tls.ca });
+  const credentials = keyStore.load();
+  const check = checkCredentials(credentials, credentials.files, { vehicleId: config.vehicle.id, now: new Date(clock.wallMs()), expiringWithinDays: 0 });
+  const fatal = check.problems.filter((p) => p.code !== 'CERT_EXPIRED' && p.code !== 'CERT_NOT_YET_VALID');
+  if (fatal.length > 0 || check.facts === null) throw new CredentialError(fatal.length > 0 ? fatal : check.problems);
+  // Without a real-time clock the system time can be days behind: try anyway, the broker decides.
+  const early = check.problems.find((p) => p.code === 'CERT_NOT_YET_VALID');
+  if (early !== undefined) log(`certificate: ${early.message}; connecting anyway`);
+  const expired = check.problems.find((p) => p.code === 'CERT_EXPIRED');
+  return { keyStore, credentials, facts: check.facts, hold: expired === undefined ? null : `${expired.file}: ${expired.message}` };
+}
+
 export async function startGateway(config: GatewayConfig, clock: Clock, log: Log): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
+  const tls = loadCredentials(config, clock, log);
   const { p0, p1, p2 } = config.store.quotaBytes;
   const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] }, log);
   const counters = newPipelineCounters();
@@ -100,7 +134,13 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     url: m.url, clientId: m.clientId ?? config.vehicle.id, keepaliveS: m.keepaliveS, sessionExpiryS: m.sessionExpiryS, receiveMaximum: m.receiveMaximum,
     maximumPacketSize: m.maximumPacketSize, maxOutgoingPacketBytes: m.maxOutgoingPacketBytes, connectTimeoutMs: m.connectTimeoutMs,
     pubackTimeoutMs: m.pubackTimeoutMs, resends: m.resends, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
+    ...(tls !== null && m.tls !== undefined ? { tls: sessionTls(tls.credentials, m.tls.minVersion, m.tls.servername) } : {}),
   }, log);
+  const c = config.certificate;
+  const certificate = tls === null || m.tls === undefined ? null : new CertificateLifecycle(tls.keyStore, session, tls.credentials, tls.facts, {
+    vehicleId: config.vehicle.id, region: config.vehicle.region, warnDays: c.warnDays, renewAtFraction: c.renewAtFraction, checkIntervalMs: c.checkIntervalMs,
+    responseTimeoutMs: c.responseTimeoutMs, connectTimeoutMs: c.connectTimeoutMs, minVersion: m.tls.minVersion, ...(m.tls.servername !== undefined ? { servername: m.tls.servername } : {}),
+  }, clock, log);
   const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
   const sender = new OutboxSender(store, session, deadLetters, {
     vehicleId: config.vehicle.id, vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'), batchTopic: vehicleTopic(config, 'telemetry/batch'),
@@ -118,6 +158,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
 
   const metrics = new GatewayMetrics();
   registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
+  if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: route === 'single' ? 'individual' : 'batch' }, s);
   const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
@@ -134,12 +175,14 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       .subscribe({ error: reject, complete: resolve });
   });
   sender.start();
-  session.start();
+  if (tls?.hold != null) session.holdForCertificate(`${tls.hold}; certificate renewal needed (run v2c-gateway provision with a new certificate)`);
+  else session.start();
+  certificate?.start();
   heartbeat.start();
   serial?.start();
 
   return {
-    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone,
+    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate,
     async stop(drainTimeoutMs) {
       await serial?.stop();
       stopping.next();
@@ -148,6 +191,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       const pending = await store.count();
       sender.stop();
       heartbeat.stop();
+      certificate?.stop();
       await session.close();
       await metrics.close();
       await store.close();
@@ -202,4 +246,9 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
   m.gauge('v2c_store_degraded', '1 while records are kept in memory because the database cannot be used', ['reason'], () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]]);
   m.gauge('v2c_store_integrity', '1 for the state the database file check is in', ['state'], () => [[{ state: store.counters.integrity }, 1]]);
   m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [[{}, store.usedBytes() ?? 0]]);
+}
+
+function registerCertificateMetrics(m: GatewayMetrics, certificate: CertificateLifecycle): void {
+  m.gauge('v2c_certificate_expiry_days', 'Days until the device certificate expires (negative: expired)', [], () => [[{}, Math.round(certificate.daysToExpiry() * 100) / 100]]);
+  m.counter('v2c_certificate_renewals_total', 'Certificate renewals by outcome', ['result'], () => Object.entries(certificate.counters).map(([result, n]) => [{ result }, n]));
 }

@@ -7,6 +7,7 @@
 // publish in flight is withdrawn from mqtt.js and fails here, and the outbox sends it again.
 import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
+import type { SecureContextOptions } from 'node:tls';
 import { BehaviorSubject, Subject, type Observable } from 'rxjs';
 import { isCertificateError, nextAttempt, type ConnectOutcome, type ReconnectSettings, type SessionState } from './reconnect-policy.js';
 
@@ -27,13 +28,25 @@ export interface MqttSessionSettings {
   reconnect: ReconnectSettings;
   vehicleModel: string;
   firmwareVersion: string;
-  /** TLS material and options, passed to mqtt.js as they are (issue 6). */
-  tls?: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+  /** Mutual TLS: the device's credentials; the broker's certificate is always verified. */
+  tls?: SessionTls;
+}
+
+export interface SessionTls {
+  ca: string;
+  cert: string;
+  key: string;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Name to verify in the broker's certificate when it is not the URL's host. */
+  servername?: string;
 }
 
 export interface PublishProperties {
   contentType: string;
   userProperties: Record<string, string>;
+  /** Request/response (MQTT 5): where the answer goes and what it must carry back. */
+  responseTopic?: string;
+  correlationData?: Buffer;
 }
 
 export type PublishErrorCode = 'PACKET_TOO_LARGE' | 'NOT_CONNECTED' | 'PUBACK_TIMEOUT' | 'PUBACK_ERROR' | 'CONNECTION_LOST';
@@ -88,6 +101,14 @@ export function publishPacketBytes(topic: string, payload: Uint8Array, propertie
   }, { protocolVersion: 5 }).byteLength;
 }
 
+/** node:tls options for mutual TLS: TLS 1.2 at least, the broker's certificate and name verified. */
+function tlsOptions(tls: SessionTls): Partial<IClientOptions> & Pick<SecureContextOptions, 'minVersion'> {
+  return {
+    ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: tls.minVersion, rejectUnauthorized: true,
+    ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+  };
+}
+
 export class MqttSession {
   readonly counters: SessionCounters = { attempts: 0, successes: 0, failures: 0, pubackTimeouts: 0, resends: 0, serverDisconnects: new Map(), connackRefusals: new Map() };
   private readonly connectedSubject = new BehaviorSubject<boolean>(false);
@@ -126,7 +147,7 @@ export class MqttSession {
         requestProblemInformation: true,
         userProperties: { vehicle_model: settings.vehicleModel, firmware_version: settings.firmwareVersion },
       },
-      ...settings.tls,
+      ...(settings.tls !== undefined ? tlsOptions(settings.tls) : {}),
     };
     this.client = mqtt.connect(settings.url, options);
     this.client.on('connect', (connack) => this.onConnect(connack));
@@ -156,6 +177,28 @@ export class MqttSession {
     this.attempt();
   }
 
+  /**
+   * Does not connect: the certificate cannot work (expired, not yet valid). The state says so
+   * until `useCredentials` brings a usable one.
+   */
+  holdForCertificate(reason: string): void {
+    this.log(`mqtt: not connecting: ${reason}`);
+    this.setState({ state: 'certificate-renewal', delayMs: 0, reason });
+  }
+
+  /** Connects with new credentials from now on (a renewed certificate, or the old one put back). */
+  useCredentials(tls: SessionTls): void {
+    Object.assign(this.client.options, tlsOptions(tls));
+    // Connected: the socket is closed and the reconnect schedule's first wait applies.
+    if (this.isConnected) {
+      this.dropConnection('reconnecting with new credentials');
+    } else if (this.counters.attempts === 0) {
+      this.attempt();
+    } else {
+      this.retryNow();
+    }
+  }
+
   get connected(): Observable<boolean> {
     return this.connectedSubject.asObservable();
   }
@@ -183,7 +226,8 @@ export class MqttSession {
    */
   async publish(topic: string, payload: Uint8Array, publishProperties: PublishProperties, options: { dup?: boolean; timeoutMs?: number; resends?: number } = {}): Promise<number> {
     // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
-    const properties = Object.keys(publishProperties.userProperties).length > 0 ? publishProperties : { contentType: publishProperties.contentType };
+    const { userProperties, ...rest } = publishProperties;
+    const properties = Object.keys(userProperties).length > 0 ? publishProperties : rest;
     const bytes = publishPacketBytes(topic, payload, properties);
     if (bytes > this.maxPacketBytes) throw new PublishError('PACKET_TOO_LARGE', `a ${bytes}-byte PUBLISH exceeds the broker's maximum packet size of ${this.maxPacketBytes} bytes`);
     const resends = options.resends ?? this.settings.resends;

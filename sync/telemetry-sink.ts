@@ -17,6 +17,8 @@ export interface SinkOptions {
   acceptedSchemaVersions?: readonly string[];
   filter?: string;
   maxUncompressedBytes?: number;
+  /** Client certificate, key and CA bundle (PEM texts) for an mqtts:// broker with mutual TLS. */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 export interface SinkCounts {
@@ -75,7 +77,10 @@ export class TelemetrySink {
   /** Connects with a persistent session (nothing is missed across a reconnect) and subscribes. */
   static async start(options: SinkOptions, log: (msg: string) => void = () => undefined): Promise<TelemetrySink> {
     mkdirSync(options.deadLetterDir, { recursive: true });
-    const client = await mqtt.connectAsync(options.url, { protocolVersion: 5, clientId: options.clientId, clean: false, reconnectPeriod: 500, properties: { sessionExpiryInterval: 3600 } });
+    const client = await mqtt.connectAsync(options.url, {
+      protocolVersion: 5, clientId: options.clientId, clean: false, reconnectPeriod: 500, properties: { sessionExpiryInterval: 3600 },
+      ...(options.tls !== undefined ? { ...options.tls, minVersion: 'TLSv1.2', rejectUnauthorized: true } : {}),
+    });
     const sink = new TelemetrySink(client, options, log);
     client.on('message', (topic, payload, packet) => {
       sink.lastMessageAt = Date.now();

@@ -1,6 +1,6 @@
 // Mosquitto on a free loopback port with a generated config, for the demo and the tests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LocalBroker {
   port: number;
+  /** mqtt://127.0.0.1:port, or mqtts:// with TLS. */
   url: string;
   /** Directory holding the config (and persistence, when enabled). */
   dir: string;
@@ -23,6 +24,41 @@ export interface BrokerOptions {
   extraConfig?: string[];
   persistence?: boolean;
   dir?: string;
+  /**
+   * Mutual TLS (DESIGN §7): only clients with a certificate from `ca` connect, their CN is their
+   * user name, and the ACL lets a device use only its own vehicle's topics; `cloudUser` (the
+   * sink, the CSR signer) may use every topic.
+   */
+  tls?: { ca: string; cert: string; key: string; cloudUser: string };
+}
+
+/** mosquitto.conf lines for a mutual-TLS listener and its per-vehicle ACL (written to `dir`). */
+function tlsConfig(dir: string, tls: NonNullable<BrokerOptions['tls']>): string[] {
+  const acl = join(dir, 'acl');
+  writeFileSync(acl, [
+    `user ${tls.cloudUser}`, 'topic readwrite v2c/#', '',
+    '# every other client: its certificate CN is its vehicle id (the second level of the topic tree below the region)',
+    'pattern readwrite v2c/v1/+/%u/#', '',
+  ].join('\n'), { mode: 0o644 });
+  // Started as root, Mosquitto drops to its own user before it reads the ACL and its key: the
+  // key is copied for that user to read, still mode 0600.
+  chmodSync(dir, 0o755);
+  let keyfile = tls.key;
+  const owner = process.getuid?.() === 0 ? mosquittoUser() : null;
+  if (owner !== null) {
+    keyfile = join(dir, 'broker.key');
+    copyFileSync(tls.key, keyfile);
+    chmodSync(keyfile, 0o600);
+    chownSync(keyfile, owner.uid, owner.gid);
+  }
+  return [`cafile ${tls.ca}`, `certfile ${tls.cert}`, `keyfile ${keyfile}`, 'require_certificate true', 'use_identity_as_username true', 'tls_version tlsv1.2', `acl_file ${acl}`];
+}
+
+function mosquittoUser(): { uid: number; gid: number } | null {
+  const id = (flag: string): number => Number(spawnSync('id', [flag, 'mosquitto'], { encoding: 'utf8' }).stdout.trim() || NaN);
+  const uid = id('-u');
+  const gid = id('-g');
+  return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : null;
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -49,6 +85,7 @@ export async function startLocalBroker(options: BrokerOptions = {}): Promise<Loc
     'allow_anonymous true',
     `persistence ${options.persistence === true ? 'true' : 'false'}`,
     `persistence_location ${dir}/`,
+    ...(options.tls !== undefined ? tlsConfig(dir, options.tls) : []),
     'log_dest stderr',
     'log_type error',
     'log_type warning',
@@ -59,7 +96,7 @@ export async function startLocalBroker(options: BrokerOptions = {}): Promise<Loc
   let child = await spawnBroker(conf, port);
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${options.tls !== undefined ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     dir,
     log: () => child.output,
     async restart(signal: NodeJS.Signals = 'SIGKILL') {
