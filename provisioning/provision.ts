@@ -107,6 +107,8 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     { name: RELEASE_FILES.ca, content: texts.caPem, mode: 0o644 },
     { name: RELEASE_FILES.dbc, content: dbc, mode: 0o644 },
   ];
+  // The installed copy is 0600 whatever the source's mode; a readable source is said, not refused.
+  const modeWarning = keyModeProblem(statSync(keyFile).mode, keyFile);
   mkdirSync(installation.configDir, { recursive: true, mode: 0o755 });
   mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   const release = installation.stage(files);
@@ -126,7 +128,6 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     `private key:  ${installation.path('key')} (mode 0600)`,
     `data:         ${dataDir}`,
   ];
-  const modeWarning = keyModeProblem(statSync(keyFile).mode, keyFile);
   if (modeWarning !== null) summary.push(`warning:      the source key ${keyFile} is readable by others; delete it or run chmod 600 ${keyFile}`);
   summary.push(...(o.service ? installService(o, installation, dataDir) : ['service:      not installed (--no-service)']));
   return { summary, facts, configFile: join(installation.configDir, RELEASE_FILES.config), csrFile: null };
