@@ -21,6 +21,8 @@ export interface DevPki {
   broker: PkiFiles;
   cloud: PkiFiles;
   devices: { valid: PkiFiles; expired: PkiFiles; otherVehicle: PkiFiles; unknownCa: PkiFiles };
+  /** The certificate of the CA nobody trusts (its key is not kept). */
+  unknownCaCert: string;
   /** Signs with the bench CA (the test harness's CSR signer). */
   caMaterial: KeyAndCertificate;
 }
@@ -49,6 +51,8 @@ export async function createDevPki(dir: string, vehicleId = BENCH_VEHICLE_ID, no
   const ca = await makeCa('v2c bench CA');
   const stranger = await makeCa('unknown CA');
   const devices = join(dir, 'devices');
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  writeFileSync(join(dir, 'unknown-ca.crt'), stranger.certPem, { mode: 0o644 });
   return {
     dir,
     ca: save(dir, 'ca', ca),
@@ -60,6 +64,7 @@ export async function createDevPki(dir: string, vehicleId = BENCH_VEHICLE_ID, no
       otherVehicle: save(join(devices, 'other-vehicle'), 'device', await leaf(ca, BENCH_OTHER_VEHICLE_ID, 'client', -1, 365)),
       unknownCa: save(join(devices, 'unknown-ca'), 'device', await leaf(stranger, vehicleId, 'client', -1, 365)),
     },
+    unknownCaCert: join(dir, 'unknown-ca.crt'),
     caMaterial: ca,
   };
 }

@@ -23,7 +23,7 @@ export interface KeyAndCertificate {
 export async function generateEcKey(): Promise<string> {
   const pair = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
   const der = await webcrypto.subtle.exportKey('pkcs8', pair.privateKey);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return pemFile(x509.PemConverter.encode(der, 'PRIVATE KEY'));
 }
 
 /** The WebCrypto pair of a PEM private key (EC P-256/384 or RSA), for signing with @peculiar/x509. */
@@ -47,7 +47,7 @@ export async function createCsr(keyPem: string, commonName: string): Promise<str
     name: [{ CN: [commonName] }], keys, signingAlgorithm: keys.algorithm,
     extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
   });
-  return csr.toString('pem');
+  return pemFile(csr.toString('pem'));
 }
 
 export interface CertificateRequestInfo {
@@ -112,7 +112,12 @@ export async function issueCertificate(o: IssueOptions): Promise<string> {
     notAfter: o.notAfter,
     extensions,
   });
-  return cert.toString('pem');
+  return pemFile(cert.toString('pem'));
+}
+
+/** PEM as files hold it: ending in a newline, so files concatenate into valid bundles. */
+function pemFile(pem: string): string {
+  return `${pem.trimEnd()}\n`;
 }
 
 /** `days` after (or, negative, before) `from`. */

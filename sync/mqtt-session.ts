@@ -311,7 +311,8 @@ export class MqttSession {
     // Nothing may be published from here on: mqtt.js refuses it while disconnecting anyway.
     if (this.isConnected) this.connectedSubject.next(false);
     this.failWaiting('the session is closing');
-    await this.client.endAsync();
+    // A session held back by its certificate never built a socket for mqtt.js to end.
+    if (this.counters.attempts > 0) await this.client.endAsync();
     this.setState({ state: 'stopped', delayMs: 0, reason: 'closed' });
     this.connectedSubject.complete();
     this.stateSubject.complete();

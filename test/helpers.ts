@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CanFrame } from '../drivers/can-frame.js';
 
 /** A frame from hex data, for table-driven tests. */
@@ -9,4 +10,13 @@ export function frame(id: number, hex: string, opts: Partial<CanFrame> = {}): Ca
 /** The fields of a frame worth comparing in a table (data as upper-case hex). */
 export function frameView(f: CanFrame): Record<string, unknown> {
   return { id: f.id, extended: f.extended, rtr: f.rtr, fd: f.fd, brs: f.brs, error: f.error, data: Buffer.from(f.data).toString('hex').toUpperCase(), bus: f.bus, tsWall: f.tsWall };
+}
+
+/** Polls `predicate` every 20 ms; fails after `timeoutMs` naming what it waited for and the last log lines. */
+export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number, logs: readonly string[] = []): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
+    await sleep(20);
+  }
 }

@@ -12,6 +12,7 @@ import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 import { FaultProxy } from './fault-proxy.js';
+import { waitUntil } from './helpers.js';
 
 export interface SyncRig {
   broker: LocalBroker;
@@ -77,13 +78,7 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
       }
       return ids;
     },
-    async waitFor(what, predicate, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await predicate())) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
-        await systemClock.sleep(20);
-      }
-    },
+    waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs),
   };
 }
 

@@ -40,18 +40,20 @@ function tlsConfig(dir: string, tls: NonNullable<BrokerOptions['tls']>): string[
     '# every other client: its certificate CN is its vehicle id (the second level of the topic tree below the region)',
     'pattern readwrite v2c/v1/+/%u/#', '',
   ].join('\n'), { mode: 0o644 });
-  // Started as root, Mosquitto drops to its own user before it reads the ACL and its key: the
-  // key is copied for that user to read, still mode 0600.
+  // Started as root, Mosquitto drops to its own user before it reads the ACL and its TLS files,
+  // which may sit in a private directory: they are copied beside its config, the key still 0600
+  // and owned by that user.
   chmodSync(dir, 0o755);
-  let keyfile = tls.key;
+  const copies = { cafile: join(dir, 'ca.crt'), certfile: join(dir, 'broker.crt'), keyfile: join(dir, 'broker.key') };
+  copyFileSync(tls.ca, copies.cafile);
+  copyFileSync(tls.cert, copies.certfile);
+  copyFileSync(tls.key, copies.keyfile);
+  chmodSync(copies.cafile, 0o644);
+  chmodSync(copies.certfile, 0o644);
+  chmodSync(copies.keyfile, 0o600);
   const owner = process.getuid?.() === 0 ? mosquittoUser() : null;
-  if (owner !== null) {
-    keyfile = join(dir, 'broker.key');
-    copyFileSync(tls.key, keyfile);
-    chmodSync(keyfile, 0o600);
-    chownSync(keyfile, owner.uid, owner.gid);
-  }
-  return [`cafile ${tls.ca}`, `certfile ${tls.cert}`, `keyfile ${keyfile}`, 'require_certificate true', 'use_identity_as_username true', 'tls_version tlsv1.2', `acl_file ${acl}`];
+  if (owner !== null) chownSync(copies.keyfile, owner.uid, owner.gid);
+  return [...Object.entries(copies).map(([k, v]) => `${k} ${v}`), 'require_certificate true', 'use_identity_as_username true', 'tls_version tlsv1.2', `acl_file ${acl}`];
 }
 
 function mosquittoUser(): { uid: number; gid: number } | null {

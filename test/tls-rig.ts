@@ -1,0 +1,74 @@
+// Rig for the mutual-TLS tests: the bench PKI, a Mosquitto that requires client certificates and
+// lets a device use only its own vehicle's topics, the reference sink on the cloud certificate,
+// and gateways started from the real composition root with a chosen device certificate.
+import type { Test } from 'tap';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalBroker, type LocalBroker } from '../gateway/bench-rig/local-broker.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { systemClock } from '../gateway/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { BENCH_CLOUD_CN, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
+
+export interface TlsRig {
+  pki: DevPki;
+  broker: LocalBroker;
+  sink: TelemetrySink;
+  seen: Set<string>;
+  dir: string;
+  /** PEM texts of the cloud side's client certificate (sink, signer). */
+  cloudTls: { ca: string; cert: string; key: string };
+  /** The reference config with an empty trace, fast timers and `device`'s certificate. */
+  config(device: PkiFiles, ca?: string): GatewayConfig;
+  start(config: GatewayConfig): Promise<{ gateway: GatewayHandle; logs: string[] }>;
+  insert(gateway: GatewayHandle, from: number, n: number): Promise<string[]>;
+}
+
+export async function tlsRig(t: Test): Promise<TlsRig> {
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-tls-'));
+  const pki = await createDevPki(join(dir, 'pki'));
+  const broker = await startLocalBroker({ tls: { ca: pki.ca.cert, cert: pki.broker.cert, key: pki.broker.key, cloudUser: BENCH_CLOUD_CN } });
+  const cloudTls = { ca: readFileSync(pki.ca.cert, 'utf8'), cert: readFileSync(pki.cloud.cert, 'utf8'), key: readFileSync(pki.cloud.key, 'utf8') };
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: `sink-${process.pid}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000, tls: cloudTls });
+  const seen = new Set<string>();
+  sink.onRecord = (r) => seen.add(r.messageId);
+  const emptyTrace = join(dir, 'empty.log');
+  writeFileSync(emptyTrace, '');
+  const gateways: GatewayHandle[] = [];
+  t.teardown(async () => {
+    for (const g of gateways) await g.stop(0).catch(() => undefined);
+    await sink.close().catch(() => undefined);
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const samples = new SampleRecords(11);
+  let stores = 0;
+  return {
+    pki, broker, sink, seen, dir, cloudTls,
+    config(device, ca = pki.ca.cert) {
+      const config = referenceVehicleConfig({ mqttUrl: broker.url, trace: emptyTrace, storeDir: join(dir, `store-${stores++}`), tls: { ca, cert: device.cert, key: device.key } });
+      Object.assign(config.mqtt, {
+        connectTimeoutMs: 2000, pubackTimeoutMs: 1000, retryDelayMs: 200, heartbeatS: 5,
+        reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
+      });
+      return config;
+    },
+    async start(config) {
+      const logs: string[] = [];
+      const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+      gateways.push(gateway);
+      return { gateway, logs };
+    },
+    async insert(gateway, from, n) {
+      const ids: string[] = [];
+      for (let seq = from; seq < from + n; seq++) {
+        const record = samples.record(seq, 1);
+        if (await gateway.store.insert(record, Date.now())) ids.push(record.messageId);
+      }
+      return ids;
+    },
+  };
+}
