@@ -40,8 +40,8 @@ if (!existsSync(join(root, 'node_modules'))) {
   if (run('npm', ['ci', '--strict-allow-scripts', '--no-audit', '--no-fund'], 'npm ci') !== 0) fail('npm ci failed (see above)');
 }
 
-// Debian package -> the command it provides.
-const debs = { mosquitto: 'mosquitto', socat: 'socat' };
+// Debian package -> the command it provides (systemd: systemd-notify and systemd-analyze for the service tests).
+const debs = { mosquitto: 'mosquitto', socat: 'socat', systemd: 'systemd-notify' };
 const missing = Object.keys(debs).filter((pkg) => !have(debs[pkg]) && !existsSync(`/usr/sbin/${debs[pkg]}`));
 if (missing.length > 0) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

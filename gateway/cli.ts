@@ -11,6 +11,7 @@ import { runSimulator } from '../drivers/slcan-adapter-simulator.js';
 import { systemClock } from './clock.js';
 import { projectRoot } from './project-root.js';
 import { runDemo } from './demo.js';
+import { serviceNotifier } from './service-notify.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
 import { StorageError } from '../sync/storage-errors.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
@@ -72,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
       if (a.values.config === undefined) throw new UsageError('run needs --config FILE');
       const config = loadConfigFile(String(a.values.config));
       const gateway = await startGateway(config, systemClock, logJson);
+      const service = serviceNotifier(process.env, logJson);
+      service?.ready(`capturing (${config.can.source}), broker ${config.mqtt.url}`);
       const stopOn = new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -79,7 +82,9 @@ async function main(argv: string[]): Promise<number> {
       });
       const why = await stopOn;
       logJson(`stopping (${why}); waiting for acknowledgements`);
+      service?.stopping();
       const { drained, pending } = await gateway.stop(30_000);
+      service?.close();
       logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} pending=${pending}`);
       return drained ? 0 : 1;
     }

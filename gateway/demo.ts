@@ -11,6 +11,7 @@ import { startGateway } from './gateway.js';
 import { systemClock } from './clock.js';
 import { RecordKind, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
+import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
 const DRIVE_SECONDS = 630;
 
@@ -31,19 +32,22 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const speed = options.speed > 0 ? options.speed : 12;
   const windowMs = Math.max(1000, Math.round(60_000 / speed));
   console.log(`v2c-gateway demo: ${DRIVE_SECONDS} s reference drive at ${speed}x through a simulated USB SLCAN adapter`);
-  const broker = await startLocalBroker();
+  // A bench PKI made for this run: the broker requires client certificates, like the fleet's.
+  const pkiDir = mkdtempSync(join(tmpdir(), 'v2c-demo-pki-'));
+  const pki = await createDevPki(pkiDir);
+  const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
   const pty = await openPtyPair();
-  console.log(`  broker: mosquitto on ${broker.url}; adapter: ${pty.gatewayEnd}; window ${windowMs} ms (= 60 s of drive)`);
+  console.log(`  broker: mosquitto on ${broker.url} (mutual TLS, bench PKI in ${pkiDir}); adapter: ${pty.gatewayEnd}; window ${windowMs} ms (= 60 s of drive)`);
 
   const received = new Map<string, VehicleTelemetry>();
   const sinkDir = mkdtempSync(join(tmpdir(), 'v2c-demo-sink-'));
-  const sink = await TelemetrySink.start({ url: broker.url, clientId: 'v2c-demo-sink', deadLetterDir: sinkDir, dedupWindowMs: 300_000 }, log);
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: 'v2c-demo-sink', deadLetterDir: sinkDir, dedupWindowMs: 300_000, tls: benchCloudTls(pki) }, log);
   sink.onRecord = (r) => { received.set(r.messageId, r); };
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
   // A fresh database, so the figures below are this run's alone.
   const storeDir = mkdtempSync(join(tmpdir(), 'v2c-demo-'));
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs, storeDir });
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs, storeDir, tls: { ca: pki.ca.cert, ...pki.devices.valid } });
   console.log(`  store: ${join(storeDir, 'v2c.sqlite')} (SQLite, WAL, synchronous=FULL)`);
   const gateway = await startGateway(config, systemClock, log);
   const started = Date.now();
@@ -61,6 +65,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   await pty.close();
   await broker.stop();
   rmSync(storeDir, { recursive: true, force: true });
+  rmSync(pkiDir, { recursive: true, force: true });
 
   const p = gateway.pipeline;
   const serial = gateway.serial;
@@ -78,6 +83,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   for (const r of events) console.log(describe(r));
   const ok = result.drained && result.pending === 0 && acked === records && received.size === records && sink.counts.rejected === 0 && simulatorCode === 0;
   if (!ok) console.log(`  NOT OK: drained=${result.drained} pending=${result.pending} received=${received.size} simulator exit=${simulatorCode}`);
-  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} messages=${gateway.sender.counters.singles + gateway.sender.counters.batches} acked=${acked} mqtt=${gateway.session.state === 'stopped' ? 'closed' : gateway.session.state}`);
+  const cert = gateway.certificate;
+  console.log(`  certificate: ${cert?.facts.subject ?? 'none'}, ${cert === null ? '' : `${Math.floor(cert.daysToExpiry())} days to expiry, `}renewals ${cert?.counters.installed ?? 0}`);
+  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} messages=${gateway.sender.counters.singles + gateway.sender.counters.batches} acked=${acked} mqtt=${gateway.session.state === 'stopped' ? 'closed' : gateway.session.state} tls=${config.mqtt.tls !== undefined ? 'mutual' : 'none'}`);
   return ok ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // `v2c-gateway provision dev-pki`: a local CA and the certificates a bench needs — the broker's
 // for 127.0.0.1/localhost, the cloud side's (sink, CSR signer), and device certificates that are
 // valid, expired, for another vehicle, or from a CA nobody trusts. For benches and tests only.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { daysFrom, generateEcKey, issueCertificate, type KeyAndCertificate } from './pki.js';
 
@@ -67,4 +67,14 @@ export async function createDevPki(dir: string, vehicleId = BENCH_VEHICLE_ID, no
     unknownCaCert: join(dir, 'unknown-ca.crt'),
     caMaterial: ca,
   };
+}
+
+/** The bench broker's TLS settings: its certificate, the CA it requires clients to chain to, the cloud user. */
+export function benchBrokerTls(pki: DevPki): { ca: string; cert: string; key: string; cloudUser: string } {
+  return { ca: pki.ca.cert, cert: pki.broker.cert, key: pki.broker.key, cloudUser: BENCH_CLOUD_CN };
+}
+
+/** PEM texts of the cloud side's client certificate, for the sink and the CSR signer. */
+export function benchCloudTls(pki: DevPki): { ca: string; cert: string; key: string } {
+  return { ca: readFileSync(pki.ca.cert, 'utf8'), cert: readFileSync(pki.cloud.cert, 'utf8'), key: readFileSync(pki.cloud.key, 'utf8') };
 }

@@ -15,10 +15,14 @@ import { DecodeError } from '../drivers/dbc/decoder.js';
 import { MalformedLine } from '../drivers/can-frame.js';
 import { RecordKind, decodeTelemetry, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { projectRoot } from '../gateway/project-root.js';
+import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
 const TRACE = join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
 const storeRoot = mkdtempSync(join(tmpdir(), 'v2c-spine-'));
 t.teardown(() => rmSync(storeRoot, { recursive: true, force: true }));
+// Mutual TLS, as in the field: the bench PKI's broker, device and cloud certificates.
+const pki = await createDevPki(join(storeRoot, 'pki'));
+const deviceTls = { ca: pki.ca.cert, ...pki.devices.valid };
 let stores = 0;
 const storeDir = (): string => join(storeRoot, `store-${stores++}`);
 
@@ -46,7 +50,7 @@ async function groundTruth(dbcPath: string): Promise<Truth> {
 
 async function subscribe(url: string): Promise<{ received: Map<string, VehicleTelemetry>; close: () => Promise<void> }> {
   const received = new Map<string, VehicleTelemetry>();
-  const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `test-sub-${process.pid}-${Math.random()}` });
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `test-sub-${process.pid}-${Math.random()}`, ...benchCloudTls(pki) });
   client.on('message', (_topic, payload) => { const r = decodeTelemetry(payload); received.set(r.messageId, r); });
   await client.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
   return { received, close: () => client.endAsync() };
@@ -54,7 +58,7 @@ async function subscribe(url: string): Promise<{ received: Map<string, VehicleTe
 
 t.test('the recorded drive through the simulated USB adapter arrives complete and correct', async (t) => {
   const speed = 40;
-  const broker = await startLocalBroker();
+  const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
   t.teardown(() => broker.stop());
   const pty = await openPtyPair();
   t.teardown(() => pty.close());
@@ -62,7 +66,8 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   t.teardown(() => sub.close());
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed), storeDir: storeDir() });
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed), storeDir: storeDir(), tls: deviceTls });
+  t.equal(config.mqtt.url.slice(0, 8), 'mqtts://', 'over mutual TLS');
   const truthPromise = groundTruth(config.dbc);
   const gateway = await startGateway(config, systemClock, () => undefined);
   t.equal(await simulator.done, 0, simulator.log());
@@ -104,8 +109,8 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
 
 t.test('broker down at start: records buffer in the store and all arrive once it is up', async (t) => {
   const port = await freePort();
-  const url = `mqtt://127.0.0.1:${port}`;
-  const config = referenceVehicleConfig({ mqttUrl: url, windowMs: 60_000, speed: 0, storeDir: storeDir() });
+  const url = `mqtts://127.0.0.1:${port}`;
+  const config = referenceVehicleConfig({ mqttUrl: url, windowMs: 60_000, speed: 0, storeDir: storeDir(), tls: deviceTls });
   // Long enough that the test's subscriber is in place before the gateway's next attempt.
   config.mqtt.reconnect = { ...config.mqtt.reconnect, baseMs: 1500, jitter: 0 };
   const gateway = await startGateway(config, systemClock, () => undefined);
@@ -114,7 +119,7 @@ t.test('broker down at start: records buffer in the store and all arrive once it
   t.ok(stored >= 10, `${stored} records captured while offline`);
   t.equal(await gateway.store.count(), stored, 'all still in the store');
   t.equal(gateway.sender.counters.acked, 0);
-  const broker = await startLocalBroker({ port });
+  const broker = await startLocalBroker({ port, tls: benchBrokerTls(pki) });
   t.teardown(() => broker.stop());
   const sub = await subscribe(broker.url);
   t.teardown(() => sub.close());

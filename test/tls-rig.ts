@@ -2,7 +2,7 @@
 // lets a device use only its own vehicle's topics, the reference sink on the cloud certificate,
 // and gateways started from the real composition root with a chosen device certificate.
 import type { Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker } from '../gateway/bench-rig/local-broker.js';
@@ -10,7 +10,7 @@ import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import { systemClock } from '../gateway/clock.js';
 import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
-import { BENCH_CLOUD_CN, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
+import { benchBrokerTls, benchCloudTls, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 
 export interface TlsRig {
@@ -30,8 +30,8 @@ export interface TlsRig {
 export async function tlsRig(t: Test): Promise<TlsRig> {
   const dir = mkdtempSync(join(tmpdir(), 'v2c-tls-'));
   const pki = await createDevPki(join(dir, 'pki'));
-  const broker = await startLocalBroker({ tls: { ca: pki.ca.cert, cert: pki.broker.cert, key: pki.broker.key, cloudUser: BENCH_CLOUD_CN } });
-  const cloudTls = { ca: readFileSync(pki.ca.cert, 'utf8'), cert: readFileSync(pki.cloud.cert, 'utf8'), key: readFileSync(pki.cloud.key, 'utf8') };
+  const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
+  const cloudTls = benchCloudTls(pki);
   const sink = await TelemetrySink.start({ url: broker.url, clientId: `sink-${process.pid}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000, tls: cloudTls });
   const seen = new Set<string>();
   sink.onRecord = (r) => seen.add(r.messageId);
