@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // v2c-gateway command line: run | decode | simulate | demo | sink.
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -121,12 +122,18 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
     }
     case 'sink': {
-      const a = args(rest, { url: { type: 'string' }, 'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' }, 'idle-exit': { type: 'string' }, 'dedup-window': { type: 'string' }, 'client-id': { type: 'string', default: 'v2c-sink' } });
+      const a = args(rest, {
+        url: { type: 'string' }, 'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' }, 'idle-exit': { type: 'string' }, 'dedup-window': { type: 'string' }, 'client-id': { type: 'string', default: 'v2c-sink' },
+        ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
+      });
       if (a.values.url === undefined) throw new UsageError('sink needs --url mqtt://host:port');
+      const tlsFiles = [a.values.ca, a.values.cert, a.values.key];
+      if (String(a.values.url).startsWith('mqtts://') !== tlsFiles.every((f) => f !== undefined)) throw new UsageError('sink: an mqtts:// url needs --ca, --cert and --key (and mqtt:// none of them)');
+      const tls = a.values.ca === undefined ? undefined : { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values.cert), 'utf8'), key: readFileSync(String(a.values.key), 'utf8') };
       const idleExitMs = a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
       const sink = await TelemetrySink.start({
         url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
-        dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000,
+        dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),
       }, (m) => process.stderr.write(`${m}\n`));
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

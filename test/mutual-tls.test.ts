@@ -1,9 +1,11 @@
 // Mutual TLS against a real Mosquitto (require_certificate, use_identity_as_username, an ACL that
 // confines each device to its own vehicle id), with certificates from the bench PKI.
 import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock } from '../gateway/clock.js';
+import { projectRoot } from '../gateway/project-root.js';
 import { loadDecoder, vehicleTopic } from '../gateway/gateway.js';
 import { resolutionTable } from '../gateway/wire-resolution.js';
 import { BENCH_OTHER_VEHICLE_ID } from '../provisioning/dev-pki.js';
@@ -103,6 +105,25 @@ t.test('mutual TLS', async (t) => {
     await waitUntil('the handshake failure', () => logs.some((l) => /broker\.elsewhere\.example/.test(l)), 10_000, logs);
     t.equal(gateway.session.counters.successes, 0, 'never connected');
     t.ok(logs.some((l) => /Hostname\/IP does not match certificate's altnames/.test(l)));
+    await gateway.stop(0);
+  });
+
+  t.test('v2c-gateway sink over mutual TLS with the cloud certificate; an mqtts URL without certificates is a usage error', async (t) => {
+    const cli = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+    const bare = spawnSync(process.execPath, [cli, 'sink', '--url', rig.broker.url], { encoding: 'utf8' });
+    t.equal(bare.status, 2);
+    t.match(bare.stderr, 'sink: an mqtts:// url needs --ca, --cert and --key');
+    const sink = spawn(process.execPath, [cli, 'sink', '--url', rig.broker.url, '--ca', rig.pki.ca.cert, '--cert', rig.pki.cloud.cert, '--key', rig.pki.cloud.key,
+      '--client-id', 'sink-cli', '--idle-exit', '3', '--dead-letter', join(rig.dir, 'cli-dead-letter')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    sink.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => sink.once('exit', resolve));
+    await waitUntil('the sink subscribed', () => rig.broker.log().includes("as sink-cli"), 10_000);
+    const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.valid));
+    await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
+    await rig.insert(gateway, 100, 4);
+    t.equal(await exited, 0);
+    t.match(stdout, /^sink: received=4 unique=4 duplicates=0 rejected=0$/m);
     await gateway.stop(0);
   });
 
