@@ -119,20 +119,18 @@ export function checkCredentials(texts: CredentialTexts, files: CredentialFiles,
   } catch (err) {
     problem(files.key, 'KEY_UNREADABLE', `not a PEM private key (${(err as Error).message})`);
   }
-  let certs: X509Certificate[] = [];
-  try {
-    certs = parseCertificates(texts.certPem);
-    if (certs.length === 0) problem(files.cert, 'CERT_UNREADABLE', 'no PEM certificate (-----BEGIN CERTIFICATE-----) in the file');
-  } catch (err) {
-    problem(files.cert, 'CERT_UNREADABLE', `not a valid PEM certificate (${(err as Error).message})`);
-  }
-  let anchors: X509Certificate[] = [];
-  try {
-    anchors = parseCertificates(texts.caPem);
-    if (anchors.length === 0) problem(files.ca, 'CA_UNREADABLE', 'no PEM certificate in the CA bundle');
-  } catch (err) {
-    problem(files.ca, 'CA_UNREADABLE', `not a valid PEM CA bundle (${(err as Error).message})`);
-  }
+  const bundle = (pem: string, file: string, code: 'CERT_UNREADABLE' | 'CA_UNREADABLE', what: string): X509Certificate[] => {
+    try {
+      const certs = parseCertificates(pem);
+      if (certs.length === 0) problem(file, code, `no PEM certificate (-----BEGIN CERTIFICATE-----) in the ${what}`);
+      return certs;
+    } catch (err) {
+      problem(file, code, `not a valid PEM ${what} (${(err as Error).message})`);
+      return [];
+    }
+  };
+  const certs = bundle(texts.certPem, files.cert, 'CERT_UNREADABLE', 'certificate file');
+  const anchors = bundle(texts.caPem, files.ca, 'CA_UNREADABLE', 'CA bundle');
 
   const leaf = certs[0];
   let keyDescription = '';

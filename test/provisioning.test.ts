@@ -83,6 +83,7 @@ t.test('refusals: each bad input gets its message, exit 1, and the installation 
     ['unknown CA', ['--cert', device('unknown-ca').cert, '--key', device('unknown-ca').key], /does not chain to the CA bundle .*ca\.crt: no certificate in the CA bundle issued/],
     ['key of another certificate', ['--cert', device('valid').cert, '--key', device('other-vehicle').key], /device\.key: the private key does not belong to the certificate/],
     ['missing key file', ['--cert', device('valid').cert, '--key', join(dir, 'nope.key')], /nope\.key: cannot read the private key: ENOENT/],
+    ['vehicle id with a space', ['--vehicle-id', 'VIN 1', '--cert', device('valid').cert, '--key', device('valid').key], /--vehicle-id "VIN 1": expected 1-64 letters, digits/],
   ];
   for (const [name, extra, message] of rows) {
     const r = run([...base, ...extra]);
