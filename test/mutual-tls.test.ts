@@ -8,7 +8,8 @@ import { systemClock } from '../gateway/clock.js';
 import { projectRoot } from '../gateway/project-root.js';
 import { loadDecoder, vehicleTopic } from '../gateway/gateway.js';
 import { resolutionTable } from '../gateway/wire-resolution.js';
-import { BENCH_OTHER_VEHICLE_ID } from '../provisioning/dev-pki.js';
+import { BENCH_OTHER_VEHICLE_ID, BENCH_VEHICLE_ID } from '../provisioning/dev-pki.js';
+import { daysFrom, generateEcKey, issueCertificate } from '../provisioning/pki.js';
 import { CredentialError } from '../provisioning/credential-checks.js';
 import { DeadLetterFile } from '../sync/dead-letter.js';
 import { MqttSession, PublishError, type StateChange } from '../sync/mqtt-session.js';
@@ -31,6 +32,23 @@ t.test('mutual TLS', async (t) => {
     t.match(metrics, /v2c_certificate_renewal_required 0/);
     t.match(rig.broker.log(), /as V2CREF00000000001 .*u'V2CREF00000000001'/, 'the broker took the certificate CN as the user name');
     await gateway.stop(2000);
+  });
+
+  t.test('a certificate with 5 days left connects and logs the 7-day warning once', async (t) => {
+    const keyPem = await generateEcKey();
+    const certPem = await issueCertificate({ commonName: BENCH_VEHICLE_ID, profile: 'client', subjectKey: { keyPem }, issuer: rig.pki.caMaterial, notBefore: daysFrom(new Date(), -1), notAfter: daysFrom(new Date(), 5) });
+    const files = { cert: join(rig.dir, 'five-days.crt'), key: join(rig.dir, 'five-days.key') };
+    writeFileSync(files.cert, certPem);
+    writeFileSync(files.key, keyPem, { mode: 0o600 });
+    const config = rig.config(files);
+    config.certificate.checkIntervalMs = 100;
+    const { gateway, logs } = await rig.start(config);
+    await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const warnings = logs.filter((l) => /certificate: WARNING: the device certificate expires in 5\.0 days/.test(l));
+    t.equal(warnings.length, 1, 'warned once a day, not at every check');
+    t.equal(gateway.certificate?.renewalDue(), false, '1 of 6 days passed: renewal is not due, the warning is what says it');
+    await gateway.stop(0);
   });
 
   t.test('an expired certificate is refused locally before connecting; records are kept', async (t) => {
