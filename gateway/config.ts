@@ -142,6 +142,29 @@ export const configSchema = z.object({
   }).strict()
     .refine((m) => !m.url.startsWith('mqtts://') || m.tls !== undefined, { message: 'required with an mqtts:// url (ca, cert, key)', path: ['tls'] })
     .refine((m) => m.url.startsWith('mqtts://') || m.tls === undefined, { message: 'mutual TLS needs an mqtts:// url', path: ['url'] }),
+  link: z.object({
+    /** Network interfaces of the cellular modem; the first that is up makes the link cellular. */
+    cellularInterfaces: z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'expected a network interface name such as wwan0')).default(['wwan0', 'ppp0', 'usb0']),
+    /** WiFi interface for nmcli; any when absent. */
+    wifiInterface: z.string().min(1).optional(),
+    /** WiFi networks where the whole backlog is offloaded even while driving (the depot's). */
+    allowedSsids: z.array(z.string().min(1)).default([]),
+    pollMs: z.number().int().min(100).default(5000),
+    /** Ignition off this long counts as parked: then any WiFi offloads. */
+    parkedAfterMs: z.number().int().min(0).default(300_000),
+    /** Bytes a day (UTC) that P2 may use on cellular; P0/P1 always go. */
+    dailyCellularBudgetBytes: z.number().int().min(0).default(10_000_000),
+    /** Records per batch when offloading. */
+    offloadBatchRecords: z.number().int().min(1).max(10_000).default(500),
+  }).strict().default({}),
+  gpio: z.object({
+    /** BCM line of the ignition-sense input (high = ignition on, unless activeLow). */
+    ignitionPin: z.number().int().min(0).max(1023).optional(),
+    /** BCM line of the status LED. */
+    ledPin: z.number().int().min(0).max(1023).optional(),
+    activeLow: z.boolean().default(false),
+    debounceMs: z.number().int().min(0).max(10_000).default(50),
+  }).strict().default({}),
   certificate: z.object({
     /** Log a warning this many days before the certificate expires. */
     warnDays: z.number().min(0).default(7),

@@ -14,6 +14,10 @@ import { Heartbeat } from '../sync/heartbeat.js';
 import { MqttSession } from '../sync/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
+import { CellularBudget } from '../sync/cellular-budget.js';
+import { LinkController } from '../sync/link-controller.js';
+import { SystemLinkMonitor, type LinkMonitor } from '../sync/link-monitor.js';
+import { ledModeFor, openGpio, type IgnitionSense, type StatusLed } from './gpio.js';
 import { CertificateLifecycle, sessionTls } from '../provisioning/certificate-lifecycle.js';
 import { checkCredentials, CredentialError, type CertificateFacts } from '../provisioning/credential-checks.js';
 import { FileKeyStore, type DeviceCredentials } from '../provisioning/key-store.js';
@@ -36,6 +40,8 @@ export interface GatewayHandle {
   commands: CommandHandler;
   deadLetters: DeadLetterFile;
   store: TelemetryStore;
+  /** Link, ignition and cellular budget, and the decision they make. */
+  link: LinkController;
   /** The device certificate's lifecycle; null without mutual TLS. */
   certificate: CertificateLifecycle | null;
   metrics: GatewayMetrics;
@@ -107,7 +113,14 @@ function loadCredentials(config: GatewayConfig, clock: Clock, log: Log): TlsStar
   return { keyStore, credentials, facts: check.facts, hold: expired === undefined ? null : `${expired.file}: ${expired.message}` };
 }
 
-export async function startGateway(config: GatewayConfig, clock: Clock, log: Log): Promise<GatewayHandle> {
+/** Hardware the tests and the bench supply themselves; the real ones are used for what is absent. */
+export interface GatewayDevices {
+  linkMonitor?: LinkMonitor;
+  ignition?: IgnitionSense | null;
+  led?: StatusLed | null;
+}
+
+export async function startGateway(config: GatewayConfig, clock: Clock, log: Log, devices: GatewayDevices = {}): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
   const tls = loadCredentials(config, clock, log);
@@ -156,9 +169,25 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     if (up && session.connack?.sessionPresent !== true) session.subscribe(commandFilter(config.vehicle.id)).catch((err: unknown) => log(`command: cannot subscribe: ${(err as Error).message}`));
   });
 
+  const gpio = devices.ignition !== undefined || devices.led !== undefined ? { ignition: devices.ignition ?? null, led: devices.led ?? null } : openGpio(config.gpio, clock, log);
+  const l = config.link;
+  const link = new LinkController(
+    devices.linkMonitor ?? new SystemLinkMonitor({ cellularInterfaces: l.cellularInterfaces, pollMs: l.pollMs, ...(l.wifiInterface !== undefined ? { wifiInterface: l.wifiInterface } : {}) }, log),
+    gpio.ignition, new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock),
+    { allowedSsids: l.allowedSsids, parkedAfterMs: l.parkedAfterMs, dailyCellularBudgetBytes: l.dailyCellularBudgetBytes, batchMaxRecords: config.batch.maxRecords, offloadBatchRecords: l.offloadBatchRecords },
+    () => store.count(), log,
+  );
+  sender.link = link;
+  link.decisions.subscribe(() => sender.kick());
+  // A link that comes back ends the reconnect wait at once.
+  link.monitor.links.subscribe((state) => { if (state.kind !== 'none') session.retryNow(); });
+  const led = gpio.led;
+  if (led !== null) session.states.subscribe((s) => led.show(ledModeFor(s.state, store.counters.degraded !== null)));
+
   const metrics = new GatewayMetrics();
   registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
+  registerLinkMetrics(metrics, link);
   sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: route === 'single' ? 'individual' : 'batch' }, s);
   const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
@@ -174,6 +203,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       }))
       .subscribe({ error: reject, complete: resolve });
   });
+  link.start();
   sender.start();
   if (tls?.hold != null) session.holdForCertificate(`${tls.hold}; certificate renewal needed (run v2c-gateway provision with a new certificate)`);
   else session.start();
@@ -182,7 +212,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   serial?.start();
 
   return {
-    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate,
+    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link,
     async stop(drainTimeoutMs) {
       await serial?.stop();
       stopping.next();
@@ -192,6 +222,8 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       sender.stop();
       heartbeat.stop();
       certificate?.stop();
+      link.stop();
+      led?.stop();
       await session.close();
       await metrics.close();
       await store.close();
@@ -251,4 +283,12 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
 function registerCertificateMetrics(m: GatewayMetrics, certificate: CertificateLifecycle): void {
   m.gauge('v2c_certificate_expiry_days', 'Days until the device certificate expires (negative: expired)', [], () => [[{}, Math.round(certificate.daysToExpiry() * 100) / 100]]);
   m.counter('v2c_certificate_renewals_total', 'Certificate renewals by outcome', ['result'], () => Object.entries(certificate.counters).map(([result, n]) => [{ result }, n]));
+}
+
+function registerLinkMetrics(m: GatewayMetrics, link: LinkController): void {
+  m.gauge('v2c_link_state', '1 for the link the gateway has now', ['kind'], () => [[{ kind: link.link.kind }, 1]]);
+  m.gauge('v2c_link_mode', '1 for what the link policy allows now', ['mode'], () => [[{ mode: link.current.mode }, 1]]);
+  m.gauge('v2c_cellular_bytes_today', 'Bytes published over a metered link this UTC day', [], () => [[{}, link.budget.usedToday()]]);
+  m.gauge('v2c_cellular_budget_bytes', 'Daily cellular byte budget for P2', [], () => [[{}, link.budget.budgetBytes]]);
+  if (link.ignition !== null) m.gauge('v2c_ignition_on', '1 while the ignition is on', [], () => [[{}, link.ignition?.isOn === true ? 1 : 0]]);
 }

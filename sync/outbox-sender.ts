@@ -8,6 +8,7 @@ import { encodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import type { Clock } from '../gateway/clock.js';
 import type { DeadLetterFile } from './dead-letter.js';
 import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
+import type { LinkDecision } from './link-policy.js';
 import type { StoredRecord, TelemetryStore } from './telemetry-store.js';
 
 export interface OutboxSettings {
@@ -72,6 +73,8 @@ export class OutboxSender {
   private retryTimer: NodeJS.Timeout | null = null;
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly subscriptions = new Subscription();
+  /** What the link allows now (link-controller.ts); without one, everything goes and nothing is metered. */
+  link: { readonly current: LinkDecision; meter(bytes: number): void };
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -82,7 +85,12 @@ export class OutboxSender {
     private readonly clock: Clock,
     private readonly log: (msg: string) => void,
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    this.link = {
+      current: { mode: 'realtime', sendBulk: true, metered: false, batchMaxRecords: settings.batchMaxRecords, drainAll: false, reason: 'no link policy' },
+      meter: () => undefined,
+    };
+  }
 
   start(): void {
     this.subscriptions.add(this.store.inserted.subscribe(() => this.kick()));
@@ -175,21 +183,27 @@ export class OutboxSender {
   /** The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. */
   private async nextMessage(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
     const s = this.settings;
+    const link = this.link.current;
+    if (link.mode === 'store') return null;
+    const batchMax = link.batchMaxRecords;
     const [event] = await this.store.pending(1, exclude, 0);
     if (event !== undefined) {
       const route = this.routeFor('single');
       if (route !== null) return { route, records: [event] };
     }
-    const p1 = await this.store.pending(s.batchMaxRecords, exclude, 1);
+    const p1 = await this.store.pending(batchMax, exclude, 1);
     if (p1.length > 0) {
-      const route = this.routeFor(p1.length > s.batchMinRecords ? 'batch' : 'single');
+      // Offloading sends any backlog as batches; otherwise a backlog longer than batchMinRecords.
+      const route = this.routeFor(p1.length > (link.drainAll ? 1 : s.batchMinRecords) ? 'batch' : 'single');
       if (route !== null) return { route, records: route === 'batch' ? p1 : p1.slice(0, 1) };
     }
-    const bulk = await this.store.pending(s.batchMaxRecords, exclude, 2);
+    // P2 waits while the link forbids bulk (cellular budget used up); a `flush` command overrides.
+    if (!link.sendBulk && !this.flushRequested) return null;
+    const bulk = await this.store.pending(batchMax, exclude, 2);
     const oldest = bulk[0];
     if (oldest === undefined) return null;
     const dueInMs = oldest.createdMs + s.batchMaxAgeMs - this.clock.wallMs();
-    if (this.flushRequested || bulk.length >= s.batchMinRecords || dueInMs <= 0) {
+    if (this.flushRequested || link.drainAll || bulk.length >= s.batchMinRecords || dueInMs <= 0) {
       const route = this.routeFor('batch');
       if (route !== null) return { route, records: route === 'batch' ? bulk : bulk.slice(0, 1) };
     } else {
@@ -234,6 +248,7 @@ export class OutboxSender {
 
   private async deliver(route: Route, records: readonly StoredRecord[], topic: string, payload: Uint8Array, properties: PublishProperties): Promise<void> {
     const sentAt = this.clock.monoMs();
+    this.link.meter(publishPacketBytes(topic, payload, properties));
     const dup = records.some((r) => this.sentBefore.has(r.id));
     for (const r of records) this.sentBefore.add(r.id);
     this.counters.bytesSent += payload.byteLength;

@@ -1,0 +1,153 @@
+// The board's two GPIO lines through onoff: the ignition-sense input (edge-triggered, debounced)
+// and the status LED (on = online, slow blink = offline and buffering, fast blink = error). Where
+// GPIO is not available (a bench PC) the gateway says so once and runs without them; the bench
+// implementations let tests and `simulate` toggle the ignition and read the LED.
+import { Gpio } from 'onoff';
+import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
+import type { SessionState } from '../sync/reconnect-policy.js';
+import type { Clock } from './clock.js';
+
+export interface IgnitionSense {
+  readonly changes: Observable<boolean>;
+  readonly isOn: boolean;
+  /** How long the ignition has been off (0 while on). */
+  offForMs(): number;
+  stop(): void;
+}
+
+/** Ignition state with the time of its last change, shared by the GPIO and bench inputs. */
+class IgnitionState {
+  private readonly subject: BehaviorSubject<boolean>;
+  private changedAtMs: number;
+
+  constructor(initial: boolean, private readonly clock: Clock) {
+    this.subject = new BehaviorSubject(initial);
+    this.changedAtMs = clock.monoMs();
+  }
+
+  get changes(): Observable<boolean> {
+    return this.subject.pipe(distinctUntilChanged());
+  }
+
+  get isOn(): boolean {
+    return this.subject.value;
+  }
+
+  set(on: boolean): void {
+    if (on === this.subject.value) return;
+    this.changedAtMs = this.clock.monoMs();
+    this.subject.next(on);
+  }
+
+  offForMs(): number {
+    return this.subject.value ? 0 : this.clock.monoMs() - this.changedAtMs;
+  }
+
+  complete(): void {
+    this.subject.complete();
+  }
+}
+
+export class BenchIgnition extends IgnitionState implements IgnitionSense {
+  stop(): void {
+    this.complete();
+  }
+}
+
+export class GpioIgnition extends IgnitionState implements IgnitionSense {
+  private readonly line: Gpio;
+
+  constructor(pin: number, options: { activeLow: boolean; debounceMs: number }, clock: Clock) {
+    const line = new Gpio(pin, 'in', 'both', { activeLow: options.activeLow, debounceTimeout: options.debounceMs });
+    super(line.readSync() === 1, clock);
+    this.line = line;
+    line.watch((err, value) => {
+      if (err === null || err === undefined) this.set(value === 1);
+    });
+  }
+
+  stop(): void {
+    this.line.unwatchAll();
+    this.line.unexport();
+    this.complete();
+  }
+}
+
+export type LedMode = 'online' | 'offline' | 'error';
+
+export interface StatusLed {
+  show(mode: LedMode): void;
+  stop(): void;
+}
+
+/** What the LED shows for the session's state. */
+export function ledModeFor(state: SessionState, storeDegraded: boolean): LedMode {
+  if (state === 'certificate-renewal' || storeDegraded) return 'error';
+  return state === 'online' ? 'online' : 'offline';
+}
+
+/** Toggle period of each mode; 0 = steady on. */
+const BLINK_MS: Record<LedMode, number> = { online: 0, offline: 1000, error: 100 };
+
+export class GpioStatusLed implements StatusLed {
+  private readonly line: Gpio;
+  private timer: NodeJS.Timeout | null = null;
+  private mode: LedMode | null = null;
+
+  constructor(pin: number) {
+    this.line = new Gpio(pin, 'out');
+  }
+
+  show(mode: LedMode): void {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.line.writeSync(1);
+    if (BLINK_MS[mode] > 0) {
+      let lit = true;
+      this.timer = setInterval(() => { lit = !lit; this.line.writeSync(lit ? 1 : 0); }, BLINK_MS[mode]);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.line.writeSync(0);
+    this.line.unexport();
+  }
+}
+
+export class BenchStatusLed implements StatusLed {
+  readonly history: LedMode[] = [];
+
+  get mode(): LedMode | undefined {
+    return this.history[this.history.length - 1];
+  }
+
+  show(mode: LedMode): void {
+    if (mode !== this.mode) this.history.push(mode);
+  }
+
+  stop(): void {}
+}
+
+export interface GpioSettings {
+  ignitionPin?: number;
+  ledPin?: number;
+  activeLow: boolean;
+  debounceMs: number;
+}
+
+/** The GPIO lines the config names, or none (said once) where GPIO is not accessible. */
+export function openGpio(settings: GpioSettings, clock: Clock, log: (msg: string) => void): { ignition: IgnitionSense | null; led: StatusLed | null } {
+  if (settings.ignitionPin === undefined && settings.ledPin === undefined) return { ignition: null, led: null };
+  if (!Gpio.accessible) {
+    log('gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED');
+    return { ignition: null, led: null };
+  }
+  return {
+    ignition: settings.ignitionPin === undefined ? null : new GpioIgnition(settings.ignitionPin, settings, clock),
+    led: settings.ledPin === undefined ? null : new GpioStatusLed(settings.ledPin),
+  };
+}
