@@ -9,7 +9,7 @@ import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../gatew
 import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import { systemClock } from '../gateway/clock.js';
 import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
-import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 import { FaultProxy } from './fault-proxy.js';
 import { waitUntil } from './helpers.js';
@@ -34,6 +34,8 @@ export interface RigOptions {
   tune?: (config: GatewayConfig) => void;
   /** Called before the gateway starts (set proxy rewrites for its first connection here). */
   beforeStart?: (proxy: FaultProxy) => void;
+  /** Bench link monitor, ignition and LED instead of the machine's. */
+  devices?: GatewayDevices;
 }
 
 /** Settings that make every timer of the engine run in milliseconds instead of seconds. */
@@ -59,7 +61,7 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   options.tune?.(config);
   options.beforeStart?.(proxy);
   const logs: string[] = [];
-  const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+  const gateway = await startGateway(config, systemClock, (m) => logs.push(m), options.devices);
   t.teardown(async () => {
     await gateway.stop(0).catch(() => undefined);
     await sink.close().catch(() => undefined);
