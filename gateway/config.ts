@@ -157,6 +157,26 @@ export const configSchema = z.object({
     /** Records per batch when offloading. */
     offloadBatchRecords: z.number().int().min(1).max(10_000).default(500),
   }).strict().default({}),
+  clock: z.object({
+    /** Ask the broker for its time (MQTT 5 request/response on …/time/request). */
+    brokerTime: z.boolean().default(true),
+    brokerTimeIntervalMs: z.number().int().min(1000).default(3_600_000),
+    /** With no reference yet this boot, P1/P2 wait this long after connecting for the broker's answer, so they go out corrected. */
+    unsyncedHoldMs: z.number().int().min(0).default(5000),
+    /** Use the system clock as a reference while timedatectl says NTP is synchronised. */
+    ntp: z.boolean().default(true),
+    ntpIntervalMs: z.number().int().min(1000).default(60_000),
+    ntpErrorMs: z.number().min(0).default(100),
+    /** Serial GPS sending NMEA RMC/ZDA. */
+    gpsPort: z.string().min(1).optional(),
+    gpsBaudRate: z.number().int().positive().default(9600),
+    /** A sentence arrives up to about a second after the time it reports. */
+    gpsErrorMs: z.number().min(0).default(1000),
+    /** Oscillator drift assumed between a reference and a record. */
+    driftPpm: z.number().min(0).max(10_000).default(50),
+    /** Records whose corrected time is further than this from true now are flagged (time_outside_window). */
+    windowMs: z.number().int().min(1000).default(3_600_000),
+  }).strict().default({}),
   gpio: z.object({
     /** BCM line of the ignition-sense input (high = ignition on, unless activeLow). */
     ignitionPin: z.number().int().min(0).max(1023).optional(),

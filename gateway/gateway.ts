@@ -15,6 +15,10 @@ import { MqttSession } from '../sync/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
 import { CellularBudget } from '../sync/cellular-budget.js';
+import { BrokerTimeSource, timeTopics } from '../sync/broker-time.js';
+import { ClockCorrector } from '../sync/clock-corrector.js';
+import { GpsTimeSource, NtpStateSource } from '../sync/time-sources.js';
+import { TimeQuality } from '../proto/telemetry-codec.js';
 import { LinkController } from '../sync/link-controller.js';
 import { SystemLinkMonitor, type LinkMonitor } from '../sync/link-monitor.js';
 import { ledModeFor, openGpio, type IgnitionSense, type StatusLed } from './gpio.js';
@@ -40,6 +44,8 @@ export interface GatewayHandle {
   commands: CommandHandler;
   deadLetters: DeadLetterFile;
   store: TelemetryStore;
+  /** Clock-skew correction: the best time reference of this boot. */
+  time: ClockCorrector;
   /** Link, ignition and cellular budget, and the decision they make. */
   link: LinkController;
   /** The device certificate's lifecycle; null without mutual TLS. */
@@ -184,10 +190,23 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const led = gpio.led;
   if (led !== null) session.states.subscribe((s) => led.show(ledModeFor(s.state, store.counters.degraded !== null)));
 
+  const bootId = readBootId();
+  const k = config.clock;
+  const corrector = new ClockCorrector(bootId, clock, { driftPpm: k.driftPpm, windowMs: k.windowMs }, log);
+  sender.prepare = (record) => corrector.correct(record);
+  let onlineSinceMs: number | null = null;
+  session.connected.subscribe((up) => { onlineSinceMs = up ? clock.monoMs() : null; });
+  sender.timeHoldMs = () => (corrector.reference !== null || !k.brokerTime || onlineSinceMs === null ? 0 : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs()));
+  corrector.references.subscribe(() => sender.kick());
+  const brokerTime = k.brokerTime ? new BrokerTimeSource(session, timeTopics(config.vehicle.region, config.vehicle.id), corrector, clock, k.brokerTimeIntervalMs, log) : null;
+  const ntp = k.ntp ? new NtpStateSource(corrector, clock, { intervalMs: k.ntpIntervalMs, errorMs: k.ntpErrorMs }, log) : null;
+  const gps = k.gpsPort !== undefined ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log) : null;
+
   const metrics = new GatewayMetrics();
   registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
+  registerClockMetrics(metrics, corrector);
   sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: route === 'single' ? 'individual' : 'batch' }, s);
   const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
@@ -196,7 +215,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   // Ends a trace replay on stop; the serial source ends with the adapter's own stop.
   const stopping = new Subject<void>();
   const sourceDone = new Promise<void>((resolve, reject) => {
-    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId: readBootId(), firstSequence, live: serial !== null })
+    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId, firstSequence, live: serial !== null })
       .pipe(concatMap(async (record) => {
         await store.insert(record, clock.wallMs());
         stored++;
@@ -204,6 +223,9 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       .subscribe({ error: reject, complete: resolve });
   });
   link.start();
+  brokerTime?.start();
+  ntp?.start();
+  gps?.start();
   sender.start();
   if (tls?.hold != null) session.holdForCertificate(`${tls.hold}; certificate renewal needed (run v2c-gateway provision with a new certificate)`);
   else session.start();
@@ -212,7 +234,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   serial?.start();
 
   return {
-    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link,
+    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link, time: corrector,
     async stop(drainTimeoutMs) {
       await serial?.stop();
       stopping.next();
@@ -224,6 +246,9 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       certificate?.stop();
       link.stop();
       led?.stop();
+      brokerTime?.stop();
+      ntp?.stop();
+      await gps?.stop();
       await session.close();
       await metrics.close();
       await store.close();
@@ -291,4 +316,11 @@ function registerLinkMetrics(m: GatewayMetrics, link: LinkController): void {
   m.gauge('v2c_cellular_bytes_today', 'Bytes published over a metered link this UTC day', [], () => [[{}, link.budget.usedToday()]]);
   m.gauge('v2c_cellular_budget_bytes', 'Daily cellular byte budget for P2', [], () => [[{}, link.budget.budgetBytes]]);
   if (link.ignition !== null) m.gauge('v2c_ignition_on', '1 while the ignition is on', [], () => [[{}, link.ignition?.isOn === true ? 1 : 0]]);
+}
+
+function registerClockMetrics(m: GatewayMetrics, corrector: ClockCorrector): void {
+  m.gauge('v2c_clock_offset_seconds', 'True time minus the system clock, from the best reference of this boot (0 before one)', [], () => [[{}, (corrector.offsetMs() ?? 0) / 1000]]);
+  m.gauge('v2c_time_quality', '1 for the quality of the time records get now', ['quality'], () => [[{ quality: corrector.quality() === TimeQuality.Synced ? 'synced' : 'unsynced' }, 1]]);
+  m.gauge('v2c_time_reference_error_seconds', 'Error bound of the best time reference now, drift included (-1 before one)', [], () => [[{}, corrector.reference === null ? -1 : corrector.reference.errorMs / 1000]]);
+  m.counter('v2c_time_outside_window_total', 'Records sent with a corrected time more than the window from true time (flagged, not dropped)', [], () => [[{}, corrector.counters.flagged]]);
 }

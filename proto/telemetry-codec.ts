@@ -29,6 +29,7 @@ export interface VehicleTelemetry {
   bootId: string;
   monoTimeMs: number;
   sequence: number;
+  timeOutsideWindow?: boolean;
   speedKmh?: number;
   engineRpm?: number;
   gear?: number;

@@ -4,7 +4,7 @@
 import { Subscription } from 'rxjs';
 import { BATCH_CONTENT_TYPE, packBatch } from '../proto/batch-packer.js';
 import type { ResolutionTable } from '../proto/record-columns.js';
-import { encodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
+import { encodeTelemetry, SCHEMA_VERSION, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import type { Clock } from '../gateway/clock.js';
 import type { DeadLetterFile } from './dead-letter.js';
 import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
@@ -75,6 +75,10 @@ export class OutboxSender {
   private readonly subscriptions = new Subscription();
   /** What the link allows now (link-controller.ts); without one, everything goes and nothing is metered. */
   link: { readonly current: LinkDecision; meter(bytes: number): void };
+  /** Applied to each record as it is encoded: the clock-skew correction (clock-corrector.ts). */
+  prepare: (record: VehicleTelemetry) => VehicleTelemetry = (record) => record;
+  /** How long P1/P2 wait for a time reference (so they go out corrected); 0 = send now. P0 never waits. */
+  timeHoldMs: () => number = () => 0;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -191,6 +195,11 @@ export class OutboxSender {
       const route = this.routeFor('single');
       if (route !== null) return { route, records: [event] };
     }
+    const holdMs = this.timeHoldMs();
+    if (holdMs > 0) {
+      this.wakeIn(holdMs);
+      return null;
+    }
     const p1 = await this.store.pending(batchMax, exclude, 1);
     if (p1.length > 0) {
       // Offloading sends any backlog as batches; otherwise a backlog longer than batchMinRecords.
@@ -213,7 +222,7 @@ export class OutboxSender {
   }
 
   private async sendSingle(stored: StoredRecord): Promise<void> {
-    const payload = encodeTelemetry(stored.record);
+    const payload = encodeTelemetry(this.prepare(stored.record));
     const properties: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
     const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
     if (bytes > this.session.maxPacketBytes) {
@@ -227,7 +236,7 @@ export class OutboxSender {
   /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
   private async sendBatch(records: readonly StoredRecord[]): Promise<void> {
     const s = this.settings;
-    const packed = await packBatch(records.map((r) => r.record), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+    const packed = await packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
     const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
     const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
     if (bytes > this.session.maxPacketBytes) {

@@ -56,6 +56,8 @@ export function validateRecord(r: VehicleTelemetry, vehicleId: string, accepted:
   return null;
 }
 
+const TIME_REQUEST = /^v2c\/v1\/[^/]+\/[^/]+\/time\/request$/;
+
 export function sinkSummary(c: SinkCounts): string {
   return `sink: received=${c.received} unique=${c.unique} duplicates=${c.duplicates} rejected=${c.rejected}`;
 }
@@ -83,18 +85,35 @@ export class TelemetrySink {
     });
     const sink = new TelemetrySink(client, options, log);
     client.on('message', (topic, payload, packet) => {
+      if (TIME_REQUEST.test(topic)) {
+        sink.answerTime(packet);
+        return;
+      }
       sink.lastMessageAt = Date.now();
       sink.queue = sink.queue.then(() => sink.handle(topic, payload, packet)).catch((err: unknown) => log(`sink: ${(err as Error).message}`));
     });
     const filter = options.filter ?? 'v2c/v1/+/+/telemetry/#';
-    await client.subscribeAsync(filter, { qos: 1 });
+    // The cloud's time service as well: vehicles correct their clocks from its answers.
+    const filters = [filter, 'v2c/v1/+/+/time/request'];
+    await client.subscribeAsync(filters, { qos: 1 });
     sink.subscribed++;
     // A broker that lost our session (restarted without persistence, session expired) lost the subscription too.
     client.on('connect', (connack) => {
       if (connack.sessionPresent) return;
-      client.subscribeAsync(filter, { qos: 1 }).then(() => { sink.subscribed++; }, (err: unknown) => log(`sink: cannot subscribe again: ${(err as Error).message}`));
+      client.subscribeAsync(filters, { qos: 1 }).then(() => { sink.subscribed++; }, (err: unknown) => log(`sink: cannot subscribe again: ${(err as Error).message}`));
     });
     return sink;
+  }
+
+  /** Time requests answered (the broker time reference of the vehicles). */
+  timeAnswers = 0;
+
+  /** Answers a vehicle's time request on its response topic: `{"now_ms"}` with the request's correlation data. */
+  private answerTime(packet: IPublishPacket): void {
+    const { responseTopic, correlationData } = packet.properties ?? {};
+    if (responseTopic === undefined) return;
+    this.timeAnswers++;
+    this.client.publish(responseTopic, JSON.stringify({ now_ms: Date.now() }), { qos: 1, properties: { contentType: 'application/json', ...(correlationData !== undefined ? { correlationData } : {}) } });
   }
 
   get idleMs(): number {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../gateway/bench-rig/local-broker.js';
 import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock, type Clock } from '../gateway/clock.js';
 import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
 import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
@@ -36,6 +36,8 @@ export interface RigOptions {
   beforeStart?: (proxy: FaultProxy) => void;
   /** Bench link monitor, ignition and LED instead of the machine's. */
   devices?: GatewayDevices;
+  /** The gateway's clock (a skewed one for the clock-correction tests). */
+  clock?: Clock;
 }
 
 /** Settings that make every timer of the engine run in milliseconds instead of seconds. */
@@ -61,7 +63,7 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   options.tune?.(config);
   options.beforeStart?.(proxy);
   const logs: string[] = [];
-  const gateway = await startGateway(config, systemClock, (m) => logs.push(m), options.devices);
+  const gateway = await startGateway(config, options.clock ?? systemClock, (m) => logs.push(m), options.devices);
   t.teardown(async () => {
     await gateway.stop(0).catch(() => undefined);
     await sink.close().catch(() => undefined);

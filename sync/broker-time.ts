@@ -1,0 +1,71 @@
+// The broker time reference: an MQTT 5 request on …/time/request with a response topic and
+// correlation data; the cloud answers `{"now_ms"}` on …/time/response. Half the round trip is the
+// error bound, and the reference instant is the middle of the round trip.
+import { randomBytes } from 'node:crypto';
+import { filter, type Subscription } from 'rxjs';
+import type { Clock } from '../gateway/clock.js';
+import type { MqttSession } from './mqtt-session.js';
+import type { ClockCorrector } from './clock-corrector.js';
+
+export function timeTopics(region: string, vehicleId: string): { request: string; response: string } {
+  return { request: `v2c/v1/${region}/${vehicleId}/time/request`, response: `v2c/v1/${region}/${vehicleId}/time/response` };
+}
+
+export class BrokerTimeSource {
+  private pending: { correlation: Buffer; sentMonoMs: number } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly subscriptions: Subscription[] = [];
+  readonly counters = { requests: 0, answers: 0, ignored: 0 };
+
+  constructor(
+    private readonly session: MqttSession,
+    private readonly topics: { request: string; response: string },
+    private readonly corrector: ClockCorrector,
+    private readonly clock: Clock,
+    private readonly intervalMs: number,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  start(): void {
+    this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => this.onAnswer(m.payload, m.packet.properties?.correlationData)));
+    this.subscriptions.push(this.session.connected.pipe(filter((up) => up)).subscribe(() => {
+      const subscribed = this.session.connack?.sessionPresent === true ? Promise.resolve() : this.session.subscribe(this.topics.response);
+      subscribed.then(() => this.ask(), (err: unknown) => this.log(`clock: cannot subscribe to ${this.topics.response}: ${(err as Error).message}`));
+    }));
+    this.timer = setInterval(() => this.ask(), this.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    for (const s of this.subscriptions) s.unsubscribe();
+  }
+
+  ask(): void {
+    if (!this.session.isConnected) return;
+    const correlation = randomBytes(8);
+    this.pending = { correlation, sentMonoMs: this.clock.monoMs() };
+    this.counters.requests++;
+    this.session.publish(this.topics.request, Buffer.from('{}'), { contentType: 'application/json', userProperties: {}, responseTopic: this.topics.response, correlationData: correlation })
+      .catch((err: unknown) => this.log(`clock: time request not delivered: ${(err as Error).message}`));
+  }
+
+  private onAnswer(payload: Buffer, correlation: Buffer | undefined): void {
+    const pending = this.pending;
+    const now = this.clock.monoMs();
+    let nowMs: unknown;
+    try {
+      nowMs = (JSON.parse(payload.toString('utf8')) as { now_ms?: unknown }).now_ms;
+    } catch {
+      nowMs = undefined;
+    }
+    if (pending === null || correlation === undefined || !pending.correlation.equals(correlation) || typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
+      this.counters.ignored++;
+      return;
+    }
+    this.pending = null;
+    this.counters.answers++;
+    const halfRtt = (now - pending.sentMonoMs) / 2;
+    // +1 ms: the answer's clock counts whole milliseconds.
+    this.corrector.offer({ source: 'broker', wallMs: nowMs, monoMs: pending.sentMonoMs + halfRtt, errorMs: halfRtt + 1 });
+  }
+}

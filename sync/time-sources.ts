@@ -1,0 +1,75 @@
+// Time references besides the broker's: the system's NTP synchronisation state (timedatectl) and a
+// serial GPS (NMEA RMC/ZDA). Each offers what it knows to the ClockCorrector.
+import { execFile } from 'node:child_process';
+import { ReadlineParser } from '@serialport/parser-readline';
+import { SerialPort } from 'serialport';
+import { NmeaError, parseNmeaTime } from '../drivers/nmea.js';
+import type { Clock } from '../gateway/clock.js';
+import type { ClockCorrector } from './clock-corrector.js';
+
+/** While systemd-timesyncd (or chrony) says the clock is synchronised, the system clock is a reference. */
+export class NtpStateSource {
+  private timer: NodeJS.Timeout | null = null;
+  private unavailable = false;
+
+  constructor(
+    private readonly corrector: ClockCorrector,
+    private readonly clock: Clock,
+    private readonly settings: { intervalMs: number; errorMs: number },
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  start(): void {
+    this.check();
+    this.timer = setInterval(() => this.check(), this.settings.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+  }
+
+  check(): void {
+    execFile('timedatectl', ['show', '--property=NTPSynchronized', '--value'], { timeout: 5000 }, (err, stdout) => {
+      if (err !== null) {
+        if (!this.unavailable) this.log(`clock: timedatectl cannot tell the NTP state (${err.message.split('\n')[0] ?? ''}); NTP is not used as a reference`);
+        this.unavailable = true;
+        return;
+      }
+      if (stdout.trim() === 'yes') this.corrector.offer({ source: 'ntp', wallMs: this.clock.wallMs(), monoMs: this.clock.monoMs(), errorMs: this.settings.errorMs });
+    });
+  }
+}
+
+/** A serial GPS: every valid RMC/ZDA sentence is a reference, its error the sentence's latency. */
+export class GpsTimeSource {
+  private port: SerialPort | null = null;
+  readonly counters = { sentences: 0, references: 0, errors: 0 };
+
+  constructor(
+    private readonly corrector: ClockCorrector,
+    private readonly clock: Clock,
+    private readonly settings: { path: string; baudRate: number; errorMs: number },
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  start(): void {
+    const port = new SerialPort({ path: this.settings.path, baudRate: this.settings.baudRate });
+    this.port = port;
+    port.on('error', (err) => this.log(`gps: ${this.settings.path}: ${err.message}`));
+    port.pipe(new ReadlineParser({ delimiter: '\n' })).on('data', (line: string) => {
+      this.counters.sentences++;
+      const time = parseNmeaTime(line);
+      if (time instanceof NmeaError) {
+        if (time.code !== 'NOT_TIME') this.counters.errors++;
+        return;
+      }
+      this.counters.references++;
+      this.corrector.offer({ source: 'gps', wallMs: time.utcMs, monoMs: this.clock.monoMs(), errorMs: this.settings.errorMs });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const port = this.port;
+    if (port?.isOpen === true) await new Promise<void>((resolve) => port.close(() => resolve()));
+  }
+}
