@@ -88,8 +88,12 @@ export class ClockCorrector {
       out.timeQuality = r.monoTimeMs >= ref.monoMs ? TimeQuality.Synced : TimeQuality.Estimated;
     }
     const trueNow = ref === null ? this.clock.wallMs() : ref.wallMs + (this.clock.monoMs() - ref.monoMs);
-    out.timeOutsideWindow = Math.abs(trueNow - out.correctedTimeMs) > this.settings.windowMs;
-    if (out.timeOutsideWindow) this.counters.flagged++;
+    // Set only when true: an absent flag costs no bytes on the wire.
+    delete out.timeOutsideWindow;
+    if (Math.abs(trueNow - out.correctedTimeMs) > this.settings.windowMs) {
+      out.timeOutsideWindow = true;
+      this.counters.flagged++;
+    }
     return out;
   }
 }

@@ -2,7 +2,6 @@
 // up; every record that was in the store at the kill arrives.
 import t from 'tap';
 import Database from 'better-sqlite3';
-import mqtt from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +10,7 @@ import { freePort, startLocalBroker } from '../gateway/bench-rig/local-broker.js
 import { referenceVehicleConfig } from '../gateway/config.js';
 import { projectRoot } from '../gateway/project-root.js';
 import { systemClock } from '../gateway/clock.js';
-import { decodeTelemetry } from '../proto/telemetry-codec.js';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
 
 const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
 
@@ -64,10 +63,10 @@ t.test('gateway killed mid-drive with the broker down: everything stored before 
   const broker = await startLocalBroker({ port });
   t.teardown(() => broker.stop());
   const received = new Map<string, number>();
-  const sub = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: `gwcut-sub-${process.pid}` });
-  t.teardown(() => sub.endAsync());
-  sub.on('message', (_topic, payload) => { const r = decodeTelemetry(payload); received.set(r.messageId, r.sequence); });
-  await sub.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
+  // The reference sink: it decodes single records and batches (a restart's backlog goes in batches).
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: `gwcut-sink-${process.pid}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000 });
+  t.teardown(() => sink.close());
+  sink.onRecord = (r) => { received.set(r.messageId, r.sequence); };
 
   const restarted = Date.now();
   const second = runGateway(configPath);

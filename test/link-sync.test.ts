@@ -131,5 +131,6 @@ t.test('links flapping between WiFi, cellular and none mid-upload: nothing lost,
   t.comment(`duplicates at the sink: ${rig.sink.counts.duplicates}`);
   t.ok(rig.sink.counts.received === rig.sink.counts.unique + rig.sink.counts.duplicates, 'anything extra is a duplicate of a known id');
   await rig.waitFor('the store empty', async () => (await rig.gateway.store.count()) === 0, 10_000);
+  await rig.waitFor('online again', () => rig.gateway.session.isConnected, 10_000);
   t.ok(led.history.includes('offline') && led.mode === 'online', `LED went offline and back (${led.history.join(' -> ')})`);
 });
