@@ -25,9 +25,12 @@ const eventRule = z.discriminatedUnion('kind', [
   }).strict(),
 ]);
 
+/** The vehicle id (VIN): also the certificate CN and a topic level. */
+export const vehicleIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, "-" or "_" (the VIN)');
+
 export const configSchema = z.object({
   vehicle: z.object({
-    id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, "-" or "_" (the VIN)'),
+    id: vehicleIdSchema,
     region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'expected a lower-case region name such as eu-central-1'),
     model: z.string().min(1).default('unknown'),
   }).strict(),
@@ -157,6 +160,13 @@ export const configSchema = z.object({
     /** Records per batch when offloading. */
     offloadBatchRecords: z.number().int().min(1).max(10_000).default(500),
   }).strict().default({}),
+  offload: z.object({
+    /** HTTPS endpoint for WiFi offload (https://host:port/path); batches go to <url>/<vehicle_id>/batches/<batch_id>. Without it, offload uses the MQTT batch topic. */
+    url: z.string().regex(/^https:\/\/[^\s/]+(:\d+)?(\/[^\s]*)?$/, 'expected https://host:port/path').optional(),
+    /** PUTs in flight at most. */
+    concurrency: z.number().int().min(1).max(32).default(4),
+    timeoutMs: z.number().int().min(100).default(30_000),
+  }).strict().default({}),
   clock: z.object({
     /** Ask the broker for its time (MQTT 5 request/response on …/time/request). */
     brokerTime: z.boolean().default(true),
@@ -212,7 +222,8 @@ export const configSchema = z.object({
     /** 0 disables the endpoint. */
     port: z.number().int().min(0).max(65535).default(9464),
   }).strict().default({}),
-}).strict();
+}).strict()
+  .refine((c) => c.offload.url === undefined || c.mqtt.tls !== undefined, { message: 'HTTPS offload authenticates with the device certificate: mqtt.tls is required', path: ['offload', 'url'] });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type FieldName = keyof GatewayConfig['pipeline']['fields'];

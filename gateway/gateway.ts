@@ -1,6 +1,6 @@
 // The composition root (DESIGN §1): builds each stage from the config, wires them, owns the lifecycle.
 import { readFileSync } from 'node:fs';
-import { concatMap, Subject, takeUntil, type Observable } from 'rxjs';
+import { concatMap, filter, Subject, takeUntil, type Observable } from 'rxjs';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import { DbcDecoder } from '../drivers/dbc/decoder.js';
 import { DbcSyntaxError } from '../drivers/dbc/model.js';
@@ -8,11 +8,12 @@ import { parseDbc } from '../drivers/dbc/parser.js';
 import { SlcanSerialSource, type SlcanSourceCounters } from '../drivers/slcan-serial-source.js';
 import { traceFrames } from '../drivers/trace-source.js';
 import { join } from 'node:path';
-import { CommandHandler, commandFilter } from '../sync/command-handler.js';
+import { CommandHandler, commandFilter, isCommandTopic } from '../sync/command-handler.js';
 import { DeadLetterFile } from '../sync/dead-letter.js';
 import { Heartbeat } from '../sync/heartbeat.js';
 import { MqttSession } from '../sync/mqtt-session.js';
-import { OutboxSender } from '../sync/outbox-sender.js';
+import { OutboxSender, type Route } from '../sync/outbox-sender.js';
+import { HttpsOffloadUploader } from '../sync/https-offload.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
 import { CellularBudget } from '../sync/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/broker-time.js';
@@ -32,6 +33,8 @@ import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from '.
 import { resolutionTable } from './wire-resolution.js';
 
 export type Log = (msg: string) => void;
+
+const routeLabel: Record<Route, string> = { single: 'individual', batch: 'batch', upload: 'offload' };
 
 export interface GatewayHandle {
   pipeline: PipelineCounters;
@@ -169,7 +172,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const status = async (): Promise<Record<string, unknown>> => ({ state: session.state, pending: await store.count(), in_flight: sender.inFlight, parked: sender.parkedRecords, acked: sender.counters.acked });
   const heartbeat = new Heartbeat(session, vehicleTopic(config, 'status/heartbeat'), m.heartbeatS * 1000, m.heartbeatTimeoutMs, () => ({ state: session.state, acked: sender.counters.acked }), clock);
   const commands = new CommandHandler(session, { status, flush: () => sender.flush(), setIntervalS: (s) => heartbeat.setInterval(s * 1000), nowMs: () => clock.wallMs() }, log);
-  session.messages.subscribe((message) => void commands.handle(message));
+  session.messages.pipe(filter((message) => isCommandTopic(message.topic, config.vehicle.id))).subscribe((message) => void commands.handle(message));
   session.connected.subscribe((up) => {
     // A session the broker did not keep has lost our subscription.
     if (up && session.connack?.sessionPresent !== true) session.subscribe(commandFilter(config.vehicle.id)).catch((err: unknown) => log(`command: cannot subscribe: ${(err as Error).message}`));
@@ -198,6 +201,11 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   session.connected.subscribe((up) => { onlineSinceMs = up ? clock.monoMs() : null; });
   sender.timeHoldMs = () => (corrector.reference !== null || !k.brokerTime || onlineSinceMs === null ? 0 : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs()));
   corrector.references.subscribe(() => sender.kick());
+  const uploader = config.offload.url === undefined || tls === null || m.tls === undefined ? null : new HttpsOffloadUploader({
+    url: config.offload.url, vehicleId: config.vehicle.id, concurrency: config.offload.concurrency, timeoutMs: config.offload.timeoutMs,
+    tls: sessionTls(tls.credentials, m.tls.minVersion, m.tls.servername),
+  }, corrector, clock);
+  sender.uploader = uploader;
   const brokerTime = k.brokerTime ? new BrokerTimeSource(session, timeTopics(config.vehicle.region, config.vehicle.id), corrector, clock, k.brokerTimeIntervalMs, log) : null;
   const ntp = k.ntp ? new NtpStateSource(corrector, clock, { intervalMs: k.ntpIntervalMs, errorMs: k.ntpErrorMs }, log) : null;
   const gps = k.gpsPort !== undefined ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log) : null;
@@ -207,7 +215,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
   registerClockMetrics(metrics, corrector);
-  sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: route === 'single' ? 'individual' : 'batch' }, s);
+  sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: routeLabel[route] }, s);
   const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
 
@@ -249,6 +257,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
       brokerTime?.stop();
       ntp?.stop();
       await gps?.stop();
+      uploader?.close();
       await session.close();
       await metrics.close();
       await store.close();
@@ -274,10 +283,12 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
   m.counter('v2c_telemetry_publish_total', 'Telemetry messages published by path and outcome', ['region', 'topic', 'status'], () => [
     [{ region, topic: 'individual', status: 'sent' }, sender.counters.singles],
     [{ region, topic: 'batch', status: 'sent' }, sender.counters.batches],
+    [{ region, topic: 'offload', status: 'sent' }, sender.counters.uploads],
     [{ region, topic: 'any', status: 'failure' }, sender.counters.failed],
   ]);
   m.counter('v2c_telemetry_records_acked_total', 'Records whose PUBACK arrived', ['topic'], () => [
-    [{ topic: 'individual' }, sender.counters.acked - sender.counters.batchAckedRecords], [{ topic: 'batch' }, sender.counters.batchAckedRecords]]);
+    [{ topic: 'individual' }, sender.counters.acked - sender.counters.batchAckedRecords - sender.counters.uploadedRecords], [{ topic: 'batch' }, sender.counters.batchAckedRecords],
+    [{ topic: 'offload' }, sender.counters.uploadedRecords]]);
   m.gauge('v2c_batch_compression_ratio', 'Compressed / uncompressed bytes of the batches sent', [], () => [[{}, sender.counters.batchPlainBytes === 0 ? 0 : sender.counters.batchWireBytes / sender.counters.batchPlainBytes]]);
   m.counter('v2c_batch_splits_total', 'Batches split to fit the broker\'s maximum packet size', [], () => [[{}, sender.counters.splits]]);
   m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () => [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]));

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { ConfigError, configSchema, referenceVehicleSettings, validateConfig } from '../gateway/config.js';
+import { ConfigError, referenceVehicleSettings, validateConfig, vehicleIdSchema } from '../gateway/config.js';
 import { projectRoot } from '../gateway/project-root.js';
 import { brokerUrlProblem, checkCredentials, keyModeProblem, type CertificateFacts, type CredentialProblem } from './credential-checks.js';
 import { Installation, RELEASE_FILES, type ReleaseFile } from './installation.js';
@@ -74,7 +74,7 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   const pendingDir = join(installation.configDir, 'pending');
   const pendingKey = join(pendingDir, RELEASE_FILES.key);
 
-  const vehicleId = configSchema.shape.vehicle.shape.id.safeParse(o.vehicleId);
+  const vehicleId = vehicleIdSchema.safeParse(o.vehicleId);
   if (!vehicleId.success) throw new ProvisionError([`--vehicle-id "${o.vehicleId}": ${vehicleId.error.issues[0]?.message ?? 'invalid'}`]);
   if (o.generateKey || o.csrOnly) return writeCsr(o, pendingDir, pendingKey);
 

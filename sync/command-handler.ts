@@ -24,6 +24,12 @@ export function commandFilter(vehicleId: string): string {
   return `v2c/v1/+/${vehicleId}/command/request`;
 }
 
+/** Whether `topic` is a command request for this vehicle (the session also carries time and certificate answers). */
+export function isCommandTopic(topic: string, vehicleId: string): boolean {
+  const parts = topic.split('/');
+  return parts.length === 6 && parts[0] === 'v2c' && parts[1] === 'v1' && parts[3] === vehicleId && parts[4] === 'command' && parts[5] === 'request';
+}
+
 /** Parses a request: JSON `{ "command": "...", "args": { ... } }`, or why it is not one. */
 export function parseCommand(payload: Buffer): CommandRequest | string {
   if (payload.byteLength > MAX_REQUEST_BYTES) return `request of ${payload.byteLength} bytes, at most ${MAX_REQUEST_BYTES} expected`;

@@ -9,6 +9,7 @@ import type { Clock } from '../gateway/clock.js';
 import type { DeadLetterFile } from './dead-letter.js';
 import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
 import type { LinkDecision } from './link-policy.js';
+import type { BatchUploader } from './https-offload.js';
 import type { StoredRecord, TelemetryStore } from './telemetry-store.js';
 
 export interface OutboxSettings {
@@ -47,12 +48,15 @@ export interface SenderCounters {
   /** Uncompressed / compressed bytes of the batches sent. */
   batchPlainBytes: number;
   batchWireBytes: number;
+  /** Batches uploaded over HTTPS (WiFi offload) and the records they carried. */
+  uploads: number;
+  uploadedRecords: number;
 }
 
-type Route = 'single' | 'batch';
+export type Route = 'single' | 'batch' | 'upload';
 
 export class OutboxSender {
-  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, batchPlainBytes: 0, batchWireBytes: 0 };
+  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, batchPlainBytes: 0, batchWireBytes: 0, uploads: 0, uploadedRecords: 0 };
   /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
   onAck: (route: Route, latencyS: number) => void = () => undefined;
   /** Topics the broker said we may not publish to (PUBACK 0x87); their records are parked. */
@@ -77,6 +81,8 @@ export class OutboxSender {
   link: { readonly current: LinkDecision; meter(bytes: number): void };
   /** Applied to each record as it is encoded: the clock-skew correction (clock-corrector.ts). */
   prepare: (record: VehicleTelemetry) => VehicleTelemetry = (record) => record;
+  /** HTTPS offload; when set, an offload decision sends every batch through it instead of MQTT. */
+  uploader: BatchUploader | null = null;
   /** How long P1/P2 wait for a time reference (so they go out corrected); 0 = send now. P0 never waits. */
   timeHoldMs: () => number = () => 0;
   private idleWaiters: Array<() => void> = [];
@@ -166,13 +172,17 @@ export class OutboxSender {
       this.wakeIn(pausedForMs + 1);
       return;
     }
-    while (this.session.isConnected && this.inflightMessages < s.inflight) {
+    for (;;) {
+      const uploader = this.link.current.mode === 'offload' ? this.uploader : null;
+      // Uploads need no broker connection, only the receiver; they have their own concurrency.
+      if (uploader === null ? !this.session.isConnected || this.inflightMessages >= s.inflight : this.inflightMessages >= uploader.concurrency) break;
       const exclude = new Set([...this.inflightIds, ...this.resting, ...this.parked]);
-      const next = await this.nextMessage(exclude);
+      const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
       if (next === null) break;
       for (const r of next.records) this.inflightIds.add(r.id);
       this.inflightMessages++;
-      const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord) : this.sendBatch(next.records);
+      const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord)
+        : next.route === 'batch' ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
       void done.finally(() => {
         this.inflightMessages--;
         for (const r of next.records) this.inflightIds.delete(r.id);
@@ -221,6 +231,35 @@ export class OutboxSender {
     return null;
   }
 
+  /** Offloading over HTTPS: the oldest records of the highest priority waiting, as one large batch. */
+  private async nextUpload(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
+    for (const priority of [0, 1, 2]) {
+      const records = await this.store.pending(this.link.current.batchMaxRecords, exclude, priority);
+      if (records.length > 0) return { route: 'upload', records };
+    }
+    return null;
+  }
+
+  private async sendUpload(records: readonly StoredRecord[], uploader: BatchUploader): Promise<void> {
+    const s = this.settings;
+    const packed = await packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+    this.counters.uploads++;
+    this.counters.batchPlainBytes += packed.uncompressedBytes;
+    this.counters.batchWireBytes += packed.payload.byteLength;
+    this.counters.bytesSent += packed.payload.byteLength;
+    const sentAt = this.clock.monoMs();
+    try {
+      await uploader.upload(packed);
+    } catch (err) {
+      this.counters.failed++;
+      this.log(`outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`);
+      for (const r of records) this.resting.add(r.id);
+      this.scheduleRetry(this.settings.retryDelayMs);
+      return;
+    }
+    await this.settle('upload', records, sentAt);
+  }
+
   private async sendSingle(stored: StoredRecord): Promise<void> {
     const payload = encodeTelemetry(this.prepare(stored.record));
     const properties: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
@@ -267,6 +306,11 @@ export class OutboxSender {
       this.failed(err, records, topic);
       return;
     }
+    await this.settle(route, records, sentAt);
+  }
+
+  /** Delivered (PUBACK or 2xx): the records leave the store. */
+  private async settle(route: Route, records: readonly StoredRecord[], sentAt: number): Promise<void> {
     try {
       await this.store.remove(records);
     } catch (err) {
@@ -277,6 +321,7 @@ export class OutboxSender {
     for (const r of records) this.sentBefore.delete(r.id);
     this.counters.acked += records.length;
     if (route === 'batch') this.counters.batchAckedRecords += records.length;
+    if (route === 'upload') this.counters.uploadedRecords += records.length;
     this.onAck(route, (this.clock.monoMs() - sentAt) / 1000);
   }
 

@@ -110,7 +110,7 @@ t.test('a serial GPS on a pty: RMC sentences become the reference, bad ones are 
 t.test('cold boot 3 days behind: a reference 10 minutes later corrects every record of the boot', async (t) => {
   const skewed: Clock = { monoMs: () => systemClock.monoMs(), wallMs: () => Date.now() - 3 * DAY, sleep: systemClock.sleep };
   const received = new Map<string, VehicleTelemetry>();
-  const rig = await syncRig(t, { clock: skewed, beforeStart: (proxy) => { proxy.blackhole = true; }, tune: (c) => { c.clock.ntp = false; } });
+  const rig = await syncRig(t, { clock: skewed, beforeStart: (proxy) => { proxy.blackhole = true; }, tune: (c) => { c.clock.brokerTime = true; } });
   rig.sink.onRecord = (r) => { received.set(r.messageId, r); rig.seen.add(r.messageId); };
   const bootId = rig.gateway.time.bootId;
   // Ten minutes of capture with no network: one record every 10 s, stamped by the skewed clock.

@@ -4,6 +4,7 @@
 import t from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
 import { syncRig } from './sync-rig.js';
+import { isCommandTopic } from '../sync/command-handler.js';
 
 interface Reply {
   body: Record<string, unknown>;
@@ -82,4 +83,16 @@ t.test('commands: ping, status, flush, set_interval answered with the correlatio
   t.match(metrics, /v2c_commands_total\{command="-",result="malformed"\} 5/);
   t.match(metrics, /v2c_commands_total\{command="set_interval",result="invalid_args"\} 1/);
   t.ok(rig.logs.some((l) => l.includes('command: "reboot" refused: unknown')), 'refusals are logged');
+});
+
+t.test('only command requests for this vehicle reach the command handler (time and certificate answers share the session)', async (t) => {
+  const rows: [string, boolean][] = [
+    ['v2c/v1/eu-central-1/V2CREF00000000001/command/request', true],
+    ['v2c/v1/us-east-1/V2CREF00000000001/command/request', true],
+    ['v2c/v1/eu-central-1/V2CREF00000000002/command/request', false],
+    ['v2c/v1/eu-central-1/V2CREF00000000001/time/response', false],
+    ['v2c/v1/eu-central-1/V2CREF00000000001/cert/response', false],
+    ['v2c/v1/eu-central-1/V2CREF00000000001/command/request/extra', false],
+  ];
+  for (const [topic, expected] of rows) t.equal(isCommandTopic(topic, 'V2CREF00000000001'), expected, topic);
 });

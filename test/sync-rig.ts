@@ -47,6 +47,9 @@ function fast(config: GatewayConfig): void {
     reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
   });
   Object.assign(config.batch, { minRecords: 25, maxRecords: 50, maxAgeMs: 200, quotaBackoffMs: 300 });
+  // The FMEA faults act on every PUBLISH/PUBACK; time requests would take some of them. The clock
+  // tests turn broker time back on.
+  Object.assign(config.clock, { brokerTime: false, ntp: false });
 }
 
 export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRig> {
