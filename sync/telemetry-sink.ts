@@ -6,7 +6,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchRejectedError, unpackBatch } from '../proto/batch-packer.js';
-import { decodeTelemetry, RecordKind, SCHEMA_VERSION, TelemetryDecodeError, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { decodeTelemetry, RecordKind, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 
 export interface SinkOptions {
   url: string;
@@ -131,19 +131,15 @@ export class TelemetrySink {
   }
 
   private async handle(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
-    const accepted = this.options.acceptedSchemaVersions ?? [SCHEMA_VERSION];
     const props = (packet.properties?.userProperties ?? {}) as Record<string, string | string[]>;
     const match = TOPIC.exec(topic);
     if (match === null) return this.reject(topic, payload, props, 'topic', `not a telemetry topic: ${topic}`);
     const vehicleId = match[2] as string;
     let records: VehicleTelemetry[];
     if (match[3] === 'batch') {
-      try {
-        records = (await unpackBatch(payload, props, { maxUncompressedBytes: this.options.maxUncompressedBytes ?? 16 << 20, acceptedSchemaVersions: accepted })).records;
-      } catch (err) {
-        if (err instanceof BatchRejectedError) return this.reject(topic, payload, props, err.reason, err.message);
-        throw err;
-      }
+      const batch = await this.unpack(topic, payload, props);
+      if (batch === null) return;
+      records = batch.records;
     } else {
       try {
         records = [decodeTelemetry(payload)];
@@ -152,6 +148,46 @@ export class TelemetrySink {
         throw err;
       }
     }
+    this.accept(topic, vehicleId, records, props);
+  }
+
+  /**
+   * A batch uploaded over HTTPS (WiFi offload): the batch topic's checks, and the same
+   * de-duplication, so records that came by either path count once. Null when accepted, else why not.
+   */
+  receiveUpload(vehicleId: string, batchId: string, payload: Buffer, props: Record<string, string>): Promise<string | null> {
+    const where = `https:${vehicleId}/batches/${batchId}`;
+    const result = this.queue.then(async () => {
+      this.lastMessageAt = Date.now();
+      const batch = await this.unpack(where, payload, props);
+      if (batch === null) return 'the batch failed its checks (see the dead-letter directory)';
+      if (batch.batchId !== batchId) {
+        this.reject(where, payload, props, 'batch_id', `the path names batch ${batchId}, the batch is ${batch.batchId}`);
+        return `batch_id ${batchId} does not match the batch (${batch.batchId})`;
+      }
+      this.accept(where, vehicleId, batch.records, props);
+      return null;
+    });
+    this.queue = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
+  private get acceptedVersions(): readonly string[] {
+    return this.options.acceptedSchemaVersions ?? [SCHEMA_VERSION];
+  }
+
+  private async unpack(where: string, payload: Buffer, props: Record<string, string | string[]>): Promise<TelemetryBatch | null> {
+    try {
+      return await unpackBatch(payload, props, { maxUncompressedBytes: this.options.maxUncompressedBytes ?? 16 << 20, acceptedSchemaVersions: this.acceptedVersions });
+    } catch (err) {
+      if (!(err instanceof BatchRejectedError)) throw err;
+      this.reject(where, payload, props, err.reason, err.message);
+      return null;
+    }
+  }
+
+  private accept(topic: string, vehicleId: string, records: readonly VehicleTelemetry[], props: Record<string, string | string[]>): void {
+    const accepted = this.acceptedVersions;
     const now = Date.now();
     this.expire(now);
     for (const r of records) {

@@ -9,7 +9,7 @@ import { startLocalBroker, type LocalBroker } from '../gateway/bench-rig/local-b
 import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import { systemClock } from '../gateway/clock.js';
 import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
-import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { benchBrokerTls, benchCloudTls, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 
@@ -23,8 +23,8 @@ export interface TlsRig {
   cloudTls: { ca: string; cert: string; key: string };
   /** The reference config with an empty trace, fast timers and `device`'s certificate. */
   config(device: PkiFiles, ca?: string): GatewayConfig;
-  start(config: GatewayConfig): Promise<{ gateway: GatewayHandle; logs: string[] }>;
-  insert(gateway: GatewayHandle, from: number, n: number): Promise<string[]>;
+  start(config: GatewayConfig, devices?: GatewayDevices): Promise<{ gateway: GatewayHandle; logs: string[] }>;
+  insert(gateway: GatewayHandle, from: number, n: number, priority?: (seq: number) => number): Promise<string[]>;
 }
 
 export async function tlsRig(t: Test): Promise<TlsRig> {
@@ -56,16 +56,16 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
       });
       return config;
     },
-    async start(config) {
+    async start(config, devices) {
       const logs: string[] = [];
-      const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+      const gateway = await startGateway(config, systemClock, (m) => logs.push(m), devices);
       gateways.push(gateway);
       return { gateway, logs };
     },
-    async insert(gateway, from, n) {
+    async insert(gateway, from, n, priority = () => 1) {
       const ids: string[] = [];
       for (let seq = from; seq < from + n; seq++) {
-        const record = samples.record(seq, 1);
+        const record = samples.record(seq, priority(seq));
         if (await gateway.store.insert(record, Date.now())) ids.push(record.messageId);
       }
       return ids;

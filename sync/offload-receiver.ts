@@ -1,0 +1,77 @@
+// The bench's HTTPS offload receiver (`v2c-gateway sink --offload-port`): takes the gateway's
+// `PUT <base>/<vehicle_id>/batches/<batch_id>` over mutual TLS, lets a device upload only under its
+// own vehicle id (certificate CN), and hands the batch to the sink, which checks and de-duplicates
+// it together with what arrives over MQTT.
+import { createServer, type Server } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { BATCH_CONTENT_TYPE } from '../proto/batch-packer.js';
+import { headersToProperties } from './https-offload.js';
+import type { TelemetrySink } from './telemetry-sink.js';
+
+export interface OffloadReceiverOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  basePath: string;
+  /** Server certificate and key, and the CA that device certificates must chain to (PEM texts). */
+  tls: { ca: string; cert: string; key: string };
+  maxBodyBytes: number;
+}
+
+export class OffloadReceiver {
+  readonly counts = { uploads: 0, accepted: 0, refused: 0 };
+
+  private constructor(private readonly server: Server, readonly port: number) {}
+
+  static async start(sink: TelemetrySink, o: OffloadReceiverOptions, log: (msg: string) => void): Promise<OffloadReceiver> {
+    const pattern = new RegExp(`^${o.basePath.replace(/\/$/, '').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([A-Za-z0-9_-]{1,64})/batches/([A-Za-z0-9_-]{1,128})$`);
+    let receiver: OffloadReceiver | null = null;
+    const server = createServer({ ...o.tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (req, res) => {
+      const answer = (status: number, body: Record<string, unknown>): void => {
+        if (receiver !== null) receiver.counts[status >= 200 && status < 300 ? 'accepted' : 'refused']++;
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      };
+      if (receiver !== null) receiver.counts.uploads++;
+      const match = pattern.exec(req.url ?? '');
+      if (req.method !== 'PUT') return answer(405, { error: 'PUT only' });
+      if (match === null) return answer(404, { error: `expected ${o.basePath}/<vehicle_id>/batches/<batch_id>` });
+      const [, vehicleId = '', batchId = ''] = match;
+      const cn = (req.socket as TLSSocket).getPeerCertificate().subject?.CN;
+      if (cn !== vehicleId) {
+        log(`offload: SECURITY: certificate CN "${String(cn)}" tried to upload for vehicle ${vehicleId}`);
+        return answer(403, { error: 'a device may upload only under its own vehicle id' });
+      }
+      if (req.headers['content-type'] !== BATCH_CONTENT_TYPE) return answer(415, { error: `expected ${BATCH_CONTENT_TYPE}` });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.byteLength;
+        if (size > o.maxBodyBytes) {
+          answer(413, { error: `larger than ${o.maxBodyBytes} bytes` });
+          req.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => {
+        if (size > o.maxBodyBytes) return;
+        sink.receiveUpload(vehicleId, batchId, Buffer.concat(chunks), headersToProperties(req.headers)).then(
+          (problem) => answer(problem === null ? 200 : 400, problem === null ? { batch_id: batchId } : { error: problem }),
+          (err: unknown) => answer(500, { error: (err as Error).message }),
+        );
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.host, () => resolve());
+    });
+    const address = server.address();
+    receiver = new OffloadReceiver(server, typeof address === 'object' && address !== null ? address.port : o.port);
+    return receiver;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}

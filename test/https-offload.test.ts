@@ -1,0 +1,111 @@
+// WiFi offload over HTTPS with mutual TLS: the gateway PUTs batches to the bench receiver, which
+// hands them to the same sink that reads MQTT, so records delivered by either path count once.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { systemClock } from '../gateway/clock.js';
+import { BENCH_OTHER_VEHICLE_ID, BENCH_VEHICLE_ID } from '../provisioning/dev-pki.js';
+import { packBatch } from '../proto/batch-packer.js';
+import { ClockCorrector } from '../sync/clock-corrector.js';
+import { HttpsOffloadUploader, UploadError } from '../sync/https-offload.js';
+import { BenchLinkMonitor } from '../sync/link-monitor.js';
+import { OffloadReceiver } from '../sync/offload-receiver.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { waitUntil } from './helpers.js';
+import { tlsRig } from './tls-rig.js';
+
+t.test('HTTPS offload', async (t) => {
+  const rig = await tlsRig(t);
+  const read = (f: string): string => readFileSync(f, 'utf8');
+  const receiver = await OffloadReceiver.start(rig.sink, {
+    host: '127.0.0.1', port: 0, basePath: '/v1/vehicles', maxBodyBytes: 16 << 20,
+    tls: { ca: read(rig.pki.ca.cert), cert: read(rig.pki.broker.cert), key: read(rig.pki.broker.key) },
+  }, () => undefined);
+  t.teardown(() => receiver.close());
+  const url = `https://127.0.0.1:${receiver.port}/v1/vehicles`;
+  const offloadConfig = () => {
+    const config = rig.config(rig.pki.devices.valid);
+    config.offload.url = url;
+    config.link.allowedSsids = ['Depot'];
+    return config;
+  };
+
+  t.test('at the depot: a backlog goes up as 500-record PUTs; the Date header is a time reference', async (t) => {
+    const link = new BenchLinkMonitor({ kind: 'none' });
+    const config = offloadConfig();
+    config.clock.brokerTime = false;
+    config.clock.ntp = false;
+    const { gateway, logs } = await rig.start(config, { linkMonitor: link, ignition: null, led: null });
+    const ids = await rig.insert(gateway, 1, 3000, (s) => (s % 100 === 0 ? 0 : s % 2 === 0 ? 1 : 2));
+    const started = Date.now();
+    link.set({ kind: 'wifi', ssid: 'Depot' });
+    await waitUntil('the backlog at the sink', () => ids.every((id) => rig.seen.has(id)), 60_000, logs);
+    const seconds = (Date.now() - started) / 1000;
+    t.comment(`offload over HTTPS on loopback: 3,000 records in ${seconds.toFixed(2)} s = ${Math.round(3000 / seconds)} records/s`);
+    // The sink sees the last batch before its 2xx has removed it from the store.
+    await waitUntil('the store empty', async () => (await gateway.store.count()) === 0, 10_000, logs);
+    t.ok(gateway.sender.counters.uploads >= 6 && gateway.sender.counters.uploads <= 12, `${gateway.sender.counters.uploads} uploads`);
+    t.equal(gateway.sender.counters.uploadedRecords, 3000, 'every record acknowledged by a 2xx');
+    t.equal(gateway.sender.counters.singles + gateway.sender.counters.batches, 0, 'nothing of it over MQTT');
+    t.equal(gateway.time.reference?.source, 'http-date', 'the receiver\'s Date header became the time reference');
+    t.ok((gateway.time.reference?.errorMs ?? 0) >= 500, 'with the Date header\'s ±0.5 s');
+    t.match(await gateway.metrics.text(), /v2c_telemetry_records_acked_total\{topic="offload"\} 3000/);
+    await gateway.stop(0);
+  });
+
+  t.test('flapping between depot WiFi (HTTPS) and cellular (MQTT): one set of records at the sink, duplicates only by id', async (t) => {
+    const link = new BenchLinkMonitor({ kind: 'none' });
+    const { gateway, logs } = await rig.start(offloadConfig(), { linkMonitor: link, ignition: null, led: null });
+    await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
+    const before = { ...rig.sink.counts };
+    const ids = await rig.insert(gateway, 10_000, 2000, (s) => (s % 3 === 0 ? 1 : 2));
+    link.set({ kind: 'cellular', iface: 'wwan0' });
+    await waitUntil('some records over MQTT first', () => gateway.sender.counters.singles + gateway.sender.counters.batches > 0, 10_000, logs);
+    for (let i = 0; i < 20; i++) {
+      link.set(i % 2 === 0 ? { kind: 'wifi', ssid: 'Depot' } : { kind: 'cellular', iface: 'wwan0' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await waitUntil('every record', () => ids.every((id) => rig.seen.has(id)), 60_000, logs);
+    const s = gateway.sender.counters;
+    t.ok(s.uploads > 0 && s.singles + s.batches > 0, `both paths carried records (${s.uploads} uploads, ${s.singles + s.batches} MQTT messages)`);
+    const received = rig.sink.counts.received - before.received;
+    const unique = rig.sink.counts.unique - before.unique;
+    const duplicates = rig.sink.counts.duplicates - before.duplicates;
+    t.equal(unique, 2000, 'every record once in the set');
+    t.equal(received, unique + duplicates, `anything else a duplicate by id (${duplicates})`);
+    t.equal(rig.sink.counts.rejected, 0);
+    await gateway.stop(0);
+  });
+
+  t.test('refusals keep the records: another vehicle\'s path (403), a corrupted body (400), the receiver down', async (t) => {
+    const corrector = new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
+    const tls = { ca: read(rig.pki.ca.cert), cert: read(rig.pki.devices.valid.cert), key: read(rig.pki.devices.valid.key), minVersion: 'TLSv1.2' as const };
+    const records = new SampleRecords(3);
+    const batch = await packBatch([records.record(1, 2), records.record(2, 2)], { vehicleId: BENCH_OTHER_VEHICLE_ID, createdMs: Date.now(), resolution: () => undefined, zstdLevel: 3 });
+    const intruder = new HttpsOffloadUploader({ url, vehicleId: BENCH_OTHER_VEHICLE_ID, concurrency: 1, timeoutMs: 5000, tls }, corrector, systemClock);
+    t.teardown(() => intruder.close());
+    const forbidden = await intruder.upload(batch).then(() => null, (err: unknown) => err);
+    t.ok(forbidden instanceof UploadError && forbidden.status === 403, 'HTTP 403 for a certificate of another vehicle');
+    const own = new HttpsOffloadUploader({ url, vehicleId: BENCH_VEHICLE_ID, concurrency: 1, timeoutMs: 5000, tls }, corrector, systemClock);
+    t.teardown(() => own.close());
+    const good = await packBatch([records.record(3, 2)], { vehicleId: BENCH_VEHICLE_ID, createdMs: Date.now(), resolution: () => undefined, zstdLevel: 3 });
+    const corrupt = { ...good, payload: Buffer.from(good.payload).fill(7, 20, 30) };
+    const bad = await own.upload(corrupt).then(() => null, (err: unknown) => err);
+    t.ok(bad instanceof UploadError && bad.status === 400 && /failed its checks/.test(bad.message), 'HTTP 400 for a body whose digest does not match');
+
+    const link = new BenchLinkMonitor({ kind: 'wifi', ssid: 'Depot' });
+    const config = offloadConfig();
+    const down = await OffloadReceiver.start(rig.sink, { host: '127.0.0.1', port: 0, basePath: '/v1/vehicles', maxBodyBytes: 1 << 20, tls: { ca: read(rig.pki.ca.cert), cert: read(rig.pki.broker.cert), key: read(rig.pki.broker.key) } }, () => undefined);
+    const port = down.port;
+    await down.close();
+    config.offload.url = `https://127.0.0.1:${port}/v1/vehicles`;
+    const { gateway, logs } = await rig.start(config, { linkMonitor: link, ignition: null, led: null });
+    const ids = await rig.insert(gateway, 20_000, 40, () => 2);
+    await waitUntil('a failed upload', () => gateway.sender.counters.failed > 0, 10_000, logs);
+    t.equal(await gateway.store.count(), 40, `records kept while the receiver is down (${await gateway.store.count()})`);
+    t.ok(logs.some((l) => /upload of 40 records failed: PUT .* ECONNREFUSED.*; kept for the next cycle/.test(l)), logs.filter((l) => l.includes('upload')).join(' | '));
+    const back = await OffloadReceiver.start(rig.sink, { host: '127.0.0.1', port, basePath: '/v1/vehicles', maxBodyBytes: 1 << 20, tls: { ca: read(rig.pki.ca.cert), cert: read(rig.pki.broker.cert), key: read(rig.pki.broker.key) } }, () => undefined);
+    t.teardown(() => back.close());
+    await waitUntil('delivery once it is back', () => ids.every((id) => rig.seen.has(id)), 15_000, logs);
+    await gateway.stop(0);
+  });
+});
