@@ -54,7 +54,10 @@ t.test('HTTPS offload', async (t) => {
 
   t.test('flapping between depot WiFi (HTTPS) and cellular (MQTT): one set of records at the sink, duplicates only by id', async (t) => {
     const link = new BenchLinkMonitor({ kind: 'none' });
-    const { gateway, logs } = await rig.start(offloadConfig(), { linkMonitor: link, ignition: null, led: null });
+    const config = offloadConfig();
+    // No cellular budget: P1 goes over MQTT on cellular, P2 only over WiFi, so both paths carry records.
+    config.link.dailyCellularBudgetBytes = 0;
+    const { gateway, logs } = await rig.start(config, { linkMonitor: link, ignition: null, led: null });
     await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
     const before = { ...rig.sink.counts };
     const ids = await rig.insert(gateway, 10_000, 2000, (s) => (s % 3 === 0 ? 1 : 2));
