@@ -2,6 +2,7 @@
 // with a baseline measured in the same run: an uncompiled decoder that walks each signal's bits
 // per frame, as a straightforward implementation would. Then the storage section: our SQLite
 // RxStorage against rxdb's memory storage, and bytes written per record (flash wear).
+import { daySection } from './day.js';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -106,7 +107,7 @@ async function ingestSection(): Promise<void> {
 }
 
 // `npm run bench -- wire` runs one section; no argument runs them all.
-const sections: Record<string, () => Promise<void>> = { ingest: ingestSection, wire: wireSection, storage: storageSection };
+const sections: Record<string, () => Promise<void>> = { ingest: ingestSection, wire: wireSection, day: daySection, storage: storageSection };
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!(name in sections)) throw new Error(`unknown bench section "${name}"; expected ${Object.keys(sections).join(', ')}`);
 for (const [name, run] of Object.entries(sections)) if (chosen.length === 0 || chosen.includes(name)) await run();

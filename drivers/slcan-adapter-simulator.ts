@@ -1,5 +1,6 @@
 // A bench stand-in for the USB SLCAN adapter: answers the adapter commands on a serial port
 // (one end of a socat pty pair) and, while the channel is open, plays a recorded trace into it.
+import { writeFileSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { MalformedLine, type CanFrame } from './can-frame.js';
@@ -13,6 +14,8 @@ export interface SimulatorOptions {
   speed: number;
   /** Add the adapter's 4-digit millisecond timestamp to frames (as `Z1` would). */
   timestamps: boolean;
+  /** The bench ignition line: "1" written while the drive plays, "0" when it ends (gpio.benchIgnitionFile). */
+  ignitionFile?: string;
 }
 
 export interface SimulatorResult {
@@ -53,6 +56,7 @@ export async function runSimulator(options: SimulatorOptions, clock: Clock, log:
   await waitOpen();
   log(`simulator: channel open on ${options.port}; playing ${options.trace} at ${options.speed > 0 ? `${options.speed}x` : 'full speed'}`);
   const started = clock.monoMs();
+  if (options.ignitionFile !== undefined) writeFileSync(options.ignitionFile, '1\n');
   const lines = paceReplay(readTrace(openTrace(options.trace), 'candump', clock), frameTime, options.speed, clock);
   for await (const line of lines) {
     const frame = line.parsed;
@@ -65,6 +69,8 @@ export async function runSimulator(options: SimulatorOptions, clock: Clock, log:
     if (!port.write(text, 'latin1')) await new Promise<void>((resolve) => port.once('drain', () => resolve()));
     result.framesSent++;
   }
+  // The drive is over: ignition off (the gateway counts parking time from here).
+  if (options.ignitionFile !== undefined) writeFileSync(options.ignitionFile, '0\n');
   // Everything queued must reach the pty before the port closes.
   while (port.writableLength > 0) await clock.sleep(10);
   await new Promise<void>((resolve) => port.drain(() => resolve()));

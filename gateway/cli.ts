@@ -16,6 +16,7 @@ import { serviceNotifier } from './service-notify.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
 import { StorageError } from '../sync/storage-errors.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
+import { OffloadReceiver } from '../sync/offload-receiver.js';
 import { BENCH_CLOUD_CN, BENCH_VEHICLE_ID, createDevPki } from '../provisioning/dev-pki.js';
 import { provision, ProvisionError } from '../provisioning/provision.js';
 import { CredentialError } from '../provisioning/credential-checks.js';
@@ -26,11 +27,12 @@ commands:
   run --config FILE                 run the gateway with a YAML/JSON config
   decode [--dbc FILE] [--format candump|slcan] [FILE|-]
                                     print one JSON object per input line
-  simulate --port PATH [--trace FILE] [--speed X] [--timestamps]
+  simulate --port PATH [--trace FILE] [--speed X] [--timestamps] [--ignition-file FILE]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
+                                    (and the ignition: 1 in FILE while it plays, 0 at its end)
   demo [--speed X]                  recorded drive -> simulated adapter -> gateway -> local broker
   sink --url URL [--dead-letter DIR] [--idle-exit S] [--dedup-window S] [--client-id ID]
-       [--ca FILE --cert FILE --key FILE]
+       [--ca FILE --cert FILE --key FILE] [--offload-port P --server-cert FILE --server-key FILE]
                                     receive, verify, de-duplicate and count telemetry; ends (SIGINT,
                                     SIGTERM or S seconds without messages) with the sink: line
   provision --vehicle-id VIN --region R --broker mqtts://HOST:PORT --ca FILE --cert FILE --key FILE
@@ -106,13 +108,14 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'simulate': {
-      const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false } });
+      const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false }, 'ignition-file': { type: 'string' } });
       if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
       const result = await runSimulator({
         port: String(a.values.port),
         trace: a.values.trace === undefined ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz') : String(a.values.trace),
         speed: numberOption(a.values.speed, 'speed', 1),
         timestamps: a.values.timestamps === true,
+        ...(a.values['ignition-file'] !== undefined ? { ignitionFile: String(a.values['ignition-file']) } : {}),
       }, systemClock, (m) => process.stderr.write(`${m}\n`));
       process.stderr.write(`simulate: sent=${result.framesSent} skipped=${result.skippedLines} commands=${result.commands}\n`);
       return 0;
@@ -125,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
       const a = args(rest, {
         url: { type: 'string' }, 'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' }, 'idle-exit': { type: 'string' }, 'dedup-window': { type: 'string' }, 'client-id': { type: 'string', default: 'v2c-sink' },
         ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
+        'offload-port': { type: 'string' }, 'server-cert': { type: 'string' }, 'server-key': { type: 'string' },
       });
       if (a.values.url === undefined) throw new UsageError('sink needs --url mqtt://host:port');
       const tlsFiles = [a.values.ca, a.values.cert, a.values.key];
@@ -135,6 +139,17 @@ async function main(argv: string[]): Promise<number> {
         url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
         dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),
       }, (m) => process.stderr.write(`${m}\n`));
+      let offload: OffloadReceiver | null = null;
+      if (a.values['offload-port'] !== undefined) {
+        if (a.values.ca === undefined || a.values['server-cert'] === undefined || a.values['server-key'] === undefined) {
+          throw new UsageError('sink --offload-port needs --ca (the devices\' CA), --server-cert and --server-key');
+        }
+        offload = await OffloadReceiver.start(sink, {
+          host: '127.0.0.1', port: numberOption(a.values['offload-port'], 'offload-port', 0), basePath: '/v1/vehicles', maxBodyBytes: 16 << 20,
+          tls: { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values['server-cert']), 'utf8'), key: readFileSync(String(a.values['server-key']), 'utf8') },
+        }, (m) => process.stderr.write(`${m}\n`));
+        process.stderr.write(`sink: offload uploads on https://127.0.0.1:${offload.port}/v1/vehicles\n`);
+      }
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
@@ -142,6 +157,7 @@ async function main(argv: string[]): Promise<number> {
           const timer = setInterval(() => { if (sink.idleMs >= idleExitMs) { clearInterval(timer); resolve(); } }, 100);
         }
       });
+      await offload?.close();
       await sink.close();
       process.stdout.write(`${sinkSummary(sink.counts)}\n`);
       return 0;

@@ -194,6 +194,8 @@ export const configSchema = z.object({
     ledPin: z.number().int().min(0).max(1023).optional(),
     activeLow: z.boolean().default(false),
     debounceMs: z.number().int().min(0).max(10_000).default(50),
+    /** Bench only: read the ignition from this file ("1"/"0", as `simulate --ignition-file` writes it) instead of GPIO. */
+    benchIgnitionFile: z.string().min(1).optional(),
   }).strict().default({}),
   certificate: z.object({
     /** Log a warning this many days before the certificate expires. */

@@ -9,7 +9,8 @@ import { startLocalBroker } from './bench-rig/local-broker.js';
 import { referenceVehicleConfig } from './config.js';
 import { startGateway } from './gateway.js';
 import { systemClock } from './clock.js';
-import { RecordKind, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { RecordKind, TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { describeLink } from '../sync/link-controller.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
@@ -83,8 +84,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   for (const r of events) console.log(describe(r));
   const ok = result.drained && result.pending === 0 && acked === records && received.size === records && sink.counts.rejected === 0 && simulatorCode === 0;
   if (!ok) console.log(`  NOT OK: drained=${result.drained} pending=${result.pending} received=${received.size} simulator exit=${simulatorCode}`);
+  const time = gateway.time;
+  const quality = (q: TimeQuality): string => TimeQuality[q]?.toLowerCase() ?? String(q);
+  const qualities = [...new Set(ordered.map((r) => quality(r.timeQuality)))].join('/');
+  console.log(`  link: ${describeLink(gateway.link.link)} (${gateway.link.current.mode}: ${gateway.link.current.reason}); cellular bytes today ${gateway.link.budget.usedToday()}`);
+  console.log(`  time: ${time.reference === null ? 'no reference (records unsynced)' : `reference from ${time.reference.source} ±${time.reference.errorMs.toFixed(0)} ms, system clock off by ${((time.offsetMs() ?? 0) / 1000).toFixed(3)} s`}; records sent ${qualities || '-'}`);
   const cert = gateway.certificate;
   console.log(`  certificate: ${cert?.facts.subject ?? 'none'}, ${cert === null ? '' : `${Math.floor(cert.daysToExpiry())} days to expiry, `}renewals ${cert?.counters.installed ?? 0}`);
-  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} messages=${gateway.sender.counters.singles + gateway.sender.counters.batches} acked=${acked} mqtt=${gateway.session.state === 'stopped' ? 'closed' : gateway.session.state} tls=${config.mqtt.tls !== undefined ? 'mutual' : 'none'}`);
+  console.log(`demo: frames=${p.frames} decoded=${p.decoded} malformed=${p.malformed} records=${records} messages=${gateway.sender.counters.singles + gateway.sender.counters.batches} acked=${acked} mqtt=${gateway.session.state === 'stopped' ? 'closed' : gateway.session.state} tls=${config.mqtt.tls !== undefined ? 'mutual' : 'none'} link=${gateway.link.link.kind} time=${qualities || '-'}`);
   return ok ? 0 : 1;
 }

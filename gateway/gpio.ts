@@ -2,6 +2,7 @@
 // and the status LED (on = online, slow blink = offline and buffering, fast blink = error). Where
 // GPIO is not available (a bench PC) the gateway says so once and runs without them; the bench
 // implementations let tests and `simulate` toggle the ignition and read the LED.
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { Gpio } from 'onoff';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import type { SessionState } from '../sync/reconnect-policy.js';
@@ -73,6 +74,34 @@ export class GpioIgnition extends IgnitionState implements IgnitionSense {
   }
 }
 
+/**
+ * The bench's ignition line: a file holding "1" or "0", as a sysfs GPIO value file does, written by
+ * `v2c-gateway simulate --ignition-file` (on at the start of the drive, off at its end) or by hand.
+ */
+export class FileIgnition extends IgnitionState implements IgnitionSense {
+  constructor(private readonly file: string, clock: Clock, pollMs = 200) {
+    super(FileIgnition.read(file) ?? false, clock);
+    watchFile(file, { interval: pollMs }, () => {
+      const on = FileIgnition.read(file);
+      if (on !== null) this.set(on);
+    });
+  }
+
+  private static read(file: string): boolean | null {
+    try {
+      const v = readFileSync(file, 'utf8').trim();
+      return v === '1' ? true : v === '0' ? false : null;
+    } catch {
+      return null;
+    }
+  }
+
+  stop(): void {
+    unwatchFile(this.file);
+    this.complete();
+  }
+}
+
 export type LedMode = 'online' | 'offline' | 'error';
 
 export interface StatusLed {
@@ -134,6 +163,7 @@ export class BenchStatusLed implements StatusLed {
 
 export interface GpioSettings {
   ignitionPin?: number;
+  benchIgnitionFile?: string;
   ledPin?: number;
   activeLow: boolean;
   debounceMs: number;
@@ -141,6 +171,7 @@ export interface GpioSettings {
 
 /** The GPIO lines the config names, or none (said once) where GPIO is not accessible. */
 export function openGpio(settings: GpioSettings, clock: Clock, log: (msg: string) => void): { ignition: IgnitionSense | null; led: StatusLed | null } {
+  if (settings.benchIgnitionFile !== undefined) return { ignition: new FileIgnition(settings.benchIgnitionFile, clock), led: null };
   if (settings.ignitionPin === undefined && settings.ledPin === undefined) return { ignition: null, led: null };
   if (!Gpio.accessible) {
     log('gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED');

@@ -15,6 +15,10 @@ import { DeadLetterFile } from '../sync/dead-letter.js';
 import { MqttSession, PublishError, type StateChange } from '../sync/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { waitUntil } from './helpers.js';
+import { packBatch } from '../proto/batch-packer.js';
+import { ClockCorrector } from '../sync/clock-corrector.js';
+import { HttpsOffloadUploader } from '../sync/https-offload.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import { tlsRig } from './tls-rig.js';
 
 t.test('mutual TLS', async (t) => {
@@ -132,16 +136,27 @@ t.test('mutual TLS', async (t) => {
     t.equal(bare.status, 2);
     t.match(bare.stderr, 'sink: an mqtts:// url needs --ca, --cert and --key');
     const sink = spawn(process.execPath, [cli, 'sink', '--url', rig.broker.url, '--ca', rig.pki.ca.cert, '--cert', rig.pki.cloud.cert, '--key', rig.pki.cloud.key,
-      '--client-id', 'sink-cli', '--idle-exit', '3', '--dead-letter', join(rig.dir, 'cli-dead-letter')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--client-id', 'sink-cli', '--idle-exit', '3', '--dead-letter', join(rig.dir, 'cli-dead-letter'),
+      '--offload-port', '0', '--server-cert', rig.pki.broker.cert, '--server-key', rig.pki.broker.key], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
+    let stderr = '';
     sink.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    sink.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const exited = new Promise<number | null>((resolve) => sink.once('exit', resolve));
     await waitUntil('the sink subscribed', () => rig.broker.log().includes("as sink-cli"), 10_000);
     const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.valid));
     await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
     await rig.insert(gateway, 100, 4);
+    // And one batch of two over its HTTPS offload port.
+    await waitUntil('the offload port', () => /offload uploads on (https:\/\/\S+)/.test(stderr), 5000);
+    const url = /offload uploads on (https:\/\/\S+)/.exec(stderr)?.[1] ?? '';
+    const uploader = new HttpsOffloadUploader({ url, vehicleId: BENCH_VEHICLE_ID, concurrency: 1, timeoutMs: 5000, tls: { ca: read(rig.pki.ca.cert), cert: read(rig.pki.devices.valid.cert), key: read(rig.pki.devices.valid.key), minVersion: 'TLSv1.2' } },
+      new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined), systemClock);
+    const samples = new SampleRecords(21);
+    await uploader.upload(await packBatch([samples.record(1, 2), samples.record(2, 2)], { vehicleId: BENCH_VEHICLE_ID, createdMs: Date.now(), resolution: () => undefined, zstdLevel: 3 }));
+    uploader.close();
     t.equal(await exited, 0);
-    t.match(stdout, /^sink: received=4 unique=4 duplicates=0 rejected=0$/m);
+    t.match(stdout, /^sink: received=6 unique=6 duplicates=0 rejected=0$/m, '4 over MQTT, 2 over HTTPS');
     await gateway.stop(0);
   });
 

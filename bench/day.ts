@@ -1,0 +1,97 @@
+// The cellular day: bytes one vehicle sends and receives per day at the default configuration
+// (1-minute windows sent live as single records, heartbeat every 30 s, broker time hourly), over
+// mutual TLS, counted on the TCP connection by a relay in front of Mosquitto. A day of heartbeats
+// cannot run in a bench's minutes, so each part is measured and the day is their sum.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { referenceDriveRecords } from '../gateway/bench-rig/drive-records.js';
+import { startLocalBroker } from '../gateway/bench-rig/local-broker.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { systemClock } from '../gateway/clock.js';
+import { referenceVehicleConfig } from '../gateway/config.js';
+import { startGateway } from '../gateway/gateway.js';
+import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
+import { BenchLinkMonitor } from '../sync/link-monitor.js';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
+
+/** A TCP relay that counts the bytes each way. */
+async function countingRelay(targetPort: number): Promise<{ port: number; bytes: () => number; close: () => Promise<void> }> {
+  let total = 0;
+  const server: Server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    client.on('data', (d: Buffer) => { total += d.byteLength; upstream.write(d); });
+    upstream.on('data', (d: Buffer) => { total += d.byteLength; client.write(d); });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return { port: typeof address === 'object' && address !== null ? address.port : 0, bytes: () => total, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+export async function daySection(): Promise<void> {
+  console.log('\nday: cellular bytes per vehicle per day at the default configuration (mutual TLS, counted on the TCP connection)');
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-bench-day-'));
+  const pki = await createDevPki(join(dir, 'pki'));
+  const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: 'bench-day-sink', deadLetterDir: join(dir, 'dl'), dedupWindowMs: 3_600_000, tls: benchCloudTls(pki) });
+  const relay = await countingRelay(broker.port);
+  // Records come from the bench, not from CAN: an empty trace.
+  const config = referenceVehicleConfig({ mqttUrl: `mqtts://127.0.0.1:${relay.port}`, storeDir: join(dir, 'store'), tls: { ca: pki.ca.cert, ...pki.devices.valid }, trace: '/dev/null' });
+  config.clock.ntp = false;
+  // The defaults, except a heartbeat long enough not to fall into the record measurement.
+  config.mqtt.heartbeatS = 3600;
+  const gateway = await startGateway(config, systemClock, () => undefined, { linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }), ignition: null, led: null });
+  while (!gateway.session.isConnected || gateway.time.reference === null) await sleep(20);
+  await sleep(200);
+  const connectBytes = relay.bytes();
+
+  // 1,440 one-minute windows of the reference drive, each sent live (as a gateway does once a minute).
+  const drive = (await referenceDriveRecords(60_000)).records.filter((r) => r.priority === 1);
+  const ids = new SampleRecords(1);
+  const before = relay.bytes();
+  for (let i = 0; i < 1440; i++) {
+    const template = drive[i % drive.length] ?? drive[0];
+    if (template === undefined) throw new Error('no windows in the reference drive');
+    const record = { ...template, messageId: ids.record(i + 1, 1).messageId, sequence: i + 1 };
+    await gateway.store.insert(record, Date.now());
+    while ((await gateway.store.count()) > 0) await sleep(1);
+  }
+  await sleep(200);
+  const recordBytes = relay.bytes() - before;
+
+  // Heartbeats and broker-time exchanges, a few of each.
+  const hb0 = relay.bytes();
+  const acked0 = gateway.heartbeat.counters.acked;
+  gateway.heartbeat.setInterval(100);
+  while (gateway.heartbeat.counters.acked < acked0 + 20) await sleep(20);
+  gateway.heartbeat.setInterval(3_600_000);
+  await sleep(200);
+  const perHeartbeat = (relay.bytes() - hb0) / (gateway.heartbeat.counters.acked - acked0);
+  // Broker time: measured the same way through the session's own request.
+  const t0 = relay.bytes();
+  for (let i = 0; i < 5; i++) {
+    await gateway.session.publish(`v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/request`, Buffer.from('{}'), { contentType: 'application/json', userProperties: {}, responseTopic: `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/response`, correlationData: Buffer.from([i]) });
+  }
+  await sleep(300);
+  const perTime = (relay.bytes() - t0) / 5;
+  await gateway.stop(2000);
+  await sink.close();
+  await relay.close();
+  await broker.stop();
+  rmSync(dir, { recursive: true, force: true });
+
+  const day = { records: recordBytes, heartbeats: 2880 * perHeartbeat, time: 24 * perTime, connect: connectBytes };
+  const total = day.records + day.heartbeats + day.time + day.connect;
+  const kb = (b: number): string => `${(b / 1024).toFixed(1).padStart(8)} KiB`;
+  console.log(`    1,440 P1 records (measured, ${(recordBytes / 1440).toFixed(0)} B each with PUBACK and TLS)   ${kb(day.records)}`);
+  console.log(`    2,880 heartbeats (30 s; ${perHeartbeat.toFixed(0)} B each measured)                       ${kb(day.heartbeats)}`);
+  console.log(`    24 broker-time exchanges (${perTime.toFixed(0)} B each measured)                          ${kb(day.time)}`);
+  console.log(`    1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)      ${kb(day.connect)}`);
+  console.log(`    total per vehicle per day                                                        ${kb(total)} = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`);
+}
