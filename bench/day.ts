@@ -89,9 +89,10 @@ export async function daySection(): Promise<void> {
   const day = { records: recordBytes, heartbeats: 2880 * perHeartbeat, time: 24 * perTime, connect: connectBytes };
   const total = day.records + day.heartbeats + day.time + day.connect;
   const kb = (b: number): string => `${(b / 1024).toFixed(1).padStart(8)} KiB`;
-  console.log(`    1,440 P1 records (measured, ${(recordBytes / 1440).toFixed(0)} B each with PUBACK and TLS)   ${kb(day.records)}`);
-  console.log(`    2,880 heartbeats (30 s; ${perHeartbeat.toFixed(0)} B each measured)                       ${kb(day.heartbeats)}`);
-  console.log(`    24 broker-time exchanges (${perTime.toFixed(0)} B each measured)                          ${kb(day.time)}`);
-  console.log(`    1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)      ${kb(day.connect)}`);
-  console.log(`    total per vehicle per day                                                        ${kb(total)} = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`);
+  const row = (label: string, bytes: number): void => console.log(`    ${label.padEnd(86)} ${kb(bytes)}`);
+  row(`1,440 P1 records (measured: ${(recordBytes / 1440).toFixed(0)} B each with PUBACK and TLS)`, day.records);
+  row(`2,880 heartbeats (every 30 s; ${perHeartbeat.toFixed(0)} B each measured)`, day.heartbeats);
+  row(`24 broker-time exchanges (hourly; ${perTime.toFixed(0)} B each measured)`, day.time);
+  row('1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)', day.connect);
+  row(`total per vehicle per day = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`, total);
 }
