@@ -2,7 +2,7 @@
 // P2 and any P1 backlog (after an outage) go out as compressed batches on the batch topic. A record
 // leaves the store only when the PUBACK of the message carrying it arrives (DESIGN §5, issue 4).
 import { Subscription } from 'rxjs';
-import { BATCH_CONTENT_TYPE, packBatch } from '../proto/batch-packer.js';
+import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../proto/batch-packer.js';
 import type { ResolutionTable } from '../proto/record-columns.js';
 import { encodeTelemetry, SCHEMA_VERSION, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import type { Clock } from '../gateway/clock.js';
@@ -240,12 +240,22 @@ export class OutboxSender {
     return null;
   }
 
-  private async sendUpload(records: readonly StoredRecord[], uploader: BatchUploader): Promise<void> {
+  /** The records as a batch, each corrected as it leaves. */
+  private pack(records: readonly StoredRecord[]): Promise<PackedBatch> {
     const s = this.settings;
-    const packed = await packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
-    this.counters.uploads++;
+    return packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+  }
+
+  /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
+  private countBatch(packed: PackedBatch): void {
     this.counters.batchPlainBytes += packed.uncompressedBytes;
     this.counters.batchWireBytes += packed.payload.byteLength;
+  }
+
+  private async sendUpload(records: readonly StoredRecord[], uploader: BatchUploader): Promise<void> {
+    const packed = await this.pack(records);
+    this.counters.uploads++;
+    this.countBatch(packed);
     this.counters.bytesSent += packed.payload.byteLength;
     const sentAt = this.clock.monoMs();
     try {
@@ -275,7 +285,7 @@ export class OutboxSender {
   /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
   private async sendBatch(records: readonly StoredRecord[]): Promise<void> {
     const s = this.settings;
-    const packed = await packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+    const packed = await this.pack(records);
     const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
     const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
     if (bytes > this.session.maxPacketBytes) {
@@ -289,8 +299,7 @@ export class OutboxSender {
       return;
     }
     this.counters.batches++;
-    this.counters.batchPlainBytes += packed.uncompressedBytes;
-    this.counters.batchWireBytes += packed.payload.byteLength;
+    this.countBatch(packed);
     await this.deliver('batch', records, s.batchTopic, packed.payload, properties);
   }
 
