@@ -95,6 +95,7 @@ export function vehicleTopic(config: GatewayConfig, suffix: 'telemetry/vehicle' 
 }
 
 interface TlsStart {
+  settings: NonNullable<GatewayConfig['mqtt']['tls']>;
   keyStore: FileKeyStore;
   credentials: DeviceCredentials;
   facts: CertificateFacts;
@@ -119,7 +120,7 @@ function loadCredentials(config: GatewayConfig, clock: Clock, log: Log): TlsStar
   const early = check.problems.find((p) => p.code === 'CERT_NOT_YET_VALID');
   if (early !== undefined) log(`certificate: ${early.message}; connecting anyway`);
   const expired = check.problems.find((p) => p.code === 'CERT_EXPIRED');
-  return { keyStore, credentials, facts: check.facts, hold: expired === undefined ? null : `${expired.file}: ${expired.message}` };
+  return { settings: tls, keyStore, credentials, facts: check.facts, hold: expired === undefined ? null : `${expired.file}: ${expired.message}` };
 }
 
 /** Hardware the tests and the bench supply themselves; the real ones are used for what is absent. */
@@ -156,12 +157,13 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     url: m.url, clientId: m.clientId ?? config.vehicle.id, keepaliveS: m.keepaliveS, sessionExpiryS: m.sessionExpiryS, receiveMaximum: m.receiveMaximum,
     maximumPacketSize: m.maximumPacketSize, maxOutgoingPacketBytes: m.maxOutgoingPacketBytes, connectTimeoutMs: m.connectTimeoutMs,
     pubackTimeoutMs: m.pubackTimeoutMs, resends: m.resends, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
-    ...(tls !== null && m.tls !== undefined ? { tls: sessionTls(tls.credentials, m.tls.minVersion, m.tls.servername) } : {}),
+    ...(tls !== null ? { tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername) } : {}),
   }, log);
   const c = config.certificate;
-  const certificate = tls === null || m.tls === undefined ? null : new CertificateLifecycle(tls.keyStore, session, tls.credentials, tls.facts, {
+  const certificate = tls === null ? null : new CertificateLifecycle(tls.keyStore, session, tls.credentials, tls.facts, {
     vehicleId: config.vehicle.id, region: config.vehicle.region, warnDays: c.warnDays, renewAtFraction: c.renewAtFraction, checkIntervalMs: c.checkIntervalMs,
-    responseTimeoutMs: c.responseTimeoutMs, connectTimeoutMs: c.connectTimeoutMs, minVersion: m.tls.minVersion, ...(m.tls.servername !== undefined ? { servername: m.tls.servername } : {}),
+    responseTimeoutMs: c.responseTimeoutMs, connectTimeoutMs: c.connectTimeoutMs, minVersion: tls.settings.minVersion,
+    ...(tls.settings.servername !== undefined ? { servername: tls.settings.servername } : {}),
   }, clock, log);
   const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
   const sender = new OutboxSender(store, session, deadLetters, {
@@ -184,7 +186,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     devices.linkMonitor ?? new SystemLinkMonitor({ cellularInterfaces: l.cellularInterfaces, pollMs: l.pollMs, ...(l.wifiInterface !== undefined ? { wifiInterface: l.wifiInterface } : {}) }, log),
     gpio.ignition, new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock),
     { allowedSsids: l.allowedSsids, parkedAfterMs: l.parkedAfterMs, dailyCellularBudgetBytes: l.dailyCellularBudgetBytes, batchMaxRecords: config.batch.maxRecords, offloadBatchRecords: l.offloadBatchRecords },
-    () => store.count(), log,
+    () => store.count(), log, () => clock.monoMs(),
   );
   sender.link = link;
   link.decisions.subscribe(() => sender.kick());
@@ -201,9 +203,9 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   session.connected.subscribe((up) => { onlineSinceMs = up ? clock.monoMs() : null; });
   sender.timeHoldMs = () => (corrector.reference !== null || !k.brokerTime || onlineSinceMs === null ? 0 : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs()));
   corrector.references.subscribe(() => sender.kick());
-  const uploader = config.offload.url === undefined || tls === null || m.tls === undefined ? null : new HttpsOffloadUploader({
+  const uploader = config.offload.url === undefined || tls === null ? null : new HttpsOffloadUploader({
     url: config.offload.url, vehicleId: config.vehicle.id, concurrency: config.offload.concurrency, timeoutMs: config.offload.timeoutMs,
-    tls: sessionTls(tls.credentials, m.tls.minVersion, m.tls.servername),
+    tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
   }, corrector, clock);
   sender.uploader = uploader;
   const brokerTime = k.brokerTime ? new BrokerTimeSource(session, timeTopics(config.vehicle.region, config.vehicle.id), corrector, clock, k.brokerTimeIntervalMs, log) : null;

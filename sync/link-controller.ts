@@ -12,6 +12,8 @@ export class LinkController {
   private readonly subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private backlog = 0;
+  private backlogCountedAtMs = -Infinity;
+  private counting = false;
 
   constructor(
     readonly monitor: LinkMonitor,
@@ -20,7 +22,10 @@ export class LinkController {
     private readonly settings: PolicySettings,
     private readonly countBacklog: () => Promise<number>,
     private readonly log: (msg: string) => void,
+    private readonly now: () => number,
     private readonly tickMs = 1000,
+    /** Counting a large store reads its whole index: the backlog is refreshed this seldom. */
+    private readonly backlogRefreshMs = 30_000,
   ) {
     this.subject = new BehaviorSubject(this.decide());
   }
@@ -45,7 +50,11 @@ export class LinkController {
     this.subscriptions.push(this.decisions.subscribe((d) => this.log(`link: ${describeLink(this.monitor.current)} -> ${d.mode}: ${d.reason}`)));
     // Parking is a duration and the budget a day: both change without an event.
     this.timer = setInterval(() => {
-      void this.countBacklog().then((n) => { this.backlog = n; this.update(); }, () => undefined);
+      this.update();
+      if (this.counting || this.now() - this.backlogCountedAtMs < this.backlogRefreshMs) return;
+      this.counting = true;
+      this.backlogCountedAtMs = this.now();
+      void this.countBacklog().then((n) => { this.backlog = n; this.update(); }, () => undefined).finally(() => { this.counting = false; });
     }, this.tickMs);
   }
 
