@@ -208,6 +208,9 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
     tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
   }, corrector, clock);
   sender.uploader = uploader;
+  if (certificate !== null && uploader !== null && tls !== null) {
+    certificate.onRenewed = (c) => uploader.useCredentials(sessionTls(c, tls.settings.minVersion, tls.settings.servername));
+  }
   const brokerTime = k.brokerTime ? new BrokerTimeSource(session, timeTopics(config.vehicle.region, config.vehicle.id), corrector, clock, k.brokerTimeIntervalMs, log) : null;
   const ntp = k.ntp ? new NtpStateSource(corrector, clock, { intervalMs: k.ntpIntervalMs, errorMs: k.ntpErrorMs }, log) : null;
   const gps = k.gpsPort !== undefined ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log) : null;

@@ -41,6 +41,8 @@ export function certTopics(region: string, vehicleId: string): { csr: string; re
 
 export class CertificateLifecycle {
   readonly counters: RenewalCounters = { requested: 0, installed: 0, rejected: 0, rolledBack: 0, timedOut: 0 };
+  /** Called once a renewed certificate has connected (other TLS clients, such as the HTTPS offload, switch to it). */
+  onRenewed: (credentials: DeviceCredentials) => void = () => undefined;
   private pending: { renewal: PendingRenewal; correlation: Buffer; sentAtMs: number } | null = null;
   private busy = false;
   private renewalUnsupported = false;
@@ -158,6 +160,7 @@ export class CertificateLifecycle {
       this.credentials = installed.credentials;
       this.factsNow = installed.facts;
       this.counters.installed++;
+      this.onRenewed(installed.credentials);
       this.log(`certificate: renewed; connected with the new certificate (valid until ${installed.facts.notAfter.toISOString()}, SHA-256 ${installed.facts.fingerprint256.slice(0, 23)}…); the old key is deleted`);
       return;
     }

@@ -52,7 +52,7 @@ export function headersToProperties(headers: Record<string, string | string[] | 
 }
 
 export class HttpsOffloadUploader implements BatchUploader {
-  private readonly agent: Agent;
+  private agent: Agent;
   private readonly base: URL;
 
   constructor(
@@ -61,12 +61,22 @@ export class HttpsOffloadUploader implements BatchUploader {
     private readonly clock: Clock,
   ) {
     this.base = new URL(settings.url);
-    const t = settings.tls;
-    // Kept-alive connections: one TLS handshake per socket, not per batch.
-    this.agent = new Agent({
-      keepAlive: true, maxSockets: settings.concurrency, ca: t.ca, cert: t.cert, key: t.key, minVersion: t.minVersion, rejectUnauthorized: true,
+    this.agent = this.makeAgent(settings.tls);
+  }
+
+  /** Kept-alive connections: one TLS handshake per socket, not per batch. */
+  private makeAgent(t: HttpsOffloadSettings['tls']): Agent {
+    return new Agent({
+      keepAlive: true, maxSockets: this.settings.concurrency, ca: t.ca, cert: t.cert, key: t.key, minVersion: t.minVersion, rejectUnauthorized: true,
       ...(t.servername !== undefined ? { servername: t.servername } : {}),
     });
+  }
+
+  /** A renewed certificate: new connections present it; sockets of the old one are closed. */
+  useCredentials(tls: HttpsOffloadSettings['tls']): void {
+    const old = this.agent;
+    this.agent = this.makeAgent(tls);
+    old.destroy();
   }
 
   get concurrency(): number {

@@ -94,6 +94,12 @@ t.test('HTTPS offload', async (t) => {
     const corrupt = { ...good, payload: Buffer.from(good.payload).fill(7, 20, 30) };
     const bad = await own.upload(corrupt).then(() => null, (err: unknown) => err);
     t.ok(bad instanceof UploadError && bad.status === 400 && /failed its checks/.test(bad.message), 'HTTP 400 for a body whose digest does not match');
+    await own.upload(good);
+    // After a certificate change (renewal), new connections present the new certificate: here one
+    // for another vehicle, which the receiver refuses under this vehicle's path.
+    own.useCredentials({ ...tls, cert: read(rig.pki.devices.otherVehicle.cert), key: read(rig.pki.devices.otherVehicle.key) });
+    const switched = await own.upload(good).then(() => null, (err: unknown) => err);
+    t.ok(switched instanceof UploadError && switched.status === 403, 'the new credentials are the ones presented');
 
     const link = new BenchLinkMonitor({ kind: 'wifi', ssid: 'Depot' });
     const config = offloadConfig();
