@@ -1,14 +1,18 @@
-// Records the gateway will never be able to send (larger than any packet the broker accepts) are
-// moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
+// Records the gateway will never be able to send (larger than any packet the broker accepts, or
+// refused by the offload receiver on their own) are moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 
 export interface DeadLetter {
   reason: string;
+  /** Where it could not go: an MQTT topic or an offload URL path. */
   topic: string;
-  packetBytes: number;
-  maxPacketBytes: number;
+  /** For packet-size refusals. */
+  packetBytes?: number;
+  maxPacketBytes?: number;
+  /** For refusals by the receiver: what it said. */
+  detail?: string;
   record: VehicleTelemetry;
 }
 

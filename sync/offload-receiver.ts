@@ -44,17 +44,13 @@ export class OffloadReceiver {
       if (req.headers['content-type'] !== BATCH_CONTENT_TYPE) return answer(415, { error: `expected ${BATCH_CONTENT_TYPE}` });
       const chunks: Buffer[] = [];
       let size = 0;
+      // An oversized body is read to its end and dropped, so the client gets the 413 rather than a reset.
       req.on('data', (c: Buffer) => {
         size += c.byteLength;
-        if (size > o.maxBodyBytes) {
-          answer(413, { error: `larger than ${o.maxBodyBytes} bytes` });
-          req.destroy();
-          return;
-        }
-        chunks.push(c);
+        if (size <= o.maxBodyBytes) chunks.push(c);
       });
       req.on('end', () => {
-        if (size > o.maxBodyBytes) return;
+        if (size > o.maxBodyBytes) return answer(413, { error: `larger than ${o.maxBodyBytes} bytes` });
         sink.receiveUpload(vehicleId, batchId, Buffer.concat(chunks), headersToProperties(req.headers)).then(
           (problem) => answer(problem === null ? 200 : 400, problem === null ? { batch_id: batchId } : { error: problem }),
           (err: unknown) => answer(500, { error: (err as Error).message }),

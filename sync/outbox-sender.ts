@@ -9,7 +9,7 @@ import type { Clock } from '../gateway/clock.js';
 import type { DeadLetterFile } from './dead-letter.js';
 import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
 import type { LinkDecision } from './link-policy.js';
-import type { BatchUploader } from './https-offload.js';
+import { UploadError, type BatchUploader } from './https-offload.js';
 import type { StoredRecord, TelemetryStore } from './telemetry-store.js';
 
 export interface OutboxSettings {
@@ -262,6 +262,22 @@ export class OutboxSender {
       await uploader.upload(packed);
     } catch (err) {
       this.counters.failed++;
+      // 413 (too large) and 400 (refused content) answer the same way every time: split to find what
+      // fits, or the one record refused, instead of retrying the same PUT forever.
+      const status = err instanceof UploadError ? err.status : null;
+      if ((status === 413 || status === 400) && records.length > 1) {
+        this.counters.splits++;
+        const half = Math.ceil(records.length / 2);
+        await Promise.all([this.sendUpload(records.slice(0, half), uploader), this.sendUpload(records.slice(half), uploader)]);
+        return;
+      }
+      if (status === 413 || status === 400) {
+        const stored = records[0] as StoredRecord;
+        this.deadLetters.write({ reason: status === 413 ? 'exceeds_upload_limit' : 'refused_by_receiver', topic: `upload/${packed.batchId}`, detail: (err as Error).message, record: stored.record }, this.clock.wallMs());
+        await this.store.remove([stored]);
+        this.log(`outbox: the offload receiver refuses record ${stored.id} on its own (HTTP ${status}); moved to ${this.deadLetters.path}`);
+        return;
+      }
       this.log(`outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`);
       for (const r of records) this.resting.add(r.id);
       this.scheduleRetry(this.settings.retryDelayMs);

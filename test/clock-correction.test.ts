@@ -144,7 +144,7 @@ t.test('cold boot 3 days behind: a reference 10 minutes later corrects every rec
   t.ok([...received.values()].every((r) => r.timeQuality === TimeQuality.Estimated), 'all estimated (captured before the reference)');
   t.ok([...received.values()].every((r) => r.timeOutsideWindow !== true), 'none flagged: within the hour once corrected');
   t.ok([...received.values()].every((r) => r.deviceTimeMs < r.correctedTimeMs - 3 * DAY + 1000), 'device time kept as it was');
-  t.ok(worst < 100, `residual error after correction: ${worst} ms (bound ${Math.max(...[...received.values()].map((r) => r.timeErrorMs))} ms)`);
+  t.ok(worst < 1000, `residual error after correction: ${worst} ms (bound ${Math.max(...[...received.values()].map((r) => r.timeErrorMs))} ms)`);
   const metrics = await rig.gateway.metrics.text();
   t.ok(Math.abs(Number(/^v2c_clock_offset_seconds (\S+)$/m.exec(metrics)?.[1]) - 259_200) < 1, 'v2c_clock_offset_seconds ≈ 3 days');
   t.match(metrics, /v2c_time_quality\{quality="synced"\} 1/);

@@ -12,6 +12,8 @@ import { OffloadReceiver } from '../sync/offload-receiver.js';
 import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import { waitUntil } from './helpers.js';
 import { tlsRig } from './tls-rig.js';
+import { join } from 'node:path';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
 
 t.test('HTTPS offload', async (t) => {
   const rig = await tlsRig(t);
@@ -77,6 +79,38 @@ t.test('HTTPS offload', async (t) => {
     t.equal(received, unique + duplicates, `anything else a duplicate by id (${duplicates})`);
     t.equal(rig.sink.counts.rejected, 0);
     await gateway.stop(0);
+  });
+
+  t.test('permanent refusals split the batch: 413 until it fits, 400 down to the record refused, which is dead-lettered', async (t) => {
+    const serverTls = { ca: read(rig.pki.ca.cert), cert: read(rig.pki.broker.cert), key: read(rig.pki.broker.key) };
+    const small = await OffloadReceiver.start(rig.sink, { host: '127.0.0.1', port: 0, basePath: '/v1/vehicles', maxBodyBytes: 5000, tls: serverTls }, () => undefined);
+    t.teardown(() => small.close());
+    const link = new BenchLinkMonitor({ kind: 'wifi', ssid: 'Depot' });
+    const config = offloadConfig();
+    config.offload.url = `https://127.0.0.1:${small.port}/v1/vehicles`;
+    const { gateway, logs } = await rig.start(config, { linkMonitor: link, ignition: null, led: null });
+    const ids = await rig.insert(gateway, 30_000, 40, () => 2);
+    await waitUntil('every record through the small receiver', () => ids.every((id) => rig.seen.has(id)), 20_000, logs);
+    t.ok(gateway.sender.counters.splits > 0 && small.counts.refused > 0, `split after ${small.counts.refused} refusals with 413 (${gateway.sender.counters.splits} splits)`);
+    await gateway.stop(0);
+
+    // A receiver that accepts no schema version we send: every batch is refused (400).
+    const strict = await TelemetrySink.start({ url: rig.broker.url, clientId: 'strict-sink', deadLetterDir: join(rig.dir, 'strict-dl'), dedupWindowMs: 60_000, tls: rig.cloudTls, acceptedSchemaVersions: ['9.9'], filter: 'v2c/v1/none/+/telemetry/#' });
+    t.teardown(() => strict.close());
+    const refusing = await OffloadReceiver.start(strict, { host: '127.0.0.1', port: 0, basePath: '/v1/vehicles', maxBodyBytes: 1 << 20, tls: serverTls }, () => undefined);
+    t.teardown(() => refusing.close());
+    const config2 = offloadConfig();
+    config2.offload.url = `https://127.0.0.1:${refusing.port}/v1/vehicles`;
+    const link2 = new BenchLinkMonitor({ kind: 'none' });
+    const second = await rig.start(config2, { linkMonitor: link2, ignition: null, led: null });
+    await rig.insert(second.gateway, 40_000, 10, () => 2);
+    link2.set({ kind: 'wifi', ssid: 'Depot' });
+    await waitUntil('the store empty', async () => (await second.gateway.store.count()) === 0, 20_000, second.logs);
+    const letters = readFileSync(second.gateway.deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; detail: string });
+    t.equal(letters.length, 10, 'each refused record in the dead-letter file, none lost, none retried forever');
+    t.ok(letters.every((l) => l.reason === 'refused_by_receiver' && /HTTP 400/.test(l.detail)), 'with the receiver\'s answer');
+    t.equal(refusing.counts.uploads, 19, 'halving 10 records down to singles: 19 PUTs');
+    await second.gateway.stop(0);
   });
 
   t.test('refusals keep the records: another vehicle\'s path (403), a corrupted body (400), the receiver down', async (t) => {
