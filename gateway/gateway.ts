@@ -175,10 +175,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const heartbeat = new Heartbeat(session, vehicleTopic(config, 'status/heartbeat'), m.heartbeatS * 1000, m.heartbeatTimeoutMs, () => ({ state: session.state, acked: sender.counters.acked }), clock);
   const commands = new CommandHandler(session, { status, flush: () => sender.flush(), setIntervalS: (s) => heartbeat.setInterval(s * 1000), nowMs: () => clock.wallMs() }, log);
   session.messages.pipe(filter((message) => isCommandTopic(message.topic, config.vehicle.id))).subscribe((message) => void commands.handle(message));
-  session.connected.subscribe((up) => {
-    // A session the broker did not keep has lost our subscription.
-    if (up && session.connack?.sessionPresent !== true) session.subscribe(commandFilter(config.vehicle.id)).catch((err: unknown) => log(`command: cannot subscribe: ${(err as Error).message}`));
-  });
+  session.keepSubscribed(commandFilter(config.vehicle.id));
 
   const gpio = devices.ignition !== undefined || devices.led !== undefined ? { ignition: devices.ignition ?? null, led: devices.led ?? null } : openGpio(config.gpio, clock, log);
   const l = config.link;

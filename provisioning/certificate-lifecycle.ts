@@ -82,10 +82,7 @@ export class CertificateLifecycle {
     this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => {
       void this.onResponse(m.payload, m.packet.properties?.correlationData);
     }));
-    this.subscriptions.push(this.session.connected.pipe(filter((up) => up)).subscribe(() => {
-      if (this.session.connack?.sessionPresent !== true) this.session.subscribe(this.topics.response).catch((err: unknown) => this.log(`certificate: cannot subscribe to ${this.topics.response}: ${(err as Error).message}`));
-      void this.check();
-    }));
+    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => void this.check()));
     this.timer = setInterval(() => void this.check(), this.settings.checkIntervalMs);
     void this.check();
   }

@@ -28,10 +28,7 @@ export class BrokerTimeSource {
 
   start(): void {
     this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => this.onAnswer(m.payload, m.packet.properties?.correlationData)));
-    this.subscriptions.push(this.session.connected.pipe(filter((up) => up)).subscribe(() => {
-      const subscribed = this.session.connack?.sessionPresent === true ? Promise.resolve() : this.session.subscribe(this.topics.response);
-      subscribed.then(() => this.ask(), (err: unknown) => this.log(`clock: cannot subscribe to ${this.topics.response}: ${(err as Error).message}`));
-    }));
+    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.ask()));
     this.timer = setInterval(() => this.ask(), this.intervalMs);
   }
 

@@ -8,7 +8,7 @@
 import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 import type { SecureContextOptions } from 'node:tls';
-import { BehaviorSubject, Subject, type Observable } from 'rxjs';
+import { BehaviorSubject, filter, Subject, type Observable, type Subscription } from 'rxjs';
 import { isCertificateError, nextAttempt, type ConnectOutcome, type ReconnectSettings, type SessionState } from './reconnect-policy.js';
 
 export interface MqttSessionSettings {
@@ -282,6 +282,17 @@ export class MqttSession {
 
   async subscribe(filter: string): Promise<void> {
     await this.client.subscribeAsync(filter, { qos: 1 });
+  }
+
+  /**
+   * Keeps `topicFilter` subscribed: at every connect whose session the broker did not keep (a
+   * clean one has lost our subscriptions). `onReady` runs once the subscription stands.
+   */
+  keepSubscribed(topicFilter: string, onReady: () => void = () => undefined): Subscription {
+    return this.connected.pipe(filter((up) => up)).subscribe(() => {
+      const subscribed = this.connack?.sessionPresent === true ? Promise.resolve() : this.subscribe(topicFilter);
+      subscribed.then(onReady, (err: unknown) => this.log(`mqtt: cannot subscribe to ${topicFilter}: ${(err as Error).message}`));
+    });
   }
 
   /** Publishes a reply without waiting for its PUBACK (command responses). */
