@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import type { TelemetryStore } from '../sync/telemetry-store.js';
 import type { CanFrame } from '../drivers/can-frame.js';
 
 /** A frame from hex data, for table-driven tests. */
@@ -19,4 +21,14 @@ export async function waitUntil(what: string, predicate: () => boolean | Promise
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
     await sleep(20);
   }
+}
+
+/** Stores sample records `from`..`from+n-1` with the priority `priority(seq)` gives; the ids stored. */
+export async function insertSamples(store: TelemetryStore, samples: SampleRecords, from: number, n: number, priority: (seq: number) => number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let seq = from; seq < from + n; seq++) {
+    const record = samples.record(seq, priority(seq));
+    if (await store.insert(record, Date.now())) ids.push(record.messageId);
+  }
+  return ids;
 }

@@ -12,7 +12,7 @@ import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js
 import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 import { FaultProxy } from './fault-proxy.js';
-import { waitUntil } from './helpers.js';
+import { insertSamples, waitUntil } from './helpers.js';
 
 export interface SyncRig {
   broker: LocalBroker;
@@ -77,14 +77,7 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   const samples = new SampleRecords(7);
   return {
     broker, proxy, sink, gateway, config, dir, logs, seen,
-    async insert(from, n, priority = () => 1) {
-      const ids: string[] = [];
-      for (let seq = from; seq < from + n; seq++) {
-        const record = samples.record(seq, priority(seq));
-        if (await gateway.store.insert(record, Date.now())) ids.push(record.messageId);
-      }
-      return ids;
-    },
+    insert: (from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
     waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs),
   };
 }

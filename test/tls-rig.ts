@@ -12,6 +12,7 @@ import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js
 import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { benchBrokerTls, benchCloudTls, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { insertSamples } from './helpers.js';
 
 export interface TlsRig {
   pki: DevPki;
@@ -62,13 +63,6 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
       gateways.push(gateway);
       return { gateway, logs };
     },
-    async insert(gateway, from, n, priority = () => 1) {
-      const ids: string[] = [];
-      for (let seq = from; seq < from + n; seq++) {
-        const record = samples.record(seq, priority(seq));
-        if (await gateway.store.insert(record, Date.now())) ids.push(record.messageId);
-      }
-      return ids;
-    },
+    insert: (gateway, from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
   };
 }
