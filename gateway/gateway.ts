@@ -295,7 +295,10 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
   m.counter('v2c_batch_splits_total', 'Batches split to fit the broker\'s maximum packet size', [], () => [[{}, sender.counters.splits]]);
   m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () => [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]));
   m.counter('v2c_security_events_total', 'Publishes the broker refused as not authorised (PUBACK 0x87)', ['kind'], () => [[{ kind: 'publish_not_authorised' }, sender.counters.notAuthorised]]);
-  m.gauge('v2c_parked_records', 'Records kept but not sent: their topic is not authorised', [], () => [[{}, sender.parkedRecords]]);
+  m.gauge('v2c_parked_records', 'Records kept but not sent: their topic is not authorised, or they exceed this broker\'s maximum packet size', ['reason'], () => {
+    const parked = sender.parkedByReason;
+    return [[{ reason: 'not_authorised' }, parked.notAuthorised], [{ reason: 'exceeds_broker_packet_size' }, parked.exceedsBrokerPacketSize]];
+  });
   m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [[{}, session.counters.pubackTimeouts]]);
   m.counter('v2c_publish_resends_total', 'Publishes resent with DUP after a PUBACK timeout', [], () => [[{}, session.counters.resends]]);
   m.counter('v2c_connection_attempts_total', 'MQTT connection attempts', ['region', 'vehicle_model', 'result'], () => [

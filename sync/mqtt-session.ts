@@ -9,6 +9,7 @@ import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket,
 import { generate } from 'mqtt-packet';
 import type { SecureContextOptions } from 'node:tls';
 import { BehaviorSubject, filter, Subject, type Observable, type Subscription } from 'rxjs';
+import { SendQuota, SendQuotaClosedError } from './send-quota.js';
 import { isCertificateError, nextAttempt, type ConnectOutcome, type ReconnectSettings, type SessionState } from './reconnect-policy.js';
 
 export interface MqttSessionSettings {
@@ -89,6 +90,8 @@ export interface IncomingMessage {
 }
 
 const MQTT_MAX_PACKET = 268_435_460;
+/** The Receive Maximum a CONNACK without one means (MQTT 5 §3.2.2.3.3). */
+const MQTT_RECEIVE_MAXIMUM = 65_535;
 
 /**
  * Bytes a QoS 1 MQTT 5 PUBLISH takes on the wire. With `topicAlias`, the topic name is left out
@@ -123,6 +126,10 @@ export class MqttSession {
   private readonly waiting = new Map<number, (err: PublishError) => void>();
   /** Largest packet the broker lets us send (its CONNACK Maximum Packet Size, or our setting). */
   maxPacketBytes: number;
+  /** Largest packet we ever send, whatever the broker: a record over it can never be delivered. */
+  readonly ownMaxPacketBytes: number;
+  /** QoS 1 publishes of every kind in flight ≤ the server's Receive Maximum (§3.3.4). */
+  readonly sendQuota = new SendQuota(MQTT_RECEIVE_MAXIMUM);
   connack: IConnackPacket | null = null;
 
   constructor(
@@ -130,7 +137,8 @@ export class MqttSession {
     private readonly log: (msg: string) => void,
     private readonly random: () => number = Math.random,
   ) {
-    this.maxPacketBytes = settings.maxOutgoingPacketBytes;
+    this.ownMaxPacketBytes = Math.min(settings.maxOutgoingPacketBytes, MQTT_MAX_PACKET);
+    this.maxPacketBytes = this.ownMaxPacketBytes;
     const options: IClientOptions = {
       protocolVersion: 5,
       clientId: settings.clientId,
@@ -233,7 +241,18 @@ export class MqttSession {
     const resends = options.resends ?? this.settings.resends;
     for (let attempt = 0; ; attempt++) {
       if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
-      const outcome = await this.publishOnce(topic, payload, properties, (options.dup ?? false) || attempt > 0, options.timeoutMs ?? this.settings.pubackTimeoutMs);
+      const slot = await this.sendQuota.acquire().catch((err: unknown) => {
+        throw err instanceof SendQuotaClosedError ? new PublishError('NOT_CONNECTED', err.message) : err;
+      });
+      let outcome: number | 'timeout';
+      try {
+        // The connection may have ended while this publish waited for a slot.
+        if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
+        // The PUBACK timeout starts only now: waiting for a slot is not the broker's silence.
+        outcome = await this.publishOnce(topic, payload, properties, (options.dup ?? false) || attempt > 0, options.timeoutMs ?? this.settings.pubackTimeoutMs);
+      } finally {
+        this.sendQuota.release(slot);
+      }
       if (outcome !== 'timeout') return outcome;
       this.counters.pubackTimeouts++;
       if (attempt >= resends) throw new PublishError('PUBACK_TIMEOUT', `no PUBACK from the broker within ${options.timeoutMs ?? this.settings.pubackTimeoutMs} ms after ${resends} resends`);
@@ -295,9 +314,10 @@ export class MqttSession {
     });
   }
 
-  /** Publishes a reply without waiting for its PUBACK (command responses). */
+  /** Publishes a reply without waiting for its PUBACK (command responses); it still takes a send slot. */
   reply(topic: string, payload: Buffer, properties: { contentType: string; correlationData?: Buffer }): void {
-    this.client.publish(topic, payload, { qos: 1, properties });
+    this.publish(topic, payload, { ...properties, userProperties: {} }, { resends: 0 })
+      .catch((err: unknown) => this.log(`mqtt: reply on ${topic} not delivered: ${(err as Error).message}`));
   }
 
   /** Closes the socket without DISCONNECT (split brain: the socket looks alive, nothing gets through). */
@@ -322,6 +342,7 @@ export class MqttSession {
     // Nothing may be published from here on: mqtt.js refuses it while disconnecting anyway.
     if (this.isConnected) this.connectedSubject.next(false);
     this.failWaiting('the session is closing');
+    this.sendQuota.close('the session is closing');
     // A session held back by its certificate never built a socket for mqtt.js to end.
     if (this.counters.attempts > 0) await this.client.endAsync();
     this.setState({ state: 'stopped', delayMs: 0, reason: 'closed' });
@@ -344,8 +365,9 @@ export class MqttSession {
     this.connack = connack;
     this.counters.successes++;
     this.failuresInRow = 0;
-    this.maxPacketBytes = Math.min(connack.properties?.maximumPacketSize ?? MQTT_MAX_PACKET, this.settings.maxOutgoingPacketBytes);
-    this.log(`mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`);
+    this.maxPacketBytes = Math.min(connack.properties?.maximumPacketSize ?? MQTT_MAX_PACKET, this.ownMaxPacketBytes);
+    this.sendQuota.reset(connack.properties?.receiveMaximum ?? MQTT_RECEIVE_MAXIMUM);
+    this.log(`mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, receive maximum: ${this.sendQuota.limit}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`);
     this.setState({ state: 'online', delayMs: 0, reason: 'CONNACK 0x00' });
     this.connectedSubject.next(true);
   }

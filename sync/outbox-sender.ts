@@ -67,6 +67,9 @@ export class OutboxSender {
   private readonly resting = new Set<string>();
   /** Records whose topic is not authorised: kept in the store, not sent again by this process. */
   private readonly parked = new Set<string>();
+  /** Records too large for this broker's Maximum Packet Size: kept, tried again after the next CONNACK. */
+  private readonly oversize = new Set<string>();
+  private oversizeLogged = false;
   /** Records published at least once: a resend carries DUP. */
   private readonly sentBefore = new Set<string>();
   private pausedUntil = 0;
@@ -104,7 +107,13 @@ export class OutboxSender {
 
   start(): void {
     this.subscriptions.add(this.store.inserted.subscribe(() => this.kick()));
-    this.subscriptions.add(this.session.connected.subscribe((up) => { if (up) this.kick(); }));
+    this.subscriptions.add(this.session.connected.subscribe((up) => {
+      if (!up) return;
+      // A new CONNACK may allow larger packets: what did not fit the last broker is tried again.
+      this.oversize.clear();
+      this.oversizeLogged = false;
+      this.kick();
+    }));
   }
 
   stop(): void {
@@ -118,8 +127,13 @@ export class OutboxSender {
     return this.inflightIds.size;
   }
 
+  /** Records kept but not sent now: their topic is not authorised, or they exceed this broker's packet limit. */
   get parkedRecords(): number {
-    return this.parked.size;
+    return this.parked.size + this.oversize.size;
+  }
+
+  get parkedByReason(): { notAuthorised: number; exceedsBrokerPacketSize: number } {
+    return { notAuthorised: this.parked.size, exceedsBrokerPacketSize: this.oversize.size };
   }
 
   /** Sends P2 now, whatever its age or count (the `flush` command, a drain at stop). */
@@ -132,7 +146,7 @@ export class OutboxSender {
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = this.clock.monoMs() + timeoutMs;
     this.flush();
-    while ((await this.store.count()) > this.parked.size || this.inflightIds.size > 0) {
+    while ((await this.store.count()) > this.parkedRecords || this.inflightIds.size > 0) {
       const left = deadline - this.clock.monoMs();
       if (left <= 0) return false;
       this.flushRequested = true;
@@ -175,8 +189,8 @@ export class OutboxSender {
     for (;;) {
       const uploader = this.link.current.mode === 'offload' ? this.uploader : null;
       // Uploads need no broker connection, only the receiver; they have their own concurrency.
-      if (uploader === null ? !this.session.isConnected || this.inflightMessages >= s.inflight : this.inflightMessages >= uploader.concurrency) break;
-      const exclude = new Set([...this.inflightIds, ...this.resting, ...this.parked]);
+      if (uploader === null ? !this.session.isConnected || this.inflightMessages >= this.mqttInflightCap() : this.inflightMessages >= uploader.concurrency) break;
+      const exclude = new Set([...this.inflightIds, ...this.resting, ...this.parked, ...this.oversize]);
       const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
       if (next === null) break;
       for (const r of next.records) this.inflightIds.add(r.id);
@@ -192,6 +206,15 @@ export class OutboxSender {
       });
     }
     this.flushRequested = false;
+  }
+
+  /**
+   * Messages of ours in flight at most: our setting, within the server's Receive Maximum less one
+   * slot for heartbeats, time requests and replies (the session queues anything beyond it).
+   */
+  private mqttInflightCap(): number {
+    const serverMax = this.session.sendQuota.limit;
+    return Math.min(this.settings.inflight, serverMax > 1 ? serverMax - 1 : 1);
   }
 
   /** The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. */
@@ -291,7 +314,7 @@ export class OutboxSender {
     const properties: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
     const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
     if (bytes > this.session.maxPacketBytes) {
-      await this.deadLetter(stored, this.settings.vehicleTopic, bytes);
+      await this.tooLarge(stored, this.settings.vehicleTopic, bytes);
       return;
     }
     this.counters.singles++;
@@ -306,7 +329,7 @@ export class OutboxSender {
     const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
     if (bytes > this.session.maxPacketBytes) {
       if (records.length === 1) {
-        await this.deadLetter(records[0] as StoredRecord, s.batchTopic, bytes);
+        await this.tooLarge(records[0] as StoredRecord, s.batchTopic, bytes);
         return;
       }
       this.counters.splits++;
@@ -377,11 +400,24 @@ export class OutboxSender {
     this.scheduleRetry(this.settings.retryDelayMs);
   }
 
-  private async deadLetter(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
+  /**
+   * A record whose packet exceeds the broker's limit. Over our own maximum no broker will ever take
+   * it: dead-letter file. Over only this broker's: parked in the store until a CONNACK allows it.
+   */
+  private async tooLarge(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
+    const own = this.session.ownMaxPacketBytes;
+    if (packetBytes <= own) {
+      this.oversize.add(stored.id);
+      if (!this.oversizeLogged) {
+        this.oversizeLogged = true;
+        this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than this broker's maximum of ${this.session.maxPacketBytes}; kept stored and tried again after the next connect (v2c_parked_records)`);
+      }
+      return;
+    }
     const reason = 'exceeds_max_packet_size';
-    this.deadLetters.write({ reason, topic, packetBytes, maxPacketBytes: this.session.maxPacketBytes, record: stored.record }, this.clock.wallMs());
+    this.deadLetters.write({ reason, topic, packetBytes, maxPacketBytes: own, record: stored.record }, this.clock.wallMs());
     await this.store.remove([stored]);
-    this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than the broker's ${this.session.maxPacketBytes}; moved to ${this.deadLetters.path}`);
+    this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.deadLetters.path}`);
   }
 
   /** Looks again after a pause, or once the oldest waiting P2 record is due, even if nothing else happens meanwhile. */

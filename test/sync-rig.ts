@@ -41,7 +41,7 @@ export interface RigOptions {
 }
 
 /** Settings that make every timer of the engine run in milliseconds instead of seconds. */
-function fast(config: GatewayConfig): void {
+export function fastTimers(config: GatewayConfig): void {
   Object.assign(config.mqtt, {
     keepaliveS: 10, connectTimeoutMs: 600, pubackTimeoutMs: 400, resends: 3, retryDelayMs: 300, heartbeatS: 0.5, heartbeatTimeoutMs: 600,
     reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
@@ -62,7 +62,7 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   const emptyTrace = join(dir, 'empty.log');
   writeFileSync(emptyTrace, '');
   const config = referenceVehicleConfig({ mqttUrl: proxy.url, trace: emptyTrace, storeDir: join(dir, 'store') });
-  fast(config);
+  fastTimers(config);
   options.tune?.(config);
   options.beforeStart?.(proxy);
   const logs: string[] = [];

@@ -1,0 +1,143 @@
+// Brokers that follow MQTT 5 to the letter (issue 11, items 1-2): the server's Receive Maximum
+// bounds every kind of QoS 1 publish we have in flight, and a record too large for *this* broker's
+// Maximum Packet Size stays stored until a broker takes it; only one over our own maximum is
+// dead-lettered.
+import t, { type Test } from 'tap';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { systemClock } from '../gateway/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { BATCH_CONTENT_TYPE, unpackBatch } from '../proto/batch-packer.js';
+import { decodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
+import { SendQuota } from '../sync/send-quota.js';
+import { insertSamples, waitUntil } from './helpers.js';
+import { StrictBroker } from './strict-broker.js';
+import { fastTimers, missing, syncRig } from './sync-rig.js';
+
+t.test('SendQuota: slots in arrival order, the limit of the current connection, stale releases ignored', async (t) => {
+  const q = new SendQuota(2);
+  const order: string[] = [];
+  const a = await q.acquire();
+  const b = await q.acquire();
+  const c = q.acquire().then((s) => { order.push('c'); return s; });
+  const d = q.acquire().then((s) => { order.push('d'); return s; });
+  await Promise.resolve();
+  t.equal(q.used, 2);
+  t.equal(q.waiting, 2, 'two wait for a slot');
+  q.release(a);
+  const cs = await c;
+  t.same(order, ['c'], 'the first waiter gets the first free slot');
+  q.reset(1);
+  t.equal(q.used, 1, 'a new connection: the waiter is granted within the new limit of 1');
+  await d;
+  t.same(order, ['c', 'd']);
+  q.release(b);
+  q.release(cs);
+  t.equal(q.used, 1, 'releases of slots from the old connection do not free slots of the new one');
+  const e = q.acquire();
+  q.close('closing');
+  await t.rejects(e, { code: 'SEND_QUOTA_CLOSED' }, 'closing refuses whoever waits');
+});
+
+interface Harness {
+  gateway: GatewayHandle;
+  logs: string[];
+  insert(from: number, n: number, priority: (seq: number) => number): Promise<string[]>;
+}
+
+async function gatewayOn(t: Test, url: string, tune: (c: GatewayConfig) => void = () => undefined): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-strict-'));
+  const trace = join(dir, 'empty.log');
+  writeFileSync(trace, '');
+  const config = referenceVehicleConfig({ mqttUrl: url, trace, storeDir: join(dir, 'store') });
+  fastTimers(config);
+  tune(config);
+  const logs: string[] = [];
+  const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+  t.teardown(async () => {
+    await gateway.stop(0).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const samples = new SampleRecords(11);
+  return { gateway, logs, insert: (from, n, priority) => insertSamples(gateway.store, samples, from, n, priority) };
+}
+
+/** Record ids in what the strict broker accepted (single records and batches). */
+async function acceptedIds(broker: StrictBroker): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (const p of broker.accepted) {
+    if (p.properties?.contentType === BATCH_CONTENT_TYPE) {
+      const batch = await unpackBatch(p.payload, p.properties.userProperties ?? {}, { maxUncompressedBytes: 16 << 20, acceptedSchemaVersions: [SCHEMA_VERSION] });
+      for (const r of batch.records) ids.add(r.messageId);
+    } else if (p.topic.endsWith('/telemetry/vehicle')) {
+      ids.add(decodeTelemetry(p.payload).messageId);
+    }
+  }
+  return ids;
+}
+
+for (const receiveMaximum of [1, 3]) {
+  t.test(`a broker advertising and enforcing Receive Maximum ${receiveMaximum}: records, batches, heartbeats and time requests stay within it`, async (t) => {
+    const broker = await StrictBroker.start({ receiveMaximum, pubackDelayMs: 15 });
+    t.teardown(() => broker.close());
+    const h = await gatewayOn(t, broker.url, (c) => { c.clock.brokerTime = true; c.clock.brokerTimeIntervalMs = 200; });
+    await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
+    // P0 events singly, a P1 backlog and P2 as batches: every route at once.
+    const ids = await h.insert(1, 106, (seq) => (seq % 10 === 0 ? 0 : seq % 3 === 0 ? 2 : 1));
+    h.gateway.sender.flush();
+    await waitUntil('all 106 records acknowledged', async () => (await h.gateway.store.count()) === 0, 60_000, h.logs);
+    await waitUntil('a heartbeat acknowledged', () => h.gateway.heartbeat.counters.acked > 0, 20_000, h.logs);
+    t.equal(h.gateway.session.sendQuota.limit, receiveMaximum, 'the limit comes from the CONNACK');
+    t.same([...broker.counts.disconnects], [], 'the broker never had to DISCONNECT us (0x93)');
+    t.equal(broker.counts.connects, 1, 'one connection did it all');
+    t.ok(broker.counts.peakInflight <= receiveMaximum, `at most ${receiveMaximum} unacknowledged at once (peak ${broker.counts.peakInflight})`);
+    if (receiveMaximum > 1) t.ok(broker.counts.peakInflight > 1, 'and the window is used, not one at a time');
+    const seen = await acceptedIds(broker);
+    t.same(ids.filter((id) => !seen.has(id)), [], 'every record arrived');
+    t.ok(broker.accepted.some((p) => p.topic.endsWith('/time/request')), 'time requests went through the same window');
+  });
+}
+
+t.test('a record too large for this broker stays stored and goes once a broker takes it (real Mosquitto, max_packet_size 1000)', async (t) => {
+  const rig = await syncRig(t, { broker: { extraConfig: ['max_packet_size 1000'] } });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  t.equal(rig.gateway.session.maxPacketBytes, 1000, 'the limit comes from the CONNACK');
+  const ids = await rig.insert(1, 107, (seq) => (seq % 20 === 0 ? 0 : 1));
+  rig.gateway.sender.flush();
+  await rig.waitFor('every record parked', () => rig.gateway.sender.parkedRecords === 107);
+  t.equal(await rig.gateway.store.count(), 107, 'all 107 still in the store');
+  t.notOk(existsSync(rig.gateway.deadLetters.path), 'nothing in the dead-letter file');
+  t.equal(rig.logs.filter((l) => /more than this broker's maximum of 1000; kept stored/.test(l)).length, 1, 'one log line');
+  t.match(await rig.gateway.metrics.text(), /v2c_parked_records\{reason="exceeds_broker_packet_size"\} 107/, 'and the metric');
+  t.notOk(rig.gateway.session.counters.serverDisconnects.has(0x95), 'never a 0x95');
+  // The operator raises the limit and restarts the broker.
+  const conf = join(rig.broker.dir, 'mosquitto.conf');
+  writeFileSync(conf, readFileSync(conf, 'utf8').replace('max_packet_size 1000', ''));
+  // The gateway is held off until the sink has subscribed again to the restarted broker.
+  rig.proxy.blackhole = true;
+  await rig.broker.restart('SIGTERM');
+  await rig.waitFor('the sink subscribed again', () => rig.sink.subscribed >= 2);
+  rig.proxy.blackhole = false;
+  rig.proxy.resetAll();
+  await rig.waitFor('the store empty after the new CONNACK', async () => (await rig.gateway.store.count()) === 0, 60_000);
+  await rig.waitFor('all 107 at the sink', () => rig.sink.counts.unique === 107);
+  t.same(missing(rig, ids), []);
+  t.equal(rig.gateway.sender.parkedRecords, 0, 'nothing parked any more');
+});
+
+t.test('a record over our own maximum packet size is dead-lettered: no broker could take it', async (t) => {
+  const rig = await syncRig(t, { tune: (c) => { c.mqtt.maxOutgoingPacketBytes = 6000; } });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  const huge = new SampleRecords(3).record(1000, 2);
+  for (let i = 0; i < 400; i++) huge.signals[`Extra${i}`] = { min: i, max: i + 0.5, mean: i + 0.25, last: i, count: 600 };
+  t.ok(await rig.gateway.store.insert(huge, Date.now()));
+  const ids = await rig.insert(1, 60, () => 2);
+  await rig.waitFor('the 60 normal records', () => rig.sink.counts.unique === 60);
+  await rig.waitFor('the outbox empty', async () => (await rig.gateway.store.count()) === 0);
+  t.same(missing(rig, ids), []);
+  const letters = readFileSync(rig.gateway.deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; record: { messageId: string }; maxPacketBytes: number });
+  t.same(letters.map((l) => [l.reason, l.record.messageId, l.maxPacketBytes]), [['exceeds_max_packet_size', huge.messageId, 6000]], 'dead-lettered with its reason and our limit');
+});
