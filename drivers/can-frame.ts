@@ -36,6 +36,7 @@ export type MalformedCode =
   | 'too-short'
   | 'too-long'
   | 'bad-timestamp'
+  | 'time-jump'
   | 'bad-syntax';
 
 export const MAX_STD_ID = 0x7ff;

@@ -5,8 +5,9 @@ import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { Observable } from 'rxjs';
-import type { CanFrame, MalformedLine } from './can-frame.js';
+import { type CanFrame, MalformedLine } from './can-frame.js';
 import { parseCandumpLine } from './candump.js';
+import { RecordedTimeGuard } from './recorded-time.js';
 import { parseSlcanLine } from './slcan.js';
 import type { Clock } from '../gateway/clock.js';
 
@@ -72,11 +73,32 @@ export function fromAsync<T>(iterable: AsyncIterable<T>): Observable<T> {
   });
 }
 
-/** A recorded trace as a frame stream (the replay FrameSource). */
+/** A recorded gap or step longer than this is adopted only once frames after it confirm it. */
+const MAX_RECORDED_JUMP_MS = 60_000;
+const CONFIRM_FRAMES = 3;
+
+/**
+ * A trace as a frame stream (the replay FrameSource). A file is a recording: frames keep their
+ * recorded time, guarded against absurd values and jumps. Standard input is a live pipe
+ * (`candump -L can0 | v2c-gateway run`): frames are timed by their arrival, on this boot's
+ * monotonic clock like the serial adapter's, so one time domain holds for every record.
+ */
 export function traceFrames(path: string, format: TraceFormat, speed: number, clock: Clock): Observable<CanFrame | MalformedLine> {
+  const live = path === '-';
   const lines = readTrace(openTrace(path), format, clock);
+  const guard = new RecordedTimeGuard(MAX_RECORDED_JUMP_MS, CONFIRM_FRAMES);
   const parsed = (async function* () {
-    for await (const l of lines) if (l.parsed !== null) yield l.parsed;
+    for await (const l of lines) {
+      const p = l.parsed;
+      if (p === null) continue;
+      if (p instanceof MalformedLine) yield p;
+      else if (live) {
+        p.tsWall = null;
+        p.tsMono = clock.monoMs();
+        yield p;
+      } else yield* guard.push(p);
+    }
+    yield* guard.end();
   })();
-  return fromAsync(paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock));
+  return fromAsync(live ? parsed : paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock));
 }

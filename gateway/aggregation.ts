@@ -30,10 +30,12 @@ export class WindowAggregator {
   add(tMono: number, name: string, value: number): ClosedWindow | null {
     const index = Math.floor(tMono / this.windowMs);
     let closed: ClosedWindow | null = null;
-    // A late sample from a reordered source (index below the open one) counts in the open window.
-    if (index > this.index || Number.isNaN(this.index)) {
+    // A late sample from a reordered source (the window just before the open one) counts in the open
+    // window; one further back is a new timeline (a recording that steps back) and starts a window.
+    if (index > this.index || index < this.index - 1 || Number.isNaN(this.index)) {
       closed = this.close(false);
       this.index = index;
+      this.lastMono = tMono;
     }
     this.lastMono = Math.max(this.lastMono, tMono);
     const s = this.stats.get(name);

@@ -19,7 +19,8 @@ import { CellularBudget } from '../sync/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/broker-time.js';
 import { ClockCorrector } from '../sync/clock-corrector.js';
 import { GpsTimeSource, NtpStateSource } from '../sync/time-sources.js';
-import { TimeQuality } from '../proto/telemetry-codec.js';
+import { SCHEMA_VERSION, TimeQuality } from '../proto/telemetry-codec.js';
+import { validateRecord } from '../proto/record-validation.js';
 import { LinkController } from '../sync/link-controller.js';
 import { SystemLinkMonitor, type LinkMonitor } from '../sync/link-monitor.js';
 import { ledModeFor, openGpio, type IgnitionSense, type StatusLed } from './gpio.js';
@@ -27,12 +28,13 @@ import { CertificateLifecycle, sessionTls } from '../provisioning/certificate-li
 import { checkCredentials, CredentialError, type CertificateFacts } from '../provisioning/credential-checks.js';
 import { FileKeyStore, type DeviceCredentials } from '../provisioning/key-store.js';
 import type { Clock } from './clock.js';
+import { rateLimited, type Log } from './log.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
 import { resolutionTable } from './wire-resolution.js';
 
-export type Log = (msg: string) => void;
+export type { Log } from './log.js';
 
 const routeLabel: Record<Route, string> = { single: 'individual', batch: 'batch', upload: 'offload' };
 
@@ -138,6 +140,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] }, log);
   const counters = newPipelineCounters();
   let stored = 0;
+  const invalidLog = rateLimited(log, 60_000);
 
   let serial: SlcanSerialSource | null = null;
   let frames: Observable<CanFrame | MalformedLine>;
@@ -225,10 +228,16 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   // Ends a trace replay on stop; the serial source ends with the adapter's own stop.
   const stopping = new Subject<void>();
   const sourceDone = new Promise<void>((resolve, reject) => {
-    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId, firstSequence, live: serial !== null })
+    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId, firstSequence, live: serial !== null || config.can.file === '-' })
       .pipe(concatMap(async (record) => {
-        await store.insert(record, clock.wallMs());
-        stored++;
+        // A record its receiver would refuse is never stored (it would be deleted on its PUBACK and lost there).
+        const problem = validateRecord(record, config.vehicle.id, [SCHEMA_VERSION]);
+        if (problem !== null) {
+          deadLetters.write({ reason: 'invalid_record', topic: 'store', detail: problem, record }, clock.wallMs());
+          invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}); moved to ${deadLetters.path}`);
+          return;
+        }
+        if (await store.insert(record, clock.wallMs())) stored++;
       }))
       .subscribe({ error: reject, complete: resolve });
   });
@@ -338,5 +347,6 @@ function registerClockMetrics(m: GatewayMetrics, corrector: ClockCorrector): voi
   m.gauge('v2c_clock_offset_seconds', 'True time minus the system clock, from the best reference of this boot (0 before one)', [], () => [[{}, (corrector.offsetMs() ?? 0) / 1000]]);
   m.gauge('v2c_time_quality', '1 for the quality of the time records get now', ['quality'], () => [[{ quality: corrector.quality() === TimeQuality.Synced ? 'synced' : 'unsynced' }, 1]]);
   m.gauge('v2c_time_reference_error_seconds', 'Error bound of the best time reference now, drift included (-1 before one)', [], () => [[{}, corrector.reference === null ? -1 : corrector.reference.errorMs / 1000]]);
+  m.counter('v2c_time_references_refused_total', 'Time references refused: implausible (outside 2025-2100) or disagreeing with the reference held', ['reason'], () => [...corrector.counters.refused].map(([reason, n]) => [{ reason }, n]));
   m.counter('v2c_time_outside_window_total', 'Records sent with a corrected time more than the window from true time (flagged, not dropped)', [], () => [[{}, corrector.counters.flagged]]);
 }

@@ -62,12 +62,14 @@ class RecordFactory {
 
   private base(kind: RecordKind, priority: number, mono: number, windowMs: number): VehicleTelemetry {
     const wall = this.wallOf(mono);
+    // A recording keeps its own wall time; the clock corrector corrects only this boot's captures.
+    const timeQuality = this.anchor !== null ? TimeQuality.Recorded : TimeQuality.Unsynced;
     const sequence = this.sequence++;
     // The capture run (correlation_id) and sequence name the record; batches derive the id from them.
     const messageId = recordId(this.session, sequence);
     return {
       messageId, vehicleId: this.ctx.config.vehicle.id, schemaVersion: SCHEMA_VERSION,
-      deviceTimeMs: wall, correctedTimeMs: wall, timeQuality: TimeQuality.Unsynced, timeErrorMs: 0,
+      deviceTimeMs: wall, correctedTimeMs: wall, timeQuality, timeErrorMs: 0,
       correlationId: this.session, traceId: traceIdOf(messageId), priority, kind, windowMs,
       bootId: this.ctx.bootId, monoTimeMs: Math.round(mono), sequence, signals: {},
     };

@@ -6,7 +6,7 @@ import { projectRoot } from '../gateway/project-root.js';
 
 export const SCHEMA_VERSION = '1.0';
 
-export enum TimeQuality { Unspecified = 0, Unsynced = 1, Estimated = 2, Synced = 3 }
+export enum TimeQuality { Unspecified = 0, Unsynced = 1, Estimated = 2, Synced = 3, Recorded = 4 }
 export enum RecordKind { Unspecified = 0, Window = 1, Event = 2 }
 
 export interface SignalStats { min: number; max: number; mean: number; last: number; count: number }

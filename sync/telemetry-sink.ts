@@ -6,7 +6,8 @@ import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchRejectedError, unpackBatch } from '../proto/batch-packer.js';
-import { decodeTelemetry, RecordKind, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { validateRecord } from '../proto/record-validation.js';
+import { decodeTelemetry, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 
 export interface SinkOptions {
   url: string;
@@ -29,32 +30,7 @@ export interface SinkCounts {
   rejected: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TOPIC = /^v2c\/v1\/([a-z0-9-]+)\/([A-Za-z0-9_-]+)\/telemetry\/(vehicle|batch)$/;
-
-/** Physical ranges a record's typed fields must lie in; outside them the record is refused. */
-const RANGES: Array<[keyof VehicleTelemetry | 'gps.latitudeDeg' | 'gps.longitudeDeg', number, number]> = [
-  ['speedKmh', 0, 500], ['engineRpm', 0, 20_000], ['gear', -1, 15], ['batteryVoltageV', 0, 60], ['stateOfChargePct', 0, 100],
-  ['coolantTempC', -60, 250], ['fuelLevelPct', 0, 100], ['odometerKm', 0, 10_000_000], ['gps.latitudeDeg', -90, 90], ['gps.longitudeDeg', -180, 180],
-];
-
-/** Why a record is not acceptable, or null. `vehicleId` is the one its topic names. */
-export function validateRecord(r: VehicleTelemetry, vehicleId: string, accepted: readonly string[]): string | null {
-  if (!UUID.test(r.messageId)) return `message_id "${r.messageId}" is not a UUID`;
-  if (r.vehicleId !== vehicleId) return `vehicle_id "${r.vehicleId}" does not match the topic's "${vehicleId}"`;
-  if (!accepted.includes(r.schemaVersion)) return `schema_version "${r.schemaVersion}" is not one of ${accepted.join(', ')}`;
-  if (!(r.deviceTimeMs > 0) || !(r.correctedTimeMs > 0)) return 'device_time_ms and corrected_time_ms are required';
-  if (r.priority > 2) return `priority ${r.priority} is not 0, 1 or 2`;
-  if (r.kind !== RecordKind.Window && r.kind !== RecordKind.Event) return `kind ${r.kind} is not a window or an event`;
-  if (r.kind === RecordKind.Event && r.event === undefined) return 'an event record without its event';
-  if (r.bootId === '') return 'boot_id is required';
-  for (const [path, lo, hi] of RANGES) {
-    const v = path === 'gps.latitudeDeg' ? r.gps?.latitudeDeg : path === 'gps.longitudeDeg' ? r.gps?.longitudeDeg : r[path];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) return `${path} ${String(v)} outside ${lo}..${hi}`;
-  }
-  return null;
-}
 
 const TIME_REQUEST = /^v2c\/v1\/[^/]+\/[^/]+\/time\/request$/;
 

@@ -7,6 +7,7 @@ import { DiskReserve } from './disk-reserve.js';
 import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
+import { rateLimited, type Log } from '../gateway/log.js';
 
 export interface StoredRecord {
   id: string;
@@ -71,7 +72,6 @@ export interface StoreCounters {
   integrity: 'ok' | 'checking' | 'damaged' | 'not-checked';
 }
 
-type Log = (msg: string) => void;
 
 interface DiskFile {
   path: string;
@@ -390,22 +390,6 @@ function recordBytes(record: VehicleTelemetry): number {
 
 function isStorageFull(err: unknown): boolean {
   return err instanceof StorageError && err.code === 'STORAGE_FULL';
-}
-
-/** At most one line per `intervalMs`; the next line says how many were left out. */
-function rateLimited(log: Log, intervalMs: number): Log {
-  let last = -Infinity;
-  let suppressed = 0;
-  return (msg) => {
-    const now = Date.now();
-    if (now - last < intervalMs) {
-      suppressed++;
-      return;
-    }
-    last = now;
-    log(suppressed > 0 ? `${msg} (${suppressed} similar lines left out)` : msg);
-    suppressed = 0;
-  };
 }
 
 function storageMessage(err: unknown): string {
