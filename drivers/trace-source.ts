@@ -24,7 +24,11 @@ export interface TraceLine {
 export function openTrace(path: string): Readable {
   if (path === '-') return process.stdin;
   const file = createReadStream(path);
-  return path.endsWith('.gz') ? file.pipe(createGunzip()) : file;
+  if (!path.endsWith('.gz')) return file;
+  const gunzip = file.pipe(createGunzip());
+  // Destroying the reader ends the file's read too.
+  gunzip.once('close', () => file.destroy());
+  return gunzip;
 }
 
 /** Lines of a trace, parsed in the given format. Frames without a recorded time get the clock's. */
@@ -56,8 +60,11 @@ export async function* paceReplay<T>(items: AsyncIterable<T>, timeMsOf: (item: T
   }
 }
 
-/** An async iterable as an Observable that stops reading when unsubscribed. */
-export function fromAsync<T>(iterable: AsyncIterable<T>): Observable<T> {
+/**
+ * An async iterable as an Observable that stops reading when unsubscribed. `release` frees what the
+ * iterable reads from (a pending read would otherwise keep, say, stdin and the process alive).
+ */
+export function fromAsync<T>(iterable: AsyncIterable<T>, release: () => void = () => undefined): Observable<T> {
   return new Observable<T>((subscriber) => {
     let stopped = false;
     (async () => {
@@ -69,6 +76,7 @@ export function fromAsync<T>(iterable: AsyncIterable<T>): Observable<T> {
     })().catch((err: unknown) => subscriber.error(err));
     return () => {
       stopped = true;
+      release();
     };
   });
 }
@@ -85,7 +93,8 @@ const CONFIRM_FRAMES = 3;
  */
 export function traceFrames(path: string, format: TraceFormat, speed: number, clock: Clock): Observable<CanFrame | MalformedLine> {
   const live = path === '-';
-  const lines = readTrace(openTrace(path), format, clock);
+  const input = openTrace(path);
+  const lines = readTrace(input, format, clock);
   const guard = new RecordedTimeGuard(MAX_RECORDED_JUMP_MS, CONFIRM_FRAMES);
   const parsed = (async function* () {
     for await (const l of lines) {
@@ -100,5 +109,5 @@ export function traceFrames(path: string, format: TraceFormat, speed: number, cl
     }
     yield* guard.end();
   })();
-  return fromAsync(live ? parsed : paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock));
+  return fromAsync(live ? parsed : paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock), () => input.destroy());
 }

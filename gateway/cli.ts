@@ -14,6 +14,7 @@ import { projectRoot } from './project-root.js';
 import { runDemo } from './demo.js';
 import { serviceNotifier } from './service-notify.js';
 import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
+import { StoreLockedError } from '../sync/store-lock.js';
 import { StorageError } from '../sync/storage-errors.js';
 import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
 import { OffloadReceiver } from '../sync/offload-receiver.js';
@@ -68,6 +69,10 @@ const logJson = (msg: string): void => {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
 };
 
+/** How long `run` waits for acknowledgements at stop, and what closing may take on top of it. */
+const DRAIN_TIMEOUT_MS = 30_000;
+const STOP_MARGIN_MS = 5_000;
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -86,7 +91,17 @@ async function main(argv: string[]): Promise<number> {
       const why = await stopOn;
       logJson(`stopping (${why}); waiting for acknowledgements`);
       service?.stopping();
-      const { drained, pending } = await gateway.stop(30_000);
+      // Whatever hangs (a socket, a reader), the process ends: after the drain and a margin, or at
+      // a second signal. Records not acknowledged stay in the store for the next start.
+      const hardExit = (reason: string): void => {
+        logJson(`exiting now (${reason}); unacknowledged records stay stored`);
+        process.exit(1);
+      };
+      const watchdog = setTimeout(() => hardExit(`stop took over ${(DRAIN_TIMEOUT_MS + STOP_MARGIN_MS) / 1000} s`), DRAIN_TIMEOUT_MS + STOP_MARGIN_MS);
+      watchdog.unref();
+      process.once('SIGINT', () => hardExit('second SIGINT'));
+      process.once('SIGTERM', () => hardExit('second SIGTERM'));
+      const { drained, pending } = await gateway.stop(DRAIN_TIMEOUT_MS);
       service?.close();
       logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} pending=${pending}`);
       return drained ? 0 : 1;
@@ -214,7 +229,7 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
-    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError || err instanceof ProvisionError || err instanceof CredentialError) {
+    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError || err instanceof ProvisionError || err instanceof CredentialError || err instanceof StoreLockedError) {
       process.stderr.write(`v2c-gateway: ${err.message}\n`);
     }
     else process.stderr.write(`v2c-gateway: ${(err as Error).stack ?? String(err)}\n`);

@@ -15,6 +15,8 @@ import { MqttSession } from '../sync/mqtt-session.js';
 import { OutboxSender, type Route } from '../sync/outbox-sender.js';
 import { HttpsOffloadUploader } from '../sync/https-offload.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
+import { makePrivateDir } from '../sync/private-files.js';
+import { lockStoreDir, StoreLockedError, type StoreLock } from '../sync/store-lock.js';
 import { CellularBudget } from '../sync/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/broker-time.js';
 import { ClockCorrector } from '../sync/clock-corrector.js';
@@ -136,6 +138,39 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
   const tls = loadCredentials(config, clock, log);
+  const bootId = readBootId();
+  const lock = lockStore(config.store.dir, bootId, log);
+  try {
+    return await wire(config, clock, log, devices, { decoder, tls, bootId, lock });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+/**
+ * The store directory, owner-only and locked for this process. A directory the gateway cannot
+ * write is no reason to stop capturing (the store runs in memory and says so): no lock then.
+ */
+function lockStore(dir: string, bootId: string, log: Log): StoreLock | null {
+  try {
+    makePrivateDir(dir);
+    return lockStoreDir(dir, bootId);
+  } catch (err) {
+    if (err instanceof StoreLockedError) throw err;
+    log(`store: cannot lock ${dir} (${(err as Error).message}); another instance on it would not be refused`);
+    return null;
+  }
+}
+
+interface Prepared {
+  decoder: DbcDecoder;
+  tls: TlsStart | null;
+  bootId: string;
+  lock: StoreLock | null;
+}
+
+async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: GatewayDevices, { decoder, tls, bootId, lock }: Prepared): Promise<GatewayHandle> {
   const { p0, p1, p2 } = config.store.quotaBytes;
   const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] }, log);
   const counters = newPipelineCounters();
@@ -184,7 +219,7 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const l = config.link;
   const link = new LinkController(
     devices.linkMonitor ?? new SystemLinkMonitor({ cellularInterfaces: l.cellularInterfaces, pollMs: l.pollMs, ...(l.wifiInterface !== undefined ? { wifiInterface: l.wifiInterface } : {}) }, log),
-    gpio.ignition, new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock),
+    gpio.ignition, new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock, log),
     { allowedSsids: l.allowedSsids, parkedAfterMs: l.parkedAfterMs, dailyCellularBudgetBytes: l.dailyCellularBudgetBytes, batchMaxRecords: config.batch.maxRecords, offloadBatchRecords: l.offloadBatchRecords },
     () => store.count(), log, () => clock.monoMs(),
   );
@@ -195,7 +230,6 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   const led = gpio.led;
   if (led !== null) session.states.subscribe((s) => led.show(ledModeFor(s.state, store.counters.degraded !== null)));
 
-  const bootId = readBootId();
   const k = config.clock;
   const corrector = new ClockCorrector(bootId, clock, { driftPpm: k.driftPpm, windowMs: k.windowMs }, log);
   sender.prepare = (record) => corrector.correct(record);
@@ -255,24 +289,37 @@ export async function startGateway(config: GatewayConfig, clock: Clock, log: Log
   return {
     pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link, time: corrector,
     async stop(drainTimeoutMs) {
-      await serial?.stop();
+      // Every step runs whatever the one before it did: one failure must not leak the rest.
+      const step = async (what: string, fn: () => unknown): Promise<void> => {
+        try {
+          await fn();
+        } catch (err) {
+          failures++;
+          log(`stop: ${what} failed: ${(err as Error).message}`);
+        }
+      };
+      let failures = 0;
+      let drained = false;
+      let pending = -1;
+      await step('closing the adapter', () => serial?.stop());
       stopping.next();
-      await sourceDone;
-      const drained = await sender.drain(drainTimeoutMs);
-      const pending = await store.count();
-      sender.stop();
-      heartbeat.stop();
-      certificate?.stop();
-      link.stop();
-      led?.stop();
-      brokerTime?.stop();
-      ntp?.stop();
-      await gps?.stop();
-      uploader?.close();
-      await session.close();
-      await metrics.close();
-      await store.close();
-      return { drained, pending };
+      await step('ending capture', () => sourceDone);
+      await step('draining the outbox', async () => { drained = await sender.drain(drainTimeoutMs); });
+      await step('counting what is left', async () => { pending = await store.count(); });
+      await step('stopping the sender', () => sender.stop());
+      await step('stopping the heartbeat', () => heartbeat.stop());
+      await step('stopping the certificate checks', () => certificate?.stop());
+      await step('stopping the link controller', () => link.stop());
+      await step('stopping the LED', () => led?.stop());
+      await step('stopping the broker time source', () => brokerTime?.stop());
+      await step('stopping NTP checks', () => ntp?.stop());
+      await step('stopping the GPS', () => gps?.stop());
+      await step('closing the offload uploader', () => uploader?.close());
+      await step('closing the MQTT session', () => session.close());
+      await step('closing the metrics endpoint', () => metrics.close());
+      await step('closing the store', () => store.close());
+      await step('releasing the store lock', () => lock?.release());
+      return { drained: drained && failures === 0, pending };
     },
   };
 }

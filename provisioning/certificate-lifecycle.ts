@@ -80,11 +80,16 @@ export class CertificateLifecycle {
 
   start(): void {
     this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => {
-      void this.onResponse(m.payload, m.packet.properties?.correlationData);
+      this.onResponse(m.payload, m.packet.properties?.correlationData).catch((err: unknown) => this.log(`certificate: the renewal response could not be handled: ${(err as Error).message}`));
     }));
-    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => void this.check()));
-    this.timer = setInterval(() => void this.check(), this.settings.checkIntervalMs);
-    void this.check();
+    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.checkLogged()));
+    this.timer = setInterval(() => this.checkLogged(), this.settings.checkIntervalMs);
+    this.checkLogged();
+  }
+
+  /** A check from a timer or an event: whatever fails is logged, never an unhandled rejection. */
+  private checkLogged(): void {
+    this.check().catch((err: unknown) => this.log(`certificate: check failed: ${(err as Error).message}`));
   }
 
   stop(): void {

@@ -1,6 +1,6 @@
 // Records the gateway will never be able to send (larger than any packet the broker accepts, or
 // refused by the offload receiver on their own) are moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 
@@ -24,9 +24,11 @@ export class DeadLetterFile {
 
   /** Appends and syncs, so the record is on the medium before it leaves the outbox. */
   write(letter: DeadLetter, atMs: number): void {
-    mkdirSync(dirname(this.path), { recursive: true });
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     const fd = openSync(this.path, 'a', 0o600);
     try {
+      // Owner-only whatever the umask, and a file from an older version is tightened too.
+      fchmodSync(fd, 0o600);
       writeSync(fd, `${JSON.stringify({ time: new Date(atMs).toISOString(), ...letter })}\n`);
       fsyncSync(fd);
     } finally {

@@ -2,6 +2,7 @@
 // backlog go into decideLink (link-policy.ts) whenever one of them changes, and the outbox asks
 // `current` before each message. Metered bytes are counted here.
 import { BehaviorSubject, distinctUntilChanged, type Observable, type Subscription } from 'rxjs';
+import { rateLimited } from '../gateway/log.js';
 import type { CellularBudget } from './cellular-budget.js';
 import type { LinkMonitor } from './link-monitor.js';
 import { decideLink, type LinkDecision, type LinkState, type PolicySettings } from './link-policy.js';
@@ -14,6 +15,7 @@ export class LinkController {
   private backlog = 0;
   private backlogCountedAtMs = -Infinity;
   private counting = false;
+  private readonly countLog: (msg: string) => void;
 
   constructor(
     readonly monitor: LinkMonitor,
@@ -28,6 +30,7 @@ export class LinkController {
     private readonly backlogRefreshMs = 30_000,
   ) {
     this.subject = new BehaviorSubject(this.decide());
+    this.countLog = rateLimited(log, 60_000);
   }
 
   get current(): LinkDecision {
@@ -54,7 +57,8 @@ export class LinkController {
       if (this.counting || this.now() - this.backlogCountedAtMs < this.backlogRefreshMs) return;
       this.counting = true;
       this.backlogCountedAtMs = this.now();
-      void this.countBacklog().then((n) => { this.backlog = n; this.update(); }, () => undefined).finally(() => { this.counting = false; });
+      void this.countBacklog().then((n) => { this.backlog = n; this.update(); }, (err: unknown) => this.countLog(`link: cannot count the backlog: ${(err as Error).message}; the policy keeps the last count (${this.backlog})`))
+        .finally(() => { this.counting = false; });
     }, this.tickMs);
   }
 

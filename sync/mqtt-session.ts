@@ -90,6 +90,8 @@ export interface IncomingMessage {
 }
 
 const MQTT_MAX_PACKET = 268_435_460;
+/** How long a clean close may take before the socket is dropped. */
+const END_TIMEOUT_MS = 2000;
 /** The Receive Maximum a CONNACK without one means (MQTT 5 §3.2.2.3.3). */
 const MQTT_RECEIVE_MAXIMUM = 65_535;
 
@@ -339,16 +341,34 @@ export class MqttSession {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    const wasConnected = this.isConnected;
     // Nothing may be published from here on: mqtt.js refuses it while disconnecting anyway.
-    if (this.isConnected) this.connectedSubject.next(false);
+    if (wasConnected) this.connectedSubject.next(false);
     this.failWaiting('the session is closing');
     this.sendQuota.close('the session is closing');
-    // A session held back by its certificate never built a socket for mqtt.js to end.
-    if (this.counters.attempts > 0) await this.client.endAsync();
+    // A session held back by its certificate never built a socket for mqtt.js to end. One that is
+    // still connecting has nothing to say goodbye to: its socket is dropped, or it would outlive us.
+    if (this.counters.attempts > 0) await this.endClient(!wasConnected);
     this.setState({ state: 'stopped', delayMs: 0, reason: 'closed' });
     this.connectedSubject.complete();
     this.stateSubject.complete();
     this.messagesSubject.complete();
+  }
+
+  /** DISCONNECT and close; a broker that does not let go within END_TIMEOUT_MS gets the socket dropped. */
+  private async endClient(force: boolean): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.log(`mqtt: the broker did not close within ${END_TIMEOUT_MS} ms; dropping the connection`);
+        this.client.end(true, () => resolve());
+      }, END_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([this.client.endAsync(force), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private attempt(): void {

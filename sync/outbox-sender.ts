@@ -6,6 +6,7 @@ import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../proto/batch-
 import type { ResolutionTable } from '../proto/record-columns.js';
 import { encodeTelemetry, SCHEMA_VERSION, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import type { Clock } from '../gateway/clock.js';
+import { rateLimited } from '../gateway/log.js';
 import type { DeadLetterFile } from './dead-letter.js';
 import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
 import type { LinkDecision } from './link-policy.js';
@@ -89,6 +90,7 @@ export class OutboxSender {
   /** How long P1/P2 wait for a time reference (so they go out corrected); 0 = send now. P0 never waits. */
   timeHoldMs: () => number = () => 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly failureLog: (msg: string) => void;
 
   constructor(
     private readonly store: TelemetryStore,
@@ -99,6 +101,7 @@ export class OutboxSender {
     private readonly log: (msg: string) => void,
     private readonly random: () => number = Math.random,
   ) {
+    this.failureLog = rateLimited(log, 60_000);
     this.link = {
       current: { mode: 'realtime', sendBulk: true, metered: false, batchMaxRecords: settings.batchMaxRecords, drainAll: false, reason: 'no link policy' },
       meter: () => undefined,
@@ -197,7 +200,7 @@ export class OutboxSender {
       this.inflightMessages++;
       const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord)
         : next.route === 'batch' ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
-      void done.finally(() => {
+      void done.catch((err: unknown) => this.unexpected(err, next.records)).finally(() => {
         this.inflightMessages--;
         for (const r of next.records) this.inflightIds.delete(r.id);
         for (const wake of this.idleWaiters.splice(0)) wake();
@@ -374,9 +377,9 @@ export class OutboxSender {
   }
 
   private failed(err: unknown, records: readonly StoredRecord[], topic: string): void {
+    if (!(err instanceof PublishError)) throw err;
     this.counters.failed++;
     const ids = records.map((r) => r.id);
-    if (!(err instanceof PublishError)) throw err;
     if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x87) {
       this.counters.notAuthorised++;
       if (!this.blockedTopics.has(topic)) this.log(`outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it, its records stay stored`);
@@ -418,6 +421,17 @@ export class OutboxSender {
     this.deadLetters.write({ reason, topic, packetBytes, maxPacketBytes: own, record: stored.record }, this.clock.wallMs());
     await this.store.remove([stored]);
     this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.deadLetters.path}`);
+  }
+
+  /**
+   * A failure that is not the broker's answer (the store, the dead-letter file, packing): the records
+   * stay stored and rest until the retry timer, so a fault that repeats cannot loop hot.
+   */
+  private unexpected(err: unknown, records: readonly StoredRecord[]): void {
+    this.counters.failed++;
+    this.failureLog(`outbox: ${records.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`);
+    for (const r of records) this.resting.add(r.id);
+    this.scheduleRetry(this.settings.retryDelayMs);
   }
 
   /** Looks again after a pause, or once the oldest waiting P2 record is due, even if nothing else happens meanwhile. */

@@ -1,6 +1,7 @@
 // One SQLite database file: opened once per process, configured for power cuts, checked at open.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { restrictToOwner } from './private-files.js';
 import { Worker } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { fromSqliteError, storageError, type StorageError } from './storage-errors.js';
@@ -100,6 +101,14 @@ export function sqliteFileUsedBytes(path: string): number {
   return (pages - free) * pageSize;
 }
 
+/** Bytes of the database file's pages, free ones included (0 if the file is not open here). */
+export function sqliteFileBytes(path: string): number {
+  const entry = openFiles.get(path);
+  if (!entry) return 0;
+  const { db } = entry.file;
+  return (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
+}
+
 /**
  * For a full filesystem: copies the WAL into the database, truncates it, and from now on
  * checkpoints every `walPages` pages and trims the WAL back to that size, so the log cannot grow
@@ -137,6 +146,20 @@ export async function withSqliteEvictionRoom<T>(path: string, fn: () => Promise<
   }
 }
 
+/**
+ * The database is created owner-only (SQLite gives its -wal and -shm files the database's mode);
+ * files from before are tightened. An empty file is a valid empty database.
+ */
+function createPrivately(path: string): void {
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+    chmodSync(path, 0o600);
+  } catch {
+    // It exists already (or cannot be made: SQLite's own open says why).
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) restrictToOwner(file);
+  }
+}
+
 function damagedMarker(path: string): string {
   return `${path}.damaged`;
 }
@@ -150,8 +173,13 @@ export function checkInBackground(path: string): Promise<string> {
     const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path } });
     worker.once('message', (raw: string) => {
       const verdict = raw.trim().split('\n').join('; ');
-      if (verdict !== 'ok' && !verdict.startsWith('cannot check')) writeFileSync(damagedMarker(path), `${verdict}\n`);
-      resolve(verdict);
+      try {
+        if (verdict !== 'ok' && !verdict.startsWith('cannot check')) writeFileSync(damagedMarker(path), `${verdict}\n`, { mode: 0o600 });
+        resolve(verdict);
+      } catch (err) {
+        // The marker could not be written (full or read-only disk): the verdict still counts, said once.
+        resolve(`${verdict} (the damage marker could not be written: ${(err as Error).message})`);
+      }
     });
     worker.once('error', (err) => resolve(`cannot check: ${err.message}`));
   });
@@ -163,10 +191,11 @@ export function isSqliteFileOpen(path: string): boolean {
 
 function openConfigured(path: string, options: SqliteFileOptions): Opened {
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   } catch (err) {
     throw storageError('STORAGE_OPEN_FAILED', dirname(path), `cannot create the directory (${(err as Error).message})`);
   }
+  createPrivately(path);
   try {
     return openAndCheck(path, options);
   } catch (err) {

@@ -3,7 +3,8 @@
 // before decompressing, batch digest after), records validated and de-duplicated by id within a
 // window; whatever is refused is written, with its reason, to a dead-letter directory.
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { makePrivateDir } from './private-files.js';
 import { join } from 'node:path';
 import { BatchRejectedError, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';
@@ -54,7 +55,7 @@ export class TelemetrySink {
 
   /** Connects with a persistent session (nothing is missed across a reconnect) and subscribes. */
   static async start(options: SinkOptions, log: (msg: string) => void = () => undefined): Promise<TelemetrySink> {
-    mkdirSync(options.deadLetterDir, { recursive: true });
+    makePrivateDir(options.deadLetterDir);
     const client = await mqtt.connectAsync(options.url, {
       protocolVersion: 5, clientId: options.clientId, clean: false, reconnectPeriod: 500, properties: { sessionExpiryInterval: 3600 },
       ...(options.tls !== undefined ? { ...options.tls, minVersion: 'TLSv1.2', rejectUnauthorized: true } : {}),
@@ -195,7 +196,7 @@ export class TelemetrySink {
     this.counts.received++;
     this.counts.rejected++;
     const file = join(this.options.deadLetterDir, `${new Date().toISOString().replaceAll(':', '-')}-${++this.rejects}-${reason}.json`);
-    writeFileSync(file, JSON.stringify({ reason, detail, topic, userProperties: props, payloadBase64: payload.toString('base64') }, null, 1));
+    writeFileSync(file, JSON.stringify({ reason, detail, topic, userProperties: props, payloadBase64: payload.toString('base64') }, null, 1), { mode: 0o600 });
     this.log(`sink: rejected (${reason}): ${detail}; kept in ${file}`);
   }
 }

@@ -4,7 +4,7 @@ import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { checkInBackground, shrinkSqliteWal, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
+import { checkInBackground, shrinkSqliteWal, sqliteFileBytes, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 import { rateLimited, type Log } from '../gateway/log.js';
@@ -89,6 +89,8 @@ const DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024;
 const FULL_DISK_WAL_PAGES = 100;
 /** Less room than this on the filesystem when a write fails with SQLITE_FULL: the disk, not the cap, is full. */
 const FILESYSTEM_FULL_BYTES = 1024 * 1024;
+/** Room kept free on a full filesystem for the WAL (FULL_DISK_WAL_PAGES) and for recording deletions. */
+const FULL_DISK_HEADROOM_BYTES = 2 * FILESYSTEM_FULL_BYTES;
 
 let memoryInstances = 0;
 
@@ -242,21 +244,30 @@ export class TelemetryStore {
         await this.records.insert(doc);
       } catch (err) {
         if (!isStorageFull(err)) throw err;
-        // SQLITE_FULL means the configured cap (max_page_count) or a full filesystem: only the latter shrinks the store.
-        if (this.diskFullAt === null && this.disk !== null && this.disk.reserve.filesystemFreeBytes() < FILESYSTEM_FULL_BYTES) this.adoptDiskSize();
+        // SQLITE_FULL means the configured cap (max_page_count) or a full filesystem: only the latter bounds the store anew.
+        if (this.diskFullAt === null && this.disk !== null && this.disk.reserve.filesystemFreeBytes() < FILESYSTEM_FULL_BYTES) {
+          this.adoptDiskSize();
+          // The reserve and the WAL gave room back: this record may fit without evicting anything.
+          if (await this.records.insert(doc).then(() => true, (again: unknown) => { if (isStorageFull(again)) return false; throw again; })) return this.stored(record, bytes);
+        }
         // The cap was hit inside one write: free a batch and try once more.
         if ((await this.makeRoom(record.priority, LOW_WATER)) === 0) throw err;
         await this.records.insert(doc);
       }
-      this.classBytes[record.priority] = (this.classBytes[record.priority] ?? 0) + bytes;
-      this.insertedSubject.next();
-      return true;
+      return this.stored(record, bytes);
     } catch (err) {
-      this.counters.writeErrors++;
+      // A full store is policy (counted as a drop), not a failed write.
+      if (!isStorageFull(err)) this.counters.writeErrors++;
       this.countDrop(record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
       this.quietLog(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
       return false;
     }
+  }
+
+  private stored(record: VehicleTelemetry, bytes: number): true {
+    this.classBytes[record.priority] = (this.classBytes[record.priority] ?? 0) + bytes;
+    this.insertedSubject.next();
+    return true;
   }
 
   /** The smaller of the configured cap and what the filesystem held when it filled up. */
@@ -278,8 +289,24 @@ export class TelemetryStore {
     const disk = this.disk as DiskFile;
     const released = disk.reserve.release();
     shrinkSqliteWal(disk.path, FULL_DISK_WAL_PAGES);
-    this.diskFullAt = disk.usedBytes();
-    this.log(`store: the filesystem holding ${disk.path} is full; keeping the database at ${(this.diskFullAt / 2 ** 20).toFixed(1)} MiB, oldest lowest-priority records make room${released ? ' (reserve released)' : ', and there was no reserve to release'}`);
+    // What the filesystem holds now that the reserve and the WAL gave their room back: the file's
+    // pages (free ones are reused first) plus the free room, less what the WAL and deletions need.
+    // Never less than the data stored: a full disk stops growth, it does not shrink what is kept.
+    const fileBytes = sqliteFileBytes(disk.path);
+    this.diskFullAt = Math.max(disk.usedBytes(), fileBytes + disk.reserve.filesystemFreeBytes() - FULL_DISK_HEADROOM_BYTES);
+    this.log(`store: the filesystem holding ${disk.path} is full; keeping the database within ${(this.diskFullAt / 2 ** 20).toFixed(1)} MiB, oldest lowest-priority records make room${released ? ' (reserve released)' : ', and there was no reserve to release'}`);
+  }
+
+  /**
+   * Room came back on the filesystem: more than the reserve needs on top of what the database may
+   * still grow into. (The room the store itself gave back when the disk filled does not count, or
+   * re-creating the reserve would fill the disk again and every cycle would cost records.)
+   */
+  private roomCameBack(): boolean {
+    const disk = this.disk;
+    if (disk === null || this.diskFullAt === null) return false;
+    const growth = Math.max(0, this.diskFullAt - sqliteFileBytes(disk.path));
+    return disk.reserve.filesystemFreeBytes() >= disk.reserve.bytes + growth + FULL_DISK_HEADROOM_BYTES;
   }
 
   /** Evicts the oldest records whose priority number is >= `priority`, lowest priority first. */
@@ -321,8 +348,8 @@ export class TelemetryStore {
   private startPurging(intervalMs: number): void {
     this.purgeTimer = setInterval(() => {
       this.purge().catch((err: unknown) => this.quietLog(`store: purge failed: ${storageMessage(err)}`));
-      // Room came back on the filesystem (the reserve fits again): let the database grow again.
-      if (this.diskFullAt !== null && this.disk?.reserve.ensure()) {
+      // Room came back on the filesystem: the reserve first, then let the database grow again.
+      if (this.roomCameBack() && this.disk?.reserve.ensure()) {
         this.diskFullAt = null;
         this.log(`store: the filesystem holding ${this.disk.path} has room again; the reserve is back`);
       }

@@ -144,7 +144,7 @@ t.test('a full filesystem: the reserve is given back, the WAL shrinks, the oldes
     if (await store.insert(r, 0)) stored++;
   }
   t.equal(stored, 3000, 'all 3,000 records stored (about 11 MB) on a 4 MiB filesystem');
-  t.match(log.join('\n'), /filesystem holding .*v2c\.sqlite is full; keeping the database at [\d.]+ MiB, oldest lowest-priority records make room \(reserve released\)/, 'the log says the disk filled and what the store does');
+  t.match(log.join('\n'), /filesystem holding .*v2c\.sqlite is full; keeping the database within [\d.]+ MiB, oldest lowest-priority records make room \(reserve released\)/, 'the log says the disk filled and what the store does');
   const pending = await store.pending(10_000, new Set());
   t.equal(pending.filter((r) => r.priority === 0).length, 30, 'all 30 P0 events kept');
   t.ok(pending.some((r) => r.record.messageId === ids[2999]), 'the newest record is there');
