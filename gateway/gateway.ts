@@ -267,8 +267,12 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
         // A record its receiver would refuse is never stored (it would be deleted on its PUBACK and lost there).
         const problem = validateRecord(record, config.vehicle.id, [SCHEMA_VERSION]);
         if (problem !== null) {
-          deadLetters.write({ reason: 'invalid_record', topic: 'store', detail: problem, record }, clock.wallMs());
-          invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}); moved to ${deadLetters.path}`);
+          try {
+            deadLetters.write({ reason: 'invalid_record', topic: 'store', detail: problem, record }, clock.wallMs());
+            invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}); moved to ${deadLetters.path}`);
+          } catch (err) {
+            invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}) and could not be kept in ${deadLetters.path}: ${(err as Error).message}`);
+          }
           return;
         }
         if (await store.insert(record, clock.wallMs())) stored++;

@@ -2,7 +2,7 @@
 // real composition root, fed by an empty trace so records come only from the test), and the
 // reference sink subscribed straight to the broker.
 import type { Test } from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../gateway/bench-rig/local-broker.js';
@@ -80,6 +80,16 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
     insert: (from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
     waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs),
   };
+}
+
+/** Why the sink refused what it refused: reason and detail of each file in its dead-letter directory. */
+export function sinkRejections(rig: SyncRig): string[] {
+  const dir = join(rig.dir, 'sink-dead-letter');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).map((f) => {
+    const letter = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { reason: string; detail: string; topic: string };
+    return `${letter.reason} on ${letter.topic}: ${letter.detail}`;
+  });
 }
 
 /** Every id in `ids` seen by the sink (the "nothing lost" check). */
