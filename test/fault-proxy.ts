@@ -1,7 +1,8 @@
 // A TCP proxy between the gateway and Mosquitto that injects the network faults of the FMEA:
 // blackhole (socket stays open, nothing passes, no RST), connection reset, added latency, a cut
 // after N bytes, and MQTT packet rewrites (drop a PUBACK, change a CONNACK reason, corrupt a payload).
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
+import { loopbackServer } from './helpers.js';
 import { generate, parser as mqttParser, type Packet } from 'mqtt-packet';
 
 /** Returns the packet to forward (changed or not), or null to drop it. */
@@ -29,11 +30,8 @@ export class FaultProxy {
   private constructor(private readonly server: Server, readonly port: number, private readonly targetPort: number) {}
 
   static async start(targetPort: number): Promise<FaultProxy> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('proxy: no port');
-    const proxy = new FaultProxy(server, address.port, targetPort);
+    const { server, port } = await loopbackServer();
+    const proxy = new FaultProxy(server, port, targetPort);
     server.on('connection', (client) => proxy.accept(client));
     return proxy;
   }

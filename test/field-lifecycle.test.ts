@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -21,7 +21,7 @@ import { CellularBudget } from '../sync/cellular-budget.js';
 import { lockStoreDir, StoreLockedError } from '../sync/store-lock.js';
 import { TelemetrySink } from '../sync/telemetry-sink.js';
 import { TelemetryStore } from '../sync/telemetry-store.js';
-import { waitUntil } from './helpers.js';
+import { loopbackServer, waitUntil } from './helpers.js';
 import { fastTimers, syncRig } from './sync-rig.js';
 
 const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
@@ -153,10 +153,9 @@ t.test('run on a live pipe (can.file "-"): records timed by arrival; SIGINT ends
 t.test('run stopped while MQTT is still connecting exits (no socket outlives it)', async (t) => {
   // A "broker" that accepts TCP and never answers: the CONNECT waits for a CONNACK that never comes.
   const sockets = new Set<Socket>();
-  const silent = createServer((s) => { sockets.add(s); s.on('error', () => undefined); });
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { server: silent, port } = await loopbackServer();
+  silent.on('connection', (s) => { sockets.add(s); s.on('error', () => undefined); });
   t.teardown(() => { for (const s of sockets) s.destroy(); silent.close(); });
-  const port = (silent.address() as { port: number }).port;
   const dir = mkdtempSync(join(root, 'connecting-'));
   const config = referenceVehicleConfig({ mqttUrl: `mqtt://127.0.0.1:${port}`, trace: '-', storeDir: join(dir, 'store') });
   config.mqtt.connectTimeoutMs = 600_000;

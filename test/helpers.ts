@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SampleRecords } from '../gateway/bench-rig/sample-records.js';
 import type { TelemetryStore } from '../sync/telemetry-store.js';
@@ -31,4 +32,13 @@ export async function insertSamples(store: TelemetryStore, samples: SampleRecord
     if (await store.insert(record, Date.now())) ids.push(record.messageId);
   }
   return ids;
+}
+
+/** A TCP server listening on a free loopback port, and the port. */
+export async function loopbackServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no loopback port');
+  return { server, port: address.port };
 }

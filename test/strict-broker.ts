@@ -3,7 +3,8 @@
 // DISCONNECT 0x93), Maximum Packet Size (0x95) and Topic Alias Maximum (0x94). It acknowledges
 // after `pubackDelayMs`, so several publishes overlap, and keeps what it accepted. Built on
 // mqtt-packet: enough of the protocol for one client, nothing routed.
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { loopbackServer } from './helpers.js';
 import mqttPacket, { type IConnectPacket, type IPublishPacket, type Packet } from 'mqtt-packet';
 
 export interface StrictBrokerOptions {
@@ -41,11 +42,8 @@ export class StrictBroker {
   ) {}
 
   static async start(options: StrictBrokerOptions): Promise<StrictBroker> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('strict broker: no port');
-    const broker = new StrictBroker(server, address.port, options);
+    const { server, port } = await loopbackServer();
+    const broker = new StrictBroker(server, port, options);
     server.on('connection', (socket) => broker.serve(socket));
     return broker;
   }
