@@ -118,9 +118,11 @@ t.test('links flapping between WiFi, cellular and none mid-upload: nothing lost,
   for (let i = 0; i < 24; i++) {
     await new Promise((resolve) => setTimeout(resolve, 120));
     const next = states[i % states.length] ?? states[0];
-    // Losing the link loses the socket with it.
+    // Losing the link loses every socket with it (RST), whatever state the session is in: a
+    // blackhole alone would cut a hole into a live TCP stream (mid-connect, or while mqtt.js replays
+    // its store before 'connect'), which no real network does and which can splice two PUBLISHes.
     rig.proxy.blackhole = next.kind === 'none';
-    if (next.kind === 'none') rig.gateway.session.dropConnection('test: link lost');
+    if (next.kind === 'none') rig.proxy.resetAll();
     link.set(next);
   }
   rig.proxy.blackhole = false;
