@@ -1,5 +1,8 @@
 // Gateway configuration: one schema, validated at start with errors that name the field.
-import { readFileSync } from 'node:fs';
+import { readInputFile } from './input-file.js';
+
+/** A configuration is a few kilobytes; anything this large is the wrong file. */
+const MAX_CONFIG_BYTES = 1 << 20;
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -254,9 +257,9 @@ export function validateConfig(raw: unknown, source: string): GatewayConfig {
 export function loadConfigFile(path: string): GatewayConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readInputFile(path, MAX_CONFIG_BYTES).toString('utf8');
   } catch (err) {
-    throw new ConfigError(path, [`cannot read: ${(err as Error).message}`]);
+    throw new ConfigError(path, [(err as Error).message]);
   }
   let raw: unknown;
   try {

@@ -4,7 +4,8 @@ import { concatMap, filter, Subject, takeUntil, type Observable } from 'rxjs';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import { DbcDecoder } from '../drivers/dbc/decoder.js';
 import { DbcSyntaxError } from '../drivers/dbc/model.js';
-import { parseDbc } from '../drivers/dbc/parser.js';
+import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
+import { readInputFile } from './input-file.js';
 import { SlcanSerialSource, type SlcanSourceCounters } from '../drivers/slcan-serial-source.js';
 import { traceFrames } from '../drivers/trace-source.js';
 import { join } from 'node:path';
@@ -70,10 +71,13 @@ export class DbcLoadError extends Error {
   readonly code = 'DBC_LOAD';
 }
 
+/** The largest DBC we read (real ones are up to a few MB). */
+const MAX_DBC_BYTES = 64 << 20;
+
 export function loadDecoder(path: string): DbcDecoder {
   let text: string;
   try {
-    text = readFileSync(path, 'latin1');
+    text = decodeDbcBytes(readInputFile(path, MAX_DBC_BYTES));
   } catch (err) {
     throw new DbcLoadError(`cannot read DBC ${path}: ${(err as Error).message}`);
   }

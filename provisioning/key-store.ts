@@ -2,6 +2,10 @@
 // PKCS#11 store can replace the file store; key material is read once and written nowhere but
 // into a new release of the installation, with mode 0600.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readInputFile } from '../gateway/input-file.js';
+
+/** A key, a certificate or a CA bundle: kilobytes. */
+const MAX_PEM_BYTES = 1 << 20;
 import { join } from 'node:path';
 import { checkCredentials, CredentialError, keyModeProblem, type CertificateFacts, type CredentialFiles, type CredentialTexts } from './credential-checks.js';
 import { Installation, RELEASE_FILES } from './installation.js';
@@ -44,9 +48,9 @@ export class FileKeyStore implements DeviceKeyStore {
   load(): DeviceCredentials {
     const read = (file: string, code: 'KEY_UNREADABLE' | 'CERT_UNREADABLE' | 'CA_UNREADABLE'): string => {
       try {
-        return readFileSync(file, 'utf8');
+        return readInputFile(file, MAX_PEM_BYTES).toString('utf8');
       } catch (err) {
-        throw new CredentialError([{ code, file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
+        throw new CredentialError([{ code, file, message: (err as Error).message }]);
       }
     };
     const keyPem = read(this.files.key, 'KEY_UNREADABLE');

@@ -2,6 +2,7 @@
 // before anything is written; the new installation is staged as a release and switched to with
 // one atomic rename, so a failed run leaves the previous installation as it was.
 import { spawnSync } from 'node:child_process';
+import { readInputFile } from '../gateway/input-file.js';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -63,9 +64,9 @@ function under(prefix: string, path: string): string {
 
 function readInput(path: string, what: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readInputFile(path, 1 << 20).toString('utf8');
   } catch (err) {
-    throw new ProvisionError([`${path}: cannot read the ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    throw new ProvisionError([`${path}: cannot read the ${what}: ${(err as Error).message}`]);
   }
 }
 

@@ -3,8 +3,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DbcDecoder, DecodeError, type DecodedMessage } from '../drivers/dbc/decoder.js';
 import { encodeMessage } from '../drivers/dbc/encoder.js';
-import { DbcSyntaxError } from '../drivers/dbc/model.js';
-import { parseDbc } from '../drivers/dbc/parser.js';
+import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
 import { projectRoot } from '../gateway/project-root.js';
 import { frame } from './helpers.js';
 
@@ -151,34 +150,91 @@ t.test('encoder and decoder agree on random values for every signal of the refer
   t.ok(checked > 5000, `${checked} signal values round-tripped`);
 });
 
-const syntaxRows: Array<[string, string, number, RegExp]> = [
-  ['unterminated string', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "unit ECU\n', 12, /unterminated string/],
-  ['missing @', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8 1+ (1,0) [0|0] "" ECU\n', 12, /expected '@'/],
-  ['bad byte order', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@2+ (1,0) [0|0] "" ECU\n', 12, /byte order 0 or 1/],
-  ['bad sign', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1* (1,0) [0|0] "" ECU\n', 12, /sign/],
-  ['bad mux indicator', 'BO_ 1 M: 8 ECU\n SG_ S X1 : 0|8@1+ (1,0) [0|0] "" ECU\n', 12, /multiplex indicator/],
-  ['unknown keyword', 'BO_ 1 M: 8 ECU\nFOO_ 1 2;\n', 12, /unknown keyword 'FOO_'/],
-  ['signal beyond message', 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n', 12, /outside message M's 2 bytes/],
-  ['big-endian beyond message', 'BO_ 1 M: 1 ECU\n SG_ S : 0|2@0+ (1,0) [0|0] "" ECU\n', 12, /reaches bit 15/],
-  ['SG_ before BO_', ' SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n', 11, /outside a message/],
-  ['float of wrong width', 'BO_ 1 M: 8 ECU\n SG_ S : 0|16@1+ (1,0) [0|0] "" ECU\nSIG_VALTYPE_ 1 S : 1;\n', 13, /needs 32/],
-  ['duplicate id', 'BO_ 1 M: 8 ECU\nBO_ 1 N: 8 ECU\n', 12, /defined twice/],
-  ['message too long', 'BO_ 1 M: 65 ECU\n', 11, /expected 0-64 bytes/],
-  ['statement without ;', 'BO_ 1 M: 8 ECU\nCM_ "never ends"\n', 12, /no terminating ';'/],
+/** A second, sound message: a file that loses one message must still load the others. */
+const GOOD = 'BO_ 2 Good: 8 ECU\n SG_ G : 0|8@1+ (1,0) [0|0] "" ECU\n';
+
+// Lenient per statement, strict per message: [case, body, messages kept, warning (file:line + what), its line].
+const leniencyRows: Array<[string, string, string[], RegExp | null, number]> = [
+  ['unterminated string before the next statement', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "unit ECU\n' + GOOD, ['M', 'Good'], /unterminated string: expected a closing "; ended at line 12/, 12],
+  ['missing @', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8 1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /expected '@', found '1'; message M \(0x1\) refused/, 12],
+  ['bad byte order', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@2+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /byte order 0 or 1.*message M \(0x1\) refused/, 12],
+  ['bad sign', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1* (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /sign.*refused/, 12],
+  ['bad mux indicator', 'BO_ 1 M: 8 ECU\n SG_ S X1 : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /multiplex indicator.*refused/, 12],
+  ['a bare m multiplex indicator', 'BO_ 1 M: 8 ECU\n SG_ S m : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /multiplex indicator.*refused/, 12],
+  ['unknown keyword', 'BO_ 1 M: 8 ECU\nFOO_ 1 2;\n' + GOOD, ['M', 'Good'], /unknown keyword 'FOO_'.*statement skipped/, 12],
+  ['signal beyond message', 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /outside message M's 2 bytes; message M \(0x1\) refused/, 12],
+  ['big-endian beyond message', 'BO_ 1 M: 1 ECU\n SG_ S : 0|2@0+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /reaches bit 15.*refused/, 12],
+  ['SG_ before BO_', ' SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /outside a message.*statement skipped/, 11],
+  ['float of wrong width', 'BO_ 1 M: 8 ECU\n SG_ S : 0|16@1+ (1,0) [0|0] "" ECU\nSIG_VALTYPE_ 1 S : 1;\n' + GOOD, ['Good'], /needs 32; message M \(0x1\) refused/, 13],
+  ['duplicate id', 'BO_ 1 M: 8 ECU\nBO_ 1 N: 8 ECU\n SG_ X : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /defined twice \(also by M at line 11\); this one refused/, 12],
+  ['message too long', 'BO_ 1 M: 65 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /expected 0-64 bytes; statement skipped/, 11],
+  ['statement without ; before a message', 'CM_ "never ends"\n' + GOOD, ['Good'], /CM_ statement has no terminating ';'; read up to line 12/, 11],
+  ['BA_DEF_ without ; swallowed every message after it', 'BA_DEF_ BO_ "GenMsgCycleTime" INT 0 10000\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /BA_DEF_ statement has no terminating ';'/, 11],
+  ['unterminated CM_ string mid-file swallowed the messages after it', 'CM_ SG_ 1 S "a comment\nthat never ends;\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /unterminated string/, 11],
+  ['-. before a non-digit crashed the tokenizer', 'CM_ "x" -.a;\n' + GOOD, ['Good'], null, 0],
+  ['+. likewise', 'CM_ "x" +.;\n' + GOOD, ['Good'], null, 0],
+  ['a BU_ node list over several lines', 'BU_: A B\n C D\n' + GOOD, ['Good'], null, 0],
+  ['VECTOR__INDEPENDENT_SIG_MSG placeholder at another id', 'BO_ 3221225473 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX\n' + GOOD, ['Good'], null, 0],
+  ['VAL_ without ; at the end of the file', GOOD + 'VAL_ 2 G 0 "off" 1 "on"', ['Good'], /VAL_ for G has no terminating ';'; read up to the end of the file/, 13],
 ];
 
-t.test('DBC syntax errors name the file, the line and what was expected', async (t) => {
-  for (const [label, body, line, message] of syntaxRows) {
+t.test('DBC files as they are in the wild: each problem skips its statement or refuses its message, with file:line', async (t) => {
+  for (const [label, body, kept, warning, line] of leniencyRows) {
+    let db;
     try {
-      parseDbc(HEADER + body, 'broken.dbc');
-      t.fail(`${label}: accepted`);
+      db = parseDbc(HEADER + body, 'broken.dbc');
     } catch (err) {
-      t.ok(err instanceof DbcSyntaxError, `${label}: DbcSyntaxError`);
-      t.equal((err as DbcSyntaxError).line, line, `${label}: line ${line}`);
-      t.match((err as Error).message, /^broken\.dbc:\d+: /, `${label}: message starts with file:line`);
-      t.match((err as Error).message, message, `${label}: ${(err as Error).message}`);
+      t.fail(`${label}: refused the whole file: ${(err as Error).message}`);
+      continue;
     }
+    t.same(db.messages.map((m) => m.name), kept, `${label}: messages kept`);
+    if (warning === null) {
+      t.same(db.warnings, [], `${label}: no warning`);
+      continue;
+    }
+    const found = db.warnings.find((w) => warning.test(w));
+    t.ok(found !== undefined, `${label}: warned (${db.warnings.join(' | ')})`);
+    t.match(found ?? '', new RegExp(`^broken\\.dbc:${line}: `), `${label}: the warning names file:line`);
   }
+  const g = parseDbc(HEADER + GOOD + 'VAL_ 2 G 0 "off" 1 "on"', 'x.dbc').messages[0]?.signals[0];
+  t.same([...(g?.choices ?? [])], [[0, 'off'], [1, 'on']], 'the unterminated value table is kept');
+});
+
+t.test('CR-only and CRLF line endings read like LF', async (t) => {
+  for (const [name, eol] of [['CR', '\r'], ['CRLF', '\r\n']] as const) {
+    const db = parseDbc(DBC.replace(/\n/g, eol), `${name}.dbc`);
+    t.same(db.messages.map((m) => m.name), parseDbc(DBC).messages.map((m) => m.name), `${name}: every message`);
+    t.same(db.warnings, [], `${name}: no warning`);
+  }
+});
+
+t.test('a file with no usable message is refused, saying why', async (t) => {
+  const rows: Array<[string, RegExp]> = [
+    ['', /no usable message \(BO_\) in the file: the file is empty/],
+    [HEADER, /no usable message/],
+    [HEADER + 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n', /no usable message .* 1 problem\(s\), the first: .*outside message M's 2 bytes/],
+    ['\u0000\u0001garbage ;;; ((', /no usable message .*expected a DBC keyword/],
+  ];
+  for (const [text, message] of rows) {
+    t.throws(() => parseDbc(text, 'empty.dbc'), { name: 'DbcSyntaxError', message }, JSON.stringify(text.slice(0, 30)));
+  }
+});
+
+t.test('long names (SystemMessageLongSymbol, SystemSignalLongSymbol) replace the 32-character cut', async (t) => {
+  const db = parseDbc(HEADER + 'BO_ 2 Short_Msg_Name_Cut_At_32_Chr: 8 ECU\n SG_ Short_Sig_Name_Cut_At_32_Chr : 0|8@1+ (1,0) [0|0] "" ECU\n' +
+    'BA_DEF_ BO_ "SystemMessageLongSymbol" STRING ;\nBA_ "SystemMessageLongSymbol" BO_ 2 "Short_Msg_Name_Cut_At_32_Chr_And_The_Rest";\n' +
+    'BA_ "SystemSignalLongSymbol" SG_ 2 Short_Sig_Name_Cut_At_32_Chr "Short_Sig_Name_Cut_At_32_Chr_Whole";\nBA_ "GenMsgCycleTime" BO_ 2 100;\n', 'long.dbc');
+  t.equal(db.messages[0]?.name, 'Short_Msg_Name_Cut_At_32_Chr_And_The_Rest');
+  t.equal(db.messages[0]?.signals[0]?.name, 'Short_Sig_Name_Cut_At_32_Chr_Whole');
+  t.same(db.warnings, []);
+});
+
+t.test('encoding: Windows-1252 by default, UTF-8 when valid or with a BOM', async (t) => {
+  const unit = (bytes: Buffer): string | undefined => parseDbc(decodeDbcBytes(bytes)).messages[0]?.signals[0]?.unit;
+  const body = (u: Buffer): Buffer => Buffer.concat([Buffer.from(HEADER + 'BO_ 2 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "', 'latin1'), u, Buffer.from('" ECU\n')]);
+  t.equal(unit(body(Buffer.from([0x80, 0x93, 0x94, 0xb0]))), '€“”°', 'cp1252 bytes 0x80-0x9F are the Windows characters, not C1 controls');
+  t.equal(unit(body(Buffer.from('€°C', 'utf8'))), '€°C', 'valid UTF-8');
+  t.equal(unit(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body(Buffer.from('µs', 'utf8'))])), 'µs', 'UTF-8 with a BOM');
 });
 
 const realDir = join(projectRoot(), '..', 'shared', 'fixtures', 'real-dbc');

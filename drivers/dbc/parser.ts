@@ -1,5 +1,8 @@
 // DBC text → DbcDatabase. A small tokenizer plus one reader per statement kind; statements the
-// decoder does not need (attributes, comments, groups…) are skipped to their `;`.
+// decoder does not need (attributes, comments, groups…) are skipped to their `;`. Files in the wild
+// are often slightly broken: the parser is lenient per statement and strict per message. A
+// statement it cannot read is skipped to the next statement, a message with a signal it cannot
+// read (or that does not fit) is refused whole, and every skip is a warning naming file:line.
 import { type DbcDatabase, type DbcMessage, type DbcSignal, DbcSyntaxError } from './model.js';
 
 type TokenKind = 'ident' | 'number' | 'string' | 'punct';
@@ -8,6 +11,8 @@ interface Token {
   text: string;
   line: number;
   col: number;
+  /** The first token on its line: where a statement may start. */
+  first: boolean;
 }
 
 /** Statements we read only to skip: they end at their `;`. */
@@ -18,20 +23,32 @@ const SKIPPED = new Set([
   'SIGTYPE_VALTYPE_', 'EV_DATA_', 'NS_DESC_',
 ]);
 
-/** Vector's placeholder message for signals that belong to no message. */
+/** Keywords of the statements the parser reads itself. */
+const READ = new Set(['VERSION', 'NS_', 'BS_', 'BU_', 'BO_', 'SG_', 'VAL_', 'SIG_VALTYPE_']);
+/** A line inside a string that starts like one of these is a statement: the string was never closed. */
+const STATEMENT_START = /^[ \t]*(BO_|SG_|CM_|BA_|BA_DEF_|BA_DEF_DEF_|VAL_|VAL_TABLE_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_)[ \t]/;
+
+/** Vector's placeholder message for signals that belong to no message (by id, or by name in newer files). */
 const INDEPENDENT_SIGNALS_ID = 0xc0000000;
+const INDEPENDENT_SIGNALS_NAME = 'VECTOR__INDEPENDENT_SIG_MSG';
 const EXTENDED_FLAG = 0x80000000;
 
-function tokenize(text: string, file: string): Token[] {
+function tokenize(source: string, file: string, warnings: string[]): Token[] {
+  // CR-only (classic Mac) and CRLF line endings become LF: lines are what statements start on.
+  const text = source.replace(/\r\n?/g, '\n');
   const tokens: Token[] = [];
   let line = 1;
   let lineStart = 0;
   let i = 0;
   const n = text.length;
+  const push = (kind: TokenKind, tokenText: string, tokenLine: number, col: number): void => {
+    const previous = tokens[tokens.length - 1];
+    tokens.push({ kind, text: tokenText, line: tokenLine, col, first: previous === undefined || previous.line !== tokenLine });
+  };
   while (i < n) {
     const c = text[i] as string;
     if (c === '\n') { line++; i++; lineStart = i; continue; }
-    if (c === ' ' || c === '\t' || c === '\r') { i++; continue; }
+    if (c === ' ' || c === '\t') { i++; continue; }
     const col = i - lineStart;
     if (c === '/' && text[i + 1] === '/') {
       while (i < n && text[i] !== '\n') i++;
@@ -39,38 +56,51 @@ function tokenize(text: string, file: string): Token[] {
     }
     if (c === '"') {
       const startLine = line;
-      let s = '';
+      let str = '';
       i++;
-      while (i < n && text[i] !== '"') {
-        if (text[i] === '\\' && i + 1 < n) { s += text[i + 1]; i += 2; continue; }
-        if (text[i] === '\n') { line++; lineStart = i + 1; }
-        s += text[i];
+      let closed = false;
+      while (i < n) {
+        const ch = text[i] as string;
+        if (ch === '"') { closed = true; i++; break; }
+        if (ch === '\\' && i + 1 < n) { str += text[i + 1]; i += 2; continue; }
+        if (ch === '\n') {
+          // A statement on the next line: this string was never closed. End it here, keep what follows.
+          if (STATEMENT_START.test(text.slice(i + 1, i + 40))) break;
+          line++;
+          lineStart = i + 1;
+        }
+        str += ch;
         i++;
       }
-      if (i >= n) throw new DbcSyntaxError(file, startLine, 'unterminated string: expected a closing "');
-      i++;
-      tokens.push({ kind: 'string', text: s, line: startLine, col });
+      if (!closed) warnings.push(`${file}:${startLine}: unterminated string: expected a closing "; ended at ${i >= n ? 'the end of the file' : `line ${line}`}`);
+      push('string', str, startLine, col);
       continue;
     }
     const next = text[i + 1] ?? '';
-    if (isDigit(c) || ((c === '-' || c === '+') && (isDigit(next) || next === '.')) || (c === '.' && isDigit(next))) {
+    const afterDot = text[i + 2] ?? '';
+    if (isDigit(c) || ((c === '-' || c === '+') && (isDigit(next) || (next === '.' && isDigit(afterDot)))) || (c === '.' && isDigit(next))) {
       const m = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?/.exec(text.slice(i, i + 64));
       const numText = (m as RegExpExecArray)[0];
-      tokens.push({ kind: 'number', text: numText, line, col });
+      push('number', numText, line, col);
       i += numText.length;
       continue;
     }
     if (/[A-Za-z_]/.test(c)) {
       let j = i + 1;
       while (j < n && /[A-Za-z0-9_]/.test(text[j] as string)) j++;
-      tokens.push({ kind: 'ident', text: text.slice(i, j), line, col });
+      push('ident', text.slice(i, j), line, col);
       i = j;
       continue;
     }
-    tokens.push({ kind: 'punct', text: c, line, col });
+    push('punct', c, line, col);
     i++;
   }
   return tokens;
+}
+
+/** A token that begins a statement: a known keyword, first on its line. */
+function startsStatement(tok: Token): boolean {
+  return tok.kind === 'ident' && tok.first && (READ.has(tok.text) || SKIPPED.has(tok.text));
 }
 
 function isDigit(c: string): boolean {
@@ -80,7 +110,7 @@ function isDigit(c: string): boolean {
 class TokenReader {
   pos = 0;
   constructor(
-    private readonly tokens: Token[],
+    readonly tokens: Token[],
     readonly file: string,
   ) {}
   peek(): Token | undefined {
@@ -119,13 +149,28 @@ class TokenReader {
     if (tok?.kind === 'punct' && tok.text === text) { this.pos++; return true; }
     return false;
   }
-  /** Skips the rest of a `;`-terminated statement. */
-  skipStatement(keyword: Token): void {
+  /**
+   * Skips the rest of a `;`-terminated statement. One without its `;` ends where the next statement
+   * starts (never swallowing the messages after it), with a warning.
+   */
+  skipStatement(keyword: Token, warnings: string[]): void {
     while (this.pos < this.tokens.length) {
-      const tok = this.tokens[this.pos++] as Token;
+      const tok = this.tokens[this.pos] as Token;
+      if (startsStatement(tok) && this.pos > 0) break;
+      this.pos++;
       if (tok.kind === 'punct' && tok.text === ';') return;
     }
-    throw new DbcSyntaxError(this.file, keyword.line, `${keyword.text} statement has no terminating ';'`);
+    warnings.push(`${this.file}:${keyword.line}: ${keyword.text} statement has no terminating ';'; read up to ${this.pos < this.tokens.length ? `line ${(this.tokens[this.pos] as Token).line}` : 'the end of the file'}`);
+  }
+  /** After a statement that could not be read: on to the next statement. */
+  skipToNextStatement(): void {
+    while (this.pos < this.tokens.length && !startsStatement(this.tokens[this.pos] as Token)) this.pos++;
+  }
+  /** Tokens up to the next statement (a node list may continue over several lines). */
+  untilNextStatement(): Token[] {
+    const out: Token[] = [];
+    while (this.pos < this.tokens.length && !startsStatement(this.tokens[this.pos] as Token)) out.push(this.tokens[this.pos++] as Token);
+    return out;
   }
   /** Tokens up to the end of the given line. */
   restOfLine(line: number): Token[] {
@@ -135,81 +180,129 @@ class TokenReader {
   }
 }
 
-/** Parses DBC text. Throws DbcSyntaxError naming `file` and the line for anything it cannot read. */
+/**
+ * Parses DBC text. What it cannot read is skipped and reported in `warnings` (file:line and what
+ * was expected): a statement, or a whole message when one of its signals is broken. Throws
+ * DbcSyntaxError only when nothing usable is left (no message at all).
+ */
 export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
-  const r = new TokenReader(tokenize(text, file), file);
   const db: DbcDatabase = { file, version: '', nodes: [], messages: [], warnings: [] };
+  const r = new TokenReader(tokenize(text, file, db.warnings), file);
   const byId = new Map<number, DbcMessage>();
+  const refused = new Set<DbcMessage>();
   const valueTypes: Array<{ id: number; signal: string; type: number; line: number }> = [];
   const choices: Array<{ id: number; signal: string; table: Map<number, string>; line: number }> = [];
+  const longNames: LongName[] = [];
   let current: DbcMessage | null = null;
   let skippingMessage = false;
+  let statements = 0;
+  const refuse = (msg: DbcMessage, why: string): void => {
+    if (refused.has(msg)) return;
+    refused.add(msg);
+    db.warnings.push(`${why}; message ${msg.name} (0x${msg.id.toString(16)}) refused`);
+  };
 
-  for (let tok = r.peek(); tok !== undefined; tok = r.peek()) {
-    if (tok.kind !== 'ident') r.fail('a DBC keyword (BO_, SG_, VAL_, …)');
-    r.pos++;
-    switch (tok.text) {
-      case 'VERSION':
-        db.version = r.next('string', 'a quoted version string').text;
-        break;
-      case 'NS_':
-        r.punct(':');
-        // The new-symbols list is indented; it ends at the next token in column 0.
-        while (r.peek() !== undefined && (r.peek() as Token).col > 0) r.pos++;
-        break;
-      case 'BS_':
-        r.punct(':');
-        r.restOfLine(tok.line);
-        break;
-      case 'BU_':
-        r.punct(':');
-        db.nodes = r.restOfLine(tok.line).filter((t) => t.kind === 'ident').map((t) => t.text);
-        break;
-      case 'BO_': {
-        const msg = readMessage(r, tok, db);
-        skippingMessage = msg === null;
-        current = msg;
-        if (msg !== null) {
-          if (byId.has(msg.id)) throw new DbcSyntaxError(file, tok.line, `message id 0x${msg.id.toString(16)} is defined twice (also by ${byId.get(msg.id)?.name})`);
+  while (r.peek() !== undefined) {
+    const tok = r.peek() as Token;
+    try {
+      if (tok.kind !== 'ident') r.fail('a DBC keyword (BO_, SG_, VAL_, …)');
+      r.pos++;
+      statements++;
+      switch (tok.text) {
+        case 'VERSION':
+          db.version = r.next('string', 'a quoted version string').text;
+          break;
+        case 'NS_':
+          r.punct(':');
+          // The new-symbols list is indented; it ends at the next token in column 0.
+          while (r.peek() !== undefined && (r.peek() as Token).col > 0) r.pos++;
+          break;
+        case 'BS_':
+          r.punct(':');
+          r.restOfLine(tok.line);
+          break;
+        case 'BU_':
+          r.punct(':');
+          db.nodes = r.untilNextStatement().filter((t) => t.kind === 'ident').map((t) => t.text);
+          break;
+        case 'BO_': {
+          current = null;
+          skippingMessage = true;
+          const msg = readMessage(r, tok, db);
+          if (msg === null) break;
+          const twin = byId.get(msg.id);
+          if (twin !== undefined) {
+            db.warnings.push(`${file}:${tok.line}: message id 0x${msg.id.toString(16)} is defined twice (also by ${twin.name} at line ${twin.line}); this one refused`);
+            break;
+          }
+          skippingMessage = false;
+          current = msg;
           byId.set(msg.id, msg);
           db.messages.push(msg);
+          break;
         }
-        break;
-      }
-      case 'SG_': {
-        if (current === null && !skippingMessage) throw new DbcSyntaxError(file, tok.line, 'SG_ outside a message: expected a BO_ before it');
-        const sig = readSignal(r, tok);
-        if (current !== null) {
-          checkSignalFits(sig, current, file);
-          current.signals.push(sig);
+        case 'SG_': {
+          if (current === null && !skippingMessage) throw new DbcSyntaxError(file, tok.line, 'SG_ outside a message: expected a BO_ before it');
+          const target = current;
+          try {
+            const sig = readSignal(r, tok);
+            if (target !== null) {
+              checkSignalFits(sig, target, file);
+              target.signals.push(sig);
+            }
+          } catch (err) {
+            if (!(err instanceof DbcSyntaxError) || target === null) throw err;
+            refuse(target, err.message);
+            r.skipToNextStatement();
+          }
+          break;
         }
-        break;
-      }
-      case 'VAL_': {
-        const first = r.peek();
-        if (first?.kind !== 'number') { r.skipStatement(tok); break; } // environment-variable table
-        const id = r.integer('a message id');
-        const signal = r.ident('a signal name');
-        const table = new Map<number, string>();
-        while (!r.optionalPunct(';')) {
-          const value = r.number('a raw value or ;');
-          table.set(value, r.next('string', 'a quoted value description').text);
+        case 'VAL_': {
+          const first = r.peek();
+          if (first?.kind !== 'number') { r.skipStatement(tok, db.warnings); break; } // environment-variable table
+          const id = r.integer('a message id');
+          const signal = r.ident('a signal name');
+          const table = new Map<number, string>();
+          for (;;) {
+            if (r.optionalPunct(';')) break;
+            const next = r.peek();
+            // A table without its ';' (often at the end of a file): keep what was read.
+            if (next === undefined || startsStatement(next)) {
+              db.warnings.push(`${file}:${tok.line}: VAL_ for ${signal} has no terminating ';'; read up to ${next === undefined ? 'the end of the file' : `line ${next.line}`}`);
+              break;
+            }
+            const value = r.number('a raw value or ;');
+            table.set(value, r.next('string', 'a quoted value description').text);
+          }
+          choices.push({ id, signal, table, line: tok.line });
+          break;
         }
-        choices.push({ id, signal, table, line: tok.line });
-        break;
+        case 'SIG_VALTYPE_': {
+          const id = r.integer('a message id');
+          const signal = r.ident('a signal name');
+          r.optionalPunct(':');
+          const type = r.integer('a value type (0 integer, 1 float32, 2 double)');
+          r.punct(';');
+          valueTypes.push({ id, signal, type, line: tok.line });
+          break;
+        }
+        case 'BA_': {
+          const longName = readLongName(r, tok);
+          if (longName !== null) longNames.push(longName);
+          else r.skipStatement(tok, db.warnings);
+          break;
+        }
+        default:
+          if (!SKIPPED.has(tok.text)) throw new DbcSyntaxError(file, tok.line, `unknown keyword '${tok.text}': expected BO_, SG_, VAL_, SIG_VALTYPE_, CM_, BA_… `);
+          r.skipStatement(tok, db.warnings);
       }
-      case 'SIG_VALTYPE_': {
-        const id = r.integer('a message id');
-        const signal = r.ident('a signal name');
-        r.optionalPunct(':');
-        const type = r.integer('a value type (0 integer, 1 float32, 2 double)');
-        r.punct(';');
-        valueTypes.push({ id, signal, type, line: tok.line });
-        break;
-      }
-      default:
-        if (!SKIPPED.has(tok.text)) throw new DbcSyntaxError(file, tok.line, `unknown keyword '${tok.text}': expected BO_, SG_, VAL_, SIG_VALTYPE_, CM_, BA_… `);
-        r.skipStatement(tok);
+    } catch (err) {
+      if (!(err instanceof DbcSyntaxError)) throw err;
+      db.warnings.push(`${err.message}; statement skipped`);
+      // A broken message header: its signals belong to no message and are skipped with it.
+      if (tok.text === 'BO_') skippingMessage = true;
+      if (r.peek() === tok) r.pos++;
+      r.skipToNextStatement();
     }
   }
 
@@ -222,17 +315,69 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
   for (const v of valueTypes) {
     const sig = find(v.id, v.signal, v.line, 'SIG_VALTYPE_');
     if (sig === undefined) continue;
+    const msg = byId.get(normaliseId(v.id, v.line, db).id) as DbcMessage;
     if (v.type === 1 || v.type === 2) {
       const bits = v.type === 1 ? 32 : 64;
-      if (sig.length !== bits) throw new DbcSyntaxError(file, v.line, `signal ${sig.name} is ${sig.length} bits but SIG_VALTYPE_ ${v.type} needs ${bits}`);
+      if (sig.length !== bits) {
+        refuse(msg, `${file}:${v.line}: signal ${sig.name} is ${sig.length} bits but SIG_VALTYPE_ ${v.type} needs ${bits}`);
+        continue;
+      }
       sig.valueType = v.type === 1 ? 'float32' : 'double';
-    } else if (v.type !== 0) throw new DbcSyntaxError(file, v.line, `SIG_VALTYPE_ ${v.type}: expected 0, 1 or 2`);
+    } else if (v.type !== 0) refuse(msg, `${file}:${v.line}: SIG_VALTYPE_ ${v.type}: expected 0, 1 or 2`);
+  }
+  for (const msg of refused) {
+    const at = db.messages.indexOf(msg);
+    if (at >= 0) db.messages.splice(at, 1);
+    byId.delete(msg.id);
   }
   for (const c of choices) {
     const sig = find(c.id, c.signal, c.line, 'VAL_');
     if (sig !== undefined) sig.choices = c.table;
   }
+  applyLongNames(longNames, byId, db);
+  if (db.messages.length === 0) {
+    const why = db.warnings.length > 0 ? `; ${db.warnings.length} problem(s), the first: ${db.warnings[0]}` : statements === 0 ? ': the file is empty' : '';
+    throw new DbcSyntaxError(file, r.lastLine, `no usable message (BO_) in the file${why}`);
+  }
   return db;
+}
+
+interface LongName {
+  kind: 'message' | 'signal';
+  rawId: number;
+  signal: string | null;
+  name: string;
+  line: number;
+}
+
+/**
+ * Vector's long names: names over 32 characters are cut in BO_/SG_ and given whole in
+ * `BA_ "SystemMessageLongSymbol" BO_ id "name";` / `BA_ "SystemSignalLongSymbol" SG_ id sig "name";`.
+ * Null (nothing consumed beyond the keyword) for any other attribute.
+ */
+function readLongName(r: TokenReader, tok: Token): LongName | null {
+  const attr = r.peek();
+  if (attr?.kind !== 'string' || (attr.text !== 'SystemMessageLongSymbol' && attr.text !== 'SystemSignalLongSymbol')) return null;
+  r.pos++;
+  const signal = attr.text === 'SystemSignalLongSymbol';
+  r.next('ident', signal ? 'SG_' : 'BO_', signal ? 'SG_' : 'BO_');
+  const rawId = r.integer('a message id');
+  const sigName = signal ? r.ident('a signal name') : null;
+  const name = r.next('string', 'the long name').text;
+  r.punct(';');
+  return { kind: signal ? 'signal' : 'message', rawId, signal: sigName, name, line: tok.line };
+}
+
+function applyLongNames(longNames: readonly LongName[], byId: ReadonlyMap<number, DbcMessage>, db: DbcDatabase): void {
+  for (const l of longNames) {
+    const msg = byId.get(normaliseId(l.rawId, l.line, db).id);
+    const target = l.kind === 'message' ? msg : msg?.signals.find((s) => s.name === l.signal);
+    if (target === undefined) {
+      db.warnings.push(`${db.file}:${l.line}: long name "${l.name}" for an unknown ${l.kind}; ignored`);
+      continue;
+    }
+    target.name = l.name;
+  }
 }
 
 /**
@@ -255,7 +400,7 @@ function readMessage(r: TokenReader, tok: Token, db: DbcDatabase): DbcMessage | 
   r.punct(':');
   const length = r.integer('the message length in bytes');
   const transmitter = r.ident('a transmitter node name');
-  if (rawId === INDEPENDENT_SIGNALS_ID) return null;
+  if (rawId === INDEPENDENT_SIGNALS_ID || name === INDEPENDENT_SIGNALS_NAME) return null;
   if (rawId < 0 || rawId > 0xffffffff) throw new DbcSyntaxError(r.file, tok.line, `message id ${rawId} is out of range`);
   if (length < 0 || length > 64) throw new DbcSyntaxError(r.file, tok.line, `message ${name} length ${length}: expected 0-64 bytes`);
   const { id, extended } = normaliseId(rawId, tok.line, db);
@@ -293,8 +438,9 @@ function readSignal(r: TokenReader, tok: Token): DbcSignal {
   r.punct('|');
   const max = r.number('the maximum');
   r.punct(']');
-  const unit = r.next('string', 'a quoted unit').text;
-  const receivers = r.restOfLine(r.lastLine).filter((t) => t.kind === 'ident').map((t) => t.text);
+  const unitTok = r.next('string', 'a quoted unit');
+  const unit = unitTok.text;
+  const receivers = r.restOfLine(unitTok.line).filter((t) => t.kind === 'ident').map((t) => t.text);
   if (length < 1 || length > 64) throw new DbcSyntaxError(r.file, tok.line, `signal ${name} length ${length}: expected 1-64 bits`);
   return {
     name, startBit, length, littleEndian: orderTok.text === '1', signed: signTok.text === '-', valueType: 'integer',
@@ -324,4 +470,32 @@ function checkSignalFits(sig: DbcSignal, msg: DbcMessage, file: string): void {
   if (outside !== undefined) {
     throw new DbcSyntaxError(file, sig.line, `signal ${sig.name} (start ${sig.startBit}, ${sig.length} bits, ${sig.littleEndian ? 'little' : 'big'} endian) reaches bit ${outside}, outside message ${msg.name}'s ${msg.length} bytes`);
   }
+}
+
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+
+/**
+ * A DBC file's text. Vector tools write Windows-1252 (the de-facto DBC encoding: “ ” € in
+ * comments and units); some files are UTF-8, with or without a BOM. Valid UTF-8 is read as UTF-8,
+ * anything else as Windows-1252.
+ */
+export function decodeDbcBytes(bytes: Uint8Array): string {
+  if (UTF8_BOM.every((b, i) => bytes[i] === b)) return new TextDecoder('utf-8').decode(bytes.subarray(3));
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return decodeWindows1252(bytes);
+  }
+}
+
+/** Windows-1252's characters for bytes 0x80-0x9F (0 = undefined, kept as the C1 code point). */
+const CP1252_HIGH = [
+  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0,
+  0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+];
+
+/** Node's TextDecoder('windows-1252') decodes as ISO-8859-1 (C1 controls for 0x80-0x9F): mapped here. */
+function decodeWindows1252(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  return text.replace(/[\u0080-\u009f]/g, (c) => String.fromCharCode(CP1252_HIGH[c.charCodeAt(0) - 0x80] || c.charCodeAt(0)));
 }
