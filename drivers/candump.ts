@@ -21,9 +21,11 @@ export function parseCandumpLine(line: string, tsMono = 0): CanFrame | Malformed
   let i = 0;
   const first = tokens[0] as string;
   if (first[0] === '(') {
-    if (!/^\(\d+\.\d+\)$/.test(first)) return new MalformedLine('bad-timestamp', `timestamp '${first}' is not (seconds.fraction)`, line);
-    tsWall = Number(first.slice(1, -1));
-    i = 1;
+    // `candump -t A` writes local date and time with a space inside the parentheses.
+    i = !first.endsWith(')') && tokens[1]?.endsWith(')') === true ? 2 : 1;
+    const stamp = tokens.slice(0, i).join(' ');
+    tsWall = parseCandumpTime(stamp.slice(1, -1));
+    if (tsWall === null) return new MalformedLine('bad-timestamp', `timestamp '${stamp}' is not (seconds.fraction) or (YYYY-MM-DD hh:mm:ss.fraction)`, line);
   }
   const time = tsWall === null ? tsMono : tsWall * 1000;
   const bus = tokens[i];
@@ -35,6 +37,24 @@ export function parseCandumpLine(line: string, tsMono = 0): CanFrame | Malformed
   frame.tsWall = tsWall;
   frame.tsMono = time;
   return frame;
+}
+
+const ABSOLUTE_TIME = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})$/;
+
+/**
+ * A candump time in seconds since the epoch: `-L`/`-t a` write seconds.fraction, `-t A` the local
+ * date and time (candump uses localtime, so this machine's time zone reads it back). Null if neither.
+ */
+export function parseCandumpTime(text: string): number | null {
+  if (/^\d+\.\d+$/.test(text)) return Number(text);
+  const m = ABSOLUTE_TIME.exec(text);
+  if (m === null) return null;
+  const [, y, mo, d, h, mi, s, frac] = m.map(Number) as number[];
+  const ms = new Date(y as number, (mo as number) - 1, d, h, mi, s).getTime();
+  const date = new Date(ms);
+  // Rejects 2020-02-31 and 25:00:00, which Date would roll over into another day.
+  if (Number.isNaN(ms) || date.getMonth() !== (mo as number) - 1 || date.getHours() !== h || date.getMinutes() !== mi) return null;
+  return ms / 1000 + Number(`0.${m[7] as string}`);
 }
 
 function parseId(text: string, line: string): { id: number; extended: boolean; error: boolean } | MalformedLine {

@@ -1,7 +1,7 @@
 // Recorded-trace source: candump logs (plain or .gz, or stdin) replayed as fast as possible or
 // at recorded pace. Reading and pacing are separate stages; pacing is only for recorded traces.
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { readBoundedLines } from './line-reader.js';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { Observable } from 'rxjs';
@@ -12,6 +12,9 @@ import { parseSlcanLine } from './slcan.js';
 import type { Clock } from '../gateway/clock.js';
 
 export type TraceFormat = 'candump' | 'slcan';
+
+/** Longer lines are cut (and reported too long by the parsers, whose own limits are lower). */
+export const MAX_TRACE_LINE_CHARS = 1024;
 
 export interface TraceLine {
   /** 1-based line number in the input, for error messages. */
@@ -33,9 +36,8 @@ export function openTrace(path: string): Readable {
 
 /** Lines of a trace, parsed in the given format. Frames without a recorded time get the clock's. */
 export async function* readTrace(input: Readable, format: TraceFormat, clock: Clock, bus: string | null = null): AsyncGenerator<TraceLine> {
-  const lines = createInterface({ input, crlfDelay: Infinity });
   let lineNo = 0;
-  for await (const text of lines) {
+  for await (const text of readBoundedLines(input, MAX_TRACE_LINE_CHARS)) {
     lineNo++;
     const parsed = format === 'candump' ? parseCandumpLine(text, clock.monoMs()) : parseSlcanLine(text.replace(/\r$/, ''), clock.monoMs(), bus);
     yield { lineNo, text, parsed };

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // v2c-gateway command line: run | decode | simulate | demo | sink.
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfigFile, referenceVehicleConfig } from './config.js';
 import { DbcLoadError, loadDecoder, startGateway } from './gateway.js';
 import { decodeLine } from './decode-command.js';
-import { openTrace } from '../drivers/trace-source.js';
+import { MAX_TRACE_LINE_CHARS, openTrace } from '../drivers/trace-source.js';
+import { readBoundedLines } from '../drivers/line-reader.js';
 import { runSimulator } from '../drivers/slcan-adapter-simulator.js';
 import { systemClock } from './clock.js';
 import { projectRoot } from './project-root.js';
@@ -113,7 +113,12 @@ async function main(argv: string[]): Promise<number> {
       const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
       const input = openTrace(a.positionals[0] ?? '-');
       const out: string[] = [];
-      for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+      // `decode … | head` closes the pipe early: that ends the command quietly, as it does for cat.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      });
+      for await (const line of readBoundedLines(input, MAX_TRACE_LINE_CHARS)) {
         const json = decodeLine(line, format, decoder);
         if (json === null) continue;
         out.push(json);

@@ -1,12 +1,21 @@
 // Gateway configuration: one schema, validated at start with errors that name the field.
 import { readInputFile } from './input-file.js';
 
-/** A configuration is a few kilobytes; anything this large is the wrong file. */
-const MAX_CONFIG_BYTES = 1 << 20;
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { projectRoot } from './project-root.js';
+
+/** Node's timers hold at most 2^31 - 1 ms; a longer one fires after 1 ms (a spawn loop, a connect that never waits). */
+const MAX_TIMER_MS = 2_147_483_647;
+const TIMER_LIMIT = 'at most 2147483647 ms (24.8 days, the longest timer Node keeps)';
+/** The largest packet MQTT can frame (a 4-byte Remaining Length plus its header). */
+const MQTT_MAX_PACKET_BYTES = 268_435_460;
+const MQTT_PACKET_LIMIT = 'at most 268435460 bytes (the largest MQTT packet)';
+
+/** A configuration is a few kilobytes; anything this large is the wrong file. */
+const MAX_CONFIG_BYTES = 1 << 20;
 
 const stat = z.enum(['min', 'max', 'mean', 'last']);
 const fieldMapping = z.object({ signal: z.string().min(1), stat: stat.default('last') }).strict();
@@ -45,8 +54,8 @@ export const configSchema = z.object({
     bitrate: z.number().int().positive().default(500000),
     baudRate: z.number().int().positive().default(115200),
     bus: z.string().default('can0'),
-    watchdogMs: z.number().int().min(100).default(5000),
-    reopenDelaysMs: z.array(z.number().int().positive()).min(1).default([250, 500, 1000, 2000, 5000, 10000]),
+    watchdogMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+    reopenDelaysMs: z.array(z.number().int().positive().max(MAX_TIMER_MS, TIMER_LIMIT)).min(1).default([250, 500, 1000, 2000, 5000, 10000]),
     /** Trace file for the candump / slcan-log sources; `-` for stdin. */
     file: z.string().optional(),
     /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
@@ -58,7 +67,7 @@ export const configSchema = z.object({
   pipeline: z.object({
     windowMs: z.number().int().min(100).max(3_600_000).default(60_000),
     /** Close a window after this much silence (live sources only). */
-    idleFlushMs: z.number().int().min(0).default(5_000),
+    idleFlushMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5_000),
     fields: z.object({
       speedKmh: fieldMapping.optional(),
       engineRpm: fieldMapping.optional(),
@@ -97,7 +106,7 @@ export const configSchema = z.object({
     /** Size cap of the database; past 90 % the oldest records of the lowest priority make room. */
     maxBytes: z.number().int().min(1 << 20).optional(),
     /** How often acknowledged records' tombstones are purged from the file. */
-    purgeIntervalMs: z.number().int().min(1000).default(60_000),
+    purgeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
     /** `PRAGMA quick_check` at start for files up to this size; larger ones are checked in the background. */
     checkOnOpenMaxBytes: z.number().int().min(0).default(64 * 1024 * 1024),
     /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
@@ -111,22 +120,22 @@ export const configSchema = z.object({
     url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),
     clientId: z.string().optional(),
     keepaliveS: z.number().int().min(10).max(65535).default(300),
-    sessionExpiryS: z.number().int().min(0).default(3600),
+    sessionExpiryS: z.number().int().min(0).max(0xffffffff, 'at most 4294967295 (an MQTT 5 four-byte integer)').default(3600),
     receiveMaximum: z.number().int().min(1).max(65535).default(100),
-    maximumPacketSize: z.number().int().min(1024).default(131072),
-    connectTimeoutMs: z.number().int().min(100).default(15000),
+    maximumPacketSize: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
+    connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(15000),
     /** Largest packet we send when the broker's CONNACK names no limit (the spec's broker: 128 KiB). */
-    maxOutgoingPacketBytes: z.number().int().min(1024).default(131072),
+    maxOutgoingPacketBytes: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
     /** Wait for a PUBACK before resending with DUP. */
-    pubackTimeoutMs: z.number().int().min(50).default(5000),
+    pubackTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     resends: z.number().int().min(0).max(10).default(3),
     /** Rest for records whose publish failed before the next attempt. */
-    retryDelayMs: z.number().int().min(10).default(5000),
+    retryDelayMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     /** Messages (single records or batches) in flight (published, PUBACK pending) at most. */
     inflight: z.number().int().min(1).max(1000).default(50),
     heartbeatS: z.number().min(0.05).max(3600).default(30),
     /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
-    heartbeatTimeoutMs: z.number().int().min(50).default(5000),
+    heartbeatTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     /** Mutual TLS with the device certificate; required with mqtts:// (provisioning writes it). */
     tls: z.object({
       ca: z.string().min(1),
@@ -137,13 +146,13 @@ export const configSchema = z.object({
       servername: z.string().min(1).optional(),
     }).strict().optional(),
     reconnect: z.object({
-      baseMs: z.number().int().min(10).default(2000),
-      capMs: z.number().int().min(10).default(60_000),
+      baseMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(2000),
+      capMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       jitter: z.number().min(0).max(1).default(0.2),
       offlineAfterFailures: z.number().int().min(1).default(5),
-      offlineRetryMs: z.number().int().min(10).default(300_000),
-      quotaWaitMs: z.number().int().min(0).default(60_000),
-      quotaJitterMs: z.number().int().min(0).default(30_000),
+      offlineRetryMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
+      quotaWaitMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+      quotaJitterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
     }).strict().default({}),
   }).strict()
     .refine((m) => !m.url.startsWith('mqtts://') || m.tls !== undefined, { message: 'required with an mqtts:// url (ca, cert, key)', path: ['tls'] })
@@ -155,9 +164,9 @@ export const configSchema = z.object({
     wifiInterface: z.string().min(1).optional(),
     /** WiFi networks where the whole backlog is offloaded even while driving (the depot's). */
     allowedSsids: z.array(z.string().min(1)).default([]),
-    pollMs: z.number().int().min(100).default(5000),
+    pollMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     /** Ignition off this long counts as parked: then any WiFi offloads. */
-    parkedAfterMs: z.number().int().min(0).default(300_000),
+    parkedAfterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
     /** Bytes a day (UTC) that P2 may use on cellular; P0/P1 always go. */
     dailyCellularBudgetBytes: z.number().int().min(0).default(10_000_000),
     /** Records per batch when offloading. */
@@ -168,17 +177,17 @@ export const configSchema = z.object({
     url: z.string().regex(/^https:\/\/[^\s/]+(:\d+)?(\/[^\s]*)?$/, 'expected https://host:port/path').optional(),
     /** PUTs in flight at most. */
     concurrency: z.number().int().min(1).max(32).default(4),
-    timeoutMs: z.number().int().min(100).default(30_000),
+    timeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
   }).strict().default({}),
   clock: z.object({
     /** Ask the broker for its time (MQTT 5 request/response on …/time/request). */
     brokerTime: z.boolean().default(true),
-    brokerTimeIntervalMs: z.number().int().min(1000).default(3_600_000),
+    brokerTimeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
     /** With no reference yet this boot, P1/P2 wait this long after connecting for the broker's answer, so they go out corrected. */
-    unsyncedHoldMs: z.number().int().min(0).default(5000),
+    unsyncedHoldMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     /** Use the system clock as a reference while timedatectl says NTP is synchronised. */
     ntp: z.boolean().default(true),
-    ntpIntervalMs: z.number().int().min(1000).default(60_000),
+    ntpIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
     ntpErrorMs: z.number().min(0).default(100),
     /** Serial GPS sending NMEA RMC/ZDA. */
     gpsPort: z.string().min(1).optional(),
@@ -188,7 +197,7 @@ export const configSchema = z.object({
     /** Oscillator drift assumed between a reference and a record. */
     driftPpm: z.number().min(0).max(10_000).default(50),
     /** Records whose corrected time is further than this from true now are flagged (time_outside_window). */
-    windowMs: z.number().int().min(1000).default(3_600_000),
+    windowMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
   }).strict().default({}),
   gpio: z.object({
     /** BCM line of the ignition-sense input (high = ignition on, unless activeLow). */
@@ -205,22 +214,22 @@ export const configSchema = z.object({
     warnDays: z.number().min(0).default(7),
     /** Share of the validity after which a new key and CSR are sent (11/12: month 11 of a 1-year certificate). */
     renewAtFraction: z.number().gt(0).lt(1).default(11 / 12),
-    checkIntervalMs: z.number().int().min(100).default(3_600_000),
+    checkIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
     /** How long to wait for the signed certificate on …/cert/response before asking again. */
-    responseTimeoutMs: z.number().int().min(100).default(3_600_000),
+    responseTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
     /** A new certificate must connect within this time, or the old one is put back. */
-    connectTimeoutMs: z.number().int().min(100).default(60_000),
+    connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
   }).strict().default({}),
   batch: z.object({
     /** A P1 backlog longer than this goes out in batches; P2 waits for this many (or maxAgeMs). */
     minRecords: z.number().int().min(1).default(25),
     maxRecords: z.number().int().min(1).max(10_000).default(50),
     /** P2 records wait at most this long for a batch (hourly on cellular, DESIGN §5). */
-    maxAgeMs: z.number().int().min(0).default(3_600_000),
+    maxAgeMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
     /** zstd level 1 (fast) .. 22 (smallest); batches are small, so a high level costs little. */
     zstdLevel: z.number().int().min(1).max(22).default(19),
     /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
-    quotaBackoffMs: z.number().int().min(0).default(60_000),
+    quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
   }).strict().default({}),
   metrics: z.object({
     host: z.string().default('127.0.0.1'),
@@ -244,6 +253,36 @@ export class ConfigError extends Error {
     super(`${source}: invalid configuration:\n  ${issues.join('\n  ')}`);
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * What the schema cannot know: the signals the configuration names exist in the DBC, and the files
+ * it names are of the right kind. Throws ConfigError listing every problem with its field.
+ */
+export function checkConfigInputs(config: GatewayConfig, dbcSignals: ReadonlySet<string>, source: string): void {
+  const issues: string[] = [];
+  const known = (field: string, signal: string): void => {
+    if (!dbcSignals.has(signal)) issues.push(`${field}: "${signal}" is not a signal of ${config.dbc}`);
+  };
+  for (const [name, mapping] of Object.entries(config.pipeline.fields)) if (mapping !== undefined) known(`pipeline.fields.${name}.signal`, mapping.signal);
+  config.pipeline.events.forEach((rule, i) => known(`pipeline.events.${i}.signal`, rule.signal));
+  const kind = (path: string): string | null => {
+    try {
+      const st = statSync(path);
+      return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : st.isFIFO() ? 'fifo' : 'other';
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : 'unreadable';
+    }
+  };
+  if (config.store.deadLetterFile !== undefined && kind(config.store.deadLetterFile) === 'directory') {
+    issues.push(`store.deadLetterFile: ${config.store.deadLetterFile} is a directory, expected a file path`);
+  }
+  if (config.can.source !== 'slcan' && config.can.file !== undefined && config.can.file !== '-') {
+    const trace = kind(config.can.file);
+    if (trace === null) issues.push(`can.file: ${config.can.file} does not exist`);
+    else if (trace !== 'file' && trace !== 'fifo') issues.push(`can.file: ${config.can.file} is ${trace === 'directory' ? 'a directory' : 'not readable as a file'}, expected a trace file, a named pipe or "-" for stdin`);
+  }
+  if (issues.length > 0) throw new ConfigError(source, issues);
 }
 
 /** Validates a parsed configuration object. */

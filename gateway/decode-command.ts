@@ -8,9 +8,13 @@ import type { TraceFormat } from '../drivers/trace-source.js';
 
 const BIG = '\u0000big:';
 
-/** JSON with bigints written as plain integers (exact signals wider than 53 bits). */
+/**
+ * JSON with bigints written as plain integers (exact signals wider than 53 bits), and IEEE float
+ * signals that are NaN or infinite as the strings "NaN", "Infinity", "-Infinity" (JSON has no such
+ * numbers; null would lose which one it was).
+ */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${BIG}${v.toString()}` : v))
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${BIG}${v.toString()}` : typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))
     .replace(/"\\u0000big:(-?\d+)"/g, '$1');
 }
 

@@ -32,7 +32,7 @@ import { checkCredentials, CredentialError, type CertificateFacts } from '../pro
 import { FileKeyStore, type DeviceCredentials } from '../provisioning/key-store.js';
 import type { Clock } from './clock.js';
 import { rateLimited, type Log } from './log.js';
-import type { GatewayConfig } from './config.js';
+import { checkConfigInputs, ConfigError, type GatewayConfig } from './config.js';
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
 import { resolutionTable } from './wire-resolution.js';
@@ -141,6 +141,7 @@ export interface GatewayDevices {
 export async function startGateway(config: GatewayConfig, clock: Clock, log: Log, devices: GatewayDevices = {}): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
+  checkConfigInputs(config, new Set(decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name))), 'configuration');
   const tls = loadCredentials(config, clock, log);
   const bootId = readBootId();
   const lock = lockStore(config.store.dir, bootId, log);
@@ -259,7 +260,14 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   registerLinkMetrics(metrics, link);
   registerClockMetrics(metrics, corrector);
   sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: routeLabel[route] }, s);
-  const metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
+  let metricsPort: number | null = null;
+  try {
+    metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
+  } catch (err) {
+    await store.close();
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError('configuration', [`metrics.port: cannot listen on ${config.metrics.host}:${config.metrics.port} (${code}); choose a free port, or 0 to turn the endpoint off`]);
+  }
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
 
   const firstSequence = (await store.maxSequence()) + 1;

@@ -3,7 +3,7 @@
 // one atomic rename, so a failed run leaves the previous installation as it was.
 import { spawnSync } from 'node:child_process';
 import { readInputFile } from '../gateway/input-file.js';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ConfigError, referenceVehicleSettings, validateConfig, vehicleIdSchema } from '../gateway/config.js';
@@ -78,6 +78,8 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   const vehicleId = vehicleIdSchema.safeParse(o.vehicleId);
   if (!vehicleId.success) throw new ProvisionError([`--vehicle-id "${o.vehicleId}": ${vehicleId.error.issues[0]?.message ?? 'invalid'}`]);
   if (o.generateKey || o.csrOnly) return writeCsr(o, pendingDir, pendingKey);
+  // Before anything is installed: a service unit that cannot be written must not leave half a setup.
+  if (o.service) serviceUnit(o);
 
   const urlProblem = brokerUrlProblem(o.broker);
   const missing: string[] = [];
@@ -136,12 +138,35 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   return { summary, facts, configFile: join(installation.configDir, RELEASE_FILES.config), csrFile: null };
 }
 
+/**
+ * Creates `path` for a private key: O_EXCL (never into an existing file, whoever made it) and
+ * O_NOFOLLOW (never through a planted symlink), 0600 at creation, and checked after writing.
+ */
+export function writeNewPrivateFile(path: string, content: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ProvisionError([code === 'EEXIST' ? `${path} already exists (a key from an earlier run, or something planted there): use it with --key, or remove it first` : `${path}: cannot create the key file: ${code ?? (err as Error).message}`]);
+  }
+  try {
+    fchmodSync(fd, 0o600);
+    writeSync(fd, content);
+    fsyncSync(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile() || (st.mode & 0o077) !== 0) throw new ProvisionError([`${path}: the key file is not a private regular file after writing (mode ${(st.mode & 0o777).toString(8)})`]);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function writeCsr(o: ProvisionOptions, pendingDir: string, pendingKey: string): Promise<ProvisionResult> {
   let keyPem: string;
   if (o.generateKey) {
     keyPem = await generateEcKey();
     mkdirSync(pendingDir, { recursive: true, mode: 0o700 });
-    writeFileSync(pendingKey, keyPem, { mode: 0o600 });
+    writeNewPrivateFile(pendingKey, keyPem);
   } else {
     if (o.key === undefined) throw new ProvisionError(['--csr-only needs --key FILE or --generate-key']);
     keyPem = readInput(o.key, 'private key');
@@ -180,20 +205,35 @@ function parseTemplate(path: string): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-/** The unit file with its @…@ fields filled in. */
+/** A user name as useradd takes it (shadow-utils' default rule), at most 32 characters. */
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?$/;
+/** A path systemd reads as one word: no whitespace, control characters, quotes, `\\` or `%` specifiers. */
+const UNIT_PATH = /^\/[^\s\u0000-\u001f\u007f"'\\%;]*$/;
+
+/** The unit file with its @…@ fields filled in; a value that would change the unit's meaning is refused. */
 export function renderServiceUnit(fields: { node: string; app: string; config: string; dataDir: string; configDir: string; user: string }): string {
+  const problems: string[] = [];
+  if (!USER_NAME.test(fields.user)) problems.push(`--user ${JSON.stringify(fields.user)}: expected a user name as useradd takes it (lower-case letters, digits, _ and -, at most 32 characters)`);
+  for (const [name, value] of Object.entries(fields)) {
+    if (name !== 'user' && !UNIT_PATH.test(value)) problems.push(`${name} ${JSON.stringify(value)}: expected an absolute path without spaces, quotes, control characters, ';' or '%' (systemd would read it differently)`);
+  }
+  if (problems.length > 0) throw new ProvisionError(problems);
   const template = readFileSync(join(projectRoot(), 'provisioning', 'v2c-gateway.service'), 'utf8');
   return template.replace(/@NODE@/g, fields.node).replace(/@APP@/g, fields.app).replace(/@CONFIG@/g, fields.config)
     .replace(/@DATA_DIR@/g, fields.dataDir).replace(/@CONFIG_DIR@/g, fields.configDir).replace(/@USER@/g, fields.user);
+}
+
+function serviceUnit(o: ProvisionOptions): string {
+  return renderServiceUnit({
+    node: process.execPath, app: projectRoot(), config: join(o.configDir, RELEASE_FILES.config), dataDir: o.dataDir, configDir: o.configDir, user: o.serviceUser,
+  });
 }
 
 /** Writes the unit; on a real root (prefix /) also makes the service user, hands it the data and key, and enables the unit. */
 function installService(o: ProvisionOptions, installation: Installation, dataDir: string): string[] {
   const unitPath = under(o.prefix, '/etc/systemd/system/v2c-gateway.service');
   mkdirSync(resolve(unitPath, '..'), { recursive: true });
-  writeFileSync(unitPath, renderServiceUnit({
-    node: process.execPath, app: projectRoot(), config: join(o.configDir, RELEASE_FILES.config), dataDir: o.dataDir, configDir: o.configDir, user: o.serviceUser,
-  }), { mode: 0o644 });
+  writeFileSync(unitPath, serviceUnit(o), { mode: 0o644 });
   if (o.prefix !== '/') return [`service:      ${unitPath} written (prefix ${o.prefix}: systemctl not run)`];
   const run = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
   if (!run('id', ['-u', o.serviceUser]) && !run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--groups', 'dialout', o.serviceUser])) {

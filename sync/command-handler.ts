@@ -3,7 +3,7 @@
 // Anything else gets an error response and a metric; nothing a command says can crash the gateway.
 import type { IncomingMessage, MqttSession } from './mqtt-session.js';
 
-export type CommandResult = 'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic';
+export type CommandResult = 'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic' | 'foreign_response_topic';
 
 export interface CommandActions {
   status(): Promise<Record<string, unknown>>;
@@ -28,6 +28,16 @@ export function commandFilter(vehicleId: string): string {
 export function isCommandTopic(topic: string, vehicleId: string): boolean {
   const parts = topic.split('/');
   return parts.length === 6 && parts[0] === 'v2c' && parts[1] === 'v1' && parts[3] === vehicleId && parts[4] === 'command' && parts[5] === 'request';
+}
+
+/**
+ * Whether a command's answer may go to `responseTopic`: only this vehicle's own command responses
+ * (`v2c/v1/{region}/{vehicle}/command/response`, optionally with a per-request suffix), never a
+ * topic a requester chose to make us publish to (its telemetry, another vehicle's commands).
+ */
+export function isOwnResponseTopic(responseTopic: string, requestTopic: string): boolean {
+  const own = `${requestTopic.slice(0, requestTopic.length - 'request'.length)}response`;
+  return requestTopic.endsWith('/command/request') && (responseTopic === own || (responseTopic.startsWith(`${own}/`) && !/[+#\u0000]/.test(responseTopic)));
 }
 
 /** Parses a request: JSON `{ "command": "...", "args": { ... } }`, or why it is not one. */
@@ -61,6 +71,12 @@ export class CommandHandler {
     const responseTopic = props?.responseTopic;
     const parsed = parseCommand(message.payload);
     const name = typeof parsed === 'string' ? '-' : parsed.command;
+    if (responseTopic !== undefined && !isOwnResponseTopic(responseTopic, message.topic)) {
+      // Neither run nor answered: a requester must not make this vehicle publish where it chooses.
+      this.counts.set(`${name}|foreign_response_topic`, (this.counts.get(`${name}|foreign_response_topic`) ?? 0) + 1);
+      this.log(`command: SECURITY: "${name}" asks for its answer on ${responseTopic}, not this vehicle's command responses; refused`);
+      return;
+    }
     let result: CommandResult;
     let body: Record<string, unknown>;
     if (typeof parsed === 'string') {

@@ -18,6 +18,13 @@ export interface OffloadReceiverOptions {
   maxBodyBytes: number;
 }
 
+/** Bytes of an oversized body read (and dropped) after the 413, so the client can read the answer. */
+const DRAIN_BYTES = 4 << 20;
+const REQUEST_TIMEOUT_MS = 60_000;
+/** After a 413 that ends the reading, the connection is dropped this long after the answer went out. */
+const CLOSE_GRACE_MS = 2_000;
+const HEADERS_TIMEOUT_MS = 20_000;
+
 export class OffloadReceiver {
   readonly counts = { uploads: 0, accepted: 0, refused: 0 };
 
@@ -44,19 +51,54 @@ export class OffloadReceiver {
       if (req.headers['content-type'] !== BATCH_CONTENT_TYPE) return answer(415, { error: `expected ${BATCH_CONTENT_TYPE}` });
       const chunks: Buffer[] = [];
       let size = 0;
-      // An oversized body is read to its end and dropped, so the client gets the 413 rather than a reset.
+      let refused = false;
+      // Too large: 413 at once. A little more of the body is drained so a client still writing
+      // reads its 413 instead of a reset (the gateway splits on 413); past that, the connection goes.
+      const tooLarge = (): void => {
+        if (refused) return;
+        refused = true;
+        chunks.length = 0;
+        res.setHeader('connection', 'close');
+        answer(413, { error: `larger than ${o.maxBodyBytes} bytes` });
+      };
+      const drainLimit = o.maxBodyBytes + DRAIN_BYTES;
+      // Reads no more: the 413 is on its way, the connection half-closed and dropped shortly after,
+      // so the client reads its answer instead of a reset.
+      let stopped = false;
+      const stopReading = (): void => {
+        if (stopped) return;
+        stopped = true;
+        req.pause();
+        res.once('finish', () => {
+          req.socket.end();
+          setTimeout(() => req.socket.destroy(), CLOSE_GRACE_MS).unref();
+        });
+      };
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      if (declared > o.maxBodyBytes) {
+        tooLarge();
+        if (declared > drainLimit) {
+          stopReading();
+          return;
+        }
+      }
       req.on('data', (c: Buffer) => {
         size += c.byteLength;
-        if (size <= o.maxBodyBytes) chunks.push(c);
+        if (size > o.maxBodyBytes) tooLarge();
+        if (size > drainLimit) stopReading();
+        else if (!refused) chunks.push(c);
       });
       req.on('end', () => {
-        if (size > o.maxBodyBytes) return answer(413, { error: `larger than ${o.maxBodyBytes} bytes` });
+        if (refused) return;
         sink.receiveUpload(vehicleId, batchId, Buffer.concat(chunks), headersToProperties(req.headers)).then(
           (problem) => answer(problem === null ? 200 : 400, problem === null ? { batch_id: batchId } : { error: problem }),
           (err: unknown) => answer(500, { error: (err as Error).message }),
         );
       });
     });
+    // A client that declares a body and sends it slowly, or not at all, does not hold a socket for long.
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(o.port, o.host, () => resolve());

@@ -6,7 +6,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { writeFileSync } from 'node:fs';
 import { makePrivateDir } from './private-files.js';
 import { join } from 'node:path';
-import { BatchRejectedError, unpackBatch } from '../proto/batch-packer.js';
+import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';
 import { decodeTelemetry, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 
@@ -19,6 +19,8 @@ export interface SinkOptions {
   acceptedSchemaVersions?: readonly string[];
   filter?: string;
   maxUncompressedBytes?: number;
+  /** Bytes of dead letters written per run at most (default 64 MiB). */
+  maxDeadLetterBytes?: number;
   /** Client certificate, key and CA bundle (PEM texts) for an mqtts:// broker with mutual TLS. */
   tls?: { ca: string; cert: string; key: string };
 }
@@ -30,6 +32,10 @@ export interface SinkCounts {
   duplicates: number;
   rejected: number;
 }
+
+/** Of a refused payload, this much is kept in its dead letter. */
+const DEAD_LETTER_PAYLOAD_BYTES = 1 << 20;
+const DEFAULT_MAX_DEAD_LETTER_BYTES = 64 << 20;
 
 const TOPIC = /^v2c\/v1\/([a-z0-9-]+)\/([A-Za-z0-9_-]+)\/telemetry\/(vehicle|batch)$/;
 
@@ -47,6 +53,9 @@ export class TelemetrySink {
   private readonly seen = new Map<string, number>();
   private queue: Promise<void> = Promise.resolve();
   private rejects = 0;
+  private deadLetterBytes = 0;
+  /** Refusals counted but not written (the directory at its limit, or a write that failed). */
+  deadLettersNotKept = 0;
   private lastMessageAt = Date.now();
   /** Subscriptions made: 1 at start, one more after each reconnect to a broker that had lost the session. */
   subscribed = 0;
@@ -84,11 +93,20 @@ export class TelemetrySink {
 
   /** Time requests answered (the broker time reference of the vehicles). */
   timeAnswers = 0;
+  /** Time requests whose response topic was not the requester's own. */
+  refusedTimeRequests = 0;
 
   /** Answers a vehicle's time request on its response topic: `{"now_ms"}` with the request's correlation data. */
   private answerTime(packet: IPublishPacket): void {
     const { responseTopic, correlationData } = packet.properties ?? {};
     if (responseTopic === undefined) return;
+    // Only the requesting vehicle's own response topic: with the cloud's rights, publishing where a
+    // requester asks would let vehicle 001 write into vehicle 002's command topic (confused deputy).
+    if (responseTopic !== packet.topic.replace(/\/time\/request$/, '/time/response')) {
+      this.refusedTimeRequests++;
+      this.log(`sink: SECURITY: a time request on ${packet.topic} asks for its answer on ${responseTopic}; refused`);
+      return;
+    }
     this.timeAnswers++;
     this.client.publish(responseTopic, JSON.stringify({ now_ms: Date.now() }), { qos: 1, properties: { contentType: 'application/json', ...(correlationData !== undefined ? { correlationData } : {}) } });
   }
@@ -192,11 +210,32 @@ export class TelemetrySink {
     }
   }
 
+  /**
+   * Counts a refusal and keeps it for inspection. Bounded: a payload is kept up to
+   * DEAD_LETTER_PAYLOAD_BYTES (with its size and digest), and the directory up to
+   * `maxDeadLetterBytes` per run; past that only the count and a log line remain.
+   */
   private reject(topic: string, payload: Buffer, props: Record<string, string | string[]>, reason: string, detail: string): void {
     this.counts.received++;
     this.counts.rejected++;
+    const kept = payload.subarray(0, DEAD_LETTER_PAYLOAD_BYTES);
+    const letter = JSON.stringify({
+      reason, detail, topic, userProperties: props, payloadBytes: payload.byteLength, payloadSha256: sha256Hex(payload),
+      ...(kept.byteLength < payload.byteLength ? { payloadTruncated: true } : {}), payloadBase64: kept.toString('base64'),
+    }, null, 1);
+    if (this.deadLetterBytes + letter.length > (this.options.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES)) {
+      this.deadLettersNotKept++;
+      this.log(`sink: rejected (${reason}): ${detail}; not kept (the dead-letter directory is at its ${this.options.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES}-byte limit)`);
+      return;
+    }
     const file = join(this.options.deadLetterDir, `${new Date().toISOString().replaceAll(':', '-')}-${++this.rejects}-${reason}.json`);
-    writeFileSync(file, JSON.stringify({ reason, detail, topic, userProperties: props, payloadBase64: payload.toString('base64') }, null, 1), { mode: 0o600 });
-    this.log(`sink: rejected (${reason}): ${detail}; kept in ${file}`);
+    try {
+      writeFileSync(file, letter, { mode: 0o600 });
+      this.deadLetterBytes += letter.length;
+      this.log(`sink: rejected (${reason}): ${detail}; kept in ${file}`);
+    } catch (err) {
+      this.deadLettersNotKept++;
+      this.log(`sink: rejected (${reason}): ${detail}; cannot keep it in ${file}: ${(err as Error).message}`);
+    }
   }
 }

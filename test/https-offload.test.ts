@@ -1,10 +1,12 @@
 // WiFi offload over HTTPS with mutual TLS: the gateway PUTs batches to the bench receiver, which
 // hands them to the same sink that reads MQTT, so records delivered by either path count once.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { systemClock } from '../gateway/clock.js';
 import { BENCH_OTHER_VEHICLE_ID, BENCH_VEHICLE_ID } from '../provisioning/dev-pki.js';
-import { packBatch } from '../proto/batch-packer.js';
+import { BATCH_CONTENT_TYPE, packBatch } from '../proto/batch-packer.js';
 import { ClockCorrector } from '../sync/clock-corrector.js';
 import { HttpsOffloadUploader, UploadError } from '../sync/https-offload.js';
 import { BenchLinkMonitor } from '../sync/link-monitor.js';
@@ -150,5 +152,50 @@ t.test('HTTPS offload', async (t) => {
     t.teardown(() => back.close());
     await waitUntil('delivery once it is back', () => ids.every((id) => rig.seen.has(id)), 15_000, logs);
     await gateway.stop(0);
+  });
+
+  t.test('the receiver bounds what a client sends: a declared 10 GB and a 40 MiB body get their 413 without being read; dead letters are bounded', async (t) => {
+    const serverTls = { ca: read(rig.pki.ca.cert), cert: read(rig.pki.broker.cert), key: read(rig.pki.broker.key) };
+    const bounded = await OffloadReceiver.start(rig.sink, { host: '127.0.0.1', port: 0, basePath: '/v1/vehicles', maxBodyBytes: 1 << 20, tls: serverTls }, () => undefined);
+    t.teardown(() => bounded.close());
+    const device = { ca: serverTls.ca, cert: read(rig.pki.devices.valid.cert), key: read(rig.pki.devices.valid.key) };
+    /** A PUT that declares `declared` bytes and writes `body` bytes of them (as fast as the server takes them). */
+    const put = (declared: number, body: number): Promise<{ status: number | null; written: number; closed: boolean }> => new Promise((resolve) => {
+      let written = 0;
+      let status: number | null = null;
+      const req = httpsRequest({
+        host: '127.0.0.1', port: bounded.port, method: 'PUT', path: `/v1/vehicles/${BENCH_VEHICLE_ID}/batches/bomb`, ...device,
+        headers: { 'content-type': BATCH_CONTENT_TYPE, 'content-length': String(declared) },
+      });
+      const finish = (closed: boolean): void => resolve({ status, written, closed });
+      req.on('response', (res) => { status = res.statusCode ?? null; res.resume(); res.on('end', () => finish(true)); res.on('error', () => finish(true)); });
+      req.on('error', () => finish(true));
+      req.flushHeaders();
+      const chunk = Buffer.alloc(256 * 1024);
+      const pump = (): void => {
+        while (written < body && status === null) {
+          written += chunk.length;
+          if (!req.write(chunk)) { req.once('drain', pump); return; }
+        }
+      };
+      pump();
+    });
+    const started = Date.now();
+    const huge = await put(10 * 2 ** 30, 0);
+    t.equal(huge.status, 413, 'a declared 10 GB body: 413 at once');
+    t.ok(Date.now() - started < 20_000, 'without waiting for the body');
+    const big = await put(40 << 20, 40 << 20);
+    t.equal(big.status, 413, 'a 40 MiB body: 413');
+    t.ok(big.written < 40 << 20, `the client stopped after ${(big.written / 2 ** 20).toFixed(1)} MiB: the receiver did not read it all`);
+
+    const dir = join(rig.dir, 'bounded-dl');
+    const small = await TelemetrySink.start({ url: rig.broker.url, clientId: 'bounded-sink', deadLetterDir: dir, dedupWindowMs: 60_000, tls: rig.cloudTls, filter: 'v2c/v1/none/+/telemetry/#', maxDeadLetterBytes: 3 << 20 });
+    t.teardown(() => small.close());
+    // Refused uploads of 1 MiB of noise each: every one counted, the directory kept within its bound.
+    for (let i = 0; i < 6; i++) t.not(await small.receiveUpload(BENCH_VEHICLE_ID, `noise-${i}`, randomBytes(1 << 20), { compression: 'zstd', sha256: 'x' }), null);
+    t.equal(small.counts.rejected, 6, 'six refusals counted');
+    const bytes = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+    t.ok(bytes <= 3 << 20, `the dead-letter directory holds ${(bytes / 2 ** 20).toFixed(1)} MiB, within its 3 MiB`);
+    t.ok(small.deadLettersNotKept > 0, `${small.deadLettersNotKept} refusals counted but not written`);
   });
 });
