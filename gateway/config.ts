@@ -298,7 +298,7 @@ export function loadConfigFile(path: string): GatewayConfig {
   try {
     text = readInputFile(path, MAX_CONFIG_BYTES).toString('utf8');
   } catch (err) {
-    throw new ConfigError(path, [(err as Error).message]);
+    throw new ConfigError(path, [`cannot read: ${(err as Error).message}`]);
   }
   let raw: unknown;
   try {

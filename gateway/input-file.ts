@@ -22,7 +22,7 @@ export function readInputFile(path: string, maxBytes: number): Buffer {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    throw new InputFileError(`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new InputFileError((err as NodeJS.ErrnoException).code ?? (err as Error).message);
   }
   try {
     const stat = fstatSync(fd);

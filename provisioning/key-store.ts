@@ -50,7 +50,7 @@ export class FileKeyStore implements DeviceKeyStore {
       try {
         return readInputFile(file, MAX_PEM_BYTES).toString('utf8');
       } catch (err) {
-        throw new CredentialError([{ code, file, message: (err as Error).message }]);
+        throw new CredentialError([{ code, file, message: `cannot read: ${(err as Error).message}` }]);
       }
     };
     const keyPem = read(this.files.key, 'KEY_UNREADABLE');

@@ -3,7 +3,7 @@
 // CSR flow, and the systemd unit.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '../gateway/config.js';
@@ -135,4 +135,39 @@ t.test('systemd unit: restart policy, watchdog, dedicated user, hardening; syste
   const complaints = `${verify.stdout}${verify.stderr}`.split('\n').filter((l) => l.includes('v2c-gateway.service'));
   t.same(complaints, [], 'systemd-analyze verify has nothing to say about the unit');
   t.equal(verify.status, 0, `systemd-analyze verify exit 0 (${verify.stderr.trim().slice(0, 300)})`);
+});
+
+t.test('--generate-key never writes through a planted symlink or into an existing file', async (t) => {
+  const root = join(dir, 'planted');
+  const pending = join(root, 'etc', 'v2c-gateway', 'pending');
+  mkdirSync(pending, { recursive: true });
+  const target = join(dir, 'planted-target');
+  writeFileSync(target, 'not a key\n', { mode: 0o644 });
+  symlinkSync(target, join(pending, 'device.key'));
+  const r = run(['--vehicle-id', BENCH_VEHICLE_ID, '--generate-key', '--csr-only', '--prefix', root]);
+  t.not(r.status, 0, 'refused');
+  t.match(r.stderr, /pending\/device\.key already exists .*use it with --key, or remove it first/, 'one line says why');
+  t.equal(readFileSync(target, 'utf8'), 'not a key\n', 'the symlink target is untouched (no key written through it)');
+  t.equal(statSync(target).mode & 0o777, 0o644);
+  rmSync(join(pending, 'device.key'));
+  writeFileSync(join(pending, 'device.key'), 'an existing file\n', { mode: 0o644 });
+  const again = run(['--vehicle-id', BENCH_VEHICLE_ID, '--generate-key', '--csr-only', '--prefix', root]);
+  t.not(again.status, 0, 'an existing (0644) file is not overwritten with a key either');
+  t.equal(readFileSync(join(pending, 'device.key'), 'utf8'), 'an existing file\n');
+  rmSync(join(pending, 'device.key'));
+  const fresh = run(['--vehicle-id', BENCH_VEHICLE_ID, '--generate-key', '--csr-only', '--prefix', root]);
+  t.equal(fresh.status, 0, fresh.stderr);
+  t.equal(statSync(join(pending, 'device.key')).mode & 0o777, 0o600, 'a fresh key is 0600');
+});
+
+t.test('--user and unit values that would inject lines into the systemd unit are refused before anything is installed', async (t) => {
+  const before = snapshot();
+  for (const user of ['v2c\nExecStartPre=/bin/sh -c id', 'root;id', 'Upper', '-dash', 'a'.repeat(33), '']) {
+    const r = install('valid', [`--user=${user}`]);
+    t.not(r.status, 0, `--user ${JSON.stringify(user)} refused`);
+    t.match(r.stderr, /--user .*expected a user name as useradd takes it/);
+  }
+  t.same(snapshot(), before, 'the installation is byte for byte what it was');
+  t.throws(() => renderServiceUnit({ node: '/usr/bin/node', app: '/opt/v2c gateway', config: '/etc/v2c/gateway.yaml', dataDir: '/var/lib/v2c', configDir: '/etc/v2c', user: 'v2c' }), /app "\/opt\/v2c gateway": expected an absolute path without spaces/);
+  t.throws(() => renderServiceUnit({ node: '/usr/bin/node', app: '/opt/v2c', config: '/etc/v2c/gateway.yaml\nExecStartPre=/bin/id', dataDir: '/var/lib/v2c', configDir: '/etc/v2c', user: 'v2c' }), /config .*expected an absolute path/);
 });
