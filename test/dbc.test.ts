@@ -258,3 +258,38 @@ t.test('real production DBC files parse and decode plausibly', { skip: existsSyn
   const sp1 = toyota.messages.find((m) => m.id === 0xb4);
   t.ok(sp1 !== undefined, 'SP1 vehicle speed message present');
 });
+
+t.test('extended multiplexing: SG_MUL_VAL_ switches, nested mNM multiplexors, several value ranges', async (t) => {
+  const db = parseDbc(HEADER + `BO_ 100 Ext: 3 ECU
+ SG_ S0 M : 0|8@1+ (1,0) [0|0] "" ECU
+ SG_ S1 m1M : 8|8@1+ (1,0) [0|0] "" ECU
+ SG_ A m2 : 16|8@1+ (1,0) [0|0] "" ECU
+ SG_ B m3 : 16|8@1+ (1,0) [0|0] "" ECU
+ SG_ C m0 : 8|8@1+ (1,0) [0|0] "" ECU
+
+SG_MUL_VAL_ 100 S1 S0 1-1;
+SG_MUL_VAL_ 100 A S1 2-2;
+SG_MUL_VAL_ 100 B S1 3-5, 7-7;
+SG_MUL_VAL_ 100 C S0 0-0, 4 - 6;
+`, 'ext.dbc');
+  t.same(db.warnings, []);
+  const decoder = new DbcDecoder(db);
+  const rows: Array<[string, Record<string, number>]> = [
+    ['010209', { S0: 1, S1: 2, A: 9 }],
+    ['010409', { S0: 1, S1: 4, B: 9 }],
+    ['010709', { S0: 1, S1: 7, B: 9 }],
+    ['010609', { S0: 1, S1: 6 }],
+    ['024d09', { S0: 2 }],
+    ['054d09', { S0: 5, C: 77 }],
+    ['004d09', { S0: 0, C: 77 }],
+  ];
+  for (const [hex, expected] of rows) {
+    const d = decoder.decode(frame(100, hex), false);
+    t.same(d instanceof DecodeError ? d.reason : d.signals, expected, `${hex}: only the selected branch`);
+  }
+  const cyclic = parseDbc(HEADER + 'BO_ 1 M: 2 ECU\n SG_ X m1M : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y m1M : 8|8@1+ (1,0) [0|0] "" ECU\n' + GOOD + 'SG_MUL_VAL_ 1 X Y 1-1;\nSG_MUL_VAL_ 1 Y X 1-1;\n', 'cyc.dbc');
+  t.same(cyclic.messages.map((m) => m.name), ['Good'], 'switches selecting each other: the message is refused');
+  t.match(cyclic.warnings.join('\n'), /cyc\.dbc:11: the multiplexors of M select each other/);
+  const notSwitch = parseDbc(HEADER + 'BO_ 1 M: 2 ECU\n SG_ X m1 : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y : 8|8@1+ (1,0) [0|0] "" ECU\n' + GOOD + 'SG_MUL_VAL_ 1 X Y 1-1;\n', 'ns.dbc');
+  t.match(notSwitch.warnings.join('\n'), /ns\.dbc:16: SG_MUL_VAL_ names Y as the switch of X, but it is not a multiplexor \(M\) of M; message M \(0x1\) refused/);
+});

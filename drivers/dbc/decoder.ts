@@ -31,7 +31,13 @@ interface CompiledSignal {
   factor: number;
   offset: number;
   choices: Map<number, string> | null;
+  isSwitch: boolean;
+  /** Index (in the compiled order) of the switch that selects this signal; -1 for a plain signal. */
+  switchIndex: number;
+  /** Selected when the switch's raw value is this (`mN`)… */
   multiplexValue: number | null;
+  /** …or in one of these inclusive [lo, hi] pairs (SG_MUL_VAL_). */
+  ranges: Float64Array | null;
   /** Flat (byte, shift, mask, destination bit) quadruples for value bits 0-31, then 32-63. */
   lo: Int32Array;
   hi: Int32Array;
@@ -39,15 +45,20 @@ interface CompiledSignal {
 
 interface CompiledMessage {
   message: DbcMessage;
+  /** In the DBC's order (the order of the decoded output). */
   signals: CompiledSignal[];
-  multiplexer: CompiledSignal | null;
+  /** Indices of the switches, each after the switch that selects it. */
+  switchOrder: Int32Array;
+  /** Per-decode scratch: whether each signal is present, and each switch's raw value. */
+  present: Uint8Array;
+  switchValues: Float64Array;
 }
 
 const TWO_32 = 4294967296;
 // Scratch for reinterpreting raw bits as IEEE floats; shared, so decoding stays allocation-free.
 const scratch = new DataView(new ArrayBuffer(8));
 
-function compileSignal(sig: DbcSignal): CompiledSignal {
+function compileSignal(sig: DbcSignal, switchIndex: number): CompiledSignal {
   const bits = signalBitPositions(sig);
   const lo: number[] = [];
   const hi: number[] = [];
@@ -63,7 +74,8 @@ function compileSignal(sig: DbcSignal): CompiledSignal {
   }
   return {
     name: sig.name, length: sig.length, signed: sig.signed, valueType: sig.valueType, factor: sig.factor, offset: sig.offset,
-    choices: sig.choices, multiplexValue: sig.multiplexValue, lo: Int32Array.from(lo), hi: Int32Array.from(hi),
+    choices: sig.choices, isSwitch: sig.isMultiplexer, switchIndex, multiplexValue: sig.multiplexValue,
+    ranges: sig.multiplexer === null ? null : Float64Array.from(sig.multiplexer.ranges.flat()), lo: Int32Array.from(lo), hi: Int32Array.from(hi),
   };
 }
 
@@ -115,6 +127,42 @@ function physical(sig: CompiledSignal, raw: number | bigint, choices: boolean): 
   return raw * sig.factor + sig.offset;
 }
 
+/** 1 when `sig` is in this frame: plain, or its switch is present with a value that selects it (`mN`, or a SG_MUL_VAL_ range). */
+function isPresent(sig: CompiledSignal, present: Uint8Array, switchValues: Float64Array): number {
+  if (sig.switchIndex < 0) return 1;
+  if (sig.switchIndex >= present.length || present[sig.switchIndex] !== 1) return 0;
+  const v = switchValues[sig.switchIndex] as number;
+  const r = sig.ranges;
+  if (r === null) return sig.multiplexValue === v ? 1 : 0;
+  for (let k = 0; k < r.length; k += 2) if (v >= (r[k] as number) && v <= (r[k + 1] as number)) return 1;
+  return 0;
+}
+
+/**
+ * A message's signals, each knowing its switch: the SG_MUL_VAL_ one (extended multiplexing, nested
+ * `mNM` switches included), or else the message's top-level `M` switch; and the order in which the
+ * switches are read (a switch after the one that selects it; the parser refuses cycles).
+ */
+function compileMessage(message: DbcMessage): { signals: CompiledSignal[]; switchOrder: Int32Array } {
+  const all = message.signals;
+  const topSwitch = all.find((s) => s.isMultiplexer && s.multiplexValue === null && s.multiplexer === null);
+  const switchOf = (s: DbcSignal): number => {
+    if (s.multiplexer !== null) return all.findIndex((x) => x.name === s.multiplexer?.switchName);
+    if (s.multiplexValue === null || s === topSwitch) return -1;
+    // `mN` without any `M` in the message: never present.
+    return topSwitch === undefined ? all.length : all.indexOf(topSwitch);
+  };
+  const signals = all.map((s) => compileSignal(s, switchOf(s)));
+  const order: number[] = [];
+  const visit = (i: number): void => {
+    if (i < 0 || i >= all.length || order.includes(i)) return;
+    visit((signals[i] as CompiledSignal).switchIndex);
+    order.push(i);
+  };
+  signals.forEach((sig, i) => { if (sig.isSwitch) visit(i); });
+  return { signals, switchOrder: Int32Array.from(order.filter((i) => (signals[i] as CompiledSignal).isSwitch)) };
+}
+
 function key(id: number, extended: boolean): number {
   return extended ? id + 0x20000000 : id;
 }
@@ -125,9 +173,8 @@ export class DbcDecoder {
 
   constructor(readonly db: DbcDatabase) {
     for (const message of db.messages) {
-      const signals = message.signals.map(compileSignal);
-      const muxIndex = message.signals.findIndex((s) => s.isMultiplexer && s.multiplexValue === null);
-      this.messages.set(key(message.id, message.extended), { message, signals, multiplexer: muxIndex >= 0 ? (signals[muxIndex] as CompiledSignal) : null });
+      const { signals, switchOrder } = compileMessage(message);
+      this.messages.set(key(message.id, message.extended), { message, signals, switchOrder, present: new Uint8Array(signals.length), switchValues: new Float64Array(signals.length) });
     }
   }
 
@@ -148,10 +195,18 @@ export class DbcDecoder {
     if (frame.rtr) return new DecodeError('remote-frame', `remote frame for ${msg.name}: carries no data`);
     if (frame.data.length !== msg.length) return new DecodeError('wrong-length', `${msg.name} (0x${frame.id.toString(16).toUpperCase()}) has ${msg.length} bytes in the DBC but the frame has ${frame.data.length}`);
     const data = frame.data;
-    const mux = compiled.multiplexer === null ? null : Number(rawValue(compiled.multiplexer, data));
+    const { signals, switchOrder, present, switchValues } = compiled;
+    // Switches first (outer before inner), then every signal in the DBC's order.
+    for (let k = 0; k < switchOrder.length; k++) {
+      const i = switchOrder[k] as number;
+      const sw = signals[i] as CompiledSignal;
+      present[i] = isPresent(sw, present, switchValues);
+      if (present[i] === 1) switchValues[i] = Number(rawValue(sw, data));
+    }
     const out: Record<string, SignalValue> = {};
-    for (const sig of compiled.signals) {
-      if (sig.multiplexValue !== null && sig.multiplexValue !== mux) continue;
+    for (let i = 0; i < signals.length; i++) {
+      const sig = signals[i] as CompiledSignal;
+      if (sig.isSwitch ? present[i] === 0 : isPresent(sig, present, switchValues) === 0) continue;
       out[sig.name] = physical(sig, rawValue(sig, data), choices);
     }
     return { name: msg.name, id: msg.id, extended: msg.extended, signals: out };

@@ -40,6 +40,11 @@ export interface DbcSignal {
   isMultiplexer: boolean;
   /** The multiplexer value that selects this signal (`mN`), or null for plain signals. */
   multiplexValue: number | null;
+  /**
+   * Extended multiplexing (`SG_MUL_VAL_`): the switch signal that selects this one and the raw
+   * value ranges (inclusive) that do; null for simple multiplexing (the message's one `M` switch).
+   */
+  multiplexer: { switchName: string; ranges: Array<[number, number]> } | null;
   /** Value table (`VAL_`): raw value → name. */
   choices: Map<number, string> | null;
   line: number;

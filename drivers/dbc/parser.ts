@@ -19,12 +19,12 @@ interface Token {
 const SKIPPED = new Set([
   'CM_', 'BA_DEF_', 'BA_', 'BA_DEF_DEF_', 'VAL_TABLE_', 'BO_TX_BU_', 'SIG_GROUP_', 'EV_', 'ENVVAR_DATA_',
   'SGTYPE_', 'SGTYPE_VAL_', 'BA_DEF_SGTYPE_', 'BA_SGTYPE_', 'SIG_TYPE_REF_', 'BA_DEF_REL_', 'BA_REL_',
-  'BA_DEF_DEF_REL_', 'BU_SG_REL_', 'BU_EV_REL_', 'BU_BO_REL_', 'SG_MUL_VAL_', 'CAT_DEF_', 'CAT_', 'FILTER',
+  'BA_DEF_DEF_REL_', 'BU_SG_REL_', 'BU_EV_REL_', 'BU_BO_REL_', 'CAT_DEF_', 'CAT_', 'FILTER',
   'SIGTYPE_VALTYPE_', 'EV_DATA_', 'NS_DESC_',
 ]);
 
 /** Keywords of the statements the parser reads itself. */
-const READ = new Set(['VERSION', 'NS_', 'BS_', 'BU_', 'BO_', 'SG_', 'VAL_', 'SIG_VALTYPE_']);
+const READ = new Set(['VERSION', 'NS_', 'BS_', 'BU_', 'BO_', 'SG_', 'VAL_', 'SIG_VALTYPE_', 'SG_MUL_VAL_']);
 /** A line inside a string that starts like one of these is a statement: the string was never closed. */
 const STATEMENT_START = /^[ \t]*(BO_|SG_|CM_|BA_|BA_DEF_|BA_DEF_DEF_|VAL_|VAL_TABLE_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_)[ \t]/;
 
@@ -193,6 +193,7 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
   const valueTypes: Array<{ id: number; signal: string; type: number; line: number }> = [];
   const choices: Array<{ id: number; signal: string; table: Map<number, string>; line: number }> = [];
   const longNames: LongName[] = [];
+  const extendedMux: Array<{ id: number; signal: string; switchName: string; ranges: Array<[number, number]>; line: number }> = [];
   let current: DbcMessage | null = null;
   let skippingMessage = false;
   let statements = 0;
@@ -286,6 +287,22 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
           valueTypes.push({ id, signal, type, line: tok.line });
           break;
         }
+        case 'SG_MUL_VAL_': {
+          const id = r.integer('a message id');
+          const signal = r.ident('a multiplexed signal name');
+          const switchName = r.ident('its multiplexor switch name');
+          const ranges: Array<[number, number]> = [];
+          do {
+            const lo = r.integer('a range start');
+            // `3-5` is read as the numbers 3 and -5 (or 3, '-', 5 when spaced).
+            r.optionalPunct('-');
+            const hi = Math.abs(r.integer('a range end'));
+            ranges.push([lo, hi]);
+          } while (r.optionalPunct(','));
+          r.punct(';');
+          extendedMux.push({ id, signal, switchName, ranges, line: tok.line });
+          break;
+        }
         case 'BA_': {
           const longName = readLongName(r, tok);
           if (longName !== null) longNames.push(longName);
@@ -325,14 +342,29 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
       sig.valueType = v.type === 1 ? 'float32' : 'double';
     } else if (v.type !== 0) refuse(msg, `${file}:${v.line}: SIG_VALTYPE_ ${v.type}: expected 0, 1 or 2`);
   }
+  for (const c of choices) {
+    const sig = find(c.id, c.signal, c.line, 'VAL_');
+    if (sig !== undefined) sig.choices = c.table;
+  }
+  for (const m of extendedMux) {
+    const sig = find(m.id, m.signal, m.line, 'SG_MUL_VAL_');
+    const msg = byId.get(normaliseId(m.id, m.line, db).id);
+    if (sig === undefined || msg === undefined) continue;
+    const sw = msg.signals.find((s) => s.name === m.switchName);
+    if (sw === undefined || !sw.isMultiplexer) {
+      refuse(msg, `${file}:${m.line}: SG_MUL_VAL_ names ${m.switchName} as the switch of ${m.signal}, but it is not a multiplexor (M) of ${msg.name}`);
+      continue;
+    }
+    sig.multiplexer = { switchName: m.switchName, ranges: m.ranges };
+  }
+  for (const msg of [...byId.values()]) {
+    const cycle = multiplexCycle(msg);
+    if (cycle !== null) refuse(msg, `${file}:${msg.line}: the multiplexors of ${msg.name} select each other (${cycle})`);
+  }
   for (const msg of refused) {
     const at = db.messages.indexOf(msg);
     if (at >= 0) db.messages.splice(at, 1);
     byId.delete(msg.id);
-  }
-  for (const c of choices) {
-    const sig = find(c.id, c.signal, c.line, 'VAL_');
-    if (sig !== undefined) sig.choices = c.table;
   }
   applyLongNames(longNames, byId, db);
   if (db.messages.length === 0) {
@@ -340,6 +372,19 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
     throw new DbcSyntaxError(file, r.lastLine, `no usable message (BO_) in the file${why}`);
   }
   return db;
+}
+
+/** A chain of SG_MUL_VAL_ switches that comes back to itself, or null. */
+function multiplexCycle(msg: DbcMessage): string | null {
+  const byName = new Map(msg.signals.map((s) => [s.name, s]));
+  for (const start of msg.signals) {
+    const seen: string[] = [];
+    for (let s: DbcSignal | undefined = start; s?.multiplexer != null; s = byName.get(s.multiplexer.switchName)) {
+      if (seen.includes(s.name)) return [...seen, s.name].join(' -> ');
+      seen.push(s.name);
+    }
+  }
+  return null;
 }
 
 interface LongName {
@@ -444,7 +489,7 @@ function readSignal(r: TokenReader, tok: Token): DbcSignal {
   if (length < 1 || length > 64) throw new DbcSyntaxError(r.file, tok.line, `signal ${name} length ${length}: expected 1-64 bits`);
   return {
     name, startBit, length, littleEndian: orderTok.text === '1', signed: signTok.text === '-', valueType: 'integer',
-    factor, offset, min, max, unit, receivers, isMultiplexer, multiplexValue, choices: null, line: tok.line,
+    factor, offset, min, max, unit, receivers, isMultiplexer, multiplexValue, multiplexer: null, choices: null, line: tok.line,
   };
 }
 
