@@ -111,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
       const format = String(a.values.format);
       if (format !== 'candump' && format !== 'slcan') throw new UsageError(`--format ${format}: expected candump or slcan`);
       const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
+      for (const warning of decoder?.db.warnings ?? []) process.stderr.write(`v2c-gateway: dbc: ${warning}\n`);
       const input = openTrace(a.positionals[0] ?? '-');
       const out: string[] = [];
       // `decode … | head` closes the pipe early: that ends the command quietly, as it does for cat.

@@ -48,7 +48,14 @@ t.test('a corrupt DBC or a bad option exits non-zero with one clear line', async
   writeFileSync(bad, 'VERSION ""\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0 "" ECU\n');
   const r = run(['decode', '--dbc', bad, '-'], '');
   t.equal(r.status, 1);
-  t.equal(r.stderr.trim(), `v2c-gateway: ${bad}:3: expected ']', found string ""`);
+  t.equal(r.stderr.trim(), `v2c-gateway: ${bad}:3: no usable message (BO_) in the file; 1 problem(s), the first: ${bad}:3: expected ']', found string ""; message M (0x1) refused`);
+  // One broken message among good ones: decoded with the rest, the skip said on stderr.
+  const partial = join(dir, 'partial.dbc');
+  writeFileSync(partial, 'VERSION ""\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0 "" ECU\nBO_ 2 N: 1 ECU\n SG_ T : 0|8@1+ (1,0) [0|0] "" ECU\n');
+  const p = run(['decode', '--dbc', partial, '-'], '(1.0) can0 002#2A\n');
+  t.equal(p.status, 0);
+  t.match(p.stdout, /"name":"N","signals":\{"T":42\}/);
+  t.equal(p.stderr.trim(), `v2c-gateway: dbc: ${partial}:3: expected ']', found string ""; message M (0x1) refused`);
   const u = run(['decode', '--format', 'asc', '-'], '');
   t.equal(u.status, 2);
   t.match(u.stderr, /--format asc: expected candump or slcan/);
