@@ -3,7 +3,7 @@
 // plausible calendar range are refused; a frame that jumps away from the trace's timeline is held
 // until `confirmFrames` frames in a row agree on the new timeline (a real gap in the recording: all
 // released, nothing lost) or dropped as an outlier. Pure: no I/O, no clock.
-import { EARLIEST_RECORD_MS, LATEST_RECORD_MS } from '../proto/record-validation.js';
+import { EARLIEST_RECORD_MS, LATEST_RECORD_MS } from '../proto/record-time.js';
 import { type CanFrame, MalformedLine } from './can-frame.js';
 /** Frames of one bus interleaved from several interfaces may step back a little. */
 const BACKWARD_TOLERANCE_MS = 1000;

@@ -3,24 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
-import { ConfigError, loadConfigFile, referenceVehicleConfig } from './config.js';
-import { DbcLoadError, loadDecoder, startGateway } from './gateway.js';
-import { decodeLine } from './decode-command.js';
-import { MAX_TRACE_LINE_CHARS, openTrace } from '../drivers/trace-source.js';
-import { readBoundedLines } from '../drivers/line-reader.js';
-import { runSimulator } from '../drivers/slcan-adapter-simulator.js';
-import { systemClock } from './clock.js';
 import { projectRoot } from './project-root.js';
-import { runDemo } from './demo.js';
-import { serviceNotifier } from './service-notify.js';
-import { SlcanConfigError } from '../drivers/slcan-serial-source.js';
-import { StoreLockedError } from '../sync/store-lock.js';
-import { StorageError } from '../sync/storage-errors.js';
-import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
-import { OffloadReceiver } from '../sync/offload-receiver.js';
-import { BENCH_CLOUD_CN, BENCH_VEHICLE_ID, createDevPki } from '../provisioning/dev-pki.js';
-import { provision, ProvisionError } from '../provisioning/provision.js';
-import { CredentialError } from '../provisioning/credential-checks.js';
+// Every other module is imported by the command that needs it: `decode` must not load rxdb, mqtt
+// or zstd (start-up CPU on a Pi, and a native binary that may be missing on armv7).
 
 const USAGE = `usage: v2c-gateway <command> [options]
 
@@ -79,6 +64,9 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const a = args(rest, { config: { type: 'string' } });
       if (a.values.config === undefined) throw new UsageError('run needs --config FILE');
+      const [{ loadConfigFile }, { startGateway }, { systemClock }, { serviceNotifier }] = await Promise.all([
+        import('./config.js'), import('./gateway.js'), import('./clock.js'), import('./service-notify.js'),
+      ]);
       const config = loadConfigFile(String(a.values.config));
       const gateway = await startGateway(config, systemClock, logJson);
       const service = serviceNotifier(process.env, logJson);
@@ -110,6 +98,9 @@ async function main(argv: string[]): Promise<number> {
       const a = args(rest, { dbc: { type: 'string' }, format: { type: 'string', default: 'candump' } });
       const format = String(a.values.format);
       if (format !== 'candump' && format !== 'slcan') throw new UsageError(`--format ${format}: expected candump or slcan`);
+      const [{ loadDecoder }, { decodeLine }, { MAX_TRACE_LINE_CHARS, openTrace }, { readBoundedLines }] = await Promise.all([
+        import('./dbc-loader.js'), import('./decode-command.js'), import('../drivers/trace-source.js'), import('../drivers/line-reader.js'),
+      ]);
       const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
       for (const warning of decoder?.db.warnings ?? []) process.stderr.write(`v2c-gateway: dbc: ${warning}\n`);
       const input = openTrace(a.positionals[0] ?? '-');
@@ -131,6 +122,7 @@ async function main(argv: string[]): Promise<number> {
     case 'simulate': {
       const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false }, 'ignition-file': { type: 'string' } });
       if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
+      const [{ runSimulator }, { systemClock }] = await Promise.all([import('../drivers/slcan-adapter-simulator.js'), import('./clock.js')]);
       const result = await runSimulator({
         port: String(a.values.port),
         trace: a.values.trace === undefined ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz') : String(a.values.trace),
@@ -143,6 +135,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const a = args(rest, { speed: { type: 'string' } });
+      const { runDemo } = await import('./demo.js');
       return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
     }
     case 'sink': {
@@ -156,11 +149,12 @@ async function main(argv: string[]): Promise<number> {
       if (String(a.values.url).startsWith('mqtts://') !== tlsFiles.every((f) => f !== undefined)) throw new UsageError('sink: an mqtts:// url needs --ca, --cert and --key (and mqtt:// none of them)');
       const tls = a.values.ca === undefined ? undefined : { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values.cert), 'utf8'), key: readFileSync(String(a.values.key), 'utf8') };
       const idleExitMs = a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
+      const [{ sinkSummary, TelemetrySink }, { OffloadReceiver }] = await Promise.all([import('../sync/telemetry-sink.js'), import('../sync/offload-receiver.js')]);
       const sink = await TelemetrySink.start({
         url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
         dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),
       }, (m) => process.stderr.write(`${m}\n`));
-      let offload: OffloadReceiver | null = null;
+      let offload: Awaited<ReturnType<typeof OffloadReceiver.start>> | null = null;
       if (a.values['offload-port'] !== undefined) {
         if (a.values.ca === undefined || a.values['server-cert'] === undefined || a.values['server-key'] === undefined) {
           throw new UsageError('sink --offload-port needs --ca (the devices\' CA), --server-cert and --server-key');
@@ -197,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function provisionCommand(argv: string[]): Promise<number> {
+  const { BENCH_CLOUD_CN, BENCH_VEHICLE_ID, createDevPki } = await import('../provisioning/dev-pki.js');
   if (argv[0] === 'dev-pki') {
     const a = args(argv.slice(1), { out: { type: 'string' }, 'vehicle-id': { type: 'string', default: BENCH_VEHICLE_ID } });
     if (a.values.out === undefined) throw new UsageError('provision dev-pki needs --out DIR');
@@ -221,6 +216,7 @@ async function provisionCommand(argv: string[]): Promise<number> {
   if (v['vehicle-id'] === undefined) throw new UsageError('provision needs --vehicle-id VIN');
   if (v.broker === undefined && v['generate-key'] !== true && v['csr-only'] !== true) throw new UsageError('provision needs --broker mqtts://HOST:PORT');
   const optional = (x: unknown): string | undefined => (x === undefined ? undefined : resolve(String(x)));
+  const { provision } = await import('../provisioning/provision.js');
   const result = await provision({
     vehicleId: String(v['vehicle-id']), region: String(v.region), model: String(v.model), broker: String(v.broker ?? ''),
     ca: optional(v.ca), cert: optional(v.cert), key: optional(v.key), generateKey: v['generate-key'] === true, csrOnly: v['csr-only'] === true,
@@ -231,13 +227,17 @@ async function provisionCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Our typed errors (ConfigError, DbcLoadError, StorageError, …) carry an upper-case code: their message is the whole story. */
+function isExplained(err: unknown): err is Error & { code: string } {
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code);
+}
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
-    else if (err instanceof ConfigError || err instanceof DbcLoadError || err instanceof SlcanConfigError || err instanceof StorageError || err instanceof ProvisionError || err instanceof CredentialError || err instanceof StoreLockedError) {
-      process.stderr.write(`v2c-gateway: ${err.message}\n`);
-    }
+    else if (isExplained(err)) process.stderr.write(`v2c-gateway: ${err.message}\n`);
     else process.stderr.write(`v2c-gateway: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },

@@ -2,10 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { concatMap, filter, Subject, takeUntil, type Observable } from 'rxjs';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
-import { DbcDecoder } from '../drivers/dbc/decoder.js';
-import { DbcSyntaxError } from '../drivers/dbc/model.js';
-import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
-import { readInputFile } from './input-file.js';
+import type { DbcDecoder } from '../drivers/dbc/decoder.js';
+import { loadDecoder } from './dbc-loader.js';
 import { SlcanSerialSource, type SlcanSourceCounters } from '../drivers/slcan-serial-source.js';
 import { traceFrames } from '../drivers/trace-source.js';
 import { join } from 'node:path';
@@ -66,28 +64,7 @@ export interface GatewayHandle {
   stop(drainTimeoutMs: number): Promise<{ drained: boolean; pending: number }>;
 }
 
-/** A DBC that cannot be read, with the file named. */
-export class DbcLoadError extends Error {
-  readonly code = 'DBC_LOAD';
-}
-
-/** The largest DBC we read (real ones are up to a few MB). */
-const MAX_DBC_BYTES = 64 << 20;
-
-export function loadDecoder(path: string): DbcDecoder {
-  let text: string;
-  try {
-    text = decodeDbcBytes(readInputFile(path, MAX_DBC_BYTES));
-  } catch (err) {
-    throw new DbcLoadError(`cannot read DBC ${path}: ${(err as Error).message}`);
-  }
-  try {
-    return new DbcDecoder(parseDbc(text, path));
-  } catch (err) {
-    if (err instanceof DbcSyntaxError) throw new DbcLoadError(err.message);
-    throw err;
-  }
-}
+export { DbcLoadError, loadDecoder } from './dbc-loader.js';
 
 export function readBootId(): string {
   try {

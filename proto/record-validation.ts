@@ -1,11 +1,8 @@
 // What a receiver accepts as a telemetry record: the spec's validator rules. The reference sink
 // refuses what fails them, and the gateway checks each record before storing it, so a record it
 // keeps until the PUBACK is one the receiver will take.
+import { EARLIEST_RECORD_MS, LATEST_RECORD_MS } from './record-time.js';
 import { RecordKind, type VehicleTelemetry } from './telemetry-codec.js';
-
-/** Times a record may carry (2000-01-01 to 2100-01-01 UTC); anything else is a broken clock or trace. */
-export const EARLIEST_RECORD_MS = Date.UTC(2000, 0, 1);
-export const LATEST_RECORD_MS = Date.UTC(2100, 0, 1);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

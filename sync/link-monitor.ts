@@ -70,6 +70,10 @@ export class SystemLinkMonitor implements LinkMonitor {
   private readonly subject = new BehaviorSubject<LinkState>({ kind: 'unknown' });
   private timer: NodeJS.Timeout | null = null;
   private wifiUnavailable: string | null = null;
+  /** nmcli is not installed: not asked again (it would be a process spawned every poll for nothing). */
+  private nmcliAbsent = false;
+  /** Times nmcli was asked (each one a process). */
+  wifiQueries = 0;
   private polling = false;
 
   constructor(
@@ -116,14 +120,17 @@ export class SystemLinkMonitor implements LinkMonitor {
 
   /** The connected SSID, null when WiFi is not connected, undefined when nobody can tell. */
   private async wifiSsid(): Promise<string | null | undefined> {
+    if (this.nmcliAbsent) return undefined;
     try {
+      this.wifiQueries++;
       const connections = await wifi.getCurrentConnections();
       if (this.wifiUnavailable !== null) this.log('link: WiFi state readable again');
       this.wifiUnavailable = null;
       return connections.find((c) => c.ssid !== '')?.ssid ?? null;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ENOENT' ? 'nmcli is not installed (NetworkManager), so WiFi cannot be seen' : `nmcli failed: ${e.message.split('\n')[0] ?? ''}`;
+      this.nmcliAbsent = e.code === 'ENOENT';
+      const why = this.nmcliAbsent ? 'nmcli is not installed (NetworkManager), so WiFi cannot be seen until the gateway restarts with it' : `nmcli failed: ${e.message.split('\n')[0] ?? ''}`;
       // Said once, not at every poll.
       if (this.wifiUnavailable !== why) this.log(`link: ${why}; WiFi state unknown`);
       this.wifiUnavailable = why;

@@ -26,11 +26,18 @@ export class NtpStateSource {
 
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
   }
 
+  /** Times timedatectl was run. */
+  checks = 0;
+
   check(): void {
+    this.checks++;
     execFile('timedatectl', ['show', '--property=NTPSynchronized', '--value'], { timeout: 5000 }, (err, stdout) => {
       if (err !== null) {
+        // Not installed: not asked again (a process every interval for nothing).
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.stop();
         if (!this.unavailable) this.log(`clock: timedatectl cannot tell the NTP state (${err.message.split('\n')[0] ?? ''}); NTP is not used as a reference`);
         this.unavailable = true;
         return;

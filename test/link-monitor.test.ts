@@ -30,7 +30,8 @@ t.test('without nmcli: WiFi unknown, said once; the modem from the kernel interf
   t.same(await monitor.poll(), { kind: 'cellular', iface: 'ppp0' }, 'ppp: operstate unknown but UP|RUNNING');
   iface('ppp0', 'unknown', '0x1090');
   t.same(await monitor.poll(), { kind: 'unknown' }, 'ppp without IFF_UP');
-  t.same(logs, ['link: nmcli is not installed (NetworkManager), so WiFi cannot be seen; WiFi state unknown'], 'one log line for many polls');
+  t.same(logs, ['link: nmcli is not installed (NetworkManager), so WiFi cannot be seen until the gateway restarts with it; WiFi state unknown'], 'one log line for many polls');
+  t.equal(monitor.wifiQueries, 1, 'and nmcli was looked for once, not spawned at every poll');
 });
 
 t.test('with nmcli: WiFi wins over cellular, disconnected WiFi falls back, changes come as an observable', async (t) => {
