@@ -35,7 +35,8 @@ t.test('commands: ping, status, flush, set_interval answered with the correlatio
   await rig.waitFor('online', () => rig.gateway.session.isConnected);
   const client = await mqtt.connectAsync(rig.broker.url, { protocolVersion: 5, clientId: 'fleet-ops', reconnectPeriod: 0 });
   t.teardown(() => client.endAsync());
-  const responses = 'fleet/ops/responses';
+  // Answers go only to the vehicle's own command responses (a requester cannot pick another topic).
+  const responses = `v2c/v1/eu-central-1/${rig.config.vehicle.id}/command/response/fleet-ops`;
   await client.subscribeAsync(responses, { qos: 1 });
   const ask = requester(client, `v2c/v1/eu-central-1/${rig.config.vehicle.id}/command/request`, responses);
 
