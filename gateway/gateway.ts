@@ -1,5 +1,6 @@
 // The composition root (DESIGN §1): builds each stage from the config, wires them, owns the lifecycle.
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { concatMap, filter, Subject, takeUntil, type Observable } from 'rxjs';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import type { DbcDecoder } from '../drivers/dbc/decoder.js';
@@ -232,6 +233,14 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const gps = k.gpsPort !== undefined ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log) : null;
 
   const metrics = new GatewayMetrics();
+  // How late the event loop runs (a CPU-starved board, a blocking write): what every deadline lives with.
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  metrics.gauge('v2c_event_loop_delay_seconds', 'Event-loop delay since the last scrape (p99 and max)', ['stat'], () => {
+    const figures: Array<[Record<string, string>, number]> = [[{ stat: 'p99' }, loopDelay.percentile(99) / 1e9], [{ stat: 'max' }, loopDelay.max / 1e9]];
+    loopDelay.reset();
+    return figures;
+  });
   registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
@@ -310,6 +319,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
       await step('closing the offload uploader', () => uploader?.close());
       await step('closing the MQTT session', () => session.close());
       await step('closing the metrics endpoint', () => metrics.close());
+      loopDelay.disable();
       await step('closing the store', () => store.close());
       await step('releasing the store lock', () => lock?.release());
       return { drained: drained && failures === 0, pending };

@@ -277,10 +277,15 @@ export class MqttSession {
         // mqtt.js would otherwise keep the packet and replay it after a reconnect.
         if (packetId !== null && this.client.outgoing[packetId] !== undefined) this.client.removeOutgoingMessage(packetId);
       };
+      // After a stall of our own (a CPU-starved Pi), timers run before the socket is read: a PUBACK
+      // that arrived during the stall is still unread. The deadline is judged only after one more
+      // turn of I/O, so our own lateness is never taken for the broker's silence.
       const timer = setTimeout(() => {
-        if (!settle()) return;
-        withdraw();
-        resolve('timeout');
+        setImmediate(() => {
+          if (!settle()) return;
+          withdraw();
+          resolve('timeout');
+        });
       }, timeoutMs);
       this.client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), {
         qos: 1, dup, properties,

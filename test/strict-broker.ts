@@ -32,6 +32,8 @@ export interface AcceptedPublish {
 export class StrictBroker {
   readonly counts: StrictBrokerCounts = { connects: 0, disconnects: new Map(), peakInflight: 0 };
   readonly accepted: AcceptedPublish[] = [];
+  /** QoS 1 publishes received and not yet acknowledged, over all connections. */
+  pending = 0;
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
 
@@ -106,10 +108,12 @@ export class StrictBroker {
       const topic = packet.topic !== '' ? packet.topic : (aliases.get(alias as number) as string);
       if (packet.qos === 0) return;
       inflight++;
+      this.pending++;
       this.counts.peakInflight = Math.max(this.counts.peakInflight, inflight);
       if (inflight > this.options.receiveMaximum) return refuse(0x93, `receive maximum ${this.options.receiveMaximum} exceeded`);
       const timer = setTimeout(() => {
         this.timers.delete(timer);
+        this.pending--;
         if (!open) return;
         inflight--;
         this.accepted.push({ topic, payload: packet.payload as Buffer, properties: packet.properties });

@@ -141,3 +141,24 @@ t.test('a record over our own maximum packet size is dead-lettered: no broker co
   const letters = readFileSync(rig.gateway.deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; record: { messageId: string }; maxPacketBytes: number });
   t.same(letters.map((l) => [l.reason, l.record.messageId, l.maxPacketBytes]), [['exceeds_max_packet_size', huge.messageId, 6000]], 'dead-lettered with its reason and our limit');
 });
+
+t.test('a stall of our own (a CPU-starved board) is not taken for a missing PUBACK', async (t) => {
+  const broker = await StrictBroker.start({ receiveMaximum: 10, pubackDelayMs: 30 });
+  t.teardown(() => broker.close());
+  const h = await gatewayOn(t, broker.url, (c) => { c.mqtt.heartbeatS = 3600; });
+  await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
+  const session = h.gateway.session;
+  for (let i = 0; i < 5; i++) {
+    const acked = session.publish('v2c/v1/eu-central-1/V2CREF00000000001/status/heartbeat', Buffer.from('{}'), { contentType: 'application/json', userProperties: {} }, { timeoutMs: 100, resends: 0 });
+    // Once the PUBLISH is on the wire, the event loop is blocked three times the PUBACK deadline;
+    // the PUBACK (30 ms later) arrives meanwhile and waits unread in the socket.
+    const sent = broker.accepted.length;
+    await waitUntil('the PUBLISH at the broker', () => broker.pending > 0 || broker.accepted.length > sent, 10_000);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    t.equal(await acked, 0, `publish ${i}: acknowledged, not timed out`);
+  }
+  t.equal(session.counters.pubackTimeouts, 0, 'no PUBACK timeout counted');
+  t.equal(broker.counts.connects, 1, 'the connection was never dropped');
+  const max = Number(/v2c_event_loop_delay_seconds\{stat="max"\} (\S+)/.exec(await h.gateway.metrics.text())?.[1]);
+  t.ok(max >= 0.25, `the stalls show in v2c_event_loop_delay_seconds (max ${max} s)`);
+});
