@@ -72,3 +72,29 @@ t.test('byte quota per priority: a class over its quota drops its own oldest rec
   t.equal(again.counters.dropped.get('2|quota') ?? 0, 0);
   await again.close();
 });
+
+t.test('count() is kept as the store changes and agrees with the index after inserts, removals, evictions, quota drops and a reopen', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-count-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const options = { kind: 'sqlite' as const, dir, maxBytes: 2 << 20, quotaBytes: [undefined, undefined, 200_000] };
+  const store = await TelemetryStore.open(options);
+  const gen = new SampleRecords(21);
+  const kept: string[] = [];
+  for (let seq = 0; seq < 2500; seq++) {
+    const r = gen.record(seq, seq % 50 === 0 ? 0 : seq % 2 === 0 ? 1 : 2);
+    if (await store.insert(r, 0)) kept.push(r.messageId);
+  }
+  t.notOk(await store.insert(gen.record(2498, 1), 0), 'a duplicate id (the newest P1 again) is not stored, and not counted');
+  const some = await store.pending(120, new Set());
+  await store.remove(some);
+  await store.remove(some.slice(0, 30));
+  const actual = async (priority: number): Promise<number> => (await store.pending(100_000, new Set(), priority)).length;
+  for (const p of [0, 1, 2]) t.equal(await store.count(p), await actual(p), `priority ${p}: ${await store.count(p)} counted = in the index`);
+  t.equal(await store.count(), (await store.pending(100_000, new Set())).length, 'all priorities');
+  t.ok((store.counters.dropped.get('1|evicted') ?? 0) > 0 && (store.counters.dropped.get('2|quota') ?? 0) > 0, 'evictions and quota drops happened');
+  const before = await store.count();
+  await store.close();
+  const reopened = await TelemetryStore.open(options);
+  t.equal(await reopened.count(), before, 'the same count after a reopen');
+  await reopened.close();
+});
