@@ -42,15 +42,19 @@ if (!existsSync(join(root, 'node_modules'))) {
 
 // Debian package -> the command it provides (systemd: systemd-notify and systemd-analyze for the service tests).
 const debs = { mosquitto: 'mosquitto', socat: 'socat', systemd: 'systemd-notify' };
+// Installed when we can (as root); without them only the power-loss test (FUSE) skips.
+const optionalDebs = { fuse3: '/usr/bin/fusermount3', 'python3-fusepy': '/usr/lib/python3/dist-packages/fusepy.py' };
 const missing = Object.keys(debs).filter((pkg) => !have(debs[pkg]) && !existsSync(`/usr/sbin/${debs[pkg]}`));
-if (missing.length > 0) {
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!isRoot) fail(`missing Debian packages: ${missing.join(' ')}; run: sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}`);
-  console.error(`v2c-gateway: installing Debian packages: ${missing.join(' ')}`);
+const missingOptional = Object.keys(optionalDebs).filter((pkg) => !existsSync(optionalDebs[pkg]));
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+if (!isRoot && missing.length > 0) fail(`missing Debian packages: ${missing.join(' ')}; run: sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}`);
+const toInstall = isRoot ? [...missing, ...missingOptional] : [];
+if (toInstall.length > 0) {
+  console.error(`v2c-gateway: installing Debian packages: ${toInstall.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...missing]]) {
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...toInstall]]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
-    if (r.status !== 0) fail(`apt-get ${args.join(' ')} failed; install them by hand: apt-get install -y ${missing.join(' ')}`);
+    if (r.status !== 0) fail(`apt-get ${args.join(' ')} failed; install them by hand: apt-get install -y ${toInstall.join(' ')}`);
   }
 }
 

@@ -1,6 +1,6 @@
 // Child process for the power-cut test: writes into the SQLite storage through RxDB without pause
 // and reports each write on stdout only after it has committed. The parent kills it with SIGKILL.
-//   node power-cut-writer.js DIR GENERATION SEED
+//   node power-cut-writer.js DIR GENERATION SEED [SYNCHRONOUS]   (FULL by default; OFF for the mutation check)
 import { createHash } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -43,10 +43,10 @@ function report(line: string): void {
 }
 
 async function main(): Promise<void> {
-  const [dir, generation, seed] = process.argv.slice(2);
+  const [dir, generation, seed, synchronous = 'FULL'] = process.argv.slice(2);
   if (!dir || !generation || !seed) throw new Error('usage: power-cut-writer DIR GENERATION SEED');
   const r = new SeededRandom(Number(seed));
-  const db = await createRxDatabase({ name: 'powercut', storage: getRxStorageSQLite({ directory: dir, synchronous: 'FULL' }), multiInstance: false });
+  const db = await createRxDatabase({ name: 'powercut', storage: getRxStorageSQLite({ directory: dir, synchronous: synchronous as 'FULL' | 'OFF' }), multiInstance: false });
   const { docs } = await db.addCollections({ docs: { schema: powerCutSchema } });
   report('ready');
   const mine: string[] = [];
