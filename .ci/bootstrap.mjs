@@ -62,7 +62,7 @@ if (run('npx', ['tsc', '-p', 'tsconfig.json'], 'tsc') !== 0) fail('TypeScript co
 const [cmd, args] = jobs[job]();
 if (job !== 'test') process.exit(run(cmd, args, job));
 
-// Echo tap's output and close with a plain "N passed, N failed" line from its summary.
+// Echo tap's output and close with a plain "N passed, N failed, N skipped" line from its summary.
 const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
 let tail = '';
 child.stdout.on('data', (chunk) => {
@@ -70,7 +70,10 @@ child.stdout.on('data', (chunk) => {
   tail = (tail + chunk.toString()).slice(-4096);
 });
 child.on('exit', (code) => {
-  const summary = /# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?/.exec(tail);
-  if (summary) console.log(`tests: ${summary[2]} passed, ${summary[3] ?? 0} failed`);
+  const summary = /# \{ total: (\d+)(.*)\}/.exec(tail);
+  if (summary) {
+    const count = (what) => Number(new RegExp(`${what}: (\\d+)`).exec(summary[2])?.[1] ?? 0);
+    console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skip')} skipped`);
+  }
   process.exit(code ?? 1);
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../gateway/project-root.js';
@@ -44,6 +44,7 @@ t.test('decode without a DBC prints the frames; SLCAN input', async (t) => {
 
 t.test('a corrupt DBC or a bad option exits non-zero with one clear line', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'v2c-dbc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.dbc');
   writeFileSync(bad, 'VERSION ""\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0 "" ECU\n');
   const r = run(['decode', '--dbc', bad, '-'], '');

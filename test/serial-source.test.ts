@@ -2,7 +2,7 @@
 import t from 'tap';
 import { SerialPort } from 'serialport';
 import { ReadlineParser } from '@serialport/parser-readline';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, take, toArray } from 'rxjs';
@@ -40,6 +40,7 @@ t.test('simulator → pty → source: every frame of a trace arrives intact', as
   const pty = await openPtyPair();
   t.teardown(() => pty.close());
   const dir = mkdtempSync(join(tmpdir(), 'v2c-trace-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const lines: string[] = [];
   for (let i = 0; i < 2000; i++) {
     const id = (i * 37) % 0x800;
