@@ -15,11 +15,21 @@ export function frameView(f: CanFrame): Record<string, unknown> {
   return { id: f.id, extended: f.extended, rtr: f.rtr, fd: f.fd, brs: f.brs, error: f.error, data: Buffer.from(f.data).toString('hex').toUpperCase(), bus: f.bus, tsWall: f.tsWall };
 }
 
-/** Polls `predicate` every 20 ms; fails after `timeoutMs` naming what it waited for and the last log lines. */
-export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number, logs: readonly string[] = []): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Polls `predicate` every 20 ms; fails naming what it waited for and the last log lines once
+ * `timeoutMs` pass without `progress()` changing (without it, after `timeoutMs`): on a slow board
+ * a long wait that keeps moving is not a failure, a stall is.
+ */
+export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number, logs: readonly string[] = [], progress: () => number = () => 0): Promise<void> {
+  let deadline = Date.now() + timeoutMs;
+  let last = progress();
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
+    const now = progress();
+    if (now !== last) {
+      last = now;
+      deadline = Date.now() + timeoutMs;
+    }
+    if (Date.now() > deadline) throw new Error(`no progress for ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
     await sleep(20);
   }
 }

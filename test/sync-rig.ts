@@ -78,7 +78,8 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   return {
     broker, proxy, sink, gateway, config, dir, logs, seen,
     insert: (from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
-    waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs),
+    // Deliveries count as progress (records at the sink, PUBACKs at the gateway); retries do not.
+    waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs, () => sink.counts.received + gateway.sender.counters.acked),
   };
 }
 
