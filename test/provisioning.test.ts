@@ -2,7 +2,7 @@
 // install into a prefix, re-run, refusals that leave the installation untouched, the two-step
 // CSR flow, and the systemd unit.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,4 +170,42 @@ t.test('--user and unit values that would inject lines into the systemd unit are
   t.same(snapshot(), before, 'the installation is byte for byte what it was');
   t.throws(() => renderServiceUnit({ node: '/usr/bin/node', app: '/opt/v2c gateway', config: '/etc/v2c/gateway.yaml', dataDir: '/var/lib/v2c', configDir: '/etc/v2c', user: 'v2c' }), /app "\/opt\/v2c gateway": expected an absolute path without spaces/);
   t.throws(() => renderServiceUnit({ node: '/usr/bin/node', app: '/opt/v2c', config: '/etc/v2c/gateway.yaml\nExecStartPre=/bin/id', dataDir: '/var/lib/v2c', configDir: '/etc/v2c', user: 'v2c' }), /config .*expected an absolute path/);
+});
+
+t.test('an install killed (SIGKILL) at any moment leaves either the previous release in use, byte for byte, or the new one complete', async (t) => {
+  /** What the gateway would use: the config through its link and every file of the current release. */
+  const inUse = (): Map<string, string> => {
+    const view = new Map<string, string>([['gateway.yaml', readFileSync(join(configDir, 'gateway.yaml'), 'hex')]]);
+    for (const f of readdirSync(join(configDir, 'current'))) view.set(f, readFileSync(join(configDir, 'current', f), 'hex'));
+    return view;
+  };
+  const args = (model: string): string[] => [...base, '--cert', device('valid').cert, '--key', device('valid').key, '--model', model];
+  // How long a whole install takes here, to spread the kills over it.
+  const started = Date.now();
+  t.equal(run(args('timing')).status, 0);
+  const duration = Date.now() - started;
+  let kept = 0;
+  let replaced = 0;
+  for (let k = 0; k < 16; k++) {
+    const before = inUse();
+    const model = `kill-${k}`;
+    const child = spawn(setup, args(model), { stdio: 'ignore' });
+    // Most of a run is Node starting and the checks; the writes come at the end: kills from half the run to past its end.
+    const killAt = Math.round(duration * (0.5 + k / 20));
+    const timer = setTimeout(() => child.kill('SIGKILL'), killAt);
+    await new Promise((resolve) => child.once('exit', resolve));
+    clearTimeout(timer);
+    const after = inUse();
+    const yaml = Buffer.from(after.get('gateway.yaml') ?? '', 'hex').toString('utf8');
+    if (yaml.includes(`model: ${model}`)) {
+      replaced++;
+      t.same([...after.keys()].sort(), [...before.keys()].sort(), `kill at ${killAt} ms: the new release is in use and complete`);
+      t.equal(after.get('device.key'), before.get('device.key'), `kill at ${killAt} ms: with the same key`);
+    } else {
+      kept++;
+      t.same(after, before, `kill at ${killAt} ms: the previous release still in use, byte for byte`);
+    }
+  }
+  t.comment(`16 kills over a ${duration} ms install: ${kept} left the previous release, ${replaced} the complete new one`);
+  t.ok(kept > 0, 'some kills landed before the switch');
 });
