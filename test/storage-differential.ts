@@ -99,6 +99,9 @@ export const scenarios: Scenario[] = (() => {
   ];
 })();
 
+/** Last-write times of successive operations lie this far apart. */
+const LWT_STEP_MS = 60_000;
+
 const WEIGHTS: Record<OpKind, number> = { insert: 18, update: 12, staleUpdate: 4, delete: 8, query: 30, count: 10, findById: 7, changedSince: 8, cleanup: 3 };
 
 let runs = 0;
@@ -123,10 +126,12 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
   const ids: string[] = [];
   const history = new Map<string, RxDocumentData<Doc>[]>();
   const checkpoints: RxStorageDefaultCheckpoint[] = [];
-  // Writes carry past last-write times 100 ms apart, so cleanup() can cut between two writes.
-  const baseLwt = Math.floor(now()) - (ops + 10) * 100;
+  // Writes carry past last-write times a minute apart, so cleanup() can cut between two writes. Each
+  // storage turns the cut into a time with its own now(): the half minute of margin absorbs the time
+  // between the two calls on any machine (100 ms apart, a loaded one once purged on either side).
+  const baseLwt = Math.floor(now()) - (ops + 10) * LWT_STEP_MS;
   let revCounter = 0;
-  const lwtOf = (op: number, row: number): number => baseLwt + op * 100 + row;
+  const lwtOf = (op: number, row: number): number => baseLwt + op * LWT_STEP_MS + row;
   const rev = (height: number): string => `${height}-r${seed.toString(36)}x${(revCounter++).toString(36)}`;
 
   const current = async (id: string): Promise<RxDocumentData<Doc> | undefined> => (await ref.findDocumentsById([id], true))[0];
@@ -287,7 +292,7 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
         const before = (await ref.findDocumentsById(ids, true)).length;
         // Cut halfway between two writes: both storages purge the same tombstones.
         const cutOp = r.int(0, op);
-        const minimumDeletedTime = now() - (lwtOf(cutOp, 0) + 50);
+        const minimumDeletedTime = now() - (lwtOf(cutOp, 0) + LWT_STEP_MS / 2);
         await ref.cleanup(minimumDeletedTime);
         while (!(await sub.cleanup(minimumDeletedTime)));
         const state = await fullState(op, 'state after cleanup');
