@@ -31,8 +31,9 @@ async function startSigner(t: Test, rig: TlsRig, mode: SignerMode, foreign: KeyA
       });
       state.signed++;
       const { responseTopic, correlationData } = packet.properties ?? {};
-      if (responseTopic !== undefined) await client.publishAsync(responseTopic, certPem, { qos: 1, properties: { correlationData, contentType: 'application/pem-certificate-chain' } });
-    })();
+      // A signature that finishes after the test ended (and closed this client) is not sent.
+      if (responseTopic !== undefined && !client.disconnecting && !client.disconnected) await client.publishAsync(responseTopic, certPem, { qos: 1, properties: { correlationData, contentType: 'application/pem-certificate-chain' } });
+    })().catch((err: unknown) => { if (!client.disconnecting && !client.disconnected) throw err; });
   });
   return state;
 }
