@@ -235,7 +235,6 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const metrics = new GatewayMetrics();
   // How late the event loop runs (a CPU-starved board, a blocking write): what every deadline lives with.
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
-  loopDelay.enable();
   metrics.gauge('v2c_event_loop_delay_seconds', 'Event-loop delay since the last scrape (p99 and max)', ['stat'], () => {
     const figures: Array<[Record<string, string>, number]> = [[{ stat: 'p99' }, loopDelay.percentile(99) / 1e9], [{ stat: 'max' }, loopDelay.max / 1e9]];
     loopDelay.reset();
@@ -255,6 +254,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
     throw new ConfigError('configuration', [`metrics.port: cannot listen on ${config.metrics.host}:${config.metrics.port} (${code}); choose a free port, or 0 to turn the endpoint off`]);
   }
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
+  loopDelay.enable();
 
   const firstSequence = (await store.maxSequence()) + 1;
   // Ends a trace replay on stop; the serial source ends with the adapter's own stop.

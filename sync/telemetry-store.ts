@@ -72,7 +72,6 @@ export interface StoreCounters {
   integrity: 'ok' | 'checking' | 'damaged' | 'not-checked';
 }
 
-
 interface DiskFile {
   path: string;
   usedBytes: () => number;
@@ -171,7 +170,6 @@ export class TelemetryStore {
         chosen.push(v.id);
       }
       await this.removeIds(chosen);
-      this.classBytes[priority] = (this.classBytes[priority] ?? 0) - freed;
       for (let i = 0; i < chosen.length; i++) this.countDrop(priority, 'quota');
       dropped += chosen.length;
     }
@@ -345,7 +343,6 @@ export class TelemetryStore {
         if (victims.length === 0) break;
         await this.removeIds(victims.map((v) => v.id));
         for (const v of victims) this.countDrop(v.priority, 'evicted');
-        if (this.tracksBytes) for (const v of victims) this.classBytes[p] = (this.classBytes[p] ?? 0) - recordBytes(v.record);
         evicted += victims.length;
         await this.purge();
         if (this.disk.usedBytes() <= limit) break;
@@ -395,24 +392,26 @@ export class TelemetryStore {
   /** Removes delivered (or dead-lettered) records. */
   async remove(records: readonly StoredRecord[]): Promise<void> {
     await this.removeIds(records.map((r) => r.id));
-    if (this.tracksBytes) for (const r of records) this.classBytes[r.priority] = (this.classBytes[r.priority] ?? 0) - recordBytes(r.record);
   }
 
   /**
-   * Records stored, of one priority or all. Kept as the store changes (counted once at open), so a
-   * metrics scrape or a status command costs nothing: counting reads a whole index (2.9 s for a
-   * cold 100k store on this machine).
+   * Records stored, of one priority or all. Kept as the store changes (counted from the index once,
+   * see ensureCounted), so a metrics scrape or a status command costs nothing: counting reads a
+   * whole index (2.9 s for a cold 100k store on this machine).
    */
   async count(priority?: number): Promise<number> {
     await this.ensureCounted();
     return priority !== undefined ? this.stored[priority] ?? 0 : this.stored.reduce((a, b) => a + b, 0);
   }
 
-  /** Removes by id, keeping the per-priority count to what was really removed. */
+  /** Removes by id; the per-priority count and bytes follow what was really removed. */
   private async removeIds(ids: string[]): Promise<void> {
     await this.ensureCounted();
     const { success } = await this.records.bulkRemove(ids);
-    for (const doc of success) this.stored[doc.priority] = Math.max(0, (this.stored[doc.priority] ?? 0) - 1);
+    for (const doc of success) {
+      this.stored[doc.priority] = Math.max(0, (this.stored[doc.priority] ?? 0) - 1);
+      if (this.tracksBytes) this.classBytes[doc.priority] = (this.classBytes[doc.priority] ?? 0) - recordBytes(doc.record);
+    }
   }
 
   /** Bytes the database uses (live pages), or null for the in-memory store. */
