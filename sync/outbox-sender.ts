@@ -305,8 +305,7 @@ export class OutboxSender {
         return;
       }
       this.log(`outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`);
-      for (const r of records) this.resting.add(r.id);
-      this.scheduleRetry(this.settings.retryDelayMs);
+      this.rest(records);
       return;
     }
     await this.settle('upload', records, sentAt);
@@ -399,8 +398,7 @@ export class OutboxSender {
     if (err.code === 'CONNECTION_LOST' || err.code === 'NOT_CONNECTED') return;
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
     this.log(`outbox: ${ids.length} record(s) not acknowledged${reason}: ${err.message}; kept for the next cycle`);
-    for (const id of ids) this.resting.add(id);
-    this.scheduleRetry(this.settings.retryDelayMs);
+    this.rest(records);
   }
 
   /**
@@ -430,6 +428,11 @@ export class OutboxSender {
   private unexpected(err: unknown, records: readonly StoredRecord[]): void {
     this.counters.failed++;
     this.failureLog(`outbox: ${records.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`);
+    this.rest(records);
+  }
+
+  /** Leaves records alone until the retry timer, so a failure that repeats cannot loop hot. */
+  private rest(records: readonly StoredRecord[]): void {
     for (const r of records) this.resting.add(r.id);
     this.scheduleRetry(this.settings.retryDelayMs);
   }
