@@ -60,7 +60,10 @@ export class OutboxSender {
   readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, batchPlainBytes: 0, batchWireBytes: 0, uploads: 0, uploadedRecords: 0 };
   /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
   onAck: (route: Route, latencyS: number) => void = () => undefined;
-  /** Topics the broker said we may not publish to (PUBACK 0x87); their records are parked. */
+  /**
+   * Topics the broker said we may not publish to (PUBACK 0x87) on this connection; their records
+   * are parked. A new connection tries each once more: a fixed policy is picked up then.
+   */
   readonly blockedTopics = new Set<string>();
   private readonly inflightIds = new Set<string>();
   private inflightMessages = 0;
@@ -112,9 +115,12 @@ export class OutboxSender {
     this.subscriptions.add(this.store.inserted.subscribe(() => this.kick()));
     this.subscriptions.add(this.session.connected.subscribe((up) => {
       if (!up) return;
-      // A new CONNACK may allow larger packets: what did not fit the last broker is tried again.
+      // A new CONNACK may allow larger packets, or come after a policy fix: what the last
+      // connection could not take is tried again, once per connection.
       this.oversize.clear();
       this.oversizeLogged = false;
+      this.blockedTopics.clear();
+      this.parked.clear();
       this.kick();
     }));
   }
@@ -381,7 +387,7 @@ export class OutboxSender {
     const ids = records.map((r) => r.id);
     if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x87) {
       this.counters.notAuthorised++;
-      if (!this.blockedTopics.has(topic)) this.log(`outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it, its records stay stored`);
+      if (!this.blockedTopics.has(topic)) this.log(`outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it until the next connection, its records stay stored`);
       this.blockedTopics.add(topic);
       for (const id of ids) this.parked.add(id);
       return;
@@ -397,7 +403,7 @@ export class OutboxSender {
     // A lost connection: sent again (with DUP) as soon as the session is back.
     if (err.code === 'CONNECTION_LOST' || err.code === 'NOT_CONNECTED') return;
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
-    this.log(`outbox: ${ids.length} record(s) not acknowledged${reason}: ${err.message}; kept for the next cycle`);
+    this.log(`outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged${reason}: ${err.message}; kept for the next cycle`);
     this.rest(records);
   }
 

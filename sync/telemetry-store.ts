@@ -60,6 +60,9 @@ export interface TelemetryStoreOptions {
 
 export type DropReason = 'evicted' | 'quota' | 'store_full' | 'store_error';
 
+/** A record that left the store without being delivered. */
+export interface RecordDrop { id: string; priority: number; reason: DropReason }
+
 export interface StoreCounters {
   /** Records dropped, by priority and reason. */
   dropped: Map<string, number>;
@@ -95,6 +98,7 @@ let memoryInstances = 0;
 
 export class TelemetryStore {
   private readonly insertedSubject = new Subject<void>();
+  private readonly dropsSubject = new Subject<RecordDrop>();
   readonly counters: StoreCounters;
   private purgeTimer: NodeJS.Timeout | null = null;
   /** The size the filesystem allowed when it filled up; from then on the store keeps within it. */
@@ -170,7 +174,7 @@ export class TelemetryStore {
         chosen.push(v.id);
       }
       await this.removeIds(chosen);
-      for (let i = 0; i < chosen.length; i++) this.countDrop(priority, 'quota');
+      for (const id of chosen) this.countDrop(id, priority, 'quota');
       dropped += chosen.length;
     }
     if (dropped > 0) this.quietLog(`store: priority ${priority} is at its ${quota}-byte quota; dropped its ${dropped} oldest records`);
@@ -275,7 +279,7 @@ export class TelemetryStore {
     } catch (err) {
       // A full store is policy (counted as a drop), not a failed write.
       if (!isStorageFull(err)) this.counters.writeErrors++;
-      this.countDrop(record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
+      this.countDrop(record.messageId, record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
       this.quietLog(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
       return false;
     }
@@ -342,7 +346,7 @@ export class TelemetryStore {
         const victims = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
         if (victims.length === 0) break;
         await this.removeIds(victims.map((v) => v.id));
-        for (const v of victims) this.countDrop(v.priority, 'evicted');
+        for (const v of victims) this.countDrop(v.id, v.priority, 'evicted');
         evicted += victims.length;
         await this.purge();
         if (this.disk.usedBytes() <= limit) break;
@@ -352,9 +356,15 @@ export class TelemetryStore {
     return evicted;
   }
 
-  private countDrop(priority: number, reason: DropReason): void {
+  private countDrop(id: string, priority: number, reason: DropReason): void {
     const key = `${priority}|${reason}`;
     this.counters.dropped.set(key, (this.counters.dropped.get(key) ?? 0) + 1);
+    this.dropsSubject.next({ id, priority, reason });
+  }
+
+  /** Each record the store let go of by policy or failure (the counters say how many; this says which). */
+  get drops(): Observable<RecordDrop> {
+    return this.dropsSubject.asObservable();
   }
 
   /** Removes acknowledged records' tombstones from the file (nothing replicates from this store). */
@@ -438,6 +448,7 @@ export class TelemetryStore {
   async close(): Promise<void> {
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.insertedSubject.complete();
+    this.dropsSubject.complete();
     await this.db.close();
   }
 }

@@ -5,8 +5,16 @@ import { connect, type Server, type Socket } from 'node:net';
 import { loopbackServer } from './helpers.js';
 import { generate, parser as mqttParser, type Packet } from 'mqtt-packet';
 
+/** What a rewrite may do to the connection a packet came on, besides forwarding or dropping it. */
+export interface LinkControl {
+  /** Sends `packet` back to the side it came from (a broker's answer the broker never saw). */
+  answer(packet: Packet): void;
+  /** Closes both sockets of this connection. */
+  close(): void;
+}
+
 /** Returns the packet to forward (changed or not), or null to drop it. */
-export type PacketRewrite = (packet: Packet, connection: number) => Packet | null;
+export type PacketRewrite = (packet: Packet, connection: number, link: LinkControl) => Packet | null;
 
 interface Link {
   client: Socket;
@@ -25,6 +33,10 @@ export class FaultProxy {
   /** Packets gateway → broker. */
   toServer: PacketRewrite | null = null;
   connections = 0;
+  /** Connections closed by `cutAfterBytes`. */
+  cuts = 0;
+  /** Bytes swallowed by the blackhole. */
+  blackholedBytes = 0;
   private readonly links = new Set<Link>();
 
   private constructor(private readonly server: Server, readonly port: number, private readonly targetPort: number) {}
@@ -76,25 +88,30 @@ export class FaultProxy {
     client.on('error', destroy).on('close', () => this.links.delete(link));
     server.on('error', destroy).on('close', () => this.links.delete(link));
     let upstreamBytes = 0;
-    this.pipe(client, server, this.toServer, id, (n) => {
+    this.pipe(client, server, this.toServer, id, destroy, (n) => {
       upstreamBytes += n;
       if (this.cutAfterBytes !== null && upstreamBytes >= this.cutAfterBytes) {
+        this.cuts++;
         destroy();
         return false;
       }
       return true;
     });
-    this.pipe(server, client, this.toClient, id, () => true);
+    this.pipe(server, client, this.toClient, id, destroy, () => true);
   }
 
-  private pipe(from: Socket, to: Socket, rewrite: PacketRewrite | null, id: number, admit: (bytes: number) => boolean): void {
+  private pipe(from: Socket, to: Socket, rewrite: PacketRewrite | null, id: number, close: () => void, admit: (bytes: number) => boolean): void {
     // Everything, the end of the stream included, goes through the same delay, so it stays in order.
     const later = (fn: () => void): void => {
       if (this.latencyMs > 0) setTimeout(fn, this.latencyMs);
       else fn();
     };
     const send = (chunk: Buffer): void => {
-      if (this.blackhole || !admit(chunk.byteLength)) return;
+      if (this.blackhole) {
+        this.blackholedBytes += chunk.byteLength;
+        return;
+      }
+      if (!admit(chunk.byteLength)) return;
       later(() => { if (!to.destroyed && to.writable) to.write(chunk); });
     };
     // A peer that closes cleanly (a broker's DISCONNECT then FIN) is passed on as a FIN after the data.
@@ -103,12 +120,19 @@ export class FaultProxy {
       from.on('data', send);
       return;
     }
+    const link: LinkControl = {
+      answer: (packet) => { if (!from.destroyed && from.writable) from.write(generate(packet, { protocolVersion: 5 })); },
+      close,
+    };
     const parse = mqttParser({ protocolVersion: 5 });
     parse.on('packet', (packet: Packet) => {
-      const out = rewrite(packet, id);
+      const out = rewrite(packet, id, link);
       if (out !== null) send(generate(out, { protocolVersion: 5 }));
     });
     parse.on('error', () => from.destroy());
-    from.on('data', (chunk: Buffer) => { if (!this.blackhole) parse.parse(chunk); });
+    from.on('data', (chunk: Buffer) => {
+      if (this.blackhole) this.blackholedBytes += chunk.byteLength;
+      else parse.parse(chunk);
+    });
   }
 }

@@ -137,7 +137,7 @@ export class StrictBroker {
 }
 
 /** Bytes the packet took on the wire: fixed header byte, Remaining Length varint, the rest. */
-function packetBytes(packet: Packet): number {
+export function packetBytes(packet: Packet): number {
   const remaining = packet.length ?? 0;
   return 1 + (remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4) + remaining;
 }

@@ -38,6 +38,8 @@ export interface RigOptions {
   devices?: GatewayDevices;
   /** The gateway's clock (a skewed one for the clock-correction tests). */
   clock?: Clock;
+  /** Sees each gateway log line as it is written. */
+  onLog?: (line: string) => void;
 }
 
 /** Settings that make every timer of the engine run in milliseconds instead of seconds. */
@@ -66,7 +68,10 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   options.tune?.(config);
   options.beforeStart?.(proxy);
   const logs: string[] = [];
-  const gateway = await startGateway(config, options.clock ?? systemClock, (m) => logs.push(m), options.devices);
+  const gateway = await startGateway(config, options.clock ?? systemClock, (m) => {
+    logs.push(m);
+    options.onLog?.(m);
+  }, options.devices);
   t.teardown(async () => {
     await gateway.stop(0).catch(() => undefined);
     await sink.close().catch(() => undefined);
