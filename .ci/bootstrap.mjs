@@ -3,7 +3,8 @@
 // Debian's mosquitto and socat), compiles, then runs the job. Plain JS with no dependencies,
 // because it must work before `npm ci` has run.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +14,8 @@ const jobs = {
   demo: () => ['node', ['--enable-source-maps', 'dist/gateway/cli.js', 'demo', ...process.argv.slice(3)]],
   // tap skips git-ignored paths when it searches, so the compiled tests are named explicitly.
   test: () => ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
+  // The suite as a Pi runs it: one file at a time inside a cgroup holding a quarter of one core.
+  'test-slow': () => ['npx', ['tap', '--jobs', '1', '--timeout', '3600', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
   bench: () => ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
 };
 if (!(job in jobs)) fail(`unknown job "${job}"; expected one of ${Object.keys(jobs).join(', ')}`);
@@ -59,21 +62,54 @@ if (toInstall.length > 0) {
 }
 
 if (run('npx', ['tsc', '-p', 'tsconfig.json'], 'tsc') !== 0) fail('TypeScript compilation failed (see above)');
-const [cmd, args] = jobs[job]();
-if (job !== 'test') process.exit(run(cmd, args, job));
+let [cmd, args] = jobs[job]();
+if (!job.startsWith('test')) process.exit(run(cmd, args, job));
 
+const SLOW_CPU_CORES = 0.25;
+let cgroup = null;
+if (job === 'test-slow') {
+  const { PiCgroup } = await import('../dist/bench/pi-cgroup.js');
+  try {
+    cgroup = PiCgroup.create(`v2c-test-slow-${process.pid}`, { cpuCores: SLOW_CPU_CORES });
+  } catch (err) {
+    fail(`test:slow: ${err.message}`);
+  }
+  [cmd, args] = cgroup.wrap(cmd, args);
+  console.error(`v2c-gateway: running the suite in cgroup ${cgroup.name}: ${SLOW_CPU_CORES} of one core, one test file at a time`);
+}
+
+// Each run gets its own temporary directory: whatever a test leaves behind in it is a failure.
+const testTmp = mkdtempSync(join(tmpdir(), 'v2c-test-run-'));
+const started = Date.now();
 // Echo tap's output and close with a plain "N passed, N failed, N skipped" line from its summary.
-const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: testTmp } });
 let tail = '';
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
   tail = (tail + chunk.toString()).slice(-4096);
 });
 child.on('exit', (code) => {
+  let status = code ?? 1;
   const summary = /# \{ total: (\d+)(.*)\}/.exec(tail);
   if (summary) {
     const count = (what) => Number(new RegExp(`${what}: (\\d+)`).exec(summary[2])?.[1] ?? 0);
     console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skip')} skipped`);
   }
-  process.exit(code ?? 1);
+  const leftBehind = readdirSync(testTmp);
+  if (leftBehind.length > 0) {
+    console.log(`tests: temporary files left behind in ${testTmp}: ${leftBehind.slice(0, 20).join(', ')}`);
+    status = status === 0 ? 1 : status;
+  } else {
+    rmSync(testTmp, { recursive: true, force: true });
+  }
+  if (cgroup !== null) {
+    const usage = cgroup.usage();
+    const leaked = cgroup.remove();
+    console.log(`tests: ${((Date.now() - started) / 60_000).toFixed(1)} min at ${SLOW_CPU_CORES} of one core; CPU ${usage.cpuSeconds.toFixed(0)} s, throttled in ${usage.throttledPeriods} periods`);
+    if (leaked.length > 0) {
+      console.log(`tests: processes left running after the suite (killed): ${leaked.join(', ')}`);
+      status = status === 0 ? 1 : status;
+    }
+  }
+  process.exit(status);
 });
