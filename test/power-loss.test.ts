@@ -3,67 +3,15 @@
 // power cut throws away everything not synced, which is what `synchronous=FULL` is for. With it,
 // every write reported committed survives 20 cuts; with `synchronous=OFF` the same test loses writes.
 import t, { type Test } from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
-import { projectRoot } from '../gateway/project-root.js';
 import { killWriterAt, verify, type Reported } from './power-cut-check.js';
-import { waitUntil } from './helpers.js';
+import { LossyFs, lossyFsUnavailable } from './lossy-fs.js';
 
-const LOSSY_FS = join(projectRoot(), 'test', 'lossy-fs.py');
-const PYTHON = '/usr/bin/python3';
 const CUTS = Number(process.env.V2C_POWER_CUTS ?? 20);
-
-/** Why FUSE cannot run here, or null. */
-function unavailable(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root to mount FUSE';
-  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
-  const probe = spawnSync(PYTHON, ['-c', 'import fusepy'], { encoding: 'utf8' });
-  if (probe.status !== 0) return 'python3-fusepy is not installed (the test bootstrap installs it: apt-get install python3-fusepy fuse3)';
-  return null;
-}
-
-const mounted = (mountpoint: string): boolean => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mountpoint);
-
-/** The lossy filesystem, mounted, and how to cut its power. */
-class LossyFs {
-  private child: ChildProcess | null = null;
-  private stderr = '';
-
-  constructor(readonly backing: string, readonly mountpoint: string) {
-    mkdirSync(backing, { recursive: true });
-    mkdirSync(mountpoint, { recursive: true });
-  }
-
-  async mount(): Promise<void> {
-    this.child = spawn(PYTHON, [LOSSY_FS, this.backing, this.mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr?.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    await waitUntil(`the FUSE mount at ${this.mountpoint}`, () => {
-      if (this.child?.exitCode !== null) throw new Error(`lossy-fs exited: ${this.stderr}`);
-      return mounted(this.mountpoint);
-    }, 30_000);
-  }
-
-  async unmount(): Promise<void> {
-    if (this.child === null) return;
-    const exited = new Promise((resolve) => this.child?.once('exit', resolve));
-    if (mounted(this.mountpoint)) spawnSync('umount', [this.mountpoint]);
-    if (this.child.exitCode === null) await exited;
-    this.child = null;
-  }
-
-  /** The power goes: unmounted, every file back to what its last fsync made durable, mounted again. */
-  async cut(): Promise<void> {
-    await this.unmount();
-    const r = spawnSync(PYTHON, [LOSSY_FS, '--cut', this.backing], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`lossy-fs --cut: ${r.stderr}`);
-    await this.mount();
-  }
-}
-
-const skip = unavailable();
+const skip = lossyFsUnavailable();
 
 /** `cuts` power cuts at random moments of a writer on the lossy filesystem; the failures after each. */
 async function powerCuts(t: Test, synchronous: 'FULL' | 'OFF', cuts: number, stopAtFirstFailure: boolean): Promise<string[][]> {

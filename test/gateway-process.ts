@@ -1,0 +1,54 @@
+// The gateway as the board runs it: the CLI's `run` in a child process, its log collected, its
+// store read beside it (WAL allows a reader while it writes).
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { projectRoot } from '../gateway/project-root.js';
+
+const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+
+export interface GatewayProcess {
+  child: ChildProcess;
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+export function runGateway(configPath: string): GatewayProcess {
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr?.on('data', (c: Buffer) => { log += c.toString(); });
+  return { child, log: () => log, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+}
+
+export interface StoredRow { id: string; seq: number; correlationId: string }
+
+/** Live records in the gateway's database. */
+export function storedRecords(path: string): StoredRow[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare(`SELECT id, json_extract(data, '$.seq') AS seq, json_extract(data, '$.record.correlationId') AS correlationId FROM "telemetry-v0" WHERE deleted = 0`).all() as StoredRow[];
+  } finally {
+    db.close();
+  }
+}
+
+/** `integrity_check` of the database at `path`: "ok" or what it found. */
+export function integrityOf(path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return String(db.pragma('integrity_check', { simple: true }));
+  } finally {
+    db.close();
+  }
+}
+
+/** A counter's value from the gateway's /metrics endpoint (null while it does not answer). */
+export async function metricValue(port: number, name: string): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const line = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+    return line === null ? null : Number(line[1]);
+  } catch {
+    return null;
+  }
+}
