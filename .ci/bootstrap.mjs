@@ -70,7 +70,7 @@ let cgroup = null;
 if (job === 'test-slow') {
   const { PiCgroup } = await import('../dist/bench/pi-cgroup.js');
   try {
-    cgroup = PiCgroup.create(`v2c-test-slow-${process.pid}`, { cpuCores: SLOW_CPU_CORES });
+    cgroup = PiCgroup.create(`v2c-test-slow-${process.pid}`, { cpuCores: SLOW_CPU_CORES, memoryBytes: null });
   } catch (err) {
     fail(`test:slow: ${err.message}`);
   }

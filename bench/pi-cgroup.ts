@@ -13,9 +13,9 @@ export class CgroupUnavailableError extends Error {
 }
 
 export interface PiLimits {
-  /** Share of one core, e.g. 0.25. */
-  cpuCores: number;
-  memoryBytes?: number;
+  /** Share of one core, e.g. 0.25; null: no quota (the group only measures). */
+  cpuCores: number | null;
+  memoryBytes: number | null;
 }
 
 export interface CgroupUsage {
@@ -31,35 +31,34 @@ export class PiCgroup {
   private constructor(
     readonly name: string,
     /** The `cgroup.procs` files a process joins (one per v1 hierarchy, one for v2). */
-    private readonly dirs: { cpu: string; cpuacct: string; memory: string | null },
+    private readonly dirs: { cpu: string; cpuacct: string; memory: string },
     private readonly v2: boolean,
   ) {}
 
   /** Creates `name` with `limits`; a clear error where this machine cannot. */
   static create(name: string, limits: PiLimits): PiCgroup {
     if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new CgroupUnavailableError('a CPU-limited cgroup needs root (run as root, or with sudo)');
-    if (!(limits.cpuCores > 0 && limits.cpuCores <= 64)) throw new CgroupUnavailableError(`cpuCores must be in (0, 64], got ${limits.cpuCores}`);
-    const quotaUs = String(Math.round(limits.cpuCores * CFS_PERIOD_US));
+    if (limits.cpuCores !== null && !(limits.cpuCores > 0 && limits.cpuCores <= 64)) throw new CgroupUnavailableError(`cpuCores must be in (0, 64], got ${limits.cpuCores}`);
+    const quotaUs = limits.cpuCores === null ? null : String(Math.round(limits.cpuCores * CFS_PERIOD_US));
     try {
       if (existsSync(join(ROOT, 'cgroup.controllers'))) {
         const dir = join(ROOT, name);
-        const wanted = ['+cpu', ...(limits.memoryBytes !== undefined ? ['+memory'] : [])].join(' ');
-        writeFileSync(join(ROOT, 'cgroup.subtree_control'), wanted);
+        writeFileSync(join(ROOT, 'cgroup.subtree_control'), '+cpu +memory');
         mkdirSync(dir);
-        writeFileSync(join(dir, 'cpu.max'), `${quotaUs} ${CFS_PERIOD_US}`);
-        if (limits.memoryBytes !== undefined) {
+        writeFileSync(join(dir, 'cpu.max'), `${quotaUs ?? 'max'} ${CFS_PERIOD_US}`);
+        if (limits.memoryBytes !== null) {
           writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
           writeFileSync(join(dir, 'memory.swap.max'), '0');
         }
-        return new PiCgroup(name, { cpu: dir, cpuacct: dir, memory: limits.memoryBytes !== undefined ? dir : null }, true);
+        return new PiCgroup(name, { cpu: dir, cpuacct: dir, memory: dir }, true);
       }
       for (const h of ['cpu', 'cpuacct', 'memory']) if (!existsSync(join(ROOT, h, 'cgroup.procs'))) throw new CgroupUnavailableError(`no cgroup ${h} hierarchy at ${join(ROOT, h)}`);
-      const dirs = { cpu: join(ROOT, 'cpu', name), cpuacct: join(ROOT, 'cpuacct', name), memory: limits.memoryBytes !== undefined ? join(ROOT, 'memory', name) : null };
+      const dirs = { cpu: join(ROOT, 'cpu', name), cpuacct: join(ROOT, 'cpuacct', name), memory: join(ROOT, 'memory', name) };
       // cpu and cpuacct are often one hierarchy mounted twice: the second mkdir then finds it made.
-      for (const dir of Object.values(dirs)) if (dir !== null && !existsSync(dir)) mkdirSync(dir);
+      for (const dir of Object.values(dirs)) if (!existsSync(dir)) mkdirSync(dir);
       writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
-      writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), quotaUs);
-      if (dirs.memory !== null) {
+      writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), quotaUs ?? '-1');
+      if (limits.memoryBytes !== null) {
         writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
         // Without this a limited group swaps instead of meeting its limit, where swap is on.
         if (existsSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'))) writeFileSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
@@ -73,7 +72,7 @@ export class PiCgroup {
 
   /** A command line that joins this group, then runs `cmd args` (so every child it starts is in it too). */
   wrap(cmd: string, args: readonly string[]): [string, string[]] {
-    const procs = [...new Set(Object.values(this.dirs).filter((d): d is string => d !== null))].map((d) => join(d, 'cgroup.procs'));
+    const procs = [...new Set(Object.values(this.dirs))].map((d) => join(d, 'cgroup.procs'));
     return ['sh', ['-c', `for f in ${procs.join(' ')}; do echo $$ > "$f" || exit 97; done; exec "$@"`, 'pi-cgroup', cmd, ...args]];
   }
 
@@ -89,16 +88,16 @@ export class PiCgroup {
       const mem = this.dirs.memory;
       return {
         cpuSeconds: stat(read(this.dirs.cpu, 'cpu.stat'), 'usage_usec') / 1e6,
-        memoryPeakBytes: mem !== null && existsSync(join(mem, 'memory.peak')) ? Number(read(mem, 'memory.peak')) : null,
-        oomKills: mem !== null ? stat(read(mem, 'memory.events'), 'oom_kill') : 0,
+        memoryPeakBytes: existsSync(join(mem, 'memory.peak')) ? Number(read(mem, 'memory.peak')) : null,
+        oomKills: stat(read(mem, 'memory.events'), 'oom_kill'),
         throttledPeriods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_throttled'),
       };
     }
     const mem = this.dirs.memory;
     return {
       cpuSeconds: Number(read(this.dirs.cpuacct, 'cpuacct.usage')) / 1e9,
-      memoryPeakBytes: mem !== null ? Number(read(mem, 'memory.max_usage_in_bytes')) : null,
-      oomKills: mem !== null ? stat(read(mem, 'memory.oom_control'), 'oom_kill') : 0,
+      memoryPeakBytes: Number(read(mem, 'memory.max_usage_in_bytes')),
+      oomKills: stat(read(mem, 'memory.oom_control'), 'oom_kill'),
       throttledPeriods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_throttled'),
     };
   }
@@ -110,7 +109,6 @@ export class PiCgroup {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
     }
     for (const dir of new Set(Object.values(this.dirs))) {
-      if (dir === null) continue;
       // A killed process leaves the group a moment later.
       for (let i = 0; i < 50; i++) {
         try {

@@ -9,10 +9,10 @@ export interface SimulatorProcess {
   log(): string;
 }
 
-/** Starts `v2c-gateway simulate` on `port` and resolves once the adapter listens. */
-export async function spawnSimulator(port: string, speed: number, clock: Clock): Promise<SimulatorProcess> {
+/** Starts `v2c-gateway simulate` on `port` (the reference drive, or `trace`) and resolves once the adapter listens. */
+export async function spawnSimulator(port: string, speed: number, clock: Clock, trace?: string): Promise<SimulatorProcess> {
   const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'simulate', '--port', port, '--speed', String(speed)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'simulate', '--port', port, '--speed', String(speed), ...(trace !== undefined ? ['--trace', trace] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
   const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));

@@ -1,0 +1,373 @@
+// `npm run bench -- envelope` (issue 14): the real gateway (`v2c-gateway run`, a child process)
+// inside a cgroup that stands for a Raspberry Pi (0.2 of one core here, 192 MiB), each figure beside
+// the same scenario unconstrained (a cgroup that only measures), from the same run:
+//   1. a saturated 500 kbit/s bus (~4,000 frames/s) through the simulator on a socat pty: frames
+//      sent vs decoded, CPU share, max RSS; start-up to the first decoded frame and first PUBACK;
+//   2. idle CPU with no frames;
+//   3. P0 event → PUBACK latency while a backlog drains, split at a TCP relay into frame → PUBLISH
+//      and PUBLISH → PUBACK; and the drain itself: records/s, duplicates, max RSS, OOM kills.
+// A benchmark, not a test: it prints PASS/FAIL against the issue's goals and never fails CI.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { createInterface } from 'node:readline';
+import { once } from 'node:events';
+import type { IPublishPacket, Packet } from 'mqtt-packet';
+import { CgroupUnavailableError, PiCgroup, type CgroupUsage, type PiLimits } from './pi-cgroup.js';
+import { parseCandumpLine, formatCandumpLog } from '../drivers/candump.js';
+import type { CanFrame } from '../drivers/can-frame.js';
+import { DecodeError } from '../drivers/dbc/decoder.js';
+import { systemClock } from '../gateway/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { loadDecoder } from '../gateway/dbc-loader.js';
+import { projectRoot } from '../gateway/project-root.js';
+import { freePort, startLocalBroker, type LocalBroker } from '../gateway/bench-rig/local-broker.js';
+import { openPtyPair } from '../gateway/bench-rig/pty-pair.js';
+import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { spawnSimulator } from '../gateway/bench-rig/simulator-process.js';
+import { decodeTelemetry, RecordKind } from '../proto/telemetry-codec.js';
+import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { TelemetryStore } from '../sync/telemetry-store.js';
+import { FaultProxy } from '../test/fault-proxy.js';
+import { metricValue } from '../test/gateway-process.js';
+
+const MiB = 2 ** 20;
+const PI: PiLimits = { cpuCores: 0.2, memoryBytes: 192 * MiB };
+const UNCONSTRAINED: PiLimits = { cpuCores: null, memoryBytes: null };
+const BUS_FPS = 4000;
+const BUS_SECONDS = Number(process.env.V2C_ENVELOPE_BUS_S ?? 120);
+const IDLE_SECONDS = Number(process.env.V2C_ENVELOPE_IDLE_S ?? 60);
+const BACKLOG = Number(process.env.V2C_ENVELOPE_BACKLOG ?? 100_000);
+/** A drain that takes longer is reported at this point (records/s so far), not waited for. */
+const DRAIN_CAP_S = Number(process.env.V2C_ENVELOPE_DRAIN_CAP_S ?? 300);
+const EVENTS = Number(process.env.V2C_ENVELOPE_EVENTS ?? 200);
+const DRIVE = join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
+const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+
+interface Figures {
+  busSent: number;
+  busDecoded: number;
+  busCpuShare: number;
+  busMaxRssMiB: number;
+  startDecodedS: number;
+  startPubackS: number;
+  idleCpuShare: number;
+  latency: { framePublish: number[]; publishPuback: number[]; total: number[] };
+  drainRecordsPerS: number;
+  drained: number;
+  duplicates: number;
+  drainMaxRssMiB: number;
+  oomKills: number;
+  /** Why the drain ended early (the gateway died, a wait ran out), if it did. */
+  drainProblem?: string;
+}
+
+/** The gateway in `cgroup`, with its peak RSS sampled from /proc while it runs. */
+class MeasuredGateway {
+  readonly child: ChildProcess;
+  private peakKiB = 0;
+  private readonly sampler: NodeJS.Timeout;
+  log = '';
+
+  constructor(readonly cgroup: PiCgroup, configPath: string, stdin: 'pipe' | 'ignore') {
+    const [cmd, args] = cgroup.wrap(process.execPath, [CLI, 'run', '--config', configPath]);
+    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'] });
+    this.child.stderr?.on('data', (d: Buffer) => { this.log = (this.log + d.toString()).slice(-20_000); });
+    this.sampler = setInterval(() => this.sample(), 250);
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  get maxRssMiB(): number {
+    this.sample();
+    return this.peakKiB / 1024;
+  }
+
+  private sample(): void {
+    try {
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
+      if (hwm !== null) this.peakKiB = Math.max(this.peakKiB, Number(hwm[1]));
+    } catch { /* exited */ }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sampler);
+    if (!this.running) return;
+    this.child.kill('SIGTERM');
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 45_000);
+    await once(this.child, 'exit');
+    clearTimeout(killer);
+  }
+}
+
+async function until(what: string, predicate: () => boolean | Promise<boolean>, gateway: MeasuredGateway, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (!(await predicate())) {
+    if (!gateway.running) throw new Error(`the gateway ended (${gateway.child.exitCode ?? gateway.child.signalCode}) waiting for ${what}: ${gateway.log.slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`waited ${maxMs / 1000} s for ${what}: ${gateway.log.slice(-2000)}`);
+    await systemClock.sleep(20);
+  }
+}
+
+function writeConfig(dir: string, config: GatewayConfig): string {
+  const path = join(dir, `gateway-${Date.now()}.json`);
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
+/** The reference drive played `laps` times back to back (times shifted), as one candump log. */
+async function lappedDrive(path: string, laps: number): Promise<number> {
+  const lines: string[] = [];
+  for await (const line of createInterface({ input: (await import('node:fs')).createReadStream(DRIVE).pipe(createGunzip()) })) if (line !== '') lines.push(line);
+  const time = (l: string): number => Number(/^\((\d+\.\d+)\)/.exec(l)?.[1]);
+  const first = time(lines[0] as string);
+  const span = time(lines[lines.length - 1] as string) - first + 0.01;
+  const out = createWriteStream(path);
+  for (let lap = 0; lap < laps; lap++) {
+    for (const l of lines) out.write(`(${(time(l) + lap * span).toFixed(6)})${l.slice(l.indexOf(')') + 1)}\n`);
+  }
+  out.end();
+  await once(out, 'finish');
+  return span;
+}
+
+/** Two frames of the reference vehicle's battery message: one under the low-12 V threshold, one back over it. */
+async function batteryFrames(): Promise<{ low: CanFrame; normal: CanFrame }> {
+  const decoder = loadDecoder(join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc'));
+  let low: CanFrame | null = null;
+  let normal: CanFrame | null = null;
+  for await (const line of createInterface({ input: (await import('node:fs')).createReadStream(DRIVE).pipe(createGunzip()) })) {
+    const frame = parseCandumpLine(line);
+    if (frame === null || !('data' in frame)) continue;
+    const decoded = decoder.decode(frame);
+    if (decoded instanceof DecodeError) continue;
+    const volts = decoded.signals.Battery12V;
+    if (typeof volts !== 'number') continue;
+    if (volts < 10.5) low ??= frame;
+    if (volts > 12.5) normal ??= frame;
+    if (low !== null && normal !== null) return { low, normal };
+  }
+  throw new Error('the reference drive has no low and normal Battery12V frames');
+}
+
+async function prefilledStore(dir: string, n: number): Promise<string> {
+  const storeDir = join(dir, 'backlog');
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir: storeDir, synchronous: 'OFF' });
+  const samples = new SampleRecords(11);
+  const started = Date.now();
+  for (let seq = 0; seq < n; seq++) await store.insert(samples.record(seq, 2), Date.now());
+  await store.close();
+  console.log(`  (backlog of ${n.toLocaleString('en-US')} records stored in ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  return storeDir;
+}
+
+const cpuDelta = (a: CgroupUsage, b: CgroupUsage, seconds: number): number => (b.cpuSeconds - a.cpuSeconds) / seconds;
+
+/** Saturated bus and start-up. */
+async function busScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, trace: string, speed: number, name: string): Promise<void> {
+  const broker = await startLocalBroker();
+  const pty = await openPtyPair();
+  const cgroup = PiCgroup.create(`v2c-envelope-bus-${name}-${process.pid}`, limits);
+  const metricsPort = await freePort();
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, storeDir: join(dir, `bus-${name}`) });
+  config.metrics.port = metricsPort;
+  const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'ignore');
+  try {
+    const spawned = Date.now();
+    const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock, trace);
+    const decoded = async (): Promise<number> => (await metricValue(metricsPort, 'v2c_can_decoded_frames_total')) ?? 0;
+    await until('the first decoded frame', async () => (await decoded()) > 0, gateway, 120_000);
+    figures.startDecodedS = (Date.now() - spawned) / 1000;
+    const acked = async (): Promise<number> => ((await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0) + ((await metricValue(metricsPort, 'v2c_heartbeats_total')) ?? 0);
+    await until('the first PUBACK', async () => (await acked()) > 0, gateway, 120_000);
+    figures.startPubackS = (Date.now() - spawned) / 1000;
+    const before = cgroup.usage();
+    const t0 = Date.now();
+    await simulator.done;
+    const seconds = (Date.now() - t0) / 1000;
+    const after = cgroup.usage();
+    // The last lines cross the pty after the simulator exits: wait until the count stops moving.
+    let last = -1;
+    for (let now = await decoded(); now !== last; now = await decoded()) {
+      last = now;
+      await systemClock.sleep(1000);
+    }
+    figures.busDecoded = last;
+    figures.busSent = Number(/sent=(\d+)/.exec(simulator.log())?.[1] ?? NaN);
+    figures.busCpuShare = cpuDelta(before, after, seconds);
+    figures.busMaxRssMiB = gateway.maxRssMiB;
+  } finally {
+    await gateway.stop();
+    cgroup.remove();
+    await pty.close();
+    await broker.stop();
+  }
+}
+
+/** No frames at all (stdin open and silent): what the gateway costs when the vehicle is parked. */
+async function idleScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, name: string): Promise<void> {
+  const broker = await startLocalBroker();
+  const cgroup = PiCgroup.create(`v2c-envelope-idle-${name}-${process.pid}`, limits);
+  const metricsPort = await freePort();
+  const config = referenceVehicleConfig({ mqttUrl: broker.url, trace: '-', storeDir: join(dir, `idle-${name}`) });
+  config.metrics.port = metricsPort;
+  const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
+  try {
+    await until('connected', async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1, gateway, 120_000);
+    await systemClock.sleep(5000);
+    const before = cgroup.usage();
+    await systemClock.sleep(IDLE_SECONDS * 1000);
+    figures.idleCpuShare = cpuDelta(before, cgroup.usage(), IDLE_SECONDS);
+  } finally {
+    gateway.child.stdin?.end();
+    await gateway.stop();
+    cgroup.remove();
+    await broker.stop();
+  }
+}
+
+/** A backlog draining to the broker and sink while P0 events are raised through stdin. */
+async function drainScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, backlog: string, name: string): Promise<void> {
+  const broker: LocalBroker = await startLocalBroker({ extraConfig: ['max_queued_messages 1000000'] });
+  const relay = await FaultProxy.start(broker.port);
+  const sink = await TelemetrySink.start({ url: broker.url, clientId: `envelope-sink-${name}-${process.pid}`, deadLetterDir: join(dir, `sink-${name}`), dedupWindowMs: 3_600_000 });
+  const storeDir = join(dir, `drain-${name}`);
+  mkdirSync(storeDir);
+  for (const f of ['v2c.sqlite', 'v2c.sqlite-wal', 'v2c.sqlite-shm']) if (existsSync(join(backlog, f))) copyFileSync(join(backlog, f), join(storeDir, f));
+  // Each P0 event's PUBLISH and PUBACK as the relay sees them (first send only).
+  const published: number[] = [];
+  const pubacked = new Map<number, number>();
+  const packetEvent = new Map<string, number>();
+  relay.toServer = (p: Packet, connection: number): Packet => {
+    if (p.cmd === 'publish' && !p.dup && (p as IPublishPacket).properties?.contentType === 'application/x-protobuf') {
+      const record = decodeTelemetry(p.payload as Buffer);
+      if (record.priority === 0 && record.kind === RecordKind.Event) {
+        packetEvent.set(`${connection}:${p.messageId}`, published.length);
+        published.push(performance.now());
+      }
+    }
+    return p;
+  };
+  relay.toClient = (p: Packet, connection: number): Packet => {
+    if (p.cmd === 'puback') {
+      const k = packetEvent.get(`${connection}:${p.messageId}`);
+      if (k !== undefined) pubacked.set(k, performance.now());
+    }
+    return p;
+  };
+  const cgroup = PiCgroup.create(`v2c-envelope-drain-${name}-${process.pid}`, limits);
+  const metricsPort = await freePort();
+  const config = referenceVehicleConfig({ mqttUrl: relay.url, trace: '-', storeDir });
+  config.metrics.port = metricsPort;
+  const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
+  const { low, normal } = await batteryFrames();
+  try {
+    await until('connected', async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1, gateway, 300_000);
+    const drainStart = Date.now();
+    // Low, then back to normal (the rule re-arms), every 50 ms: one P0 event per 100 ms.
+    const raised: number[] = [];
+    const stdin = gateway.child.stdin;
+    if (stdin === null) throw new Error('no stdin');
+    // A gateway that dies (the OOM killer) closes the pipe: reported below, not thrown here.
+    stdin.on('error', () => undefined);
+    for (let k = 0; k < EVENTS && gateway.running; k++) {
+      raised.push(performance.now());
+      stdin.write(`${formatCandumpLog(low, Date.now() / 1000)}\n`);
+      await systemClock.sleep(50);
+      stdin.write(`${formatCandumpLog(normal, Date.now() / 1000)}\n`);
+      await systemClock.sleep(50);
+    }
+    await until(`${EVENTS} events acknowledged`, () => pubacked.size >= EVENTS, gateway, 120_000)
+      .catch((err: Error) => { figures.drainProblem = err.message.slice(0, 300); });
+    const framePublish = published.map((at, k) => at - (raised[k] as number));
+    const publishPuback = published.map((at, k) => (pubacked.get(k) ?? NaN) - at).filter(Number.isFinite);
+    figures.latency = { framePublish, publishPuback, total: published.map((_, k) => (pubacked.get(k) ?? NaN) - (raised[k] as number)).filter(Number.isFinite) };
+    const deadline = drainStart + DRAIN_CAP_S * 1000;
+    await until('the backlog drained', () => sink.counts.unique >= BACKLOG + published.length || Date.now() > deadline, gateway, DRAIN_CAP_S * 1000 + 60_000)
+      .catch((err: Error) => { figures.drainProblem = err.message.slice(0, 300); });
+    figures.drained = Math.min(sink.counts.unique, BACKLOG + published.length);
+    figures.drainRecordsPerS = figures.drained / ((Date.now() - drainStart) / 1000);
+    figures.duplicates = sink.counts.duplicates;
+    figures.drainMaxRssMiB = gateway.maxRssMiB;
+    figures.oomKills = cgroup.usage().oomKills;
+  } finally {
+    gateway.child.stdin?.end();
+    await gateway.stop();
+    figures.oomKills = Math.max(figures.oomKills ?? 0, cgroup.usage().oomKills);
+    cgroup.remove();
+    await sink.close();
+    await relay.close();
+    await broker.stop();
+  }
+}
+
+function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+export async function envelopeSection(): Promise<void> {
+  console.log(`\nPi envelope: the gateway (v2c-gateway run) in a cgroup of ${PI.cpuCores} of one core and ${(PI.memoryBytes as number) / MiB} MiB, beside the same scenario unconstrained`);
+  let probe: PiCgroup;
+  try {
+    probe = PiCgroup.create(`v2c-envelope-probe-${process.pid}`, PI);
+  } catch (err) {
+    if (err instanceof CgroupUnavailableError) {
+      console.log(`  skipped: ${err.message}`);
+      return;
+    }
+    throw err;
+  }
+  probe.remove();
+  const dir = mkdtempSync(join(tmpdir(), 'v2c-envelope-'));
+  try {
+    const trace = join(dir, 'laps.log');
+    const driveFps = 119_700 / 630;
+    const speed = BUS_FPS / driveFps;
+    const laps = Math.max(1, Math.ceil((BUS_SECONDS * speed) / 630));
+    await lappedDrive(trace, laps);
+    const backlog = await prefilledStore(dir, BACKLOG);
+    const results: Record<string, Partial<Figures>> = { unconstrained: {}, envelope: {} };
+    for (const [name, limits] of [['unconstrained', UNCONSTRAINED], ['envelope', PI]] as const) {
+      const f = results[name] as Partial<Figures>;
+      console.log(`  running: ${name} (bus ${BUS_SECONDS} s at ${BUS_FPS} frames/s, idle ${IDLE_SECONDS} s, drain of ${BACKLOG.toLocaleString('en-US')} with ${EVENTS} P0 events)`);
+      await busScenario(dir, limits, f, trace, speed, name);
+      await idleScenario(dir, limits, f, name);
+      await drainScenario(dir, limits, f, backlog, name);
+    }
+    report(results.unconstrained as Figures, results.envelope as Figures);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(free: Figures, pi: Figures): void {
+  const row = (label: string, a: string, b: string, verdict = ''): void => console.log(`  ${label.padEnd(48)} ${a.padStart(16)} ${b.padStart(16)}  ${verdict}`);
+  const pass = (ok: boolean, goal: string): string => `${ok ? 'PASS' : 'FAIL'} (${goal})`;
+  const pct = (share: number): string => `${(share * 100).toFixed(1)} % core`;
+  const ms = (v: number): string => `${v.toFixed(1)} ms`;
+  const envelopeShare = (share: number): number => share / (PI.cpuCores as number);
+  row('', 'unconstrained', `envelope`);
+  row('bus: frames sent / decoded', `${free.busSent} / ${free.busDecoded}`, `${pi.busSent} / ${pi.busDecoded}`, pass(pi.busSent === pi.busDecoded && free.busSent === free.busDecoded, 'lost 0'));
+  row('bus: CPU', pct(free.busCpuShare), `${pct(pi.busCpuShare)} = ${(envelopeShare(pi.busCpuShare) * 100).toFixed(0)} % of it`, pass(envelopeShare(pi.busCpuShare) <= 0.6, '≤ 60 % of the envelope'));
+  row('bus: max RSS', `${free.busMaxRssMiB.toFixed(0)} MiB`, `${pi.busMaxRssMiB.toFixed(0)} MiB`, pass(pi.busMaxRssMiB <= 160, '≤ 160 MiB'));
+  row('start-up to the first decoded frame', `${free.startDecodedS.toFixed(1)} s`, `${pi.startDecodedS.toFixed(1)} s`);
+  row('start-up to the first PUBACK', `${free.startPubackS.toFixed(1)} s`, `${pi.startPubackS.toFixed(1)} s`, pass(pi.startPubackS <= 5, '≤ 5 s in the envelope'));
+  row('idle CPU (no frames)', pct(free.idleCpuShare), `${(envelopeShare(pi.idleCpuShare) * 100).toFixed(1)} % of it`, pass(envelopeShare(pi.idleCpuShare) <= 0.02, '≤ 2 % of the envelope'));
+  for (const p of [50, 90, 99]) {
+    row(`P0 event → PUBACK P${p} (frame→PUBLISH + PUBLISH→PUBACK)`, `${ms(percentile(free.latency.total, p))} (${ms(percentile(free.latency.framePublish, p))} + ${ms(percentile(free.latency.publishPuback, p))})`,
+      `${ms(percentile(pi.latency.total, p))} (${ms(percentile(pi.latency.framePublish, p))} + ${ms(percentile(pi.latency.publishPuback, p))})`,
+      p === 99 ? pass(percentile(pi.latency.total, 99) <= 50 && percentile(free.latency.total, 99) <= 20, '≤ 50 ms envelope, ≤ 20 ms unconstrained') : '');
+  }
+  row('P0 event → PUBACK max', ms(Math.max(...free.latency.total)), ms(Math.max(...pi.latency.total)), `${free.latency.total.length} / ${pi.latency.total.length} events acknowledged of ${EVENTS}`);
+  row('drain: records/s (records delivered)', `${free.drainRecordsPerS.toFixed(0)} (${free.drained})`, `${pi.drainRecordsPerS.toFixed(0)} (${pi.drained})`, pass(pi.drainRecordsPerS >= 300, '≥ 300 records/s'));
+  row('drain: duplicates at the sink', String(free.duplicates), String(pi.duplicates), pass(pi.duplicates === 0, '0'));
+  row('drain: max RSS', `${free.drainMaxRssMiB.toFixed(0)} MiB`, `${pi.drainMaxRssMiB.toFixed(0)} MiB`, pass(pi.drainMaxRssMiB <= 160, '≤ 160 MiB'));
+  row('drain: OOM kills', String(free.oomKills), String(pi.oomKills), pass(pi.oomKills === 0, '0'));
+  for (const [name, f] of [['unconstrained', free], ['envelope', pi]] as const) if (f.drainProblem !== undefined) console.log(`  ${name}: the drain ended early: ${f.drainProblem}`);
+}
