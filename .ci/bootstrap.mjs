@@ -3,7 +3,7 @@
 // Debian's mosquitto and socat), compiles, then runs the job. Plain JS with no dependencies,
 // because it must work before `npm ci` has run.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,8 @@ if (job === 'test-slow') {
 
 // Each run gets its own temporary directory: whatever a test leaves behind in it is a failure.
 const testTmp = mkdtempSync(join(tmpdir(), 'v2c-test-run-'));
+// Mosquitto drops root for its own user and must reach the broker directories inside it.
+chmodSync(testTmp, 0o755);
 const started = Date.now();
 // Echo tap's output and close with a plain "N passed, N failed, N skipped" line from its summary.
 const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: testTmp } });
