@@ -189,7 +189,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
   const sender = new OutboxSender(store, session, deadLetters, {
     vehicleId: config.vehicle.id, vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'), batchTopic: vehicleTopic(config, 'telemetry/batch'),
-    inflight: m.inflight, batchMinRecords: config.batch.minRecords, batchMaxRecords: config.batch.maxRecords, batchMaxAgeMs: config.batch.maxAgeMs,
+    inflight: m.inflight, batchMinRecords: config.batch.minRecords, batchMaxRecords: config.batch.maxRecords, batchInflight: config.batch.inflight, batchMaxAgeMs: config.batch.maxAgeMs,
     retryDelayMs: m.retryDelayMs, quotaBackoffMs: config.batch.quotaBackoffMs, zstdLevel: config.batch.zstdLevel, resolution: resolutionTable(decoder.db, config.pipeline.fields),
   }, clock, log);
   const status = async (): Promise<Record<string, unknown>> => ({ state: session.state, pending: await store.count(), in_flight: sender.inFlight, parked: sender.parkedRecords, acked: sender.counters.acked });

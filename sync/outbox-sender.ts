@@ -22,6 +22,8 @@ export interface OutboxSettings {
   /** A P1 backlog longer than this goes out in batches; P2 waits until it has this many... */
   batchMinRecords: number;
   batchMaxRecords: number;
+  /** Batches in flight at most (part of `inflight`): what a drain holds in memory and compresses at once. */
+  batchInflight: number;
   /** ...or until its oldest record is this old. */
   batchMaxAgeMs: number;
   /** Rest for records whose publish failed (PUBACK timeout, error), so failures cannot loop hot. */
@@ -67,6 +69,7 @@ export class OutboxSender {
   readonly blockedTopics = new Set<string>();
   private readonly inflightIds = new Set<string>();
   private inflightMessages = 0;
+  private inflightBatches = 0;
   /** Records whose publish failed: left alone until the retry timer. */
   private readonly resting = new Set<string>();
   /** Records whose topic is not authorised: kept in the store, not sent again by this process. */
@@ -204,10 +207,13 @@ export class OutboxSender {
       if (next === null) break;
       for (const r of next.records) this.inflightIds.add(r.id);
       this.inflightMessages++;
+      const isBatch = next.route === 'batch';
+      if (isBatch) this.inflightBatches++;
       const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord)
         : next.route === 'batch' ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
       void done.catch((err: unknown) => this.unexpected(err, next.records)).finally(() => {
         this.inflightMessages--;
+        if (isBatch) this.inflightBatches--;
         for (const r of next.records) this.inflightIds.delete(r.id);
         for (const wake of this.idleWaiters.splice(0)) wake();
         // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
@@ -226,17 +232,22 @@ export class OutboxSender {
     return Math.min(this.settings.inflight, serverMax > 1 ? serverMax - 1 : 1);
   }
 
-  /** The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. */
+  /**
+   * The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. While
+   * `batchInflight` batches are out, only P0 goes (a drain never delays an event).
+   */
   private async nextMessage(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
     const s = this.settings;
     const link = this.link.current;
     if (link.mode === 'store') return null;
     const batchMax = link.batchMaxRecords;
+    const batchSlot = this.inflightBatches < s.batchInflight;
     const [event] = await this.store.pending(1, exclude, 0);
     if (event !== undefined) {
       const route = this.routeFor('single');
-      if (route !== null) return { route, records: [event] };
+      if (route === 'single' || (route === 'batch' && batchSlot)) return { route, records: [event] };
     }
+    if (!batchSlot) return null;
     const holdMs = this.timeHoldMs();
     if (holdMs > 0) {
       this.wakeIn(holdMs);

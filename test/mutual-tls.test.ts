@@ -170,7 +170,7 @@ t.test('mutual TLS', async (t) => {
     // The sync engine aimed at the other vehicle's topics (as a mis-provisioned device would be).
     gateway.sender.stop();
     const rogue = new OutboxSender(gateway.store, gateway.session, new DeadLetterFile(join(rig.dir, 'rogue-dead-letter.jsonl')), {
-      vehicleId: BENCH_OTHER_VEHICLE_ID, vehicleTopic: other, batchTopic: other.replace('/vehicle', '/batch'), inflight: 10, batchMinRecords: 25, batchMaxRecords: 50,
+      vehicleId: BENCH_OTHER_VEHICLE_ID, vehicleTopic: other, batchTopic: other.replace('/vehicle', '/batch'), inflight: 10, batchMinRecords: 25, batchMaxRecords: 50, batchInflight: 4,
       batchMaxAgeMs: 100, retryDelayMs: 100, quotaBackoffMs: 100, zstdLevel: 3, resolution: resolutionTable(loadDecoder(config.dbc).db, config.pipeline.fields),
     }, systemClock, (m) => logs.push(m));
     rogue.start();

@@ -158,3 +158,46 @@ t.test('FMEA unauthorised topic: PUBACK 0x87 parks the records, stops that topic
   t.ok(rig.logs.some((l) => /SECURITY: the broker does not authorise publishing to .*telemetry\/batch \(PUBACK 0x87\)/.test(l)), 'logged as a security event');
   t.match(await rig.gateway.metrics.text(), /v2c_security_events_total\{kind="publish_not_authorised"\} 1/);
 });
+
+t.test('a drain holds at most batch.inflight batches out at once, and a P0 event goes out during it, not after it', async (t) => {
+  const BATCHES_OUT = 2;
+  const batchType = 'application/x-protobuf+zstd';
+  let out = 0;
+  let peak = 0;
+  const batchIds = new Set<string>();
+  let eventAt: number | null = null;
+  let batchesBeforeEvent = 0;
+  let batchesPublished = 0;
+  const rig = await syncRig(t, {
+    beforeStart: (proxy) => {
+      proxy.latencyMs = 30;
+      proxy.toServer = (p: Packet, connection: number) => {
+        if (p.cmd === 'publish' && (p as IPublishPacket).properties?.contentType === batchType) {
+          batchIds.add(`${connection}:${p.messageId}`);
+          batchesPublished++;
+          peak = Math.max(peak, ++out);
+        } else if (p.cmd === 'publish' && eventAt === null && (p as IPublishPacket).properties?.contentType === 'application/x-protobuf') {
+          eventAt = Date.now();
+          batchesBeforeEvent = batchesPublished;
+        }
+        return p;
+      };
+      proxy.toClient = (p: Packet, connection: number) => {
+        if (p.cmd === 'puback' && batchIds.delete(`${connection}:${p.messageId}`)) out--;
+        return p;
+      };
+    },
+    tune: (c) => { c.batch.inflight = BATCHES_OUT; },
+  });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  rig.proxy.blackhole = true;
+  rig.gateway.session.dropConnection('test: outage');
+  const backlog = await rig.insert(1, 1000, () => 2);
+  rig.proxy.blackhole = false;
+  await rig.waitFor('the drain under way', () => rig.sink.counts.unique >= 100);
+  const event = await rig.insert(5000, 1, () => 0);
+  await rig.waitFor('the backlog and the event', () => rig.sink.counts.unique === 1001);
+  t.same(missing(rig, [...backlog, ...event]), []);
+  t.ok(peak >= 1 && peak <= BATCHES_OUT, `at most ${BATCHES_OUT} batches awaited their PUBACK at once (peak ${peak})`);
+  t.ok(eventAt !== null && batchesBeforeEvent < batchesPublished, `the P0 event was published while the drain went on (${batchesBeforeEvent} of ${batchesPublished} batches before it)`);
+});
