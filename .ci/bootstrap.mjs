@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const job = process.argv[2];
 const jobs = {
-  demo: () => ['node', ['--enable-source-maps', 'dist/gateway/cli.js', 'demo', ...process.argv.slice(3)]],
+  demo: () => ['node', ['--enable-source-maps', 'dist/app/cli.js', 'demo', ...process.argv.slice(3)]],
   // tap skips git-ignored paths when it searches, so the compiled tests are named explicitly.
   test: () => ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
   // The suite as a Pi runs it: one file at a time inside a cgroup holding a quarter of one core.
@@ -62,6 +62,7 @@ if (toInstall.length > 0) {
 }
 
 if (run('npx', ['tsc', '-p', 'tsconfig.json'], 'tsc') !== 0) fail('TypeScript compilation failed (see above)');
+if (run('node', ['.ci/bundle.mjs'], 'bundle') !== 0) fail('bundling the CLI failed (see above)');
 let [cmd, args] = jobs[job]();
 if (!job.startsWith('test')) process.exit(run(cmd, args, job));
 

@@ -44,7 +44,7 @@ const BACKLOG = Number(process.env.V2C_ENVELOPE_BACKLOG ?? 100_000);
 const DRAIN_CAP_S = Number(process.env.V2C_ENVELOPE_DRAIN_CAP_S ?? 300);
 const EVENTS = Number(process.env.V2C_ENVELOPE_EVENTS ?? 200);
 const DRIVE = join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
-const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
 
 interface Figures {
   busSent: number;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../gateway/project-root.js';
 
-const cli = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
 const dbc = join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc');
 const run = (args: string[], input?: string) => spawnSync(process.execPath, [cli, ...args], { input, encoding: 'utf8' });
 

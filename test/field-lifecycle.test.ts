@@ -24,7 +24,7 @@ import { TelemetryStore } from '../sync/telemetry-store.js';
 import { loopbackServer, waitUntil } from './helpers.js';
 import { fastTimers, syncRig } from './sync-rig.js';
 
-const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
 const root = mkdtempSync(join(tmpdir(), 'v2c-life-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
 const driveLines = gunzipSync(readFileSync(join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz'))).toString('utf8').split('\n');

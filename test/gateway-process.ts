@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../gateway/project-root.js';
 
-const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
 
 export interface GatewayProcess {
   child: ChildProcess;

@@ -27,7 +27,7 @@ import { isOwnResponseTopic } from '../sync/command-handler.js';
 import { waitUntil } from './helpers.js';
 import { syncRig } from './sync-rig.js';
 
-const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
 const REF = join(projectRoot(), 'drivers', 'reference-vehicle');
 const DBC_PATH = join(REF, 'v2c-reference.dbc');
 const dir = mkdtempSync(join(tmpdir(), 'v2c-hostile-'));

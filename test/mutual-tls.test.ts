@@ -131,7 +131,7 @@ t.test('mutual TLS', async (t) => {
   });
 
   t.test('v2c-gateway sink over mutual TLS with the cloud certificate; an mqtts URL without certificates is a usage error', async (t) => {
-    const cli = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+    const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
     const bare = spawnSync(process.execPath, [cli, 'sink', '--url', rig.broker.url], { encoding: 'utf8' });
     t.equal(bare.status, 2);
     t.match(bare.stderr, 'sink: an mqtts:// url needs --ca, --cert and --key');

@@ -123,7 +123,7 @@ t.test('systemd unit: restart policy, watchdog, dedicated user, hardening; syste
   for (const line of ['Restart=on-failure', 'WatchdogSec=60', 'Type=notify', 'User=v2c-gateway', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'ReadWritePaths=/var/lib/v2c-gateway /etc/v2c-gateway', 'CapabilityBoundingSet=', 'ProtectHome=yes', 'PrivateTmp=yes']) {
     t.ok(unit.split('\n').includes(line), line);
   }
-  t.match(unit, `ExecStart=${process.execPath} ${projectRoot()}/dist/gateway/cli.js run --config /etc/v2c-gateway/gateway.yaml`);
+  t.match(unit, `ExecStart=${process.execPath} ${projectRoot()}/dist/app/cli.js run --config /etc/v2c-gateway/gateway.yaml`);
   t.notMatch(unit, /@[A-Z_]+@/, 'every field filled in');
   // verify resolves ExecStart and WorkingDirectory, so the paths must exist: point them into the test's tree.
   const unitDir = join(dir, 'unit');

@@ -12,7 +12,7 @@ import { waitUntil } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-notify-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const cli = join(projectRoot(), 'dist', 'gateway', 'cli.js');
+const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
 
 /** The first `seconds` of the reference drive, as a candump log. */
 function shortTrace(seconds: number): string {

@@ -12,6 +12,8 @@ import { ClockCorrector } from '../sync/clock-corrector.js';
 import { NtpStateSource } from '../sync/time-sources.js';
 import { waitUntil } from './helpers.js';
 
+// The unbundled CLI: its module graph shows what each command imports (the shipped bundle in
+// dist/app keeps the same dynamic imports as separate chunks; the other CLI tests run that one).
 const CLI = join(projectRoot(), 'dist', 'gateway', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'v2c-cost-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,6 +1,7 @@
 // The adapter simulator as a child process (a separate "device"), for the demo and the tests.
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { projectRoot } from '../project-root.js';
 import type { Clock } from '../clock.js';
 
 export interface SimulatorProcess {
@@ -11,7 +12,7 @@ export interface SimulatorProcess {
 
 /** Starts `v2c-gateway simulate` on `port` (the reference drive, or `trace`) and resolves once the adapter listens. */
 export async function spawnSimulator(port: string, speed: number, clock: Clock, trace?: string): Promise<SimulatorProcess> {
-  const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+  const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
   const child = spawn(process.execPath, [cli, 'simulate', '--port', port, '--speed', String(speed), ...(trace !== undefined ? ['--trace', trace] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
