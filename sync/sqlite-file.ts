@@ -35,6 +35,12 @@ export interface SqliteFile {
   readonly checkedAtOpen: boolean;
   /** Runs `fn` as one transaction; SQLite errors come back as typed StorageErrors. */
   transaction<T>(fn: () => T): T;
+  /**
+   * A transaction whose loss in a power cut is harmless (WAL, synchronous=NORMAL: not fsynced on
+   * its own; the next durable commit syncs it). The outbox's removals: one lost means a record sent
+   * twice, which the receiver de-duplicates, and its fsync no longer stalls the event loop.
+   */
+  lightTransaction<T>(fn: () => T): T;
   /** Runs `fn` and translates SQLite errors. */
   guard<T>(fn: () => T): T;
   release(): void;
@@ -59,6 +65,8 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
     return existing.file;
   }
   const { db, checkedAtOpen } = openConfigured(path, options);
+  // Below FULL there is nothing to lighten; outside WAL, NORMAL would risk the file itself.
+  const canLighten = (options.synchronous === 'FULL' || options.synchronous === 'EXTRA') && db.pragma('journal_mode', { simple: true }) === 'wal';
   const guard = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -74,6 +82,15 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
       checkedAtOpen,
       guard,
       transaction: (fn) => guard(() => db.transaction(fn)()),
+      lightTransaction: (fn) => {
+        if (!canLighten) return guard(() => db.transaction(fn)());
+        db.pragma('synchronous = NORMAL');
+        try {
+          return guard(() => db.transaction(fn)());
+        } finally {
+          db.pragma(`synchronous = ${options.synchronous}`);
+        }
+      },
       release: () => {
         if (--entry.refs > 0) return;
         openFiles.delete(path);

@@ -194,10 +194,14 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
         const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
         const insert = this.statement('insert', () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
         const update = this.statement('update', () => `UPDATE ${t} SET ${cols.slice(1).map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`);
-        this.file.transaction(() => {
+        const write = (): void => {
           for (const row of categorized.bulkInsertDocs) insert.run(this.rowValues(row.document));
           for (const row of categorized.bulkUpdateDocs) update.run(this.rowValues(row.document));
-        });
+        };
+        // Only deletions: losing them to a power cut resends records (at least once), never loses one.
+        const onlyDeletions = categorized.bulkInsertDocs.length === 0 && categorized.bulkUpdateDocs.every((row) => row.document._deleted);
+        if (onlyDeletions) this.file.lightTransaction(write);
+        else this.file.transaction(write);
       }
       // Events go out only after the commit: a listener never sees a write that a power cut could undo.
       if (categorized.eventBulk.events.length > 0 && categorized.newestRow) {
