@@ -78,7 +78,9 @@ class MeasuredGateway {
   log = '';
 
   constructor(readonly cgroup: PiCgroup, configPath: string, stdin: 'pipe' | 'ignore') {
-    const [cmd, args] = cgroup.wrap(process.execPath, [CLI, 'run', '--config', configPath]);
+    // V2C_ENVELOPE_NODE_ARGS: extra node flags for the gateway (a --cpu-prof to see where a figure goes).
+    const nodeArgs = (process.env.V2C_ENVELOPE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const [cmd, args] = cgroup.wrap(process.execPath, [...nodeArgs, CLI, 'run', '--config', configPath]);
     this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'] });
     this.child.stderr?.on('data', (d: Buffer) => { this.log = (this.log + d.toString()).slice(-20_000); });
     this.sampler = setInterval(() => this.sample(), 250);
@@ -181,6 +183,8 @@ async function busScenario(dir: string, limits: PiLimits, figures: Partial<Figur
   const metricsPort = await freePort();
   const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, storeDir: join(dir, `bus-${name}`) });
   config.metrics.port = metricsPort;
+  // To compare against reading every byte at once (0), as the gateway did before.
+  if (process.env.V2C_ENVELOPE_READ_INTERVAL_MS !== undefined) config.can.readIntervalMs = Number(process.env.V2C_ENVELOPE_READ_INTERVAL_MS);
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'ignore');
   try {
     const spawned = Date.now();

@@ -2,7 +2,9 @@
 // stream into lines with ReadlineParser, reopens with growing delay when the device disappears,
 // and reopens a port that stays open but goes silent (STYLE §5).
 import { SerialPort } from 'serialport';
+import { SerialPortStream } from '@serialport/stream';
 import { ReadlineParser } from '@serialport/parser-readline';
+import { coalescingBinding } from './coalescing-binding.js';
 import { Subject, type Observable } from 'rxjs';
 import { type CanFrame, MalformedLine } from './can-frame.js';
 import { SLCAN_BEL, SLCAN_MAX_LINE, parseSlcanLine, slcanBitrateCode } from './slcan.js';
@@ -19,6 +21,8 @@ export interface SlcanSourceOptions {
   watchdogMs: number;
   /** Delays before successive reopen attempts; the last one repeats. */
   reopenDelaysMs: number[];
+  /** After a read that returned data, the next read waits this long (0: read at once). */
+  readIntervalMs: number;
 }
 
 export interface SlcanSourceCounters {
@@ -40,7 +44,7 @@ export class SlcanSerialSource {
   readonly counters: SlcanSourceCounters = { frames: 0, malformed: 0, adapterErrors: 0, reopens: 0, watchdogReopens: 0 };
   private readonly out = new Subject<CanFrame | MalformedLine>();
   private readonly status = new Subject<SlcanSourceEvent>();
-  private port: SerialPort | null = null;
+  private port: SerialPortStream | null = null;
   private stopped = true;
   private attempt = 0;
   private lastLineAt = 0;
@@ -89,7 +93,8 @@ export class SlcanSerialSource {
   }
 
   private open(): void {
-    const port = new SerialPort({ path: this.options.path, baudRate: this.options.baudRate, autoOpen: false });
+    const binding = this.options.readIntervalMs > 0 ? coalescingBinding(SerialPort.binding, this.options.readIntervalMs) : SerialPort.binding;
+    const port = new SerialPortStream({ binding, path: this.options.path, baudRate: this.options.baudRate, autoOpen: false });
     const parser = new ReadlineParser({ delimiter: '\r', encoding: 'latin1' });
     parser.on('data', (line: string) => this.onLine(line));
     port.on('data', (chunk: Buffer) => this.onChunk(chunk, parser));
@@ -147,7 +152,7 @@ export class SlcanSerialSource {
     this.onClosed(port, `no data for ${this.options.watchdogMs} ms (watchdog)`);
   }
 
-  private onClosed(port: SerialPort, reason: string): void {
+  private onClosed(port: SerialPortStream, reason: string): void {
     if (this.port !== port || this.stopped) return;
     this.port = null;
     port.removeAllListeners();

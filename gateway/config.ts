@@ -56,6 +56,8 @@ export const configSchema = z.object({
     bus: z.string().default('can0'),
     watchdogMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     reopenDelaysMs: z.array(z.number().int().positive().max(MAX_TIMER_MS, TIMER_LIMIT)).min(1).default([250, 500, 1000, 2000, 5000, 10000]),
+    /** The adapter is read in bursts at most this often while data flows (0: every byte at once). */
+    readIntervalMs: z.number().int().min(0).max(100).default(5),
     /** Trace file for the candump / slcan-log sources; `-` for stdin. */
     file: z.string().optional(),
     /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */

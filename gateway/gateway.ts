@@ -165,7 +165,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   if (config.can.source === 'slcan') {
     serial = new SlcanSerialSource({
       path: config.can.port as string, bitrate: config.can.bitrate, baudRate: config.can.baudRate, bus: config.can.bus,
-      watchdogMs: config.can.watchdogMs, reopenDelaysMs: config.can.reopenDelaysMs,
+      watchdogMs: config.can.watchdogMs, reopenDelaysMs: config.can.reopenDelaysMs, readIntervalMs: config.can.readIntervalMs,
     }, clock);
     serial.events.subscribe((e) => log(e.kind === 'open' ? `can: adapter open on ${config.can.port}` : e.kind === 'closed' ? `can: adapter closed: ${e.reason}` : `can: reopening in ${e.delayMs} ms`));
     frames = serial.frames;

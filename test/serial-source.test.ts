@@ -14,7 +14,7 @@ import { parseCandumpLine } from '../drivers/candump.js';
 import { systemClock } from '../gateway/clock.js';
 
 const options = (path: string, extra: Partial<SlcanSourceOptions> = {}): SlcanSourceOptions =>
-  ({ path, bitrate: 500000, baudRate: 115200, bus: 'can0', watchdogMs: 5000, reopenDelaysMs: [50, 100, 200], ...extra });
+  ({ path, bitrate: 500000, baudRate: 115200, bus: 'can0', watchdogMs: 5000, reopenDelaysMs: [50, 100, 200], readIntervalMs: 5, ...extra });
 
 async function openAdapterEnd(path: string): Promise<{ port: SerialPort; commands: string[] }> {
   const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
@@ -132,4 +132,37 @@ t.test('an unplugged adapter is reopened with growing delay once it comes back',
   const frame = await firstValueFrom(source.frames.pipe(filter((f): f is CanFrame => !(f instanceof MalformedLine))));
   t.equal(frame.id, 0x456);
   await source.stop();
+});
+
+t.test('read in bursts (can.readIntervalMs): lines sent one by one arrive in a few reads, none lost; a stop during the wait is quiet', async (t) => {
+  const distinctArrivals = async (readIntervalMs: number): Promise<{ frames: number; arrivals: number; errors: string[] }> => {
+    const pty = await openPtyPair();
+    t.teardown(() => pty.close());
+    const adapter = await openAdapterEnd(pty.adapterEnd);
+    t.teardown(() => new Promise<void>((r) => adapter.port.close(() => r())));
+    const source = new SlcanSerialSource(options(pty.gatewayEnd, { readIntervalMs }), systemClock);
+    const errors: string[] = [];
+    source.events.subscribe((e) => { if (e.kind === 'closed') errors.push(e.reason); });
+    const frames: CanFrame[] = [];
+    source.frames.subscribe((f) => { if (!(f instanceof MalformedLine)) frames.push(f); });
+    source.start();
+    await until(() => adapter.commands.length >= 3, 3000, 'open sequence');
+    // 300 lines, each written on its own a millisecond apart, as a busy adapter sends them.
+    for (let i = 0; i < 300; i++) {
+      adapter.port.write(`t1232${(i % 256).toString(16).padStart(2, '0').toUpperCase()}00\r`);
+      await systemClock.sleep(1);
+    }
+    await until(() => frames.length === 300, 10_000, '300 frames');
+    // Lines keep coming while it stops: the close lands during a wait.
+    adapter.port.write('t1232AB00\r'.repeat(20));
+    await source.stop();
+    // Lines of one read are parsed within microseconds of each other; a new read comes later.
+    const reads = 1 + frames.filter((f, i) => i > 0 && f.tsMono - (frames[i - 1] as CanFrame).tsMono >= 0.5).length;
+    return { frames: frames.length, arrivals: reads, errors };
+  };
+  const eager = await distinctArrivals(0);
+  const bursts = await distinctArrivals(30);
+  t.equal(bursts.frames, 300, 'every frame arrives');
+  t.ok(bursts.arrivals < eager.arrivals / 3, `read in bursts: ${bursts.arrivals} reads with 30 ms, ${eager.arrivals} reading at once`);
+  t.same(bursts.errors, [], 'stopping during a wait is not a port error');
 });
