@@ -1,5 +1,5 @@
 // The local record store (RxDB). Records stay here until their PUBACK arrives.
-import { createRxDatabase, type RxCollection, type RxDatabase, type RxJsonSchema, type RxStorage } from 'rxdb';
+import { createRevision, createRxDatabase, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDatabase, type RxDocumentData, type RxJsonSchema, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
@@ -389,11 +389,18 @@ export class TelemetryStore {
    * skips `exclude`.
    */
   async pending(limit: number, exclude: ReadonlySet<string>, priority?: number): Promise<StoredRecord[]> {
-    const docs = await this.records.find({ ...(priority !== undefined ? { selector: { priority } } : {}), sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: limit + exclude.size }).exec();
+    // Straight from the storage: the outbox needs plain records, not RxDocuments kept in the
+    // collection's document and query caches (a drain asks for a new page every batch).
+    const schema = this.records.schema.jsonSchema as RxJsonSchema<RxDocumentData<StoredRecord>>;
+    const query = normalizeMangoQuery<StoredRecord>(schema, { selector: priority !== undefined ? { priority } : {}, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: limit + exclude.size });
+    // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
+    (query.selector as Record<string, unknown>)._deleted = { $eq: false };
+    const { documents } = await this.records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
     const out: StoredRecord[] = [];
-    for (const doc of docs) {
+    for (const doc of documents) {
       if (exclude.has(doc.id)) continue;
-      out.push(doc.toMutableJSON() as StoredRecord);
+      const { _meta, _rev, _attachments, _deleted, ...record } = doc;
+      out.push(record as StoredRecord);
       if (out.length === limit) break;
     }
     return out;
@@ -414,11 +421,24 @@ export class TelemetryStore {
     return priority !== undefined ? this.stored[priority] ?? 0 : this.stored.reduce((a, b) => a + b, 0);
   }
 
-  /** Removes by id; the per-priority count and bytes follow what was really removed. */
+  /**
+   * Removes by id; the per-priority count and bytes follow what was really removed. Deletes records straight in the storage, as `pending` reads them. Through the collection every
+   * removal made an RxDocument, kept (with its record) in RxDB's document cache until a finalizer
+   * ran: a 100,000-record drain held ~240 MB of them live and was OOM-killed in 192 MiB. RxDB still
+   * sees each deletion through the storage's change stream.
+   */
   private async removeIds(ids: string[]): Promise<void> {
     await this.ensureCounted();
-    const { success } = await this.records.bulkRemove(ids);
-    for (const doc of success) {
+    const storage = this.records.storageInstance;
+    const current = await storage.findDocumentsById(ids, false);
+    if (current.length === 0) return;
+    const token = this.records.database.token;
+    const writes = current.map((previous) => ({ previous, document: { ...previous, _deleted: true, _rev: createRevision(token, previous), _meta: { ...previous._meta, lwt: now() } } }));
+    const { error } = await storage.bulkWrite(writes, 'telemetry-store-remove');
+    // A conflict is a record removed meanwhile (an acknowledgement and an eviction at once).
+    const notRemoved = new Set(error.map((e) => e.documentId));
+    for (const doc of current) {
+      if (notRemoved.has(doc.id)) continue;
       this.stored[doc.priority] = Math.max(0, (this.stored[doc.priority] ?? 0) - 1);
       if (this.tracksBytes) this.classBytes[doc.priority] = (this.classBytes[doc.priority] ?? 0) - recordBytes(doc.record);
     }
