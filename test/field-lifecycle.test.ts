@@ -102,6 +102,7 @@ t.test('stop completes on a full disk (the budget file cannot be written)', { sk
   fastTimers(config);
   const logs: string[] = [];
   const gateway = await startGateway(config, systemClock, (m) => logs.push(m));
+  t.teardown(() => gateway.stop(0).catch(() => undefined));
   await gateway.store.insert(new SampleRecords(2).record(1, 1), Date.now());
   gateway.link.meter(1000);
   fill(fs);
@@ -175,6 +176,7 @@ t.test('two instances on one store: the second refuses with one line naming the 
   writeFileSync(trace, '');
   const config = referenceVehicleConfig({ mqttUrl: 'mqtt://127.0.0.1:1', trace, storeDir: join(dir, 'store') });
   const first = await startGateway(config, systemClock, () => undefined);
+  t.teardown(() => first.stop(0).catch(() => undefined));
   await t.rejects(startGateway(config, systemClock, () => undefined), new StoreLockedError(`${join(dir, 'store')} is in use by another v2c-gateway (pid ${process.pid}); stop it, or give this one its own store.dir`, process.pid));
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config));
@@ -186,6 +188,7 @@ t.test('two instances on one store: the second refuses with one line naming the 
   // A holder that died without releasing (power cut, SIGKILL): its pid no longer runs.
   writeFileSync(join(dir, 'store', 'v2c.lock'), JSON.stringify({ pid: 999_999_999, bootId: readBootId(), startTicks: '1' }));
   const again = await startGateway(config, systemClock, () => undefined);
+  t.teardown(() => again.stop(0).catch(() => undefined));
   t.ok(existsSync(join(dir, 'store', 'v2c.lock')), 'a stale lock is taken over');
   await again.stop(0);
   t.notOk(existsSync(join(dir, 'store', 'v2c.lock')), 'and released at stop');

@@ -1,5 +1,6 @@
 // simulator → pty → gateway → Mosquitto → subscriber, checked against the trace's ground truth.
 import t from 'tap';
+import { waitUntil } from './helpers.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,12 +71,13 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   t.equal(config.mqtt.url.slice(0, 8), 'mqtts://', 'over mutual TLS');
   const truthPromise = groundTruth(config.dbc);
   const gateway = await startGateway(config, systemClock, () => undefined);
+  // Stopped whatever happens below (a second stop after the test's own is harmless).
+  t.teardown(() => gateway.stop(0).catch(() => undefined));
   t.equal(await simulator.done, 0, simulator.log());
   await waitUntilSteady(() => gateway.pipeline.frames, systemClock);
   const result = await gateway.stop(20_000);
   const truth = await truthPromise;
-  const deadline = Date.now() + 5000;
-  while (sub.received.size < gateway.stored() && Date.now() < deadline) await systemClock.sleep(50);
+  await waitUntil('every stored record at the subscriber', () => sub.received.size >= gateway.stored(), 10_000, [], () => sub.received.size);
 
   t.equal(gateway.pipeline.frames, truth.frames, 'every frame of the trace crossed the pty');
   t.equal(gateway.pipeline.malformed, 0);
@@ -114,6 +116,7 @@ t.test('broker down at start: records buffer in the store and all arrive once it
   // Long enough that the test's subscriber is in place before the gateway's next attempt.
   config.mqtt.reconnect = { ...config.mqtt.reconnect, baseMs: 1500, jitter: 0 };
   const gateway = await startGateway(config, systemClock, () => undefined);
+  t.teardown(() => gateway.stop(0).catch(() => undefined));
   await gateway.sourceDone;
   const stored = gateway.stored();
   t.ok(stored >= 10, `${stored} records captured while offline`);
@@ -126,8 +129,7 @@ t.test('broker down at start: records buffer in the store and all arrive once it
   const result = await gateway.stop(20_000);
   t.ok(result.drained, 'drained once the broker came up');
   t.equal(gateway.sender.counters.acked, stored);
-  const deadline = Date.now() + 5000;
-  while (sub.received.size < stored && Date.now() < deadline) await systemClock.sleep(50);
+  await waitUntil('every record at the subscriber', () => sub.received.size >= stored, 10_000, [], () => sub.received.size);
   t.equal(sub.received.size, stored, 'nothing lost');
   t.ok(gateway.session.counters.attempts > 1, 'reconnect attempts were made');
 });
