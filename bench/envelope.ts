@@ -81,7 +81,8 @@ class MeasuredGateway {
     // V2C_ENVELOPE_NODE_ARGS: extra node flags for the gateway (a --cpu-prof to see where a figure goes).
     const nodeArgs = (process.env.V2C_ENVELOPE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
     const [cmd, args] = cgroup.wrap(process.execPath, [...nodeArgs, CLI, 'run', '--config', configPath]);
-    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'] });
+    // As the service unit runs it (provisioning/v2c-gateway.service).
+    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
     this.child.stderr?.on('data', (d: Buffer) => { this.log = (this.log + d.toString()).slice(-20_000); });
     this.sampler = setInterval(() => this.sample(), 250);
   }
