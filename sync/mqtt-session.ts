@@ -315,8 +315,13 @@ export class MqttSession {
    * clean one has lost our subscriptions). `onReady` runs once the subscription stands.
    */
   keepSubscribed(topicFilter: string, onReady: () => void = () => undefined): Subscription {
+    // "Session present" is not "subscribed": a CONNECT whose CONNACK we gave up on (connack
+    // timeout) still made a session at the broker, without our SUBSCRIBE. Only a SUBACK since the
+    // last session that was not present proves the subscription stands.
+    let confirmed = false;
     return this.connected.pipe(filter((up) => up)).subscribe(() => {
-      const subscribed = this.connack?.sessionPresent === true ? Promise.resolve() : this.subscribe(topicFilter);
+      if (this.connack?.sessionPresent !== true) confirmed = false;
+      const subscribed = confirmed ? Promise.resolve() : this.subscribe(topicFilter).then(() => { confirmed = true; });
       subscribed.then(onReady, (err: unknown) => this.log(`mqtt: cannot subscribe to ${topicFilter}: ${(err as Error).message}`));
     });
   }

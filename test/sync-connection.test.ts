@@ -155,3 +155,18 @@ t.test('local buffer overflow while offline: P2 over its byte quota drops its ow
   t.same(missing(rig, [...p0, ...p2.slice(droppedP2)]), [], 'all P0 and every P2 kept arrived');
   t.same(order.slice(0, 10), new Array(10).fill(0), 'the ten P0 events arrived before any P2');
 });
+
+t.test('a CONNACK lost on the way (connack timeout) still made a session: the next connection, "session present", subscribes again', async (t) => {
+  let dropped = 0;
+  const rig = await syncRig(t, {
+    // The broker's first CONNACK never reaches the gateway: it gives up, while the broker keeps the session.
+    beforeStart: (proxy) => { proxy.toClient = (p) => (p.cmd === 'connack' && dropped++ === 0 ? null : p); },
+    tune: (c) => { c.clock.brokerTime = true; },
+  });
+  await rig.waitFor('connected', () => rig.gateway.session.isConnected, 20_000);
+  t.ok(rig.logs.some((l) => l.includes('connack timeout')), 'the first CONNACK was given up on');
+  t.ok(rig.logs.some((l) => l.includes('session present: true')), 'and the broker kept that connection\'s session');
+  // The time answer comes on the response topic only if the gateway subscribed to it.
+  await rig.waitFor('the broker time reference', () => rig.gateway.time.reference !== null, 20_000);
+  t.ok(rig.gateway.time.reference !== null, 'the time answer arrived: the response topic is subscribed');
+});
