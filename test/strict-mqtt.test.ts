@@ -160,5 +160,6 @@ t.test('a stall of our own (a CPU-starved board) is not taken for a missing PUBA
   t.equal(session.counters.pubackTimeouts, 0, 'no PUBACK timeout counted');
   t.equal(broker.counts.connects, 1, 'the connection was never dropped');
   const max = Number(/v2c_event_loop_delay_seconds\{stat="max"\} (\S+)/.exec(await h.gateway.metrics.text())?.[1]);
-  t.ok(max >= 0.25, `the stalls show in v2c_event_loop_delay_seconds (max ${max} s)`);
+  // The monitor ticks every 100 ms: a 300 ms stall shows as at least 300 - 100 ms of delay.
+  t.ok(max >= 0.19, `the stalls show in v2c_event_loop_delay_seconds (max ${max} s)`);
 });
