@@ -11,12 +11,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createGunzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { CgroupUnavailableError, PiCgroup, type CgroupUsage, type PiLimits } from './pi-cgroup.js';
 import { parseCandumpLine, formatCandumpLog } from '../drivers/candump.js';
+import { openTrace } from '../drivers/trace-source.js';
 import type { CanFrame } from '../drivers/can-frame.js';
 import { DecodeError } from '../drivers/dbc/decoder.js';
 import { systemClock } from '../gateway/clock.js';
@@ -131,7 +131,7 @@ function writeConfig(dir: string, config: GatewayConfig): string {
 /** The reference drive played `laps` times back to back (times shifted), as one candump log. */
 async function lappedDrive(path: string, laps: number): Promise<number> {
   const lines: string[] = [];
-  for await (const line of createInterface({ input: (await import('node:fs')).createReadStream(DRIVE).pipe(createGunzip()) })) if (line !== '') lines.push(line);
+  for await (const line of createInterface({ input: openTrace(DRIVE) })) if (line !== '') lines.push(line);
   const time = (l: string): number => Number(/^\((\d+\.\d+)\)/.exec(l)?.[1]);
   const first = time(lines[0] as string);
   const span = time(lines[lines.length - 1] as string) - first + 0.01;
@@ -149,7 +149,7 @@ async function batteryFrames(): Promise<{ low: CanFrame; normal: CanFrame }> {
   const decoder = loadDecoder(join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc'));
   let low: CanFrame | null = null;
   let normal: CanFrame | null = null;
-  for await (const line of createInterface({ input: (await import('node:fs')).createReadStream(DRIVE).pipe(createGunzip()) })) {
+  for await (const line of createInterface({ input: openTrace(DRIVE) })) {
     const frame = parseCandumpLine(line);
     if (frame === null || !('data' in frame)) continue;
     const decoded = decoder.decode(frame);

@@ -4,7 +4,7 @@
 // tty buffer collect a burst, at the price of up to `intervalMs` of added latency per frame.
 import type { BindingInterface, BindingPortInterface, OpenOptions, PortInfo, SetOptions, UpdateOptions, PortStatus } from '@serialport/bindings-interface' with { 'resolution-mode': 'require' };
 
-export function coalescingBinding<T extends BindingInterface>(inner: T, intervalMs: number): BindingInterface {
+export function coalescingBinding(inner: BindingInterface, intervalMs: number): BindingInterface {
   return {
     list: (): Promise<PortInfo[]> => inner.list(),
     open: async (options: OpenOptions): Promise<BindingPortInterface> => new CoalescingPort(await inner.open(options), intervalMs),

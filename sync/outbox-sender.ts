@@ -210,7 +210,7 @@ export class OutboxSender {
       const isBatch = next.route === 'batch';
       if (isBatch) this.inflightBatches++;
       const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord)
-        : next.route === 'batch' ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
+        : isBatch ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
       void done.catch((err: unknown) => this.unexpected(err, next.records)).finally(() => {
         this.inflightMessages--;
         if (isBatch) this.inflightBatches--;

@@ -74,6 +74,7 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
       throw fromSqliteError(err, path);
     }
   };
+  const transaction = <T>(fn: () => T): T => guard(() => db.transaction(fn)());
   const entry: OpenFile = {
     refs: 1,
     file: {
@@ -81,12 +82,12 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
       db,
       checkedAtOpen,
       guard,
-      transaction: (fn) => guard(() => db.transaction(fn)()),
+      transaction,
       lightTransaction: (fn) => {
-        if (!canLighten) return guard(() => db.transaction(fn)());
+        if (!canLighten) return transaction(fn);
         db.pragma('synchronous = NORMAL');
         try {
-          return guard(() => db.transaction(fn)());
+          return transaction(fn);
         } finally {
           db.pragma(`synchronous = ${options.synchronous}`);
         }

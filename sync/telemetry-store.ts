@@ -422,10 +422,11 @@ export class TelemetryStore {
   }
 
   /**
-   * Removes by id; the per-priority count and bytes follow what was really removed. Deletes records straight in the storage, as `pending` reads them. Through the collection every
-   * removal made an RxDocument, kept (with its record) in RxDB's document cache until a finalizer
-   * ran: a 100,000-record drain held ~240 MB of them live and was OOM-killed in 192 MiB. RxDB still
-   * sees each deletion through the storage's change stream.
+   * Removes by id; the per-priority count and bytes follow what was really removed. Straight in
+   * the storage, as `pending` reads: through the collection every removal made an RxDocument, kept
+   * (with its record) in RxDB's document cache until a finalizer ran, and a 100,000-record drain
+   * held ~240 MB of them live (OOM-killed in 192 MiB). RxDB still sees each deletion through the
+   * storage's change stream.
    */
   private async removeIds(ids: string[]): Promise<void> {
     await this.ensureCounted();
