@@ -128,7 +128,7 @@ export const configSchema = z.object({
     connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(15000),
     /** Largest packet we send when the broker's CONNACK names no limit (the spec's broker: 128 KiB). */
     maxOutgoingPacketBytes: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
-    /** Wait for a PUBACK before resending with DUP. */
+    /** Wait for a PUBACK; then the connection is closed and the record goes again (DUP) on the next one. */
     pubackTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
     resends: z.number().int().min(0).max(10).default(3),
     /** Rest for records whose publish failed before the next attempt. */

@@ -177,7 +177,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const session = new MqttSession({
     url: m.url, clientId: m.clientId ?? config.vehicle.id, keepaliveS: m.keepaliveS, sessionExpiryS: m.sessionExpiryS, receiveMaximum: m.receiveMaximum,
     maximumPacketSize: m.maximumPacketSize, maxOutgoingPacketBytes: m.maxOutgoingPacketBytes, connectTimeoutMs: m.connectTimeoutMs,
-    pubackTimeoutMs: m.pubackTimeoutMs, resends: m.resends, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
+    pubackTimeoutMs: m.pubackTimeoutMs, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
     ...(tls !== null ? { tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername) } : {}),
   }, log);
   const c = config.certificate;
@@ -190,7 +190,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const sender = new OutboxSender(store, session, deadLetters, {
     vehicleId: config.vehicle.id, vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'), batchTopic: vehicleTopic(config, 'telemetry/batch'),
     inflight: m.inflight, batchMinRecords: config.batch.minRecords, batchMaxRecords: config.batch.maxRecords, batchInflight: config.batch.inflight, batchMaxAgeMs: config.batch.maxAgeMs,
-    retryDelayMs: m.retryDelayMs, quotaBackoffMs: config.batch.quotaBackoffMs, zstdLevel: config.batch.zstdLevel, resolution: resolutionTable(decoder.db, config.pipeline.fields),
+    retryDelayMs: m.retryDelayMs, resends: m.resends, quotaBackoffMs: config.batch.quotaBackoffMs, zstdLevel: config.batch.zstdLevel, resolution: resolutionTable(decoder.db, config.pipeline.fields),
   }, clock, log);
   const status = async (): Promise<Record<string, unknown>> => ({ state: session.state, pending: await store.count(), in_flight: sender.inFlight, parked: sender.parkedRecords, acked: sender.counters.acked });
   const heartbeat = new Heartbeat(session, vehicleTopic(config, 'status/heartbeat'), m.heartbeatS * 1000, m.heartbeatTimeoutMs, () => ({ state: session.state, acked: sender.counters.acked }), clock);
@@ -360,7 +360,7 @@ function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCo
     return [[{ reason: 'not_authorised' }, parked.notAuthorised], [{ reason: 'exceeds_broker_packet_size' }, parked.exceedsBrokerPacketSize]];
   });
   m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [[{}, session.counters.pubackTimeouts]]);
-  m.counter('v2c_publish_resends_total', 'Publishes resent with DUP after a PUBACK timeout', [], () => [[{}, session.counters.resends]]);
+  m.counter('v2c_publish_resends_total', 'Records published again with DUP (after a lost connection or a PUBACK timeout)', [], () => [[{}, sender.counters.resends]]);
   m.counter('v2c_connection_attempts_total', 'MQTT connection attempts', ['region', 'vehicle_model', 'result'], () => [
     [{ region, vehicle_model: config.vehicle.model, result: 'success' }, session.counters.successes],
     [{ region, vehicle_model: config.vehicle.model, result: 'failure' }, Math.max(0, session.counters.attempts - session.counters.successes - (session.state === 'connecting' ? 1 : 0))],

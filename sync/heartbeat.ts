@@ -55,7 +55,7 @@ export class Heartbeat {
     this.counters.sent++;
     try {
       const payload = Buffer.from(JSON.stringify({ time_ms: this.clock.wallMs(), ...this.status() }));
-      await this.session.publish(this.topic, payload, { contentType: 'application/json', userProperties: {} }, { timeoutMs: this.timeoutMs, resends: 0 });
+      await this.session.publish(this.topic, payload, { contentType: 'application/json', userProperties: {} }, { timeoutMs: this.timeoutMs });
       this.counters.acked++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'PUBACK_TIMEOUT') return;

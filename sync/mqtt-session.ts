@@ -1,6 +1,8 @@
 // The MQTT 5 session to the broker: connect properties of DESIGN §5, our own reconnect schedule
 // (reconnect-policy.ts) instead of mqtt.js's fixed period, QoS 1 publishes that settle on the
-// PUBACK within a timeout and are resent with DUP, and the packet-size limit from the CONNACK.
+// PUBACK within a timeout, and the packet-size limit from the CONNACK. MQTT 5 forbids resending a
+// PUBLISH on a live connection (§4.4, MQTT-4.4.0-1): a missing PUBACK means the connection is
+// presumed broken and is closed; the outbox sends the record again, with DUP, on the next one.
 //
 // mqtt.js keeps unacknowledged publishes in an in-memory store and replays them after a reconnect.
 // The outbox is our only source of truth (docs/decisions.md): when a connection ends, every
@@ -24,8 +26,6 @@ export interface MqttSessionSettings {
   maxOutgoingPacketBytes: number;
   connectTimeoutMs: number;
   pubackTimeoutMs: number;
-  /** Resends (with DUP) after a PUBACK timeout before the publish fails. */
-  resends: number;
   reconnect: ReconnectSettings;
   vehicleModel: string;
   firmwareVersion: string;
@@ -69,7 +69,6 @@ export interface SessionCounters {
   successes: number;
   failures: number;
   pubackTimeouts: number;
-  resends: number;
   /** Server DISCONNECTs by reason code. */
   serverDisconnects: Map<number, number>;
   /** CONNACK refusals by reason code. */
@@ -115,7 +114,7 @@ function tlsOptions(tls: SessionTls): Partial<IClientOptions> & Pick<SecureConte
 }
 
 export class MqttSession {
-  readonly counters: SessionCounters = { attempts: 0, successes: 0, failures: 0, pubackTimeouts: 0, resends: 0, serverDisconnects: new Map(), connackRefusals: new Map() };
+  readonly counters: SessionCounters = { attempts: 0, successes: 0, failures: 0, pubackTimeouts: 0, serverDisconnects: new Map(), connackRefusals: new Map() };
   private readonly connectedSubject = new BehaviorSubject<boolean>(false);
   private readonly stateSubject = new BehaviorSubject<StateChange>({ state: 'connecting', delayMs: 0, reason: 'start' });
   private readonly messagesSubject = new Subject<IncomingMessage>();
@@ -231,35 +230,40 @@ export class MqttSession {
 
   /**
    * Publishes at QoS 1 and resolves with the PUBACK reason code (0x00, or 0x10 no matching
-   * subscribers) once it arrives. No PUBACK within the timeout: resent with DUP up to `resends`
-   * times, then PUBACK_TIMEOUT. A payload over the broker's limit is refused before it is sent.
+   * subscribers) once it arrives. No PUBACK within the timeout: the connection is closed (a broker
+   * that still holds the PUBLISH counts it against its Receive Maximum until the connection ends)
+   * and the publish fails with PUBACK_TIMEOUT. A payload over the broker's limit is refused before
+   * it is sent.
    */
-  async publish(topic: string, payload: Uint8Array, publishProperties: PublishProperties, options: { dup?: boolean; timeoutMs?: number; resends?: number } = {}): Promise<number> {
+  async publish(topic: string, payload: Uint8Array, publishProperties: PublishProperties, options: { dup?: boolean; timeoutMs?: number } = {}): Promise<number> {
     // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
     const { userProperties, ...rest } = publishProperties;
     const properties = Object.keys(userProperties).length > 0 ? publishProperties : rest;
     const bytes = publishPacketBytes(topic, payload, properties);
     if (bytes > this.maxPacketBytes) throw new PublishError('PACKET_TOO_LARGE', `a ${bytes}-byte PUBLISH exceeds the broker's maximum packet size of ${this.maxPacketBytes} bytes`);
-    const resends = options.resends ?? this.settings.resends;
-    for (let attempt = 0; ; attempt++) {
+    if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
+    const slot = await this.sendQuota.acquire().catch((err: unknown) => {
+      throw err instanceof SendQuotaClosedError ? new PublishError('NOT_CONNECTED', err.message) : err;
+    });
+    // The PUBACK timeout starts only once the slot is ours: waiting for one is not the broker's silence.
+    const timeoutMs = options.timeoutMs ?? this.settings.pubackTimeoutMs;
+    let outcome: number | 'timeout';
+    try {
+      // The connection may have ended while this publish waited for a slot.
       if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
-      const slot = await this.sendQuota.acquire().catch((err: unknown) => {
-        throw err instanceof SendQuotaClosedError ? new PublishError('NOT_CONNECTED', err.message) : err;
-      });
-      let outcome: number | 'timeout';
-      try {
-        // The connection may have ended while this publish waited for a slot.
-        if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
-        // The PUBACK timeout starts only now: waiting for a slot is not the broker's silence.
-        outcome = await this.publishOnce(topic, payload, properties, (options.dup ?? false) || attempt > 0, options.timeoutMs ?? this.settings.pubackTimeoutMs);
-      } finally {
-        this.sendQuota.release(slot);
-      }
-      if (outcome !== 'timeout') return outcome;
-      this.counters.pubackTimeouts++;
-      if (attempt >= resends) throw new PublishError('PUBACK_TIMEOUT', `no PUBACK from the broker within ${options.timeoutMs ?? this.settings.pubackTimeoutMs} ms after ${resends} resends`);
-      this.counters.resends++;
+      outcome = await this.publishOnce(topic, payload, properties, options.dup ?? false, timeoutMs);
+    } catch (err) {
+      this.sendQuota.release(slot);
+      throw err;
     }
+    if (outcome !== 'timeout') {
+      this.sendQuota.release(slot);
+      return outcome;
+    }
+    // The slot stays taken: the broker may still hold this PUBLISH until the connection ends.
+    this.counters.pubackTimeouts++;
+    this.dropConnection(`no PUBACK within ${timeoutMs} ms for a PUBLISH to ${topic} (MQTT 5 resends only on a new connection)`);
+    throw new PublishError('PUBACK_TIMEOUT', `no PUBACK from the broker within ${timeoutMs} ms; the connection was closed`);
   }
 
   private publishOnce(topic: string, payload: Uint8Array, properties: Partial<PublishProperties>, dup: boolean, timeoutMs: number): Promise<number | 'timeout'> {
@@ -328,13 +332,14 @@ export class MqttSession {
 
   /** Publishes a reply without waiting for its PUBACK (command responses); it still takes a send slot. */
   reply(topic: string, payload: Buffer, properties: { contentType: string; correlationData?: Buffer }): void {
-    this.publish(topic, payload, { ...properties, userProperties: {} }, { resends: 0 })
+    this.publish(topic, payload, { ...properties, userProperties: {} })
       .catch((err: unknown) => this.log(`mqtt: reply on ${topic} not delivered: ${(err as Error).message}`));
   }
 
   /** Closes the socket without DISCONNECT (split brain: the socket looks alive, nothing gets through). */
   dropConnection(reason: string): void {
-    if (!this.isConnected) return;
+    // Once per connection: the socket is already going when several publishes time out together.
+    if (!this.isConnected || this.client.stream.destroyed) return;
     this.lastOutcome = { kind: 'lost', detail: reason };
     this.log(`mqtt: closing the connection: ${reason}`);
     this.client.stream.destroy();

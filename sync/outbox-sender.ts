@@ -28,6 +28,8 @@ export interface OutboxSettings {
   batchMaxAgeMs: number;
   /** Rest for records whose publish failed (PUBACK timeout, error), so failures cannot loop hot. */
   retryDelayMs: number;
+  /** Times a record unanswered by a PUBACK is sent again (each on a new connection) before it rests. */
+  resends: number;
   /** PUBACK 0x97 (quota exceeded): publishing pauses this long, plus up to half of it at random. */
   quotaBackoffMs: number;
   zstdLevel: number;
@@ -48,6 +50,8 @@ export interface SenderCounters {
   /** PUBACK 0x87 (not authorised): security events. */
   notAuthorised: number;
   quotaPauses: number;
+  /** Publishes of records sent before (with DUP): after a lost connection or a PUBACK timeout. */
+  resends: number;
   /** Uncompressed / compressed bytes of the batches sent. */
   batchPlainBytes: number;
   batchWireBytes: number;
@@ -59,7 +63,7 @@ export interface SenderCounters {
 export type Route = 'single' | 'batch' | 'upload';
 
 export class OutboxSender {
-  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, batchPlainBytes: 0, batchWireBytes: 0, uploads: 0, uploadedRecords: 0 };
+  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, resends: 0, batchPlainBytes: 0, batchWireBytes: 0, uploads: 0, uploadedRecords: 0 };
   /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
   onAck: (route: Route, latencyS: number) => void = () => undefined;
   /**
@@ -79,6 +83,8 @@ export class OutboxSender {
   private oversizeLogged = false;
   /** Records published at least once: a resend carries DUP. */
   private readonly sentBefore = new Set<string>();
+  /** PUBACK timeouts in a row, by record: past `resends` the record rests. */
+  private readonly unanswered = new Map<string, number>();
   private pausedUntil = 0;
   private flushRequested = false;
   private running = false;
@@ -365,6 +371,7 @@ export class OutboxSender {
     const sentAt = this.clock.monoMs();
     this.link.meter(publishPacketBytes(topic, payload, properties));
     const dup = records.some((r) => this.sentBefore.has(r.id));
+    if (dup) this.counters.resends++;
     for (const r of records) this.sentBefore.add(r.id);
     this.counters.bytesSent += payload.byteLength;
     try {
@@ -385,7 +392,10 @@ export class OutboxSender {
       this.log(`outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`);
       return;
     }
-    for (const r of records) this.sentBefore.delete(r.id);
+    for (const r of records) {
+      this.sentBefore.delete(r.id);
+      this.unanswered.delete(r.id);
+    }
     this.counters.acked += records.length;
     if (route === 'batch') this.counters.batchAckedRecords += records.length;
     if (route === 'upload') this.counters.uploadedRecords += records.length;
@@ -413,6 +423,19 @@ export class OutboxSender {
     }
     // A lost connection: sent again (with DUP) as soon as the session is back.
     if (err.code === 'CONNECTION_LOST' || err.code === 'NOT_CONNECTED') return;
+    if (err.code === 'PUBACK_TIMEOUT') {
+      // The session closed the connection: the next one carries the record again, up to `resends` times.
+      const timeouts = Math.max(...records.map((r) => {
+        const n = (this.unanswered.get(r.id) ?? 0) + 1;
+        this.unanswered.set(r.id, n);
+        return n;
+      }));
+      if (timeouts <= this.settings.resends) return;
+      for (const id of ids) this.unanswered.delete(id);
+      this.log(`outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`);
+      this.rest(records);
+      return;
+    }
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
     this.log(`outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged${reason}: ${err.message}; kept for the next cycle`);
     this.rest(records);

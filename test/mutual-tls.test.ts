@@ -171,7 +171,7 @@ t.test('mutual TLS', async (t) => {
     gateway.sender.stop();
     const rogue = new OutboxSender(gateway.store, gateway.session, new DeadLetterFile(join(rig.dir, 'rogue-dead-letter.jsonl')), {
       vehicleId: BENCH_OTHER_VEHICLE_ID, vehicleTopic: other, batchTopic: other.replace('/vehicle', '/batch'), inflight: 10, batchMinRecords: 25, batchMaxRecords: 50, batchInflight: 4,
-      batchMaxAgeMs: 100, retryDelayMs: 100, quotaBackoffMs: 100, zstdLevel: 3, resolution: resolutionTable(loadDecoder(config.dbc).db, config.pipeline.fields),
+      batchMaxAgeMs: 100, retryDelayMs: 100, resends: 3, quotaBackoffMs: 100, zstdLevel: 3, resolution: resolutionTable(loadDecoder(config.dbc).db, config.pipeline.fields),
     }, systemClock, (m) => logs.push(m));
     rogue.start();
     t.teardown(() => rogue.stop());
@@ -191,7 +191,7 @@ t.test('mutual TLS', async (t) => {
 function sessionSettings(url: string, clientId: string): ConstructorParameters<typeof MqttSession>[0] {
   return {
     url, clientId, keepaliveS: 60, sessionExpiryS: 0, receiveMaximum: 100, maximumPacketSize: 131072, maxOutgoingPacketBytes: 131072, connectTimeoutMs: 2000,
-    pubackTimeoutMs: 1000, resends: 1, vehicleModel: 'test', firmwareVersion: 'test',
+    pubackTimeoutMs: 1000, vehicleModel: 'test', firmwareVersion: 'test',
     reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 60_000, quotaWaitMs: 500, quotaJitterMs: 200 },
   };
 }

@@ -1,7 +1,9 @@
 // A scripted MQTT 5 broker that enforces the limits it advertises, as a strict broker (EMQX, HiveMQ)
 // does and Mosquitto's defaults never show: Receive Maximum (§3.3.4: one QoS 1 PUBLISH too many is
-// DISCONNECT 0x93), Maximum Packet Size (0x95) and Topic Alias Maximum (0x94). It acknowledges
-// after `pubackDelayMs`, so several publishes overlap, and keeps what it accepted. Built on
+// DISCONNECT 0x93), Maximum Packet Size (0x95) and Topic Alias Maximum (0x94), and the rule that a
+// PUBLISH is resent only on a new connection (§4.4: a DUP repeat of a payload this connection
+// already carried is 0x82).
+// It acknowledges after `pubackDelayMs`, so several publishes overlap, and keeps what it accepted. Built on
 // mqtt-packet: enough of the protocol for one client, nothing routed.
 import type { Server, Socket } from 'node:net';
 import { loopbackServer } from './helpers.js';
@@ -13,6 +15,8 @@ export interface StrictBrokerOptions {
   topicAliasMaximum?: number;
   /** How long each PUBACK waits (lets several QoS 1 publishes be in flight). */
   pubackDelayMs: number;
+  /** The first `count` QoS 1 PUBLISHes are acknowledged only after `delayMs` (a stuck broker). */
+  stalledPubacks?: { count: number; delayMs: number };
 }
 
 export interface StrictBrokerCounts {
@@ -21,16 +25,22 @@ export interface StrictBrokerCounts {
   disconnects: Map<number, number>;
   /** Most QoS 1 publishes of one connection awaiting their PUBACK at once. */
   peakInflight: number;
+  /** QoS 1 PUBLISHes received, and those the broker held past `stalledPubacks.delayMs`. */
+  publishes: number;
+  stalled: number;
 }
 
 export interface AcceptedPublish {
   topic: string;
   payload: Buffer;
   properties: IPublishPacket['properties'];
+  dup: boolean;
+  /** Which connection (1, 2, ...) carried it. */
+  connection: number;
 }
 
 export class StrictBroker {
-  readonly counts: StrictBrokerCounts = { connects: 0, disconnects: new Map(), peakInflight: 0 };
+  readonly counts: StrictBrokerCounts = { connects: 0, disconnects: new Map(), peakInflight: 0, publishes: 0, stalled: 0 };
   readonly accepted: AcceptedPublish[] = [];
   /** QoS 1 publishes received and not yet acknowledged, over all connections. */
   pending = 0;
@@ -64,6 +74,9 @@ export class StrictBroker {
     this.sockets.add(socket);
     const parser = mqttPacket.parser({ protocolVersion: 5 });
     const aliases = new Map<number, string>();
+    /** Payloads this connection carried: the same one again with DUP is a resend on a live connection. */
+    const seen = new Set<string>();
+    let connection = 0;
     let inflight = 0;
     let open = true;
     const send = (packet: Packet): void => {
@@ -85,7 +98,7 @@ export class StrictBroker {
       if (max !== undefined && packet.cmd === 'publish' && packetBytes(packet) > max) return refuse(0x95, `packet larger than ${max}`);
       switch (packet.cmd) {
         case 'connect':
-          this.counts.connects++;
+          connection = ++this.counts.connects;
           return this.connack(packet, send);
         case 'subscribe':
           return send({ cmd: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map(() => 1) });
@@ -107,18 +120,26 @@ export class StrictBroker {
       }
       const topic = packet.topic !== '' ? packet.topic : (aliases.get(alias as number) as string);
       if (packet.qos === 0) return;
+      const payload = packet.payload as Buffer;
+      const key = `${topic}\n${payload.toString('base64')}`;
+      if (packet.dup && seen.has(key)) return refuse(0x82, 'a PUBLISH resent on a live connection (MQTT-4.4.0-1)');
+      seen.add(key);
       inflight++;
       this.pending++;
       this.counts.peakInflight = Math.max(this.counts.peakInflight, inflight);
       if (inflight > this.options.receiveMaximum) return refuse(0x93, `receive maximum ${this.options.receiveMaximum} exceeded`);
+      const stall = this.options.stalledPubacks;
+      const stalled = stall !== undefined && this.counts.publishes < stall.count;
+      this.counts.publishes++;
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         this.pending--;
         if (!open) return;
+        if (stalled) this.counts.stalled++;
         inflight--;
-        this.accepted.push({ topic, payload: packet.payload as Buffer, properties: packet.properties });
+        this.accepted.push({ topic, payload, properties: packet.properties, dup: packet.dup, connection });
         send({ cmd: 'puback', messageId: packet.messageId as number, reasonCode: 0 });
-      }, this.options.pubackDelayMs);
+      }, stalled ? stall.delayMs : this.options.pubackDelayMs);
       this.timers.add(timer);
     });
   }

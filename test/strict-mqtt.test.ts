@@ -83,7 +83,13 @@ for (const receiveMaximum of [1, 3]) {
   t.test(`a broker advertising and enforcing Receive Maximum ${receiveMaximum}: records, batches, heartbeats and time requests stay within it`, async (t) => {
     const broker = await StrictBroker.start({ receiveMaximum, pubackDelayMs: 15 });
     t.teardown(() => broker.close());
-    const h = await gatewayOn(t, broker.url, (c) => { c.clock.brokerTime = true; c.clock.brokerTimeIntervalMs = 200; });
+    // A loaded machine must not time a PUBACK out here (that closes the connection): this test is about the window.
+    const h = await gatewayOn(t, broker.url, (c) => {
+      c.clock.brokerTime = true;
+      c.clock.brokerTimeIntervalMs = 200;
+      c.mqtt.pubackTimeoutMs = 60_000;
+      c.mqtt.heartbeatTimeoutMs = 60_000;
+    });
     await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
     // P0 events singly, a P1 backlog and P2 as batches: every route at once.
     const ids = await h.insert(1, 106, (seq) => (seq % 10 === 0 ? 0 : seq % 3 === 0 ? 2 : 1));
@@ -100,6 +106,28 @@ for (const receiveMaximum of [1, 3]) {
     t.ok(broker.accepted.some((p) => p.topic.endsWith('/time/request')), 'time requests went through the same window');
   });
 }
+
+t.test('a PUBACK that does not come, under Receive Maximum 1: never resent on the live connection; the connection is closed and the next one carries it with DUP', async (t) => {
+  // The broker holds its first PUBACK far past the gateway's timeout: it still counts that PUBLISH
+  // against its Receive Maximum, so a second one on the same connection would be DISCONNECT 0x93,
+  // and the same one again (DUP) on the same connection 0x82.
+  const broker = await StrictBroker.start({ receiveMaximum: 1, pubackDelayMs: 15, stalledPubacks: { count: 1, delayMs: 30_000 } });
+  t.teardown(() => broker.close());
+  const h = await gatewayOn(t, broker.url, (c) => { c.mqtt.heartbeatS = 3600; });
+  await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
+  const ids = await h.insert(1, 5, () => 0);
+  h.gateway.sender.flush();
+  await waitUntil('all 5 records acknowledged', async () => (await h.gateway.store.count()) === 0, 60_000, h.logs);
+  t.same([...broker.counts.disconnects], [], 'the broker never had to DISCONNECT us (no 0x93, no 0x82)');
+  t.ok(h.gateway.session.counters.pubackTimeouts >= 1, `the missing PUBACK timed out (${h.gateway.session.counters.pubackTimeouts})`);
+  t.ok(broker.counts.connects >= 2, `and closed the connection: ${broker.counts.connects} connections`);
+  t.equal(broker.counts.stalled, 0, 'the stalled PUBACK was never sent: its connection was gone first');
+  const first = decodeTelemetry(broker.accepted[0]?.payload ?? Buffer.alloc(0)).messageId;
+  t.equal(first, ids[0], 'the first record accepted is the one whose PUBACK was stalled');
+  t.ok(broker.accepted[0]?.dup === true && (broker.accepted[0]?.connection ?? 0) >= 2, 'it was accepted as a resend (DUP) on a later connection');
+  t.same(ids.filter((id) => !broker.accepted.some((p) => decodeTelemetry(p.payload).messageId === id)), [], 'every record arrived');
+  t.ok(h.logs.some((l) => /no PUBACK within \d+ ms for a PUBLISH to .*MQTT 5 resends only on a new connection/.test(l)), 'the log says why the connection was closed');
+});
 
 t.test('a record too large for this broker stays stored and goes once a broker takes it (real Mosquitto, max_packet_size 1000)', async (t) => {
   const rig = await syncRig(t, { broker: { extraConfig: ['max_packet_size 1000'] } });
@@ -149,7 +177,7 @@ t.test('a stall of our own (a CPU-starved board) is not taken for a missing PUBA
   await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
   const session = h.gateway.session;
   for (let i = 0; i < 5; i++) {
-    const acked = session.publish('v2c/v1/eu-central-1/V2CREF00000000001/status/heartbeat', Buffer.from('{}'), { contentType: 'application/json', userProperties: {} }, { timeoutMs: 100, resends: 0 });
+    const acked = session.publish('v2c/v1/eu-central-1/V2CREF00000000001/status/heartbeat', Buffer.from('{}'), { contentType: 'application/json', userProperties: {} }, { timeoutMs: 100 });
     // Once the PUBLISH is on the wire, the event loop is blocked three times the PUBACK deadline;
     // the PUBACK (30 ms later) arrives meanwhile and waits unread in the socket.
     const sent = broker.accepted.length;

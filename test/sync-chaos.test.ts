@@ -2,7 +2,8 @@
 // the sync engine in random order: the proxy's network faults, refused CONNACKs and PUBACKs, a
 // strict broker's Receive Maximum and Maximum Packet Size, a broker SIGKILL, a full local buffer.
 // Each kind must be seen to take effect; the sink must see every record that was not dropped by the
-// P2 quota (and only P2 may be); every resend carries DUP; a record rests after its 3rd resend.
+// P2 quota (and only P2 may be); every resend carries DUP; a record whose PUBACK never comes is resent
+// only on new connections (MQTT 5 §4.4) and rests after its 3rd resend.
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import type { IConnackPacket, IPublishPacket, IPubackPacket, Packet } from 'mqtt-packet';
@@ -143,7 +144,7 @@ t.test(`chaos: ${RECORDS} records over ${DURATION_MS / 1000}+ s of every FMEA fa
   const rig = await syncRig(t, {
     tune: (c) => { c.store.quotaBytes = { p2: P2_QUOTA_BYTES }; },
     onLog: (line) => {
-      const gaveUp = /^outbox: record (\S+) not acknowledged: .*after 3 resends; kept for the next cycle/.exec(line);
+      const gaveUp = /^outbox: record (\S+) not acknowledged after 3 resends, each on a new connection/.exec(line);
       if (gaveUp !== null) gaveUpAt.set(gaveUp[1] as string, Date.now());
     },
     beforeStart: (proxy) => {
@@ -226,15 +227,18 @@ t.test(`chaos: ${RECORDS} records over ${DURATION_MS / 1000}+ s of every FMEA fa
       net.calm(rig);
       net.withheld = { digest: null, recordId: null, drops: 0 };
       await store(1, () => 0);
-      const rested = await observe(() => {
-        const digest = net.withheld?.digest;
-        return digest !== null && digest !== undefined && (net.sends.get(digest)?.length ?? 0) >= 5;
-      });
+      const sentAfterRest = (): boolean => {
+        const { digest, recordId } = net.withheld ?? { digest: null, recordId: null };
+        const gaveUp = recordId !== null ? gaveUpAt.get(recordId) : undefined;
+        return digest !== null && gaveUp !== undefined && (net.sends.get(digest) ?? []).some((s) => s.atMs >= gaveUp);
+      };
+      const rested = await observe(sentAfterRest);
       const { digest, recordId } = net.withheld ?? { digest: null, recordId: null };
       net.withheld = null;
       const sends = digest !== null ? (net.sends.get(digest) ?? []) : [];
-      // Only a sequence the faults left alone (one connection for the four withheld sends) shows the rest.
-      if (!rested || recordId === null || sends.slice(0, 4).some((s) => s.connection !== sends[0]?.connection)) return false;
+      const gaveUp = recordId !== null ? gaveUpAt.get(recordId) : undefined;
+      // Only a sequence no other fault touched (exactly the four withheld sends before the gateway gave up) shows the rest.
+      if (!rested || recordId === null || gaveUp === undefined || sends.filter((s) => s.atMs < gaveUp).length !== 4) return false;
       withheldSequences.push({ recordId, sends });
       return true;
     },
@@ -325,7 +329,7 @@ t.test(`chaos: ${RECORDS} records over ${DURATION_MS / 1000}+ s of every FMEA fa
   const lost = missing(rig, ids);
   const c = sink.counts;
   t.comment(`faults over ${faultSeconds.toFixed(0)} s, injected/took effect: ${kinds.map((k) => `${k}=${injected.get(k)}/${effective.get(k)}`).join(' ')}`);
-  t.comment(`stored=${ids.length} received=${c.received} unique=${c.unique} duplicates=${c.duplicates} rejected=${c.rejected} dropped by the P2 quota=${dropped.size} lost=${lost.filter((id) => !dropped.has(id)).length} connections=${proxy.connections} resends=${session.counters.resends}`);
+  t.comment(`stored=${ids.length} received=${c.received} unique=${c.unique} duplicates=${c.duplicates} rejected=${c.rejected} dropped by the P2 quota=${dropped.size} lost=${lost.filter((id) => !dropped.has(id)).length} connections=${proxy.connections} resends=${sender.counters.resends}`);
   for (const kind of kinds) t.ok((effective.get(kind) ?? 0) > 0, `${kind}: took effect ${effective.get(kind)} of ${injected.get(kind)} times`);
   t.same(net.violations, [], "the gateway never exceeded a strict broker's Receive Maximum or Maximum Packet Size");
   t.same(lost.filter((id) => !dropped.has(id)), [], 'lost = 0: the sink saw every record the store did not drop');
@@ -341,9 +345,9 @@ t.test(`chaos: ${RECORDS} records over ${DURATION_MS / 1000}+ s of every FMEA fa
   const { retryDelayMs } = rig.config.mqtt;
   for (const { recordId, sends } of withheldSequences) {
     t.same(sends.slice(1, 4).map((s) => s.dup), [true, true, true], `record ${recordId}: its 3 resends carry DUP`);
+    t.ok(sends.slice(1, 4).every((s, i) => s.connection > (sends[i] as Send).connection), `record ${recordId}: each resend on a new connection, never the live one (connections ${sends.slice(0, 4).map((s) => s.connection).join(', ')})`);
     const gaveUp = gaveUpAt.get(recordId);
     t.ok(gaveUp !== undefined, `record ${recordId}: the gateway gave up after 3 resends (log line)`);
-    // The first four sends were one publish and its resends on one connection: the fifth comes after the rest.
     const next = sends[4];
     t.ok(next !== undefined && next.atMs - (gaveUp as number) >= retryDelayMs - 1, `record ${recordId} rested: sent again ${next === undefined ? 'never' : `${next.atMs - (gaveUp as number)} ms`} after it was given up (retry delay ${retryDelayMs} ms)`);
   }
