@@ -23,6 +23,7 @@ import { ClockCorrector } from '../sync/clock-corrector.js';
 import { GpsTimeSource, NtpStateSource } from '../sync/time-sources.js';
 import { SCHEMA_VERSION, TimeQuality } from '../proto/telemetry-codec.js';
 import { validateRecord } from '../proto/record-validation.js';
+import { zstdChoice } from '../proto/zstd.js';
 import { LinkController } from '../sync/link-controller.js';
 import { SystemLinkMonitor, type LinkMonitor } from '../sync/link-monitor.js';
 import { ledModeFor, openGpio, type IgnitionSense, type StatusLed } from './gpio.js';
@@ -288,6 +289,7 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   certificate?.start();
   heartbeat.start();
   serial?.start();
+  announceZstd(metrics, log);
 
   return {
     pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link, time: corrector,
@@ -326,6 +328,23 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
       return { drained: drained && failures === 0, pending };
     },
   };
+}
+
+/**
+ * Picks the zstd implementation once capture runs (not before the first frame: the WebAssembly one
+ * compiles for tens of ms), and says which in the log and in `v2c_zstd_implementation`. With none,
+ * capture and single records go on; batches stay stored and each attempt logs why.
+ */
+function announceZstd(m: GatewayMetrics, log: Log): void {
+  let implementation = 'pending';
+  m.gauge('v2c_zstd_implementation', '1 for the zstd implementation batches are compressed with (none: batches cannot be sent)', ['implementation'], () => [[{ implementation }, 1]]);
+  zstdChoice().then(({ codec, passedOver }) => {
+    implementation = codec.implementation;
+    log(`zstd: ${codec.implementation}${passedOver.length > 0 ? ` (passed over ${passedOver.join('; ')})` : ''}`);
+  }, (err: unknown) => {
+    implementation = 'none';
+    log(`zstd: ${(err as Error).message}; batches stay stored until one is installed`);
+  });
 }
 
 function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCounters, serial: SlcanSourceCounters | null, sender: OutboxSender,

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { fromColumns, RecordColumnsError, toColumns, type ResolutionTable } from './record-columns.js';
 import { decodeBatch, encodeBatch, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from './telemetry-codec.js';
-import { ZstdError, zstdCompress, zstdDecompress } from './zstd.js';
+import { ZstdError, zstdCompress, zstdDecompress, type ZstdCodec } from './zstd.js';
 
 export const BATCH_CONTENT_TYPE = 'application/x-protobuf+zstd';
 
@@ -22,6 +22,8 @@ export interface PackOptions {
   createdMs: number;
   resolution: ResolutionTable;
   zstdLevel: number;
+  /** The zstd implementation; the one chosen for this machine when left out. */
+  zstd?: ZstdCodec;
 }
 
 export type BatchRejectReason = 'checksum' | 'decompress' | 'decode' | 'schema' | 'count' | 'columns';
@@ -53,7 +55,7 @@ export async function packBatch(records: readonly VehicleTelemetry[], options: P
     columns: toColumns(records, options.resolution),
   };
   const plain = encodeBatch(batch);
-  const payload = await zstdCompress(plain, options.zstdLevel);
+  const payload = await zstdCompress(plain, options.zstdLevel, options.zstd);
   return {
     batchId, payload, uncompressedBytes: plain.byteLength, recordIds,
     userProperties: {
@@ -70,6 +72,7 @@ export interface UnpackOptions {
   /** Refuse frames that would decompress to more than this. */
   maxUncompressedBytes: number;
   acceptedSchemaVersions: readonly string[];
+  zstd?: ZstdCodec;
 }
 
 /** Verifies and opens a batch; throws BatchRejectedError naming the first check that failed. */
@@ -81,7 +84,7 @@ export async function unpackBatch(payload: Uint8Array, props: Readonly<Record<st
   let plain: Uint8Array;
   if (compression === 'zstd') {
     try {
-      plain = await zstdDecompress(payload, options.maxUncompressedBytes);
+      plain = await zstdDecompress(payload, options.maxUncompressedBytes, options.zstd);
     } catch (err) {
       if (err instanceof ZstdError) throw new BatchRejectedError('decompress', err.message);
       throw err;

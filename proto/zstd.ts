@@ -1,44 +1,118 @@
-// zstd at a chosen level. @mongodb-js/zstd 1.2.2's `compress(buf, level)` drops the level before
-// calling its native binding (it always compresses at the default, 3); the binding itself honours
-// it, so we call the binding and keep the wrapper's error wording.
+// zstd at a chosen level, from the first implementation that loads here: @mongodb-js/zstd's native
+// binding (off the event loop, in libuv's pool) where it ships a binary, else zstd compiled to
+// WebAssembly (@bokuweb/zstd-wasm: no install step, runs on armv7, where @mongodb-js/zstd has no
+// binary). Both write standard zstd frames: the bytes on the wire mean the same to any receiver.
+// Loaded on first use only, so a command that never compresses never needs either.
 import { createRequire } from 'node:module';
+import { ZstdError, ZstdUnavailableError } from './zstd-error.js';
+import { zstdDecompressedBound } from './zstd-frame.js';
 
-interface ZstdBinding {
-  compress(data: Buffer, level?: number): Promise<Buffer>;
-  decompress(data: Buffer): Promise<Buffer>;
-}
-
-const binding = createRequire(import.meta.url)('@mongodb-js/zstd/bindings.js') as ZstdBinding;
+export { ZstdError, ZstdUnavailableError } from './zstd-error.js';
+export { zstdDecompressedBound } from './zstd-frame.js';
 
 export const ZSTD_MIN_LEVEL = 1;
 export const ZSTD_MAX_LEVEL = 22;
 
-/** Data zstd could not decompress (not a zstd frame, truncated, corrupt). */
-export class ZstdError extends Error {
-  readonly code = 'ZSTD_FAILED';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ZstdError';
-  }
+export type ZstdImplementation = 'native' | 'wasm';
+export const ZSTD_IMPLEMENTATIONS: readonly ZstdImplementation[] = ['native', 'wasm'];
+
+/** One implementation. `decompress` writes into at most `capacity` bytes (the frame-header bound). */
+export interface ZstdCodec {
+  readonly implementation: ZstdImplementation;
+  compress(data: Buffer, level: number): Promise<Buffer>;
+  decompress(data: Buffer, capacity: number): Promise<Buffer>;
 }
 
-export async function zstdCompress(data: Uint8Array, level: number): Promise<Buffer> {
+const require = createRequire(import.meta.url);
+
+/**
+ * @mongodb-js/zstd 1.2.2's `compress(buf, level)` drops the level before calling its native binding
+ * (it always compresses at the default, 3); the binding itself honours it, so we call the binding.
+ */
+function loadNative(): Promise<ZstdCodec> {
+  const binding = require('@mongodb-js/zstd/bindings.js') as { compress(data: Buffer, level: number): Promise<Buffer>; decompress(data: Buffer): Promise<Buffer> };
+  return Promise.resolve({
+    implementation: 'native',
+    compress: (data, level) => binding.compress(data, level),
+    decompress: (data) => binding.decompress(data),
+  });
+}
+
+/** Synchronous on the calling thread: a fallback for boards without the native binary. */
+async function loadWasm(): Promise<ZstdCodec> {
+  const wasm = require('@bokuweb/zstd-wasm') as {
+    init(): Promise<void>;
+    compress(data: Uint8Array, level: number): Uint8Array;
+    decompress(data: Uint8Array, options: { defaultHeapSize: number }): Uint8Array;
+  };
+  await wasm.init();
+  const wrap = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+  return {
+    implementation: 'wasm',
+    compress: (data, level) => Promise.resolve(wrap(wasm.compress(data, level))),
+    // Frames without a content size get `capacity` as their output buffer.
+    decompress: (data, capacity) => Promise.resolve(wrap(wasm.decompress(data, { defaultHeapSize: Math.max(1, capacity) }))),
+  };
+}
+
+const loaders: Record<ZstdImplementation, () => Promise<ZstdCodec>> = { native: loadNative, wasm: loadWasm };
+const loaded = new Map<ZstdImplementation, Promise<ZstdCodec>>();
+
+/** One implementation by name (tests and benches compare them); rejects when it cannot load here. */
+export function loadZstd(implementation: ZstdImplementation): Promise<ZstdCodec> {
+  let codec = loaded.get(implementation);
+  if (codec === undefined) {
+    codec = Promise.resolve().then(loaders[implementation]);
+    loaded.set(implementation, codec);
+  }
+  return codec;
+}
+
+/** What `zstd()` chose, and why it passed over the ones before it. */
+export interface ZstdChoice {
+  codec: ZstdCodec;
+  passedOver: string[];
+}
+
+let choice: Promise<ZstdChoice> | null = null;
+
+/** The first of `candidates` that loads; ZstdUnavailableError naming every failure when none does. */
+export async function chooseZstd(candidates: ReadonlyArray<{ name: string; load: () => Promise<ZstdCodec> }>): Promise<ZstdChoice> {
+  const passedOver: string[] = [];
+  for (const candidate of candidates) {
+    try {
+      return { codec: await candidate.load(), passedOver };
+    } catch (err) {
+      passedOver.push(`${candidate.name}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new ZstdUnavailableError(`no zstd implementation loads on this machine (${passedOver.join('; ')})`);
+}
+
+/** The implementation batches use here: native where it loads, else WebAssembly; chosen once. */
+export function zstdChoice(): Promise<ZstdChoice> {
+  choice ??= chooseZstd(ZSTD_IMPLEMENTATIONS.map((name) => ({ name, load: () => loadZstd(name) })));
+  return choice;
+}
+
+export async function zstdCompress(data: Uint8Array, level: number, codec?: ZstdCodec): Promise<Buffer> {
   if (!Number.isInteger(level) || level < ZSTD_MIN_LEVEL || level > ZSTD_MAX_LEVEL) throw new RangeError(`zstd level must be an integer ${ZSTD_MIN_LEVEL}..${ZSTD_MAX_LEVEL}, got ${level}`);
-  return binding.compress(toBuffer(data), level);
+  return (codec ?? (await zstdChoice()).codec).compress(toBuffer(data), level);
 }
 
 /**
  * Decompresses, refusing before any work a payload that could expand past `maxBytes` (a zstd bomb:
- * 38 KB can declare 1.2 GB). The binding decompresses whole buffers only, and our own frames carry
- * no content size, so the bound comes from the frame and block headers (zstdDecompressedBound).
+ * 38 KB can declare 1.2 GB). The implementations decompress whole buffers only, and our own frames
+ * carry no content size, so the bound comes from the frame and block headers.
  */
-export async function zstdDecompress(data: Uint8Array, maxBytes: number): Promise<Buffer> {
+export async function zstdDecompress(data: Uint8Array, maxBytes: number, codec?: ZstdCodec): Promise<Buffer> {
   const bound = zstdDecompressedBound(data);
   if (bound instanceof ZstdError) throw bound;
   if (bound > maxBytes) throw new ZstdError(`zstd: the frames could expand to ${bound} bytes, more than the ${maxBytes} allowed; not decompressed`);
+  const use = codec ?? (await zstdChoice()).codec;
   let out: Buffer;
   try {
-    out = await binding.decompress(toBuffer(data));
+    out = await use.decompress(toBuffer(data), bound);
   } catch (err) {
     throw new ZstdError(`zstd: ${(err as Error).message}`);
   }
@@ -46,78 +120,6 @@ export async function zstdDecompress(data: Uint8Array, maxBytes: number): Promis
   return out;
 }
 
-const ZSTD_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-const MAX_BLOCK_BYTES = 128 * 1024;
-
-/**
- * The most bytes `data` can decompress to, read from its headers alone (RFC 8878): a raw block
- * gives its size, an RLE block its regenerated size, a compressed block at most the block maximum
- * (the window size, capped at 128 KiB); a frame's declared content size bounds it too. Malformed
- * or truncated headers give a ZstdError. Reads only headers: cheap on any input.
- */
-export function zstdDecompressedBound(data: Uint8Array): number | ZstdError {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const fail = (why: string): ZstdError => new ZstdError(`zstd: ${why}`);
-  let at = 0;
-  let total = 0;
-  if (data.byteLength === 0) return fail('empty input');
-  while (at < data.byteLength) {
-    if (at + 4 > data.byteLength) return fail('truncated frame magic');
-    const magic = view.getUint32(at, true);
-    if ((magic & SKIPPABLE_MAGIC_MASK) === SKIPPABLE_MAGIC) {
-      if (at + 8 > data.byteLength) return fail('truncated skippable frame');
-      at += 8 + view.getUint32(at + 4, true);
-      continue;
-    }
-    if (magic !== ZSTD_MAGIC) return fail(`not a zstd frame at byte ${at}`);
-    at += 4;
-    if (at >= data.byteLength) return fail('truncated frame header');
-    const descriptor = data[at++] as number;
-    const fcsFlag = descriptor >> 6;
-    const singleSegment = (descriptor & 0x20) !== 0;
-    const checksum = (descriptor & 0x04) !== 0;
-    const dictBytes = [0, 1, 2, 4][descriptor & 0x03] as number;
-    let windowSize = Infinity;
-    if (!singleSegment) {
-      if (at >= data.byteLength) return fail('truncated window descriptor');
-      const wd = data[at++] as number;
-      const base = 2 ** (10 + (wd >> 3));
-      windowSize = base + (base / 8) * (wd & 0x07);
-    }
-    at += dictBytes;
-    const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][fcsFlag] as number;
-    let contentSize = Infinity;
-    if (fcsBytes > 0) {
-      if (at + fcsBytes > data.byteLength) return fail('truncated content size');
-      contentSize = fcsBytes === 1 ? view.getUint8(at) : fcsBytes === 2 ? view.getUint16(at, true) + 256 : fcsBytes === 4 ? view.getUint32(at, true) : Number(view.getBigUint64(at, true));
-      at += fcsBytes;
-    }
-    if (singleSegment) windowSize = contentSize;
-    const blockMax = Math.min(windowSize, MAX_BLOCK_BYTES);
-    let frameBound = 0;
-    for (let last = false; !last;) {
-      if (at + 3 > data.byteLength) return fail('truncated block header');
-      const header = (data[at] as number) | ((data[at + 1] as number) << 8) | ((data[at + 2] as number) << 16);
-      at += 3;
-      last = (header & 1) === 1;
-      const type = (header >> 1) & 0x03;
-      const size = header >>> 3;
-      if (type === 3) return fail('reserved block type');
-      if (type === 0) { frameBound += size; at += size; }
-      else if (type === 1) { frameBound += size; at += 1; }
-      else { frameBound += blockMax; at += size; }
-      if (at > data.byteLength) return fail('truncated block');
-    }
-    if (checksum) at += 4;
-    if (at > data.byteLength) return fail('truncated checksum');
-    total += Math.min(frameBound, contentSize);
-  }
-  return total;
-}
-
 function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
-

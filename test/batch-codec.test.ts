@@ -6,7 +6,7 @@ import { BatchRejectedError, packBatch, sha256Hex, unpackBatch, type PackedBatch
 import { fromColumns, toColumns } from '../proto/record-columns.js';
 import { isDerivedRecordId, recordId, traceIdOf } from '../proto/record-id.js';
 import { decodeTelemetry, encodeBatch, encodeTelemetry, SCHEMA_VERSION, type VehicleTelemetry } from '../proto/telemetry-codec.js';
-import { zstdCompress, zstdDecompress } from '../proto/zstd.js';
+import { chooseZstd, loadZstd, zstdChoice, zstdCompress, zstdDecompress, ZSTD_IMPLEMENTATIONS, type ZstdCodec } from '../proto/zstd.js';
 
 const RUN = '6b0d4f7e-2c1a-4e8b-9f3d-5a7c1e2b4d60';
 const drives = new Map<number, Promise<DriveRecords>>();
@@ -99,19 +99,51 @@ t.test('batch encoding: 25 records at least 80 % smaller than 25 single protobuf
   }
 });
 
-t.test('zstd: the configured level is the level applied', async (t) => {
-  const { records, resolution } = await referenceDriveRecords(10_000);
-  const at = async (level: number): Promise<PackedBatch> => packBatch(records.slice(0, 50), { vehicleId: 'V', createdMs: 0, resolution, zstdLevel: level });
-  const [fast, small] = [await at(1), await at(19)];
-  t.equal(fast.userProperties.sha256, small.userProperties.sha256, 'same batch');
-  t.ok(small.payload.byteLength < fast.payload.byteLength, `level 19 (${small.payload.byteLength} B) smaller than level 1 (${fast.payload.byteLength} B)`);
+for (const implementation of ZSTD_IMPLEMENTATIONS) {
+  t.test(`zstd (${implementation}): the configured level is the level applied; batches round-trip; corrupt and oversized input refused`, async (t) => {
+    const zstd = await loadZstd(implementation);
+    t.equal(zstd.implementation, implementation);
+    const { records, resolution } = await referenceDriveRecords(10_000);
+    const at = async (level: number): Promise<PackedBatch> => packBatch(records.slice(0, 50), { vehicleId: 'V', createdMs: 0, resolution, zstdLevel: level, zstd });
+    const [fast, small] = [await at(1), await at(19)];
+    t.equal(fast.userProperties.sha256, small.userProperties.sha256, 'same batch');
+    t.ok(small.payload.byteLength < fast.payload.byteLength, `level 19 (${small.payload.byteLength} B) smaller than level 1 (${fast.payload.byteLength} B)`);
+    const back = await unpackBatch(small.payload, small.userProperties, { ...unpackOptions, zstd });
+    t.same(back.records.map((r) => r.messageId), records.slice(0, 50).map((r) => r.messageId), 'the batch unpacks to its 50 records');
+    const plain = encodeBatch({ batchId: 'b', vehicleId: 'v', schemaVersion: SCHEMA_VERSION, createdMs: 0, records: records.slice(0, 50) });
+    const sizes = new Set<number>();
+    for (const level of [1, 3, 9, 19]) {
+      const packed = await zstdCompress(plain, level, zstd);
+      sizes.add(packed.byteLength);
+      t.ok((await zstdDecompress(packed, 1 << 22, zstd)).equals(plain), `level ${level} round-trips`);
+    }
+    t.equal(sizes.size, 4, 'four levels, four sizes');
+    await t.rejects(zstdCompress(plain, 0, zstd), /zstd level must be an integer 1..22/);
+    await t.rejects(zstdCompress(plain, 23, zstd), /zstd level/);
+    await t.rejects(zstdDecompress(await zstdCompress(plain, 1, zstd), 100, zstd), /more than the 100 allowed/);
+    const flipped = Buffer.from(await zstdCompress(plain, 3, zstd));
+    flipped.fill(0xa5, 12, 40);
+    await t.rejects(zstdDecompress(flipped, 1 << 22, zstd), { code: 'ZSTD_FAILED' }, 'a corrupt frame is a ZstdError');
+  });
+}
+
+t.test('zstd: the implementations read each other\'s frames (one contract on the wire), and the choice falls back when the native binary is missing', async (t) => {
+  const { records } = await referenceDriveRecords(10_000);
   const plain = encodeBatch({ batchId: 'b', vehicleId: 'v', schemaVersion: SCHEMA_VERSION, createdMs: 0, records: records.slice(0, 50) });
-  const sizes = new Set<number>();
-  for (const level of [1, 3, 9, 19]) sizes.add((await zstdCompress(plain, level)).byteLength);
-  t.equal(sizes.size, 4, 'four levels, four sizes');
-  await t.rejects(zstdCompress(plain, 0), /zstd level must be an integer 1..22/);
-  await t.rejects(zstdCompress(plain, 23), /zstd level/);
-  await t.rejects(zstdDecompress(await zstdCompress(plain, 1), 100), /more than the 100 allowed/);
+  const codecs = await Promise.all(ZSTD_IMPLEMENTATIONS.map((i) => loadZstd(i)));
+  for (const from of codecs) {
+    for (const to of codecs) {
+      const packed = await zstdCompress(plain, 9, from);
+      t.ok((await zstdDecompress(packed, 1 << 22, to)).equals(plain), `${from.implementation} -> ${to.implementation}`);
+    }
+  }
+  t.equal((await zstdChoice()).codec.implementation, 'native', 'where the native binary loads, it is the choice');
+  // armv7: @mongodb-js/zstd has no binary there and its require fails as below.
+  const missing = (): Promise<ZstdCodec> => Promise.reject(new Error("Cannot find module '@mongodb-js/zstd-linux-arm-gnueabihf'\nRequire stack: ..."));
+  const choice = await chooseZstd([{ name: 'native', load: missing }, { name: 'wasm', load: () => loadZstd('wasm') }]);
+  t.equal(choice.codec.implementation, 'wasm', 'without it, WebAssembly');
+  t.same(choice.passedOver, ["native: Cannot find module '@mongodb-js/zstd-linux-arm-gnueabihf'"], 'and the reason it passed over the native one, in one line');
+  await t.rejects(chooseZstd([{ name: 'native', load: missing }]), { code: 'ZSTD_UNAVAILABLE', message: /no zstd implementation loads on this machine \(native: Cannot find module/ });
 });
 
 t.test('unpackBatch: every corruption is rejected with its reason before it reaches a record', async (t) => {
