@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Entry point for `npm run demo|test|bench`: installs what a fresh clone lacks (npm packages,
+// Entry point for `npm run demo|test|bench|release|test:arm`: installs what a fresh clone lacks (npm packages,
 // Debian's mosquitto and socat), compiles, then runs the job. Plain JS with no dependencies,
 // because it must work before `npm ci` has run.
 import { spawn, spawnSync } from 'node:child_process';
@@ -17,6 +17,9 @@ const jobs = {
   // The suite as a Pi runs it: one file at a time inside a cgroup holding a quarter of one core.
   'test-slow': () => ['npx', ['tap', '--jobs', '1', '--timeout', '3600', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
   bench: () => ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
+  // Board releases, cross-built and checked under qemu-user (release.mjs).
+  release: () => ['node', ['.ci/release.mjs', ...process.argv.slice(3)]],
+  arm: () => ['node', ['.ci/release.mjs', '--arch', 'arm64', '--arch', 'armv7', '--test']],
 };
 if (!(job in jobs)) fail(`unknown job "${job}"; expected one of ${Object.keys(jobs).join(', ')}`);
 

@@ -7,6 +7,7 @@ import { build } from 'esbuild';
 import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EXTERNAL_PACKAGES } from './externals.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // Chunk names are content hashes: without this, every build's chunks pile up beside the new ones.
@@ -22,7 +23,7 @@ await build({
   target: 'node20',
   sourcemap: true,
   logLevel: 'warning',
-  external: ['better-sqlite3', '@serialport/bindings-cpp', '@mongodb-js/zstd', '@bokuweb/zstd-wasm', 'epoll', 'onoff', 'node-wifi'],
+  external: EXTERNAL_PACKAGES,
   // Bundled CommonJS packages call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __v2cRequire } from 'node:module'; const require = __v2cRequire(import.meta.url);" },
 });

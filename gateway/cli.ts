@@ -10,6 +10,7 @@ import { projectRoot } from './project-root.js';
 const USAGE = `usage: v2c-gateway <command> [options]
 
 commands:
+  --version                         the gateway's version, and the Node and CPU it runs on
   run --config FILE                 run the gateway with a YAML/JSON config
   decode [--dbc FILE] [--format candump|slcan] [FILE|-]
                                     print one JSON object per input line
@@ -91,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => hardExit('second SIGTERM'));
       const { drained, pending } = await gateway.stop(DRAIN_TIMEOUT_MS);
       service?.close();
-      logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} pending=${pending}`);
+      logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} batches=${gateway.sender.counters.batches} pending=${pending}`);
       return drained ? 0 : 1;
     }
     case 'decode': {
@@ -154,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
         url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
         dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),
       }, (m) => process.stderr.write(`${m}\n`));
+      process.stderr.write(`sink: subscribed on ${String(a.values.url)}\n`);
       let offload: Awaited<ReturnType<typeof OffloadReceiver.start>> | null = null;
       if (a.values['offload-port'] !== undefined) {
         if (a.values.ca === undefined || a.values['server-cert'] === undefined || a.values['server-key'] === undefined) {
@@ -179,6 +181,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'provision':
       return provisionCommand(rest);
+    case '--version':
+    case 'version': {
+      const { version } = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+      process.stdout.write(`v2c-gateway ${version} (node ${process.version}, linux-${process.arch})\n`);
+      return 0;
+    }
     case undefined:
     case '-h':
     case '--help':

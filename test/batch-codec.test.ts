@@ -99,9 +99,26 @@ t.test('batch encoding: 25 records at least 80 % smaller than 25 single protobuf
   }
 });
 
+// @mongodb-js/zstd publishes no binary for 32-bit ARM (armv7): there only the WebAssembly one runs.
+const nativeZstdExpected = process.arch !== 'arm';
+/** The implementations that load here; one that should and does not fails the test. */
+async function availableZstd(t: Test): Promise<ZstdCodec[]> {
+  const codecs: ZstdCodec[] = [];
+  for (const implementation of ZSTD_IMPLEMENTATIONS) {
+    const codec = await loadZstd(implementation).catch((err: unknown) => {
+      if (implementation === 'native' && !nativeZstdExpected) t.comment(`native zstd does not load on linux-${process.arch} (expected): ${(err as Error).message.split('\n')[0]}`);
+      else t.fail(`zstd ${implementation} does not load: ${(err as Error).message}`);
+      return null;
+    });
+    if (codec !== null) codecs.push(codec);
+  }
+  return codecs;
+}
+
 for (const implementation of ZSTD_IMPLEMENTATIONS) {
   t.test(`zstd (${implementation}): the configured level is the level applied; batches round-trip; corrupt and oversized input refused`, async (t) => {
-    const zstd = await loadZstd(implementation);
+    const zstd = (await availableZstd(t)).find((c) => c.implementation === implementation);
+    if (zstd === undefined) return;
     t.equal(zstd.implementation, implementation);
     const { records, resolution } = await referenceDriveRecords(10_000);
     const at = async (level: number): Promise<PackedBatch> => packBatch(records.slice(0, 50), { vehicleId: 'V', createdMs: 0, resolution, zstdLevel: level, zstd });
@@ -130,14 +147,14 @@ for (const implementation of ZSTD_IMPLEMENTATIONS) {
 t.test('zstd: the implementations read each other\'s frames (one contract on the wire), and the choice falls back when the native binary is missing', async (t) => {
   const { records } = await referenceDriveRecords(10_000);
   const plain = encodeBatch({ batchId: 'b', vehicleId: 'v', schemaVersion: SCHEMA_VERSION, createdMs: 0, records: records.slice(0, 50) });
-  const codecs = await Promise.all(ZSTD_IMPLEMENTATIONS.map((i) => loadZstd(i)));
+  const codecs = await availableZstd(t);
   for (const from of codecs) {
     for (const to of codecs) {
       const packed = await zstdCompress(plain, 9, from);
       t.ok((await zstdDecompress(packed, 1 << 22, to)).equals(plain), `${from.implementation} -> ${to.implementation}`);
     }
   }
-  t.equal((await zstdChoice()).codec.implementation, 'native', 'where the native binary loads, it is the choice');
+  t.equal((await zstdChoice()).codec.implementation, nativeZstdExpected ? 'native' : 'wasm', 'native where its binary loads, else WebAssembly');
   // armv7: @mongodb-js/zstd has no binary there and its require fails as below.
   const missing = (): Promise<ZstdCodec> => Promise.reject(new Error("Cannot find module '@mongodb-js/zstd-linux-arm-gnueabihf'\nRequire stack: ..."));
   const choice = await chooseZstd([{ name: 'native', load: missing }, { name: 'wasm', load: () => loadZstd('wasm') }]);
