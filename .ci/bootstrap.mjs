@@ -42,6 +42,9 @@ function have(cmd) {
 }
 
 if (!existsSync(join(root, 'node_modules'))) {
+  // npm before 11 ignores allowScripts and --strict-allow-scripts: every install script would run.
+  const npmMajor = Number(spawnSync('npm', ['--version'], { encoding: 'utf8' }).stdout?.split('.')[0]);
+  if (!(npmMajor >= 11)) fail(`npm ${npmMajor || '(not found)'} would run every package's install script (allowScripts needs npm 11 or later); run: npm install -g npm@11`);
   console.error('v2c-gateway: node_modules is missing; running npm ci --strict-allow-scripts');
   if (run('npm', ['ci', '--strict-allow-scripts', '--no-audit', '--no-fund'], 'npm ci') !== 0) fail('npm ci failed (see above)');
 }
