@@ -267,11 +267,15 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
         const rows = this.file.guard(() => stmt.all(lower, upper, Number.isFinite(limit) ? limit : -1, skip) as { data: string }[]);
         return Promise.resolve({ documents: rows.map((r) => JSON.parse(r.data) as RxDocumentData<T>) });
       }
-      const stmt = this.statement(`scan:${where}`, () => `SELECT data FROM ${t} WHERE ${where} ORDER BY ${column.column}`);
+      const stmt = this.statement(`scan:${where}`, () => `SELECT id, data FROM ${t} WHERE ${where} ORDER BY ${column.column}`);
       let docs: RxDocumentData<T>[] = [];
       const wanted = skip + limit;
+      // Rows the selector rules out by primary key ($nin: the outbox's records in flight) are skipped
+      // before their JSON is parsed: a drain's page used to parse the 200 in flight to find 50.
+      const excluded = excludedKeys(q.selector, this.primaryPath);
       this.file.guard(() => {
-        for (const row of stmt.iterate(lower, upper) as IterableIterator<{ data: string }>) {
+        for (const row of stmt.iterate(lower, upper) as IterableIterator<{ id: string; data: string }>) {
+          if (excluded?.has(row.id) === true) continue;
           const doc = JSON.parse(row.data) as RxDocumentData<T>;
           if (matcher && !matcher(doc)) continue;
           docs.push(doc);
@@ -374,4 +378,11 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
 
 function quote(identifier: string): string {
   return `"${identifier.replace(/"/g, '""')}"`;
+}
+
+/** The primary keys a selector's `$nin` on the primary key rules out, or null when it has none. */
+function excludedKeys(selector: unknown, primaryPath: string): Set<string> | null {
+  const condition = (selector as Record<string, unknown> | undefined)?.[primaryPath];
+  const nin = typeof condition === 'object' && condition !== null ? (condition as { $nin?: unknown }).$nin : undefined;
+  return Array.isArray(nin) ? new Set(nin.filter((v): v is string => typeof v === 'string')) : null;
 }

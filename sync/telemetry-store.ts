@@ -392,18 +392,13 @@ export class TelemetryStore {
     // Straight from the storage: the outbox needs plain records, not RxDocuments kept in the
     // collection's document and query caches (a drain asks for a new page every batch).
     const schema = this.records.schema.jsonSchema as RxJsonSchema<RxDocumentData<StoredRecord>>;
-    const query = normalizeMangoQuery<StoredRecord>(schema, { selector: priority !== undefined ? { priority } : {}, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: limit + exclude.size });
+    // `$nin` on the id: the SQLite storage skips those rows before parsing them.
+    const selector = { ...(priority !== undefined ? { priority } : {}), ...(exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}) };
+    const query = normalizeMangoQuery<StoredRecord>(schema, { selector, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit });
     // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
     (query.selector as Record<string, unknown>)._deleted = { $eq: false };
     const { documents } = await this.records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
-    const out: StoredRecord[] = [];
-    for (const doc of documents) {
-      if (exclude.has(doc.id)) continue;
-      const { _meta, _rev, _attachments, _deleted, ...record } = doc;
-      out.push(record as StoredRecord);
-      if (out.length === limit) break;
-    }
-    return out;
+    return documents.map(({ _meta, _rev, _attachments, _deleted, ...record }) => record as StoredRecord);
   }
 
   /** Removes delivered (or dead-lettered) records. */
