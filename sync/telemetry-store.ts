@@ -108,6 +108,12 @@ export class TelemetryStore {
   private readonly classBytes: number[] = new Array<number>(MAX_PRIORITY + 1).fill(0);
   /** Records stored per priority (known once `counting` has resolved). */
   private readonly stored: number[] = new Array<number>(MAX_PRIORITY + 1).fill(0);
+  /**
+   * The stored document behind each record `pending` handed out, so its removal need not read it
+   * again (a drain read and parsed every delivered record twice). A record changed meanwhile is a
+   * revision conflict in the storage, as before.
+   */
+  private readonly documents = new WeakMap<StoredRecord, RxDocumentData<StoredRecord>>();
   private counting: Promise<void> | null = null;
 
   private constructor(
@@ -398,12 +404,18 @@ export class TelemetryStore {
     // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
     (query.selector as Record<string, unknown>)._deleted = { $eq: false };
     const { documents } = await this.records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
-    return documents.map(({ _meta, _rev, _attachments, _deleted, ...record }) => record as StoredRecord);
+    return documents.map((doc) => {
+      const { _meta, _rev, _attachments, _deleted, ...record } = doc;
+      this.documents.set(record as StoredRecord, doc);
+      return record as StoredRecord;
+    });
   }
 
   /** Removes delivered (or dead-lettered) records. */
   async remove(records: readonly StoredRecord[]): Promise<void> {
-    await this.removeIds(records.map((r) => r.id));
+    const known = records.map((r) => this.documents.get(r));
+    if (known.every((doc) => doc !== undefined)) await this.removeDocuments(known as RxDocumentData<StoredRecord>[]);
+    else await this.removeIds(records.map((r) => r.id));
   }
 
   /**
@@ -416,17 +428,21 @@ export class TelemetryStore {
     return priority !== undefined ? this.stored[priority] ?? 0 : this.stored.reduce((a, b) => a + b, 0);
   }
 
-  /**
-   * Removes by id; the per-priority count and bytes follow what was really removed. Straight in
-   * the storage, as `pending` reads: through the collection every removal made an RxDocument, kept
-   * (with its record) in RxDB's document cache until a finalizer ran, and a 100,000-record drain
-   * held ~240 MB of them live (OOM-killed in 192 MiB). RxDB still sees each deletion through the
-   * storage's change stream.
-   */
+  /** Removes by id (the records' stored documents read first). */
   private async removeIds(ids: string[]): Promise<void> {
+    await this.removeDocuments(await this.records.storageInstance.findDocumentsById(ids, false));
+  }
+
+  /**
+   * Removes stored documents; the per-priority count and bytes follow what was really removed.
+   * Straight in the storage, as `pending` reads: through the collection every removal made an
+   * RxDocument, kept (with its record) in RxDB's document cache until a finalizer ran, and a
+   * 100,000-record drain held ~240 MB of them live (OOM-killed in 192 MiB). RxDB still sees each
+   * deletion through the storage's change stream.
+   */
+  private async removeDocuments(current: RxDocumentData<StoredRecord>[]): Promise<void> {
     await this.ensureCounted();
     const storage = this.records.storageInstance;
-    const current = await storage.findDocumentsById(ids, false);
     if (current.length === 0) return;
     const token = this.records.database.token;
     const writes = current.map((previous) => ({ previous, document: { ...previous, _deleted: true, _rev: createRevision(token, previous), _meta: { ...previous._meta, lwt: now() } } }));

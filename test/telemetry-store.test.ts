@@ -30,6 +30,25 @@ t.test('records survive a restart; pending() is priority then oldest; maxSequenc
   await reopened.close();
 });
 
+t.test('a record removed twice (an acknowledgement racing an eviction) is counted once; removal by id finds what pending handed out', async (t) => {
+  const sub = join(dir, 'twice');
+  const gen = new SampleRecords(23);
+  const store = await TelemetryStore.open({ kind: 'sqlite', dir: sub }, () => {});
+  for (let i = 0; i < 10; i++) await store.insert(gen.record(i, 1), 0);
+  const first = await store.pending(4, new Set());
+  const stale = await store.pending(4, new Set());
+  await store.remove(first);
+  t.equal(await store.count(), 6, 'four removed');
+  await store.remove(stale);
+  t.equal(await store.count(), 6, 'the same four again: a revision conflict in the storage, nothing counted twice');
+  // Records that did not come from pending() (rebuilt from their fields) are found by id.
+  const rest = await store.pending(10, new Set());
+  await store.remove(rest.slice(0, 2).map((r) => ({ ...r })));
+  t.equal(await store.count(), 4);
+  t.same((await store.pending(10, new Set())).map((r) => r.seq), rest.slice(2).map((r) => r.seq), 'the right ones left');
+  await store.close();
+});
+
 t.test('acknowledged records leave the file: purge() removes their tombstones', async (t) => {
   const sub = join(dir, 'purge');
   const gen = new SampleRecords(22);
