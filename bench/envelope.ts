@@ -274,6 +274,8 @@ async function drainScenario(dir: string, limits: PiLimits, figures: Partial<Fig
   const metricsPort = await freePort();
   const config = referenceVehicleConfig({ mqttUrl: relay.url, trace: '-', storeDir });
   config.metrics.port = metricsPort;
+  // To compare batches in flight (P0 latency against drain rate).
+  if (process.env.V2C_ENVELOPE_BATCH_INFLIGHT !== undefined) config.batch.inflight = Number(process.env.V2C_ENVELOPE_BATCH_INFLIGHT);
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   const { low, normal } = await batteryFrames();
   try {
