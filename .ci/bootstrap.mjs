@@ -13,15 +13,21 @@ const job = process.argv[2];
 const jobs = {
   demo: () => ['node', ['--enable-source-maps', 'dist/app/cli.js', 'demo', ...process.argv.slice(3)]],
   // tap skips git-ignored paths when it searches, so the compiled tests are named explicitly.
-  test: () => ['npx', ['tap', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
+  test: () => ['npx', ['tap', ...testFiles()]],
   // The suite as a Pi runs it: one file at a time inside a cgroup holding a quarter of one core.
-  'test-slow': () => ['npx', ['tap', '--jobs', '1', '--timeout', '3600', ...(process.argv.length > 3 ? process.argv.slice(3) : compiledTests())]],
+  'test-slow': () => ['npx', ['tap', '--jobs', '1', '--timeout', '3600', ...testFiles()]],
   bench: () => ['node', ['--enable-source-maps', '--expose-gc', 'dist/bench/run.js', ...process.argv.slice(3)]],
   // Board releases, cross-built and checked under qemu-user (release.mjs).
   release: () => ['node', ['.ci/release.mjs', ...process.argv.slice(3)]],
   arm: () => ['node', ['.ci/release.mjs', '--arch', 'arm64', '--arch', 'armv7', '--test']],
 };
 if (!(job in jobs)) fail(`unknown job "${job}"; expected one of ${Object.keys(jobs).join(', ')}`);
+
+/** The files named after `--` (source paths such as test/slcan.test.ts run compiled), else all. */
+function testFiles() {
+  const named = process.argv.slice(3).map((a) => a.replace(/^(?:\.\/)?test\/(.+)\.ts$/, 'dist/test/$1.js'));
+  return named.length > 0 ? named : compiledTests();
+}
 
 function compiledTests() {
   const dir = join(root, 'dist', 'test');
