@@ -14,7 +14,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 rmSync(join(root, 'dist/app'), { recursive: true, force: true });
 await build({
   absWorkingDir: root,
-  entryPoints: { cli: 'dist/gateway/cli.js', 'integrity-worker': 'dist/sync/integrity-worker.js' },
+  entryPoints: { cli: 'dist/gateway/cli.js', 'integrity-worker': 'dist/sync/store/integrity-worker.js' },
   outdir: 'dist/app',
   bundle: true,
   splitting: true,

@@ -242,7 +242,7 @@ async function smoke(target, stage) {
   const port = await freePort();
   writeFileSync(join(work, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
   writeFileSync(join(work, 'empty.log'), '');
-  const hostConfig = await import(join(root, 'dist', 'gateway', 'config.js'));
+  const hostConfig = await import(join(root, 'dist', 'core', 'config.js'));
   const url = `mqtt://127.0.0.1:${port}`;
   const runGateway = async (trace) => {
     const settings = hostConfig.referenceVehicleSettings({ mqttUrl: url, storeDir: join(work, 'store'), windowMs: 10_000 });

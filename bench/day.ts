@@ -7,15 +7,15 @@ import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { referenceDriveRecords } from '../gateway/bench-rig/drive-records.js';
-import { startLocalBroker } from '../gateway/bench-rig/local-broker.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { systemClock } from '../gateway/clock.js';
-import { referenceVehicleConfig } from '../gateway/config.js';
+import { referenceDriveRecords } from './rig/drive-records.js';
+import { startLocalBroker } from './rig/local-broker.js';
+import { SampleRecords } from './rig/sample-records.js';
+import { systemClock } from '../core/clock.js';
+import { referenceVehicleConfig } from '../core/config.js';
 import { startGateway } from '../gateway/gateway.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
-import { BenchLinkMonitor } from '../sync/link-monitor.js';
-import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
+import { TelemetrySink } from '../receiver/telemetry-sink.js';
 
 /** A TCP relay that counts the bytes each way. */
 async function countingRelay(targetPort: number): Promise<{ port: number; bytes: () => number; close: () => Promise<void> }> {

@@ -5,10 +5,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRxDatabase, normalizeMangoQuery, prepareQuery, type RxCollection, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { checkInBackground } from '../sync/sqlite-file.js';
-import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
-import { TelemetryStore, telemetrySchema, type StoredRecord } from '../sync/telemetry-store.js';
+import { SampleRecords } from './rig/sample-records.js';
+import { checkInBackground } from '../sync/store/sqlite-file.js';
+import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
+import { TelemetryStore, telemetrySchema, type StoredRecord } from '../sync/store/telemetry-store.js';
 
 export interface StorageFigures {
   kind: string;

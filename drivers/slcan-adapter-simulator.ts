@@ -6,7 +6,7 @@ import { ReadlineParser } from '@serialport/parser-readline';
 import { MalformedLine, type CanFrame } from './can-frame.js';
 import { formatSlcanFrame, slcanBitrateCode } from './slcan.js';
 import { openTrace, paceReplay, readTrace, type TraceLine } from './trace-source.js';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../core/clock.js';
 
 export interface SimulatorOptions {
   port: string;

@@ -8,7 +8,7 @@ import { coalescingBinding } from './coalescing-binding.js';
 import { Subject, type Observable } from 'rxjs';
 import { type CanFrame, MalformedLine } from './can-frame.js';
 import { SLCAN_BEL, SLCAN_MAX_LINE, parseSlcanLine, slcanBitrateCode } from './slcan.js';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../core/clock.js';
 
 export interface SlcanSourceOptions {
   path: string;

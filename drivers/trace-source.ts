@@ -9,7 +9,7 @@ import { type CanFrame, MalformedLine } from './can-frame.js';
 import { parseCandumpLine } from './candump.js';
 import { RecordedTimeGuard } from './recorded-time.js';
 import { parseSlcanLine } from './slcan.js';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../core/clock.js';
 
 export type TraceFormat = 'candump' | 'slcan';
 

@@ -1,5 +1,5 @@
 // Pure building blocks of the pipeline: per-signal windows and event rules. No I/O, no timers.
-import type { EventRule } from './config.js';
+import type { EventRule } from '../core/config.js';
 import type { SignalStats, TelemetryEvent } from '../proto/telemetry-codec.js';
 
 interface RunningStats {

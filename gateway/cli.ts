@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
-import { projectRoot } from './project-root.js';
+import { projectRoot } from '../core/project-root.js';
 // Every other module is imported by the command that needs it: `decode` must not load rxdb, mqtt
 // or zstd (start-up CPU on a Pi, and a native binary that may be missing on armv7).
 
@@ -66,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
       const a = args(rest, { config: { type: 'string' } });
       if (a.values.config === undefined) throw new UsageError('run needs --config FILE');
       const [{ loadConfigFile }, { startGateway }, { systemClock }, { serviceNotifier }] = await Promise.all([
-        import('./config.js'), import('./gateway.js'), import('./clock.js'), import('./service-notify.js'),
+        import('../core/config.js'), import('./gateway.js'), import('../core/clock.js'), import('./service-notify.js'),
       ]);
       const config = loadConfigFile(String(a.values.config));
       const gateway = await startGateway(config, systemClock, logJson);
@@ -123,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
     case 'simulate': {
       const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false }, 'ignition-file': { type: 'string' } });
       if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
-      const [{ runSimulator }, { systemClock }] = await Promise.all([import('../drivers/slcan-adapter-simulator.js'), import('./clock.js')]);
+      const [{ runSimulator }, { systemClock }] = await Promise.all([import('../drivers/slcan-adapter-simulator.js'), import('../core/clock.js')]);
       const result = await runSimulator({
         port: String(a.values.port),
         trace: a.values.trace === undefined ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz') : String(a.values.trace),
@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const a = args(rest, { speed: { type: 'string' } });
-      const { runDemo } = await import('./demo.js');
+      const { runDemo } = await import('../bench/demo.js');
       return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
     }
     case 'sink': {
@@ -150,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
       if (String(a.values.url).startsWith('mqtts://') !== tlsFiles.every((f) => f !== undefined)) throw new UsageError('sink: an mqtts:// url needs --ca, --cert and --key (and mqtt:// none of them)');
       const tls = a.values.ca === undefined ? undefined : { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values.cert), 'utf8'), key: readFileSync(String(a.values.key), 'utf8') };
       const idleExitMs = a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
-      const [{ sinkSummary, TelemetrySink }, { OffloadReceiver }] = await Promise.all([import('../sync/telemetry-sink.js'), import('../sync/offload-receiver.js')]);
+      const [{ sinkSummary, TelemetrySink }, { OffloadReceiver }] = await Promise.all([import('../receiver/telemetry-sink.js'), import('../receiver/offload-receiver.js')]);
       const sink = await TelemetrySink.start({
         url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
         dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),

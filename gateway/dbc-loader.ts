@@ -3,7 +3,7 @@
 import { DbcDecoder } from '../drivers/dbc/decoder.js';
 import { DbcSyntaxError } from '../drivers/dbc/model.js';
 import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
-import { readInputFile } from './input-file.js';
+import { readInputFile } from '../core/input-file.js';
 
 /** The largest DBC we read (real ones are up to a few MB). */
 const MAX_DBC_BYTES = 64 << 20;

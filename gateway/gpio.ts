@@ -5,16 +5,9 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { Gpio } from 'onoff';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
-import type { SessionState } from '../sync/reconnect-policy.js';
-import type { Clock } from './clock.js';
-
-export interface IgnitionSense {
-  readonly changes: Observable<boolean>;
-  readonly isOn: boolean;
-  /** How long the ignition has been off (0 while on). */
-  offForMs(): number;
-  stop(): void;
-}
+import type { SessionState } from '../sync/session/reconnect-policy.js';
+import type { Clock } from '../core/clock.js';
+import type { IgnitionSense, LedMode, StatusLed } from '../core/hardware.js';
 
 /** Ignition state with the time of its last change, shared by the GPIO and bench inputs. */
 class IgnitionState {
@@ -100,13 +93,6 @@ export class FileIgnition extends IgnitionState implements IgnitionSense {
     unwatchFile(this.file);
     this.complete();
   }
-}
-
-export type LedMode = 'online' | 'offline' | 'error';
-
-export interface StatusLed {
-  show(mode: LedMode): void;
-  stop(): void;
 }
 
 /** What the LED shows for the session's state. */

@@ -5,8 +5,8 @@ import { Observable } from 'rxjs';
 import { type CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import { DecodeError, type DbcDecoder, type DecodeErrorCode } from '../drivers/dbc/decoder.js';
 import { EventDetector, WindowAggregator, formatDtc, type ClosedWindow } from './aggregation.js';
-import type { FieldName, GatewayConfig } from './config.js';
-import type { Clock } from './clock.js';
+import type { FieldName, GatewayConfig } from '../core/config.js';
+import type { Clock } from '../core/clock.js';
 import { RecordKind, SCHEMA_VERSION, TimeQuality, type SignalStats, type TelemetryEvent, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 
 export interface PipelineCounters {

@@ -2,7 +2,7 @@
 // it comes from, so quantising loses nothing the CAN bus carried (a window mean loses at most half a step).
 import type { DbcDatabase } from '../drivers/dbc/model.js';
 import type { Resolution, ResolutionTable } from '../proto/record-columns.js';
-import type { FieldName, GatewayConfig } from './config.js';
+import type { FieldName, GatewayConfig } from '../core/config.js';
 
 /** Where each configured field lands in VehicleTelemetry (camel-cased .proto paths). */
 const FIELD_PATHS: Record<FieldName, string> = {

@@ -2,7 +2,7 @@
 // (one source of truth; no generated code to drift).
 import protobuf from 'protobufjs';
 import { join } from 'node:path';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../core/project-root.js';
 
 export const SCHEMA_VERSION = '1.0';
 

@@ -5,8 +5,8 @@
 // connection succeeds, and is put back if it does not.
 import { randomBytes } from 'node:crypto';
 import { filter, firstValueFrom, skip, timeout, type Subscription } from 'rxjs';
-import type { Clock } from '../gateway/clock.js';
-import type { MqttSession, SessionTls } from '../sync/mqtt-session.js';
+import type { Clock } from '../core/clock.js';
+import type { MqttSession, SessionTls } from '../sync/session/mqtt-session.js';
 import { CredentialError, type CertificateFacts } from './credential-checks.js';
 import type { DeviceCredentials, DeviceKeyStore, PendingRenewal } from './key-store.js';
 

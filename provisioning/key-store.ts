@@ -2,7 +2,7 @@
 // PKCS#11 store can replace the file store; key material is read once and written nowhere but
 // into a new release of the installation, with mode 0600.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { readInputFile } from '../gateway/input-file.js';
+import { readInputFile } from '../core/input-file.js';
 
 /** A key, a certificate or a CA bundle: kilobytes. */
 const MAX_PEM_BYTES = 1 << 20;

@@ -2,12 +2,12 @@
 // before anything is written; the new installation is staged as a release and switched to with
 // one atomic rename, so a failed run leaves the previous installation as it was.
 import { spawnSync } from 'node:child_process';
-import { readInputFile } from '../gateway/input-file.js';
+import { readInputFile } from '../core/input-file.js';
 import { chownSync, closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { ConfigError, referenceVehicleSettings, validateConfig, vehicleIdSchema } from '../gateway/config.js';
-import { projectRoot } from '../gateway/project-root.js';
+import { ConfigError, referenceVehicleSettings, validateConfig, vehicleIdSchema } from '../core/config.js';
+import { projectRoot } from '../core/project-root.js';
 import { brokerUrlProblem, checkCredentials, keyModeProblem, type CertificateFacts, type CredentialProblem } from './credential-checks.js';
 import { Installation, RELEASE_FILES, type ReleaseFile } from './installation.js';
 import { createCsr, generateEcKey } from './pki.js';

@@ -5,13 +5,13 @@ import { Subscription } from 'rxjs';
 import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../proto/batch-packer.js';
 import type { ResolutionTable } from '../proto/record-columns.js';
 import { encodeTelemetry, SCHEMA_VERSION, type VehicleTelemetry } from '../proto/telemetry-codec.js';
-import type { Clock } from '../gateway/clock.js';
-import { rateLimited } from '../gateway/log.js';
-import type { DeadLetterFile } from './dead-letter.js';
-import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './mqtt-session.js';
-import type { LinkDecision } from './link-policy.js';
-import { UploadError, type BatchUploader } from './https-offload.js';
-import type { StoredRecord, TelemetryStore } from './telemetry-store.js';
+import type { Clock } from '../core/clock.js';
+import { rateLimited } from '../core/log.js';
+import type { DeadLetterFile } from './store/dead-letter.js';
+import { publishPacketBytes, PublishError, type MqttSession, type PublishProperties } from './session/mqtt-session.js';
+import type { LinkDecision } from './link/link-policy.js';
+import { UploadError, type BatchUploader } from './offload/https-offload.js';
+import type { StoredRecord, TelemetryStore } from './store/telemetry-store.js';
 
 export interface OutboxSettings {
   vehicleId: string;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { randomUUID } from 'node:crypto';
-import { referenceDriveRecords as buildDriveRecords, type DriveRecords } from '../gateway/bench-rig/drive-records.js';
+import { referenceDriveRecords as buildDriveRecords, type DriveRecords } from '../bench/rig/drive-records.js';
 import { BatchRejectedError, packBatch, sha256Hex, unpackBatch, type PackedBatch } from '../proto/batch-packer.js';
 import { fromColumns, toColumns } from '../proto/record-columns.js';
 import { isDerivedRecordId, recordId, traceIdOf } from '../proto/record-id.js';

@@ -3,13 +3,13 @@
 // gateway, Mosquitto and the sink answering time requests.
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openPtyPair } from '../gateway/bench-rig/pty-pair.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { systemClock, type Clock } from '../gateway/clock.js';
+import { openPtyPair } from '../bench/rig/pty-pair.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { NmeaError, parseNmeaTime } from '../drivers/nmea.js';
 import { TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
-import { ClockCorrector } from '../sync/clock-corrector.js';
-import { GpsTimeSource } from '../sync/time-sources.js';
+import { ClockCorrector } from '../sync/time/clock-corrector.js';
+import { GpsTimeSource } from '../sync/time/time-sources.js';
 import { waitUntil } from './helpers.js';
 import { syncRig } from './sync-rig.js';
 

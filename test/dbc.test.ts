@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DbcDecoder, DecodeError, type DecodedMessage } from '../drivers/dbc/decoder.js';
 import { encodeMessage } from '../drivers/dbc/encoder.js';
 import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../core/project-root.js';
 import { frame } from './helpers.js';
 
 const HEADER = 'VERSION ""\n\nNS_ :\n\tCM_\n\tVAL_\n\nBS_:\n\nBU_: ECU\n\n';

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../core/project-root.js';
 
 const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
 const dbc = join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc');

@@ -8,12 +8,12 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
-import { freePort, startLocalBroker } from '../gateway/bench-rig/local-broker.js';
-import { referenceVehicleConfig } from '../gateway/config.js';
-import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { SeededRandom } from '../bench/rig/seeded-random.js';
+import { freePort, startLocalBroker } from '../bench/rig/local-broker.js';
+import { referenceVehicleConfig } from '../core/config.js';
+import { TelemetrySink } from '../receiver/telemetry-sink.js';
 import { waitUntil } from './helpers.js';
-import { integrityOf, metricValue, runGateway, storedRecords, type GatewayProcess, type StoredRow } from './gateway-process.js';
+import { integrityOf, metricValue, runGateway, storedRecords, type GatewayProcess, type StoredRow } from '../bench/rig/gateway-process.js';
 import { LossyFs, lossyFsUnavailable } from './lossy-fs.js';
 
 const STORED = 'v2c_store_records_total';

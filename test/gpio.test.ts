@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gpio } from 'onoff';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 import { FileIgnition, ledModeFor, openGpio } from '../gateway/gpio.js';
 import { waitUntil } from './helpers.js';
 

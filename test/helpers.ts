@@ -1,7 +1,6 @@
-import { createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import type { TelemetryStore } from '../sync/telemetry-store.js';
+import type { SampleRecords } from '../bench/rig/sample-records.js';
+import type { TelemetryStore } from '../sync/store/telemetry-store.js';
 import type { CanFrame } from '../drivers/can-frame.js';
 
 /** A frame from hex data, for table-driven tests. */
@@ -44,11 +43,3 @@ export async function insertSamples(store: TelemetryStore, samples: SampleRecord
   return ids;
 }
 
-/** A TCP server listening on a free loopback port, and the port. */
-export async function loopbackServer(): Promise<{ server: Server; port: number }> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no loopback port');
-  return { server, port: address.port };
-}

@@ -4,18 +4,18 @@ import t from 'tap';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 import { BENCH_OTHER_VEHICLE_ID, BENCH_VEHICLE_ID } from '../provisioning/dev-pki.js';
 import { BATCH_CONTENT_TYPE, packBatch } from '../proto/batch-packer.js';
-import { ClockCorrector } from '../sync/clock-corrector.js';
-import { HttpsOffloadUploader, UploadError } from '../sync/https-offload.js';
-import { BenchLinkMonitor } from '../sync/link-monitor.js';
-import { OffloadReceiver } from '../sync/offload-receiver.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { ClockCorrector } from '../sync/time/clock-corrector.js';
+import { HttpsOffloadUploader, UploadError } from '../sync/offload/https-offload.js';
+import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
+import { OffloadReceiver } from '../receiver/offload-receiver.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
 import { waitUntil } from './helpers.js';
 import { tlsRig } from './tls-rig.js';
 import { join } from 'node:path';
-import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { TelemetrySink } from '../receiver/telemetry-sink.js';
 
 t.test('HTTPS offload', async (t) => {
   const rig = await tlsRig(t);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SystemLinkMonitor } from '../sync/link-monitor.js';
+import { SystemLinkMonitor } from '../sync/link/link-monitor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-link-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 // The link policy, table-driven: link × ignition × budget -> what may be sent.
 import t from 'tap';
-import { decideLink, type LinkDecision, type PolicyInput } from '../sync/link-policy.js';
+import { decideLink, type LinkDecision, type PolicyInput } from '../sync/link/link-policy.js';
 
 const settings = { allowedSsids: ['Depot-5G'], parkedAfterMs: 300_000, dailyCellularBudgetBytes: 1_000_000, batchMaxRecords: 50, offloadBatchRecords: 500 };
 const base: PolicyInput = { link: { kind: 'cellular', iface: 'wwan0' }, ignitionOn: true, ignitionOffForMs: 0, backlogRecords: 120, cellularBytesToday: 0 };

@@ -4,9 +4,9 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 import { BenchIgnition, BenchStatusLed } from '../gateway/gpio.js';
-import { BenchLinkMonitor } from '../sync/link-monitor.js';
+import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
 import { missing, sinkRejections, syncRig } from './sync-rig.js';
 
 const metric = async (text: Promise<string>, name: string): Promise<number> => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await text)?.[1]);

@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../core/project-root.js';
 import { waitUntil } from './helpers.js';
 
 const LOSSY_FS = join(projectRoot(), 'test', 'lossy-fs.py');

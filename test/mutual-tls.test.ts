@@ -4,21 +4,21 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemClock } from '../gateway/clock.js';
-import { projectRoot } from '../gateway/project-root.js';
+import { systemClock } from '../core/clock.js';
+import { projectRoot } from '../core/project-root.js';
 import { loadDecoder, vehicleTopic } from '../gateway/gateway.js';
 import { resolutionTable } from '../gateway/wire-resolution.js';
 import { BENCH_OTHER_VEHICLE_ID, BENCH_VEHICLE_ID } from '../provisioning/dev-pki.js';
 import { daysFrom, generateEcKey, issueCertificate } from '../provisioning/pki.js';
 import { CredentialError } from '../provisioning/credential-checks.js';
-import { DeadLetterFile } from '../sync/dead-letter.js';
-import { MqttSession, PublishError, type StateChange } from '../sync/mqtt-session.js';
+import { DeadLetterFile } from '../sync/store/dead-letter.js';
+import { MqttSession, PublishError, type StateChange } from '../sync/session/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
 import { waitUntil } from './helpers.js';
 import { packBatch } from '../proto/batch-packer.js';
-import { ClockCorrector } from '../sync/clock-corrector.js';
-import { HttpsOffloadUploader } from '../sync/https-offload.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
+import { ClockCorrector } from '../sync/time/clock-corrector.js';
+import { HttpsOffloadUploader } from '../sync/offload/https-offload.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
 import { tlsRig } from './tls-rig.js';
 
 t.test('mutual TLS', async (t) => {

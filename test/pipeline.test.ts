@@ -1,10 +1,10 @@
 import t from 'tap';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { EventDetector, WindowAggregator, formatDtc } from '../gateway/aggregation.js';
-import { referenceVehicleConfig, validateConfig } from '../gateway/config.js';
+import { referenceVehicleConfig, validateConfig } from '../core/config.js';
 import { loadDecoder } from '../gateway/gateway.js';
 import { newPipelineCounters, telemetryPipeline } from '../gateway/telemetry-pipeline.js';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 import { MalformedLine } from '../drivers/can-frame.js';
 import { encodeMessage } from '../drivers/dbc/encoder.js';
 import { RecordKind, decodeTelemetry, encodeTelemetry } from '../proto/telemetry-codec.js';

@@ -3,7 +3,7 @@
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../core/project-root.js';
 import { digest, type PowerCutDoc } from './power-cut-writer.js';
 
 const WRITER = join(projectRoot(), 'dist', 'test', 'power-cut-writer.js');

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRxDatabase, type RxJsonSchema } from 'rxdb';
-import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
-import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
+import { SeededRandom } from '../bench/rig/seeded-random.js';
+import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 
 export interface PowerCutDoc {
   id: string;

@@ -5,11 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRxDatabase } from 'rxdb';
-import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
-import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
+import { SeededRandom } from '../bench/rig/seeded-random.js';
+import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { powerCutSchema } from './power-cut-writer.js';
 import { killWriterAt, verify, type Reported } from './power-cut-check.js';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 
 const KILLS = Number(process.env.V2C_KILLS ?? 25);
 

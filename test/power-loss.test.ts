@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
+import { SeededRandom } from '../bench/rig/seeded-random.js';
 import { killWriterAt, verify, type Reported } from './power-cut-check.js';
 import { LossyFs, lossyFsUnavailable } from './lossy-fs.js';
 

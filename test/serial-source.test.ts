@@ -6,12 +6,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, take, toArray } from 'rxjs';
-import { openPtyPair } from '../gateway/bench-rig/pty-pair.js';
+import { openPtyPair } from '../bench/rig/pty-pair.js';
 import { SlcanSerialSource, type SlcanSourceOptions } from '../drivers/slcan-serial-source.js';
 import { runSimulator } from '../drivers/slcan-adapter-simulator.js';
 import { MalformedLine, type CanFrame } from '../drivers/can-frame.js';
 import { parseCandumpLine } from '../drivers/candump.js';
-import { systemClock } from '../gateway/clock.js';
+import { systemClock } from '../core/clock.js';
 
 const options = (path: string, extra: Partial<SlcanSourceOptions> = {}): SlcanSourceOptions =>
   ({ path, bitrate: 500000, baudRate: 115200, bus: 'can0', watchdogMs: 5000, reopenDelaysMs: [50, 100, 200], readIntervalMs: 5, ...extra });

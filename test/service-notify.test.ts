@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { startLocalBroker } from '../gateway/bench-rig/local-broker.js';
-import { projectRoot } from '../gateway/project-root.js';
+import { startLocalBroker } from '../bench/rig/local-broker.js';
+import { projectRoot } from '../core/project-root.js';
 import { waitUntil } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-notify-'));

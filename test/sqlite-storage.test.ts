@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { createRxDatabase, fillWithDefaultSettings, type RxJsonSchema, type RxStorage, type RxStorageInstance } from 'rxdb';
-import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
+import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { runDifferential, scenarios } from './storage-differential.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-diff-'));

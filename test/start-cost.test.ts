@@ -6,10 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { systemClock } from '../gateway/clock.js';
-import { projectRoot } from '../gateway/project-root.js';
-import { ClockCorrector } from '../sync/clock-corrector.js';
-import { NtpStateSource } from '../sync/time-sources.js';
+import { systemClock } from '../core/clock.js';
+import { projectRoot } from '../core/project-root.js';
+import { ClockCorrector } from '../sync/time/clock-corrector.js';
+import { NtpStateSource } from '../sync/time/time-sources.js';
 import { waitUntil } from './helpers.js';
 
 // The unbundled CLI: its module graph shows what each command imports (the shipped bundle in

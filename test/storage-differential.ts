@@ -16,8 +16,8 @@ import {
   type RxStorageInstance,
 } from 'rxdb';
 import type { Subscription } from 'rxjs';
-import { SeededRandom } from '../drivers/reference-vehicle/seeded-random.js';
-import { telemetrySchema } from '../sync/telemetry-store.js';
+import { SeededRandom } from '../bench/rig/seeded-random.js';
+import { telemetrySchema } from '../sync/store/telemetry-store.js';
 
 type Doc = Record<string, unknown>;
 type Instance = RxStorageInstance<Doc, unknown, unknown, RxStorageDefaultCheckpoint>;

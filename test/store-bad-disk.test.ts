@@ -7,11 +7,11 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fillWithDefaultSettings, type RxJsonSchema, type RxStorageInstance } from 'rxdb';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { projectRoot } from '../gateway/project-root.js';
-import { getRxStorageSQLite } from '../sync/sqlite-storage.js';
-import { StorageError, fromSqliteError } from '../sync/storage-errors.js';
-import { TelemetryStore } from '../sync/telemetry-store.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { projectRoot } from '../core/project-root.js';
+import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
+import { StorageError, fromSqliteError } from '../sync/store/storage-errors.js';
+import { TelemetryStore } from '../sync/store/telemetry-store.js';
 
 const root = mkdtempSync(join(tmpdir(), 'v2c-baddisk-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));

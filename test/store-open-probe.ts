@@ -1,7 +1,7 @@
 // Child process for the bad-disk tests: opens the gateway's store in DIR (possibly as another user),
 // stores one record and prints what happened as JSON.
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { TelemetryStore } from '../sync/telemetry-store.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { TelemetryStore } from '../sync/store/telemetry-store.js';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: store-open-probe DIR');

@@ -6,7 +6,7 @@
 // It acknowledges after `pubackDelayMs`, so several publishes overlap, and keeps what it accepted. Built on
 // mqtt-packet: enough of the protocol for one client, nothing routed.
 import type { Server, Socket } from 'node:net';
-import { loopbackServer } from './helpers.js';
+import { loopbackServer } from '../bench/rig/local-broker.js';
 import mqttPacket, { type IConnectPacket, type IPublishPacket, type Packet } from 'mqtt-packet';
 
 export interface StrictBrokerOptions {

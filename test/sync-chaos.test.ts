@@ -7,9 +7,9 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import type { IConnackPacket, IPublishPacket, IPubackPacket, Packet } from 'mqtt-packet';
-import { mulberry32 } from '../drivers/reference-vehicle/seeded-random.js';
+import { mulberry32 } from '../bench/rig/seeded-random.js';
 import { decodeTelemetry } from '../proto/telemetry-codec.js';
-import type { LinkControl } from './fault-proxy.js';
+import type { LinkControl } from '../bench/rig/fault-proxy.js';
 import { packetBytes } from './strict-broker.js';
 import { missing, syncRig, type SyncRig } from './sync-rig.js';
 

@@ -4,7 +4,7 @@
 import t from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
 import { syncRig } from './sync-rig.js';
-import { isCommandTopic } from '../sync/command-handler.js';
+import { isCommandTopic } from '../sync/session/command-handler.js';
 
 interface Reply {
   body: Record<string, unknown>;

@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { IConnackPacket, IPubackPacket, Packet } from 'mqtt-packet';
 import { missing, syncRig, type SyncRig } from './sync-rig.js';
-import type { StateChange } from '../sync/mqtt-session.js';
+import type { StateChange } from '../sync/session/mqtt-session.js';
 
 /** A CONNACK rewrite that refuses the first `times` connections with `reasonCode`. */
 function refuseConnack(reasonCode: number, times: number): (p: Packet) => Packet {

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IConnackPacket, IPublishPacket, IPubackPacket, Packet } from 'mqtt-packet';
 import { missing, syncRig } from './sync-rig.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import type { StateChange } from '../sync/mqtt-session.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import type { StateChange } from '../sync/session/mqtt-session.js';
 
 const priorities = (seq: number): number => (seq % 10 === 0 ? 0 : seq % 3 === 0 ? 2 : 1);
 

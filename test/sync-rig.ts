@@ -5,13 +5,13 @@ import type { Test } from 'tap';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../gateway/bench-rig/local-broker.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { systemClock, type Clock } from '../gateway/clock.js';
-import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { startLocalBroker, type LocalBroker, type BrokerOptions } from '../bench/rig/local-broker.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../core/config.js';
 import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
-import { TelemetrySink } from '../sync/telemetry-sink.js';
-import { FaultProxy } from './fault-proxy.js';
+import { TelemetrySink } from '../receiver/telemetry-sink.js';
+import { FaultProxy } from '../bench/rig/fault-proxy.js';
 import { insertSamples, waitUntil } from './helpers.js';
 
 export interface SyncRig {

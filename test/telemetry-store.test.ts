@@ -4,8 +4,8 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { TelemetryStore } from '../sync/telemetry-store.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { TelemetryStore } from '../sync/store/telemetry-store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-store-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

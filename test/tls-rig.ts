@@ -5,13 +5,13 @@ import type { Test } from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startLocalBroker, type LocalBroker } from '../gateway/bench-rig/local-broker.js';
-import { SampleRecords } from '../gateway/bench-rig/sample-records.js';
-import { systemClock } from '../gateway/clock.js';
-import { referenceVehicleConfig, type GatewayConfig } from '../gateway/config.js';
+import { startLocalBroker, type LocalBroker } from '../bench/rig/local-broker.js';
+import { SampleRecords } from '../bench/rig/sample-records.js';
+import { systemClock } from '../core/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../core/config.js';
 import { startGateway, type GatewayDevices, type GatewayHandle } from '../gateway/gateway.js';
 import { benchBrokerTls, benchCloudTls, createDevPki, type DevPki, type PkiFiles } from '../provisioning/dev-pki.js';
-import { TelemetrySink } from '../sync/telemetry-sink.js';
+import { TelemetrySink } from '../receiver/telemetry-sink.js';
 import { insertSamples } from './helpers.js';
 
 export interface TlsRig {

@@ -2,7 +2,7 @@
 // arrive within the timeout. A socket that looks alive but carries nothing is closed, so the
 // session reconnects instead of waiting for TCP or the 5-minute keep-alive to notice.
 import type { MqttSession } from './mqtt-session.js';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../../core/clock.js';
 
 export interface HeartbeatCounters {
   sent: number;

@@ -3,8 +3,8 @@
 import { execFile } from 'node:child_process';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { SerialPort } from 'serialport';
-import { NmeaError, parseNmeaTime } from '../drivers/nmea.js';
-import type { Clock } from '../gateway/clock.js';
+import { NmeaError, parseNmeaTime } from '../../drivers/nmea.js';
+import type { Clock } from '../../core/clock.js';
 import type { ClockCorrector } from './clock-corrector.js';
 
 /** While systemd-timesyncd (or chrony) says the clock is synchronised, the system clock is a reference. */

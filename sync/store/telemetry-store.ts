@@ -2,12 +2,12 @@
 import { createRevision, createRxDatabase, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDatabase, type RxDocumentData, type RxJsonSchema, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
-import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
+import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
 import { checkInBackground, shrinkSqliteWal, sqliteFileBytes, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
-import { rateLimited, type Log } from '../gateway/log.js';
+import { rateLimited, type Log } from '../../core/log.js';
 
 export interface StoredRecord {
   id: string;

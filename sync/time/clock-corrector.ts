@@ -4,9 +4,9 @@
 // every record of the boot — including those captured before it — is sent with its corrected time
 // and an error bound. Nothing is rewritten in the store: correction happens as a record is sent.
 import { Subject, type Observable } from 'rxjs';
-import type { Clock } from '../gateway/clock.js';
-import { rateLimited, type Log } from '../gateway/log.js';
-import { TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import type { Clock } from '../../core/clock.js';
+import { rateLimited, type Log } from '../../core/log.js';
+import { TimeQuality, type VehicleTelemetry } from '../../proto/telemetry-codec.js';
 
 export type ReferenceSource = 'ntp' | 'gps' | 'broker' | 'http-date';
 

@@ -3,7 +3,7 @@
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from '../gateway/project-root.js';
+import { projectRoot } from '../../core/project-root.js';
 
 const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
 

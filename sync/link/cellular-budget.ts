@@ -2,7 +2,7 @@
 // does not hand out a fresh budget. Written at most every `persistEveryMs` (flash wear), and at stop.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../../core/clock.js';
 
 interface BudgetFile {
   day: string;

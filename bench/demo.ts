@@ -3,15 +3,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openPtyPair } from './bench-rig/pty-pair.js';
-import { spawnSimulator, waitUntilSteady } from './bench-rig/simulator-process.js';
-import { startLocalBroker } from './bench-rig/local-broker.js';
-import { referenceVehicleConfig } from './config.js';
-import { startGateway } from './gateway.js';
-import { systemClock } from './clock.js';
+import { openPtyPair } from './rig/pty-pair.js';
+import { spawnSimulator, waitUntilSteady } from './rig/simulator-process.js';
+import { startLocalBroker } from './rig/local-broker.js';
+import { referenceVehicleConfig } from '../core/config.js';
+import { startGateway } from '../gateway/gateway.js';
+import { systemClock } from '../core/clock.js';
 import { RecordKind, TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
-import { describeLink } from '../sync/link-controller.js';
-import { sinkSummary, TelemetrySink } from '../sync/telemetry-sink.js';
+import { describeLink } from '../sync/link/link-controller.js';
+import { sinkSummary, TelemetrySink } from '../receiver/telemetry-sink.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
 const DRIVE_SECONDS = 630;

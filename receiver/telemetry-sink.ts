@@ -4,7 +4,7 @@
 // window; whatever is refused is written, with its reason, to a dead-letter directory.
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { writeFileSync } from 'node:fs';
-import { makePrivateDir } from './private-files.js';
+import { makePrivateDir } from '../core/private-files.js';
 import { join } from 'node:path';
 import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';

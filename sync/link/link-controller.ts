@@ -2,11 +2,11 @@
 // backlog go into decideLink (link-policy.ts) whenever one of them changes, and the outbox asks
 // `current` before each message. Metered bytes are counted here.
 import { BehaviorSubject, distinctUntilChanged, type Observable, type Subscription } from 'rxjs';
-import { rateLimited } from '../gateway/log.js';
+import { rateLimited } from '../../core/log.js';
 import type { CellularBudget } from './cellular-budget.js';
 import type { LinkMonitor } from './link-monitor.js';
 import { decideLink, type LinkDecision, type LinkState, type PolicySettings } from './link-policy.js';
-import type { IgnitionSense } from '../gateway/gpio.js';
+import type { IgnitionSense } from '../../core/hardware.js';
 
 export class LinkController {
   private readonly subject: BehaviorSubject<LinkDecision>;

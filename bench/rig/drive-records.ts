@@ -3,11 +3,11 @@
 import { lastValueFrom, toArray } from 'rxjs';
 import { traceFrames } from '../../drivers/trace-source.js';
 import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
-import { systemClock } from '../clock.js';
-import { referenceVehicleConfig, type GatewayConfig } from '../config.js';
-import { loadDecoder } from '../gateway.js';
-import { newPipelineCounters, telemetryPipeline } from '../telemetry-pipeline.js';
-import { resolutionTable } from '../wire-resolution.js';
+import { systemClock } from '../../core/clock.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../../core/config.js';
+import { loadDecoder } from '../../gateway/gateway.js';
+import { newPipelineCounters, telemetryPipeline } from '../../gateway/telemetry-pipeline.js';
+import { resolutionTable } from '../../gateway/wire-resolution.js';
 import type { ResolutionTable } from '../../proto/record-columns.js';
 
 export interface DriveRecords {

@@ -3,9 +3,10 @@
 // The batch id is derived from the record ids, so a retry of the same records is the same PUT and
 // the receiver can treat it as idempotent. The response's Date header is a time reference.
 import { Agent, request } from 'node:https';
-import type { Clock } from '../gateway/clock.js';
-import { BATCH_CONTENT_TYPE, type PackedBatch } from '../proto/batch-packer.js';
-import type { ClockCorrector } from './clock-corrector.js';
+import type { Clock } from '../../core/clock.js';
+import type { PackedBatch } from '../../proto/batch-packer.js';
+import { batchHeaders } from '../../proto/batch-headers.js';
+import type { ClockCorrector } from '../time/clock-corrector.js';
 
 export interface BatchUploader {
   /** PUTs in flight at most. */
@@ -33,22 +34,6 @@ export interface HttpsOffloadSettings {
   concurrency: number;
   timeoutMs: number;
   tls: { ca: string; cert: string; key: string; minVersion: 'TLSv1.2' | 'TLSv1.3'; servername?: string };
-}
-
-/** The batch's user properties as HTTP headers: `sha256` -> `x-v2c-sha256`. */
-export function batchHeaders(batch: PackedBatch): Record<string, string> {
-  const headers: Record<string, string> = { 'content-type': BATCH_CONTENT_TYPE, 'content-length': String(batch.payload.byteLength) };
-  for (const [k, v] of Object.entries(batch.userProperties)) headers[`x-v2c-${k.replace(/_/g, '-')}`] = v;
-  return headers;
-}
-
-/** The headers back into the batch's user properties (the receiving side). */
-export function headersToProperties(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const props: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.startsWith('x-v2c-') && typeof v === 'string') props[k.slice(6).replace(/-/g, '_')] = v;
-  }
-  return props;
 }
 
 export class HttpsOffloadUploader implements BatchUploader {

@@ -1,7 +1,7 @@
 // Mosquitto on a free loopback port with a generated config, for the demo and the tests.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -63,14 +63,20 @@ function mosquittoUser(): { uid: number; gid: number } | null {
   return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : null;
 }
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/** A TCP server listening on a free port of 127.0.0.1. */
+export async function loopbackServer(): Promise<{ server: Server; port: number }> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no loopback port');
+  return { server, port: address.port };
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const { server, port } = await loopbackServer();
   await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('could not pick a free port');
-  return address.port;
+  return port;
 }
 
 function mosquittoBinary(): string {

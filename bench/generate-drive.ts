@@ -1,17 +1,17 @@
 // Makes the reference vehicle's recorded drive (drive.log.gz) from a small vehicle model and a
-// seeded random source, so the trace is reproducible: `node dist/drivers/reference-vehicle/generate-drive.js OUT`.
+// seeded random source, so the trace is reproducible: `node dist/bench/generate-drive.js OUT`.
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { parseDbc } from '../dbc/parser.js';
-import { encodeMessage } from '../dbc/encoder.js';
-import { formatCandumpLog } from '../candump.js';
-import type { DbcMessage } from '../dbc/model.js';
-import { projectRoot } from '../../gateway/project-root.js';
-import { mulberry32 } from './seeded-random.js';
+import { parseDbc } from '../drivers/dbc/parser.js';
+import { encodeMessage } from '../drivers/dbc/encoder.js';
+import { formatCandumpLog } from '../drivers/candump.js';
+import type { DbcMessage } from '../drivers/dbc/model.js';
+import { projectRoot } from '../core/project-root.js';
+import { mulberry32 } from './rig/seeded-random.js';
 
 /** Target speed (km/h) from each time (s) on: idle, town, a red light, town, motorway, exit, stop. */
 const PROFILE: Array<[number, number]> = [

@@ -2,7 +2,7 @@
 // refused by the offload receiver on their own) are moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
+import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 
 export interface DeadLetter {
   reason: string;

@@ -1,8 +1,8 @@
 // The adapter simulator as a child process (a separate "device"), for the demo and the tests.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { projectRoot } from '../project-root.js';
-import type { Clock } from '../clock.js';
+import { projectRoot } from '../../core/project-root.js';
+import type { Clock } from '../../core/clock.js';
 
 export interface SimulatorProcess {
   /** Resolves with the exit code once the trace has been played. */

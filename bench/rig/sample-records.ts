@@ -1,6 +1,6 @@
 // Realistic telemetry records for tests and benchmarks: the shape and size the pipeline produces
 // for the reference vehicle (a one-minute window with two dozen signals), with seeded values.
-import { SeededRandom } from '../../drivers/reference-vehicle/seeded-random.js';
+import { SeededRandom } from './seeded-random.js';
 import { recordId, traceIdOf } from '../../proto/record-id.js';
 import { RecordKind, SCHEMA_VERSION, TimeQuality, type SignalStats, type VehicleTelemetry } from '../../proto/telemetry-codec.js';
 

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { BATCH_CONTENT_TYPE } from '../proto/batch-packer.js';
-import { headersToProperties } from './https-offload.js';
+import { headersToProperties } from '../proto/batch-headers.js';
 import type { TelemetrySink } from './telemetry-sink.js';
 
 export interface OffloadReceiverOptions {

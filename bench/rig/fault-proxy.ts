@@ -2,7 +2,7 @@
 // blackhole (socket stays open, nothing passes, no RST), connection reset, added latency, a cut
 // after N bytes, and MQTT packet rewrites (drop a PUBACK, change a CONNACK reason, corrupt a payload).
 import { connect, type Server, type Socket } from 'node:net';
-import { loopbackServer } from './helpers.js';
+import { loopbackServer } from './local-broker.js';
 import { generate, parser as mqttParser, type Packet } from 'mqtt-packet';
 
 /** What a rewrite may do to the connection a packet came on, besides forwarding or dropping it. */

@@ -1,7 +1,7 @@
 // One SQLite database file: opened once per process, configured for power cuts, checked at open.
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { restrictToOwner } from './private-files.js';
+import { restrictToOwner } from '../../core/private-files.js';
 import { Worker } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { fromSqliteError, storageError, type StorageError } from './storage-errors.js';

@@ -3,9 +3,9 @@
 // error bound, and the reference instant is the middle of the round trip.
 import { randomBytes } from 'node:crypto';
 import { filter, type Subscription } from 'rxjs';
-import type { Clock } from '../gateway/clock.js';
+import type { Clock } from '../../core/clock.js';
 import type { MqttSession } from './mqtt-session.js';
-import type { ClockCorrector } from './clock-corrector.js';
+import type { ClockCorrector } from '../time/clock-corrector.js';
 
 export function timeTopics(region: string, vehicleId: string): { request: string; response: string } {
   return { request: `v2c/v1/${region}/${vehicleId}/time/request`, response: `v2c/v1/${region}/${vehicleId}/time/response` };
