@@ -31,7 +31,11 @@ function testFiles() {
 
 function compiledTests() {
   const dir = join(root, 'dist', 'test');
-  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => join('dist', 'test', f)) : ['dist/test'];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.test.js'))
+        .map((f) => join('dist', 'test', f))
+    : ['dist/test'];
 }
 
 function run(cmd, args, what) {
@@ -50,9 +54,13 @@ function have(cmd) {
 if (!existsSync(join(root, 'node_modules'))) {
   // npm before 11 ignores allowScripts and --strict-allow-scripts: every install script would run.
   const npmMajor = Number(spawnSync('npm', ['--version'], { encoding: 'utf8' }).stdout?.split('.')[0]);
-  if (!(npmMajor >= 11)) fail(`npm ${npmMajor || '(not found)'} would run every package's install script (allowScripts needs npm 11 or later); run: npm install -g npm@11`);
+  if (!(npmMajor >= 11))
+    fail(
+      `npm ${npmMajor || '(not found)'} would run every package's install script (allowScripts needs npm 11 or later); run: npm install -g npm@11`,
+    );
   console.error('v2c-gateway: node_modules is missing; running npm ci --strict-allow-scripts');
-  if (run('npm', ['ci', '--strict-allow-scripts', '--no-audit', '--no-fund'], 'npm ci') !== 0) fail('npm ci failed (see above)');
+  if (run('npm', ['ci', '--strict-allow-scripts', '--no-audit', '--no-fund'], 'npm ci') !== 0)
+    fail('npm ci failed (see above)');
 }
 
 // Debian package -> the command it provides (systemd: systemd-notify and systemd-analyze for the service tests).
@@ -62,14 +70,21 @@ const optionalDebs = { fuse3: '/usr/bin/fusermount3', 'python3-fusepy': '/usr/li
 const missing = Object.keys(debs).filter((pkg) => !have(debs[pkg]) && !existsSync(`/usr/sbin/${debs[pkg]}`));
 const missingOptional = Object.keys(optionalDebs).filter((pkg) => !existsSync(optionalDebs[pkg]));
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-if (!isRoot && missing.length > 0) fail(`missing Debian packages: ${missing.join(' ')}; run: sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}`);
+if (!isRoot && missing.length > 0)
+  fail(
+    `missing Debian packages: ${missing.join(' ')}; run: sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}`,
+  );
 const toInstall = isRoot ? [...missing, ...missingOptional] : [];
 if (toInstall.length > 0) {
   console.error(`v2c-gateway: installing Debian packages: ${toInstall.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...toInstall]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', ...toInstall],
+  ]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
-    if (r.status !== 0) fail(`apt-get ${args.join(' ')} failed; install them by hand: apt-get install -y ${toInstall.join(' ')}`);
+    if (r.status !== 0)
+      fail(`apt-get ${args.join(' ')} failed; install them by hand: apt-get install -y ${toInstall.join(' ')}`);
   }
 }
 
@@ -88,7 +103,9 @@ if (job === 'test-slow') {
     fail(`test:slow: ${err.message}`);
   }
   [cmd, args] = cgroup.wrap(cmd, args);
-  console.error(`v2c-gateway: running the suite in cgroup ${cgroup.name}: ${SLOW_CPU_CORES} of one core, one test file at a time`);
+  console.error(
+    `v2c-gateway: running the suite in cgroup ${cgroup.name}: ${SLOW_CPU_CORES} of one core, one test file at a time`,
+  );
 }
 
 // Each run gets its own temporary directory: whatever a test leaves behind in it is a failure.
@@ -97,7 +114,11 @@ const testTmp = mkdtempSync(join(tmpdir(), 'v2c-test-run-'));
 chmodSync(testTmp, 0o755);
 const started = Date.now();
 // Echo tap's output and close with a plain "N passed, N failed, N skipped" line from its summary.
-const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: testTmp } });
+const child = spawn(cmd, args, {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, TMPDIR: testTmp },
+});
 let tail = '';
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
@@ -122,7 +143,9 @@ child.on('exit', (code) => {
   if (cgroup !== null) {
     const usage = cgroup.usage();
     const leaked = cgroup.remove();
-    console.log(`tests: ${((Date.now() - started) / 60_000).toFixed(1)} min at ${SLOW_CPU_CORES} of one core; CPU ${usage.cpuSeconds.toFixed(0)} s, throttled in ${usage.throttledPeriods} periods`);
+    console.log(
+      `tests: ${((Date.now() - started) / 60_000).toFixed(1)} min at ${SLOW_CPU_CORES} of one core; CPU ${usage.cpuSeconds.toFixed(0)} s, throttled in ${usage.throttledPeriods} periods`,
+    );
     if (leaked.length > 0) {
       console.log(`tests: processes left running after the suite (killed): ${leaked.join(', ')}`);
       status = status === 0 ? 1 : status;

@@ -25,5 +25,7 @@ await build({
   logLevel: 'warning',
   external: EXTERNAL_PACKAGES,
   // Bundled CommonJS packages call require(); an ES module has none of its own.
-  banner: { js: "import { createRequire as __v2cRequire } from 'node:module'; const require = __v2cRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __v2cRequire } from 'node:module'; const require = __v2cRequire(import.meta.url);",
+  },
 });

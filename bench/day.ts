@@ -18,12 +18,20 @@ import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
 import { TelemetrySink } from '../receiver/telemetry-sink.js';
 
 /** A TCP relay that counts the bytes each way. */
-async function countingRelay(targetPort: number): Promise<{ port: number; bytes: () => number; close: () => Promise<void> }> {
+async function countingRelay(
+  targetPort: number,
+): Promise<{ port: number; bytes: () => number; close: () => Promise<void> }> {
   let total = 0;
   const server: Server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
-    client.on('data', (d: Buffer) => { total += d.byteLength; upstream.write(d); });
-    upstream.on('data', (d: Buffer) => { total += d.byteLength; client.write(d); });
+    client.on('data', (d: Buffer) => {
+      total += d.byteLength;
+      upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      total += d.byteLength;
+      client.write(d);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
     client.on('error', () => upstream.destroy());
@@ -31,22 +39,43 @@ async function countingRelay(targetPort: number): Promise<{ port: number; bytes:
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
-  return { port: typeof address === 'object' && address !== null ? address.port : 0, bytes: () => total, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    bytes: () => total,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 export async function daySection(): Promise<void> {
-  console.log('\nday: cellular bytes per vehicle per day at the default configuration (mutual TLS, counted on the TCP connection)');
+  console.log(
+    '\nday: cellular bytes per vehicle per day at the default configuration (mutual TLS, counted on the TCP connection)',
+  );
   const dir = mkdtempSync(join(tmpdir(), 'v2c-bench-day-'));
   const pki = await createDevPki(join(dir, 'pki'));
   const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
-  const sink = await TelemetrySink.start({ url: broker.url, clientId: 'bench-day-sink', deadLetterDir: join(dir, 'dl'), dedupWindowMs: 3_600_000, tls: benchCloudTls(pki) });
+  const sink = await TelemetrySink.start({
+    url: broker.url,
+    clientId: 'bench-day-sink',
+    deadLetterDir: join(dir, 'dl'),
+    dedupWindowMs: 3_600_000,
+    tls: benchCloudTls(pki),
+  });
   const relay = await countingRelay(broker.port);
   // Records come from the bench, not from CAN: an empty trace.
-  const config = referenceVehicleConfig({ mqttUrl: `mqtts://127.0.0.1:${relay.port}`, storeDir: join(dir, 'store'), tls: { ca: pki.ca.cert, ...pki.devices.valid }, trace: '/dev/null' });
+  const config = referenceVehicleConfig({
+    mqttUrl: `mqtts://127.0.0.1:${relay.port}`,
+    storeDir: join(dir, 'store'),
+    tls: { ca: pki.ca.cert, ...pki.devices.valid },
+    trace: '/dev/null',
+  });
   config.clock.ntp = false;
   // The defaults, except a heartbeat long enough not to fall into the record measurement.
   config.mqtt.heartbeatS = 3600;
-  const gateway = await startGateway(config, systemClock, () => undefined, { linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }), ignition: null, led: null });
+  const gateway = await startGateway(config, systemClock, () => undefined, {
+    linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }),
+    ignition: null,
+    led: null,
+  });
   while (!gateway.session.isConnected || gateway.time.reference === null) await sleep(20);
   await sleep(200);
   const connectBytes = relay.bytes();
@@ -76,7 +105,16 @@ export async function daySection(): Promise<void> {
   // Broker time: measured the same way through the session's own request.
   const t0 = relay.bytes();
   for (let i = 0; i < 5; i++) {
-    await gateway.session.publish(`v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/request`, Buffer.from('{}'), { contentType: 'application/json', userProperties: {}, responseTopic: `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/response`, correlationData: Buffer.from([i]) });
+    await gateway.session.publish(
+      `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/request`,
+      Buffer.from('{}'),
+      {
+        contentType: 'application/json',
+        userProperties: {},
+        responseTopic: `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/time/response`,
+        correlationData: Buffer.from([i]),
+      },
+    );
   }
   await sleep(300);
   const perTime = (relay.bytes() - t0) / 5;

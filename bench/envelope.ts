@@ -8,12 +8,21 @@
 //      and PUBLISH → PUBACK; and the drain itself: records/s, duplicates, max RSS, OOM kills.
 // A benchmark, not a test: it prints PASS/FAIL against the issue's goals and never fails CI.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
-import type { IPublishPacket, Packet } from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import { CgroupUnavailableError, PiCgroup, type CgroupUsage, type PiLimits } from './pi-cgroup.js';
 import { parseCandumpLine, formatCandumpLog } from '../drivers/candump.js';
 import { openTrace } from '../drivers/trace-source.js';
@@ -77,13 +86,19 @@ class MeasuredGateway {
   private readonly sampler: NodeJS.Timeout;
   log = '';
 
-  constructor(readonly cgroup: PiCgroup, configPath: string, stdin: 'pipe' | 'ignore') {
+  constructor(
+    readonly cgroup: PiCgroup,
+    configPath: string,
+    stdin: 'pipe' | 'ignore',
+  ) {
     // V2C_ENVELOPE_NODE_ARGS: extra node flags for the gateway (a --cpu-prof to see where a figure goes).
     const nodeArgs = (process.env.V2C_ENVELOPE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
     const [cmd, args] = cgroup.wrap(process.execPath, [...nodeArgs, CLI, 'run', '--config', configPath]);
     // As the service unit runs it (provisioning/v2c-gateway.service).
     this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
-    this.child.stderr?.on('data', (d: Buffer) => { this.log = (this.log + d.toString()).slice(-20_000); });
+    this.child.stderr?.on('data', (d: Buffer) => {
+      this.log = (this.log + d.toString()).slice(-20_000);
+    });
     this.sampler = setInterval(() => this.sample(), 250);
   }
 
@@ -100,7 +115,9 @@ class MeasuredGateway {
     try {
       const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
       if (hwm !== null) this.peakKiB = Math.max(this.peakKiB, Number(hwm[1]));
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
 
   async stop(): Promise<void> {
@@ -113,10 +130,18 @@ class MeasuredGateway {
   }
 }
 
-async function until(what: string, predicate: () => boolean | Promise<boolean>, gateway: MeasuredGateway, maxMs: number): Promise<void> {
+async function until(
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  gateway: MeasuredGateway,
+  maxMs: number,
+): Promise<void> {
   const deadline = Date.now() + maxMs;
   while (!(await predicate())) {
-    if (!gateway.running) throw new Error(`the gateway ended (${gateway.child.exitCode ?? gateway.child.signalCode}) waiting for ${what}: ${gateway.log.slice(-2000)}`);
+    if (!gateway.running)
+      throw new Error(
+        `the gateway ended (${gateway.child.exitCode ?? gateway.child.signalCode}) waiting for ${what}: ${gateway.log.slice(-2000)}`,
+      );
     if (Date.now() > deadline) throw new Error(`waited ${maxMs / 1000} s for ${what}: ${gateway.log.slice(-2000)}`);
     await systemClock.sleep(20);
   }
@@ -170,22 +195,36 @@ async function prefilledStore(dir: string, n: number): Promise<string> {
   const started = Date.now();
   for (let seq = 0; seq < n; seq++) await store.insert(samples.record(seq, 2), Date.now());
   await store.close();
-  console.log(`  (backlog of ${n.toLocaleString('en-US')} records stored in ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  console.log(
+    `  (backlog of ${n.toLocaleString('en-US')} records stored in ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+  );
   return storeDir;
 }
 
 const cpuDelta = (a: CgroupUsage, b: CgroupUsage, seconds: number): number => (b.cpuSeconds - a.cpuSeconds) / seconds;
 
 /** Saturated bus and start-up. */
-async function busScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, trace: string, speed: number, name: string): Promise<void> {
+async function busScenario(
+  dir: string,
+  limits: PiLimits,
+  figures: Partial<Figures>,
+  trace: string,
+  speed: number,
+  name: string,
+): Promise<void> {
   const broker = await startLocalBroker();
   const pty = await openPtyPair();
   const cgroup = PiCgroup.create(`v2c-envelope-bus-${name}-${process.pid}`, limits);
   const metricsPort = await freePort();
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, storeDir: join(dir, `bus-${name}`) });
+  const config = referenceVehicleConfig({
+    mqttUrl: broker.url,
+    port: pty.gatewayEnd,
+    storeDir: join(dir, `bus-${name}`),
+  });
   config.metrics.port = metricsPort;
   // To compare against reading every byte at once (0), as the gateway did before.
-  if (process.env.V2C_ENVELOPE_READ_INTERVAL_MS !== undefined) config.can.readIntervalMs = Number(process.env.V2C_ENVELOPE_READ_INTERVAL_MS);
+  if (process.env.V2C_ENVELOPE_READ_INTERVAL_MS !== undefined)
+    config.can.readIntervalMs = Number(process.env.V2C_ENVELOPE_READ_INTERVAL_MS);
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'ignore');
   try {
     const spawned = Date.now();
@@ -193,7 +232,9 @@ async function busScenario(dir: string, limits: PiLimits, figures: Partial<Figur
     const decoded = async (): Promise<number> => (await metricValue(metricsPort, 'v2c_can_decoded_frames_total')) ?? 0;
     await until('the first decoded frame', async () => (await decoded()) > 0, gateway, 120_000);
     figures.startDecodedS = (Date.now() - spawned) / 1000;
-    const acked = async (): Promise<number> => ((await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0) + ((await metricValue(metricsPort, 'v2c_heartbeats_total')) ?? 0);
+    const acked = async (): Promise<number> =>
+      ((await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0) +
+      ((await metricValue(metricsPort, 'v2c_heartbeats_total')) ?? 0);
     await until('the first PUBACK', async () => (await acked()) > 0, gateway, 120_000);
     figures.startPubackS = (Date.now() - spawned) / 1000;
     const before = cgroup.usage();
@@ -228,7 +269,12 @@ async function idleScenario(dir: string, limits: PiLimits, figures: Partial<Figu
   config.metrics.port = metricsPort;
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   try {
-    await until('connected', async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1, gateway, 120_000);
+    await until(
+      'connected',
+      async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1,
+      gateway,
+      120_000,
+    );
     await systemClock.sleep(IDLE_SETTLE_S * 1000);
     const before = cgroup.usage();
     await systemClock.sleep(IDLE_SECONDS * 1000);
@@ -242,19 +288,31 @@ async function idleScenario(dir: string, limits: PiLimits, figures: Partial<Figu
 }
 
 /** A backlog draining to the broker and sink while P0 events are raised through stdin. */
-async function drainScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, backlog: string, name: string): Promise<void> {
+async function drainScenario(
+  dir: string,
+  limits: PiLimits,
+  figures: Partial<Figures>,
+  backlog: string,
+  name: string,
+): Promise<void> {
   const broker: LocalBroker = await startLocalBroker({ extraConfig: ['max_queued_messages 1000000'] });
   const relay = await FaultProxy.start(broker.port);
-  const sink = await TelemetrySink.start({ url: broker.url, clientId: `envelope-sink-${name}-${process.pid}`, deadLetterDir: join(dir, `sink-${name}`), dedupWindowMs: 3_600_000 });
+  const sink = await TelemetrySink.start({
+    url: broker.url,
+    clientId: `envelope-sink-${name}-${process.pid}`,
+    deadLetterDir: join(dir, `sink-${name}`),
+    dedupWindowMs: 3_600_000,
+  });
   const storeDir = join(dir, `drain-${name}`);
   mkdirSync(storeDir);
-  for (const f of ['v2c.sqlite', 'v2c.sqlite-wal', 'v2c.sqlite-shm']) if (existsSync(join(backlog, f))) copyFileSync(join(backlog, f), join(storeDir, f));
+  for (const f of ['v2c.sqlite', 'v2c.sqlite-wal', 'v2c.sqlite-shm'])
+    if (existsSync(join(backlog, f))) copyFileSync(join(backlog, f), join(storeDir, f));
   // Each P0 event's PUBLISH and PUBACK as the relay sees them (first send only).
   const published: number[] = [];
   const pubacked = new Map<number, number>();
   const packetEvent = new Map<string, number>();
   relay.toServer = (p: Packet, connection: number): Packet => {
-    if (p.cmd === 'publish' && !p.dup && (p as IPublishPacket).properties?.contentType === 'application/x-protobuf') {
+    if (p.cmd === 'publish' && !p.dup && p.properties?.contentType === 'application/x-protobuf') {
       const record = decodeTelemetry(p.payload as Buffer);
       if (record.priority === 0 && record.kind === RecordKind.Event) {
         packetEvent.set(`${connection}:${p.messageId}`, published.length);
@@ -275,11 +333,17 @@ async function drainScenario(dir: string, limits: PiLimits, figures: Partial<Fig
   const config = referenceVehicleConfig({ mqttUrl: relay.url, trace: '-', storeDir });
   config.metrics.port = metricsPort;
   // To compare batches in flight (P0 latency against drain rate).
-  if (process.env.V2C_ENVELOPE_BATCH_INFLIGHT !== undefined) config.batch.inflight = Number(process.env.V2C_ENVELOPE_BATCH_INFLIGHT);
+  if (process.env.V2C_ENVELOPE_BATCH_INFLIGHT !== undefined)
+    config.batch.inflight = Number(process.env.V2C_ENVELOPE_BATCH_INFLIGHT);
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   const { low, normal } = await batteryFrames();
   try {
-    await until('connected', async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1, gateway, 300_000);
+    await until(
+      'connected',
+      async () => (await metricValue(metricsPort, 'v2c_mqtt_connected')) === 1,
+      gateway,
+      300_000,
+    );
     const drainStart = Date.now();
     // Low, then back to normal (the rule re-arms), every 50 ms: one P0 event per 100 ms.
     const raised: number[] = [];
@@ -294,14 +358,27 @@ async function drainScenario(dir: string, limits: PiLimits, figures: Partial<Fig
       stdin.write(`${formatCandumpLog(normal, Date.now() / 1000)}\n`);
       await systemClock.sleep(50);
     }
-    await until(`${EVENTS} events acknowledged`, () => pubacked.size >= EVENTS, gateway, 120_000)
-      .catch((err: Error) => { figures.drainProblem = err.message.slice(0, 300); });
+    await until(`${EVENTS} events acknowledged`, () => pubacked.size >= EVENTS, gateway, 120_000).catch(
+      (err: Error) => {
+        figures.drainProblem = err.message.slice(0, 300);
+      },
+    );
     const framePublish = published.map((at, k) => at - (raised[k] as number));
     const publishPuback = published.map((at, k) => (pubacked.get(k) ?? NaN) - at).filter(Number.isFinite);
-    figures.latency = { framePublish, publishPuback, total: published.map((_, k) => (pubacked.get(k) ?? NaN) - (raised[k] as number)).filter(Number.isFinite) };
+    figures.latency = {
+      framePublish,
+      publishPuback,
+      total: published.map((_, k) => (pubacked.get(k) ?? NaN) - (raised[k] as number)).filter(Number.isFinite),
+    };
     const deadline = drainStart + DRAIN_CAP_S * 1000;
-    await until('the backlog drained', () => sink.counts.unique >= BACKLOG + published.length || Date.now() > deadline, gateway, DRAIN_CAP_S * 1000 + 60_000)
-      .catch((err: Error) => { figures.drainProblem = err.message.slice(0, 300); });
+    await until(
+      'the backlog drained',
+      () => sink.counts.unique >= BACKLOG + published.length || Date.now() > deadline,
+      gateway,
+      DRAIN_CAP_S * 1000 + 60_000,
+    ).catch((err: Error) => {
+      figures.drainProblem = err.message.slice(0, 300);
+    });
     figures.drained = Math.min(sink.counts.unique, BACKLOG + published.length);
     figures.drainRecordsPerS = figures.drained / ((Date.now() - drainStart) / 1000);
     figures.duplicates = sink.counts.duplicates;
@@ -325,7 +402,9 @@ function percentile(values: readonly number[], p: number): number {
 }
 
 export async function envelopeSection(): Promise<void> {
-  console.log(`\nPi envelope: the gateway (v2c-gateway run) in a cgroup of ${PI.cpuCores} of one core and ${(PI.memoryBytes as number) / MiB} MiB, beside the same scenario unconstrained`);
+  console.log(
+    `\nPi envelope: the gateway (v2c-gateway run) in a cgroup of ${PI.cpuCores} of one core and ${(PI.memoryBytes as number) / MiB} MiB, beside the same scenario unconstrained`,
+  );
   let probe: PiCgroup;
   try {
     probe = PiCgroup.create(`v2c-envelope-probe-${process.pid}`, PI);
@@ -346,10 +425,15 @@ export async function envelopeSection(): Promise<void> {
     await lappedDrive(trace, laps);
     const backlog = await prefilledStore(dir, BACKLOG);
     const results: Record<string, Partial<Figures>> = { unconstrained: {}, envelope: {} };
-    for (const [name, limits] of [['unconstrained', UNCONSTRAINED], ['envelope', PI]] as const) {
+    for (const [name, limits] of [
+      ['unconstrained', UNCONSTRAINED],
+      ['envelope', PI],
+    ] as const) {
       if (!ENVIRONMENTS.has(name)) continue;
       const f = results[name] as Partial<Figures>;
-      console.log(`  running: ${name} (bus ${BUS_SECONDS} s at ${BUS_FPS} frames/s, idle ${IDLE_SECONDS} s, drain of ${BACKLOG.toLocaleString('en-US')} with ${EVENTS} P0 events)`);
+      console.log(
+        `  running: ${name} (bus ${BUS_SECONDS} s at ${BUS_FPS} frames/s, idle ${IDLE_SECONDS} s, drain of ${BACKLOG.toLocaleString('en-US')} with ${EVENTS} P0 events)`,
+      );
       if (SCENARIOS.has('bus')) await busScenario(dir, limits, f, trace, speed, name);
       if (SCENARIOS.has('idle')) await idleScenario(dir, limits, f, name);
       if (SCENARIOS.has('drain')) await drainScenario(dir, limits, f, backlog, name);
@@ -361,39 +445,103 @@ export async function envelopeSection(): Promise<void> {
 }
 
 function report(free: Partial<Figures>, pi: Partial<Figures>): void {
-  const row = (label: string, a: string, b: string, verdict = ''): void => console.log(`  ${label.padEnd(50)} ${a.padStart(22)} ${b.padStart(22)}  ${verdict}`);
+  const row = (label: string, a: string, b: string, verdict = ''): void =>
+    console.log(`  ${label.padEnd(50)} ${a.padStart(22)} ${b.padStart(22)}  ${verdict}`);
   /** A figure of each environment, '-' where it was not run. */
   const cells = <K extends keyof Figures>(key: K, show: (v: NonNullable<Figures[K]>) => string): [string, string] =>
     [free, pi].map((f) => (f[key] === undefined ? '-' : show(f[key] as NonNullable<Figures[K]>))) as [string, string];
   /** PASS/FAIL on the envelope's figure (and the unconstrained one where the goal names it). */
-  const verdict = (ok: boolean | undefined, goal: string): string => (ok === undefined ? '' : `${ok ? 'PASS' : 'FAIL'} (${goal})`);
+  const verdict = (ok: boolean | undefined, goal: string): string =>
+    ok === undefined ? '' : `${ok ? 'PASS' : 'FAIL'} (${goal})`;
   const share = (v: number): string => `${(v * 100).toFixed(1)} % core`;
   const ofEnvelope = (v: number): number => v / (PI.cpuCores as number);
   const ms = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '-');
   const mib = (v: number): string => `${v.toFixed(0)} MiB`;
   row('', 'unconstrained', 'envelope');
   if (free.busSent !== undefined || pi.busSent !== undefined) {
-    row('bus: frames sent / decoded', ...cells('busSent', (v) => String(v)).map((c, i) => `${c} / ${[free, pi][i]?.busDecoded ?? '-'}`) as [string, string],
-      verdict(pi.busSent === undefined ? undefined : pi.busSent === pi.busDecoded, 'lost 0'));
-    row('bus: CPU', ...cells('busCpuShare', (v) => `${share(v)}${v === pi.busCpuShare ? ` = ${(ofEnvelope(v) * 100).toFixed(0)} % of it` : ''}`), verdict(pi.busCpuShare === undefined ? undefined : ofEnvelope(pi.busCpuShare) <= 0.6, '≤ 60 % of the envelope'));
-    row('bus: max RSS', ...cells('busMaxRssMiB', mib), verdict(pi.busMaxRssMiB === undefined ? undefined : pi.busMaxRssMiB <= 160, '≤ 160 MiB'));
+    row(
+      'bus: frames sent / decoded',
+      ...(cells('busSent', (v) => String(v)).map((c, i) => `${c} / ${[free, pi][i]?.busDecoded ?? '-'}`) as [
+        string,
+        string,
+      ]),
+      verdict(pi.busSent === undefined ? undefined : pi.busSent === pi.busDecoded, 'lost 0'),
+    );
+    row(
+      'bus: CPU',
+      ...cells(
+        'busCpuShare',
+        (v) => `${share(v)}${v === pi.busCpuShare ? ` = ${(ofEnvelope(v) * 100).toFixed(0)} % of it` : ''}`,
+      ),
+      verdict(pi.busCpuShare === undefined ? undefined : ofEnvelope(pi.busCpuShare) <= 0.6, '≤ 60 % of the envelope'),
+    );
+    row(
+      'bus: max RSS',
+      ...cells('busMaxRssMiB', mib),
+      verdict(pi.busMaxRssMiB === undefined ? undefined : pi.busMaxRssMiB <= 160, '≤ 160 MiB'),
+    );
     row('start-up to the first decoded frame', ...cells('startDecodedS', (v) => `${v.toFixed(1)} s`));
-    row('start-up to the first PUBACK', ...cells('startPubackS', (v) => `${v.toFixed(1)} s`), verdict(pi.startPubackS === undefined ? undefined : pi.startPubackS <= 5, '≤ 5 s in the envelope'));
+    row(
+      'start-up to the first PUBACK',
+      ...cells('startPubackS', (v) => `${v.toFixed(1)} s`),
+      verdict(pi.startPubackS === undefined ? undefined : pi.startPubackS <= 5, '≤ 5 s in the envelope'),
+    );
   }
   if (free.idleCpuShare !== undefined || pi.idleCpuShare !== undefined) {
-    row('idle CPU (no frames)', ...cells('idleCpuShare', (v) => `${share(v)}${v === pi.idleCpuShare ? ` = ${(ofEnvelope(v) * 100).toFixed(1)} % of it` : ''}`), verdict(pi.idleCpuShare === undefined ? undefined : ofEnvelope(pi.idleCpuShare) <= 0.02, '≤ 2 % of the envelope'));
+    row(
+      'idle CPU (no frames)',
+      ...cells(
+        'idleCpuShare',
+        (v) => `${share(v)}${v === pi.idleCpuShare ? ` = ${(ofEnvelope(v) * 100).toFixed(1)} % of it` : ''}`,
+      ),
+      verdict(pi.idleCpuShare === undefined ? undefined : ofEnvelope(pi.idleCpuShare) <= 0.02, '≤ 2 % of the envelope'),
+    );
   }
   if (free.latency !== undefined || pi.latency !== undefined) {
     for (const p of [50, 90, 99]) {
-      const at = (l: Figures['latency']): string => `${ms(percentile(l.total, p))} (${ms(percentile(l.framePublish, p))} + ${ms(percentile(l.publishPuback, p))})`;
-      const ok = pi.latency === undefined || free.latency === undefined ? undefined : percentile(pi.latency.total, 99) <= 50 && percentile(free.latency.total, 99) <= 20;
-      row(`P0 event → PUBACK P${p} (frame→PUBLISH + PUBLISH→PUBACK)`, ...cells('latency', at), p === 99 ? verdict(ok, '≤ 50 ms envelope, ≤ 20 ms unconstrained') : '');
+      const at = (l: Figures['latency']): string =>
+        `${ms(percentile(l.total, p))} (${ms(percentile(l.framePublish, p))} + ${ms(percentile(l.publishPuback, p))})`;
+      const ok =
+        pi.latency === undefined || free.latency === undefined
+          ? undefined
+          : percentile(pi.latency.total, 99) <= 50 && percentile(free.latency.total, 99) <= 20;
+      row(
+        `P0 event → PUBACK P${p} (frame→PUBLISH + PUBLISH→PUBACK)`,
+        ...cells('latency', at),
+        p === 99 ? verdict(ok, '≤ 50 ms envelope, ≤ 20 ms unconstrained') : '',
+      );
     }
-    row('P0 event → PUBACK max (events acknowledged)', ...cells('latency', (l) => `${ms(Math.max(...l.total))} (${l.total.length}/${EVENTS})`));
-    row('drain: records/s (records delivered)', ...cells('drainRecordsPerS', (v) => v.toFixed(0)).map((c, i) => `${c} (${[free, pi][i]?.drained ?? '-'})`) as [string, string], verdict(pi.drainRecordsPerS === undefined ? undefined : pi.drainRecordsPerS >= 300, '≥ 300 records/s'));
-    row('drain: duplicates at the sink', ...cells('duplicates', String), verdict(pi.duplicates === undefined ? undefined : pi.duplicates === 0, '0'));
-    row('drain: max RSS', ...cells('drainMaxRssMiB', mib), verdict(pi.drainMaxRssMiB === undefined ? undefined : pi.drainMaxRssMiB <= 160, '≤ 160 MiB'));
-    row('drain: OOM kills', ...cells('oomKills', String), verdict(pi.oomKills === undefined ? undefined : pi.oomKills === 0, '0'));
+    row(
+      'P0 event → PUBACK max (events acknowledged)',
+      ...cells('latency', (l) => `${ms(Math.max(...l.total))} (${l.total.length}/${EVENTS})`),
+    );
+    row(
+      'drain: records/s (records delivered)',
+      ...(cells('drainRecordsPerS', (v) => v.toFixed(0)).map((c, i) => `${c} (${[free, pi][i]?.drained ?? '-'})`) as [
+        string,
+        string,
+      ]),
+      verdict(pi.drainRecordsPerS === undefined ? undefined : pi.drainRecordsPerS >= 300, '≥ 300 records/s'),
+    );
+    row(
+      'drain: duplicates at the sink',
+      ...cells('duplicates', String),
+      verdict(pi.duplicates === undefined ? undefined : pi.duplicates === 0, '0'),
+    );
+    row(
+      'drain: max RSS',
+      ...cells('drainMaxRssMiB', mib),
+      verdict(pi.drainMaxRssMiB === undefined ? undefined : pi.drainMaxRssMiB <= 160, '≤ 160 MiB'),
+    );
+    row(
+      'drain: OOM kills',
+      ...cells('oomKills', String),
+      verdict(pi.oomKills === undefined ? undefined : pi.oomKills === 0, '0'),
+    );
   }
-  for (const [name, f] of [['unconstrained', free], ['envelope', pi]] as const) if (f.drainProblem !== undefined) console.log(`  ${name}: the drain ended early: ${f.drainProblem}`);
+  for (const [name, f] of [
+    ['unconstrained', free],
+    ['envelope', pi],
+  ] as const)
+    if (f.drainProblem !== undefined) console.log(`  ${name}: the drain ended early: ${f.drainProblem}`);
 }

@@ -37,8 +37,10 @@ export class PiCgroup {
 
   /** Creates `name` with `limits`; a clear error where this machine cannot. */
   static create(name: string, limits: PiLimits): PiCgroup {
-    if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new CgroupUnavailableError('a CPU-limited cgroup needs root (run as root, or with sudo)');
-    if (limits.cpuCores !== null && !(limits.cpuCores > 0 && limits.cpuCores <= 64)) throw new CgroupUnavailableError(`cpuCores must be in (0, 64], got ${limits.cpuCores}`);
+    if (typeof process.getuid === 'function' && process.getuid() !== 0)
+      throw new CgroupUnavailableError('a CPU-limited cgroup needs root (run as root, or with sudo)');
+    if (limits.cpuCores !== null && !(limits.cpuCores > 0 && limits.cpuCores <= 64))
+      throw new CgroupUnavailableError(`cpuCores must be in (0, 64], got ${limits.cpuCores}`);
     const quotaUs = limits.cpuCores === null ? null : String(Math.round(limits.cpuCores * CFS_PERIOD_US));
     try {
       if (existsSync(join(ROOT, 'cgroup.controllers'))) {
@@ -52,8 +54,14 @@ export class PiCgroup {
         }
         return new PiCgroup(name, { cpu: dir, cpuacct: dir, memory: dir }, true);
       }
-      for (const h of ['cpu', 'cpuacct', 'memory']) if (!existsSync(join(ROOT, h, 'cgroup.procs'))) throw new CgroupUnavailableError(`no cgroup ${h} hierarchy at ${join(ROOT, h)}`);
-      const dirs = { cpu: join(ROOT, 'cpu', name), cpuacct: join(ROOT, 'cpuacct', name), memory: join(ROOT, 'memory', name) };
+      for (const h of ['cpu', 'cpuacct', 'memory'])
+        if (!existsSync(join(ROOT, h, 'cgroup.procs')))
+          throw new CgroupUnavailableError(`no cgroup ${h} hierarchy at ${join(ROOT, h)}`);
+      const dirs = {
+        cpu: join(ROOT, 'cpu', name),
+        cpuacct: join(ROOT, 'cpuacct', name),
+        memory: join(ROOT, 'memory', name),
+      };
       // cpu and cpuacct are often one hierarchy mounted twice: the second mkdir then finds it made.
       for (const dir of Object.values(dirs)) if (!existsSync(dir)) mkdirSync(dir);
       writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CFS_PERIOD_US));
@@ -61,7 +69,8 @@ export class PiCgroup {
       if (limits.memoryBytes !== null) {
         writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
         // Without this a limited group swaps instead of meeting its limit, where swap is on.
-        if (existsSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'))) writeFileSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
+        if (existsSync(join(dirs.memory, 'memory.memsw.limit_in_bytes')))
+          writeFileSync(join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
       }
       return new PiCgroup(name, dirs, false);
     } catch (err) {
@@ -73,12 +82,18 @@ export class PiCgroup {
   /** A command line that joins this group, then runs `cmd args` (so every child it starts is in it too). */
   wrap(cmd: string, args: readonly string[]): [string, string[]] {
     const procs = [...new Set(Object.values(this.dirs))].map((d) => join(d, 'cgroup.procs'));
-    return ['sh', ['-c', `for f in ${procs.join(' ')}; do echo $$ > "$f" || exit 97; done; exec "$@"`, 'pi-cgroup', cmd, ...args]];
+    return [
+      'sh',
+      ['-c', `for f in ${procs.join(' ')}; do echo $$ > "$f" || exit 97; done; exec "$@"`, 'pi-cgroup', cmd, ...args],
+    ];
   }
 
   /** Processes still in the group. */
   pids(): number[] {
-    return readFileSync(join(this.dirs.cpu, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+    return readFileSync(join(this.dirs.cpu, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
   }
 
   usage(): CgroupUsage {
@@ -106,7 +121,11 @@ export class PiCgroup {
   remove(): number[] {
     const left = this.pids();
     for (const pid of left) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
     }
     for (const dir of new Set(Object.values(this.dirs))) {
       // A killed process leaves the group a moment later.

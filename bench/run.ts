@@ -44,7 +44,9 @@ async function measure(label: string, frames: number, fn: () => number | Promise
     best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
   }
   const fps = frames / best;
-  console.log(`  ${label.padEnd(44)} ${Math.round(fps).toLocaleString('en-US').padStart(12)} frames/s  (best of ${ROUNDS}, check ${check})`);
+  console.log(
+    `  ${label.padEnd(44)} ${Math.round(fps).toLocaleString('en-US').padStart(12)} frames/s  (best of ${ROUNDS}, check ${check})`,
+  );
   return fps;
 }
 
@@ -67,12 +69,21 @@ function naiveDecode(msg: DbcMessage, data: Uint8Array): Record<string, number> 
 async function ingestSection(): Promise<void> {
   const config = referenceVehicleConfig({ mqttUrl: 'mqtt://127.0.0.1:1', windowMs: 60_000 });
   const decoder = loadDecoder(config.dbc);
-  const log = gunzipSync(readFileSync(join(projectRoot(), 'drivers/reference-vehicle/drive.log.gz'))).toString('latin1').split('\n').filter((l) => l.length > 0);
+  const log = gunzipSync(readFileSync(join(projectRoot(), 'drivers/reference-vehicle/drive.log.gz')))
+    .toString('latin1')
+    .split('\n')
+    .filter((l) => l.length > 0);
   const slcanLines = log.map((l) => formatSlcanFrame(parseCandumpLine(l) as CanFrame).slice(0, -1));
   const n = slcanLines.length;
-  console.log(`ingest benchmark: shipped drive, ${n.toLocaleString('en-US')} SLCAN lines (node ${process.version}, ${process.arch})`);
+  console.log(
+    `ingest benchmark: shipped drive, ${n.toLocaleString('en-US')} SLCAN lines (node ${process.version}, ${process.arch})`,
+  );
 
-  const parseOnly = await measure('SLCAN parse', n, () => { let c = 0; for (let i = 0; i < n; i++) if (!(parseSlcanLine(slcanLines[i] as string, i) instanceof MalformedLine)) c++; return c; });
+  const parseOnly = await measure('SLCAN parse', n, () => {
+    let c = 0;
+    for (let i = 0; i < n; i++) if (!(parseSlcanLine(slcanLines[i] as string, i) instanceof MalformedLine)) c++;
+    return c;
+  });
   const baseline = await measure('baseline: parse + uncompiled per-bit decode', n, () => {
     let c = 0;
     for (let i = 0; i < n; i++) {
@@ -97,23 +108,48 @@ async function ingestSection(): Promise<void> {
   const full = await measure('parse + decode + aggregate (RxJS pipeline)', n, async () => {
     const counters = newPipelineCounters();
     const lines = from(slcanLines).pipe(map((l, i) => parseSlcanLine(l, i * spacingMs) as CanFrame));
-    const out = await lastValueFrom(telemetryPipeline(lines, { config, decoder, clock: systemClock, counters, bootId: 'bench', firstSequence: 0, live: false }).pipe(toArray()));
+    const out = await lastValueFrom(
+      telemetryPipeline(lines, {
+        config,
+        decoder,
+        clock: systemClock,
+        counters,
+        bootId: 'bench',
+        firstSequence: 0,
+        live: false,
+      }).pipe(toArray()),
+    );
     records = out.length;
     return counters.decoded;
   });
   const rssMiB = process.memoryUsage().rss / 2 ** 20;
-  console.log(`  compiled vs baseline: ${(compiled / baseline).toFixed(2)}x; parse alone ${(parseOnly / 1000).toFixed(0)}k frames/s`);
-  console.log(`  parse + decode + aggregate (RxJS pipeline): ${Math.round(full).toLocaleString('en-US')} frames/s, ${records} records, RSS ${rssMiB.toFixed(0)} MiB`);
-  console.log(`  = ${(full / SATURATED_1MBIT_FPS).toFixed(1)}x a saturated 1 Mbit/s CAN bus (${SATURATED_1MBIT_FPS} frames/s)`);
+  console.log(
+    `  compiled vs baseline: ${(compiled / baseline).toFixed(2)}x; parse alone ${(parseOnly / 1000).toFixed(0)}k frames/s`,
+  );
+  console.log(
+    `  parse + decode + aggregate (RxJS pipeline): ${Math.round(full).toLocaleString('en-US')} frames/s, ${records} records, RSS ${rssMiB.toFixed(0)} MiB`,
+  );
+  console.log(
+    `  = ${(full / SATURATED_1MBIT_FPS).toFixed(1)}x a saturated 1 Mbit/s CAN bus (${SATURATED_1MBIT_FPS} frames/s)`,
+  );
 }
 
 // `npm run bench -- wire` runs one section; no argument runs them all.
-const sections: Record<string, () => Promise<void>> = { ingest: ingestSection, wire: wireSection, day: daySection, storage: storageSection, envelope: envelopeSection };
+const sections: Record<string, () => Promise<void>> = {
+  ingest: ingestSection,
+  wire: wireSection,
+  day: daySection,
+  storage: storageSection,
+  envelope: envelopeSection,
+};
 const chosen = process.argv.slice(2);
-for (const name of chosen) if (!(name in sections)) throw new Error(`unknown bench section "${name}"; expected ${Object.keys(sections).join(', ')}`);
+for (const name of chosen)
+  if (!(name in sections))
+    throw new Error(`unknown bench section "${name}"; expected ${Object.keys(sections).join(', ')}`);
 // The envelope runs the gateway for minutes in cgroups as root: only when asked for by name.
 const onRequest = new Set(['envelope']);
-for (const [name, run] of Object.entries(sections)) if (chosen.length === 0 ? !onRequest.has(name) : chosen.includes(name)) await run();
+for (const [name, run] of Object.entries(sections))
+  if (chosen.length === 0 ? !onRequest.has(name) : chosen.includes(name)) await run();
 
 /**
  * The wire section: bytes per record on the wire (PUBLISH payload plus MQTT 5 header, topic and
@@ -125,8 +161,14 @@ async function wireSection(): Promise<void> {
   const { records, resolution } = await referenceDriveRecords(10_000);
   const vehicle = 'V2CREF00000000001';
   const topic = (suffix: string): string => `v2c/v1/eu-central-1/${vehicle}/telemetry/${suffix}`;
-  const single: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
-  const json: PublishProperties = { contentType: 'application/json', userProperties: { schema_version: SCHEMA_VERSION } };
+  const single: PublishProperties = {
+    contentType: 'application/x-protobuf',
+    userProperties: { schema_version: SCHEMA_VERSION },
+  };
+  const json: PublishProperties = {
+    contentType: 'application/json',
+    userProperties: { schema_version: SCHEMA_VERSION },
+  };
   for (const n of [25, 50]) {
     const batch = records.filter((r) => r.priority === 1).slice(0, n);
     if (batch.length < n) throw new Error(`the reference drive has only ${batch.length} P1 records at 10 s windows`);
@@ -137,36 +179,96 @@ async function wireSection(): Promise<void> {
       const aliased = payloads.reduce((sum, p) => sum + publishPacketBytes(t, p, props, 1), 0);
       rows.push([label, payload / n, wire / n, aliased / n]);
     };
-    perMessage('JSON, one message per record', batch.map((r) => Buffer.from(JSON.stringify(r))), topic('vehicle'), json);
-    perMessage('protobuf, one message per record (baseline)', batch.map((r) => encodeTelemetry(r)), topic('vehicle'), single);
-    const rowWise = encodeBatch({ batchId: BASELINE_BATCH_ID, vehicleId: vehicle, schemaVersion: SCHEMA_VERSION, createdMs: 0, records: batch });
-    const batchProps = (extra: Record<string, string>): PublishProperties => ({ contentType: 'application/x-protobuf+zstd', userProperties: { schema_version: SCHEMA_VERSION, message_count: String(n), ...extra } });
-    perMessage('batch protobuf, row-wise (uncompressed)', [rowWise], topic('batch'), batchProps({ compression: 'none' }));
-    perMessage('batch protobuf, row-wise + zstd 19', [await zstdCompress(rowWise, 19)], topic('batch'), batchProps({ compression: 'zstd' }));
+    perMessage(
+      'JSON, one message per record',
+      batch.map((r) => Buffer.from(JSON.stringify(r))),
+      topic('vehicle'),
+      json,
+    );
+    perMessage(
+      'protobuf, one message per record (baseline)',
+      batch.map((r) => encodeTelemetry(r)),
+      topic('vehicle'),
+      single,
+    );
+    const rowWise = encodeBatch({
+      batchId: BASELINE_BATCH_ID,
+      vehicleId: vehicle,
+      schemaVersion: SCHEMA_VERSION,
+      createdMs: 0,
+      records: batch,
+    });
+    const batchProps = (extra: Record<string, string>): PublishProperties => ({
+      contentType: 'application/x-protobuf+zstd',
+      userProperties: { schema_version: SCHEMA_VERSION, message_count: String(n), ...extra },
+    });
+    perMessage(
+      'batch protobuf, row-wise (uncompressed)',
+      [rowWise],
+      topic('batch'),
+      batchProps({ compression: 'none' }),
+    );
+    perMessage(
+      'batch protobuf, row-wise + zstd 19',
+      [await zstdCompress(rowWise, 19)],
+      topic('batch'),
+      batchProps({ compression: 'zstd' }),
+    );
     // The spec's messages carry a random UUID v4 each, which zstd cannot shrink.
-    const specRows = encodeBatch({ batchId: BASELINE_BATCH_ID, vehicleId: vehicle, schemaVersion: SCHEMA_VERSION, createdMs: 0, records: batch.map((r) => ({ ...r, messageId: randomUUID() })) });
-    perMessage('same, random UUID v4 message ids (the spec)', [await zstdCompress(specRows, 19)], topic('batch'), batchProps({ compression: 'zstd' }));
+    const specRows = encodeBatch({
+      batchId: BASELINE_BATCH_ID,
+      vehicleId: vehicle,
+      schemaVersion: SCHEMA_VERSION,
+      createdMs: 0,
+      records: batch.map((r) => ({ ...r, messageId: randomUUID() })),
+    });
+    perMessage(
+      'same, random UUID v4 message ids (the spec)',
+      [await zstdCompress(specRows, 19)],
+      topic('batch'),
+      batchProps({ compression: 'zstd' }),
+    );
     const packed = await packBatch(batch, { vehicleId: vehicle, createdMs: 0, resolution, zstdLevel: 19 });
-    perMessage('batch, columns at DBC resolution + zstd 19 (ours)', [packed.payload], topic('batch'), { contentType: 'application/x-protobuf+zstd', userProperties: packed.userProperties });
+    perMessage('batch, columns at DBC resolution + zstd 19 (ours)', [packed.payload], topic('batch'), {
+      contentType: 'application/x-protobuf+zstd',
+      userProperties: packed.userProperties,
+    });
     const base = rows[1] as [string, number, number, number];
     console.log(`  ${n} records per batch:`);
-    console.log(`    ${'encoding'.padEnd(50)} ${'payload'.padStart(9)} ${'wire'.padStart(9)} ${'wire+alias'.padStart(11)}  payload vs single protobuf`);
+    console.log(
+      `    ${'encoding'.padEnd(50)} ${'payload'.padStart(9)} ${'wire'.padStart(9)} ${'wire+alias'.padStart(11)}  payload vs single protobuf`,
+    );
     for (const [label, payload, wire, aliased] of rows) {
-      console.log(`    ${label.padEnd(50)} ${payload.toFixed(0).padStart(7)} B ${wire.toFixed(0).padStart(7)} B ${aliased.toFixed(0).padStart(9)} B  ${payload <= base[1] ? `${((1 - payload / base[1]) * 100).toFixed(1).padStart(5)} % smaller` : `${(payload / base[1]).toFixed(2)}x larger`}`);
+      console.log(
+        `    ${label.padEnd(50)} ${payload.toFixed(0).padStart(7)} B ${wire.toFixed(0).padStart(7)} B ${aliased.toFixed(0).padStart(9)} B  ${payload <= base[1] ? `${((1 - payload / base[1]) * 100).toFixed(1).padStart(5)} % smaller` : `${(payload / base[1]).toFixed(2)}x larger`}`,
+      );
     }
   }
 }
 
 /** The storage section: each storage in its own process (so RSS is its own), side by side. */
-async function storageSection(): Promise<void> {
+function storageSection(): Promise<void> {
   const records = Number(process.env.V2C_BENCH_RECORDS ?? 1_000_000);
-  console.log(`\nstorage benchmark: the gateway's telemetry collection, realistic 2.8 KB records, up to ${records.toLocaleString('en-US')} stored`);
+  console.log(
+    `\nstorage benchmark: the gateway's telemetry collection, realistic 2.8 KB records, up to ${records.toLocaleString('en-US')} stored`,
+  );
   const figures: StorageFigures[] = [];
   for (const kind of ['sqlite', 'memory']) {
     const dir = mkdtempSync(join(tmpdir(), `v2c-bench-${kind}-`));
     try {
       // The memory storage holds every record on the JS heap: give it room to reach the same count.
-      const child = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=16384', join(projectRoot(), 'dist', 'bench', 'storage.js'), kind, String(records), dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const child = spawnSync(
+        process.execPath,
+        [
+          '--expose-gc',
+          '--max-old-space-size=16384',
+          join(projectRoot(), 'dist', 'bench', 'storage.js'),
+          kind,
+          String(records),
+          dir,
+        ],
+        { encoding: 'utf8', maxBuffer: 1 << 20 },
+      );
       if (child.status !== 0) throw new Error(`storage bench (${kind}) failed: ${child.stderr}`);
       figures.push(JSON.parse(child.stdout) as StorageFigures);
     } finally {
@@ -174,29 +276,64 @@ async function storageSection(): Promise<void> {
     }
   }
   const [sqlite, memory] = figures as [StorageFigures, StorageFigures];
-  const row = (label: string, a: string, b: string, ratio = ''): void => console.log(`  ${label.padEnd(46)} ${a.padStart(14)} ${b.padStart(14)}  ${ratio}`);
+  const row = (label: string, a: string, b: string, ratio = ''): void =>
+    console.log(`  ${label.padEnd(46)} ${a.padStart(14)} ${b.padStart(14)}  ${ratio}`);
   const int = (v: number): string => Math.round(v).toLocaleString('en-US');
   row('', 'sqlite (ours)', 'rxdb memory');
-  row('single inserts/s (gateway path, fsync each)', int(sqlite.singleInsertsPerS), int(memory.singleInsertsPerS), `${(sqlite.singleInsertsPerS / memory.singleInsertsPerS).toFixed(2)}x`);
-  row('bulk inserts/s (1000 per bulkWrite)', int(sqlite.bulkInsertsPerS), int(memory.bulkInsertsPerS), `${(sqlite.bulkInsertsPerS / memory.bulkInsertsPerS).toFixed(2)}x`);
+  row(
+    'single inserts/s (gateway path, fsync each)',
+    int(sqlite.singleInsertsPerS),
+    int(memory.singleInsertsPerS),
+    `${(sqlite.singleInsertsPerS / memory.singleInsertsPerS).toFixed(2)}x`,
+  );
+  row(
+    'bulk inserts/s (1000 per bulkWrite)',
+    int(sqlite.bulkInsertsPerS),
+    int(memory.bulkInsertsPerS),
+    `${(sqlite.bulkInsertsPerS / memory.bulkInsertsPerS).toFixed(2)}x`,
+  );
   for (const n of Object.keys(sqlite.outboxQueryMs)) {
-    row(`oldest 50 pending of priority p, ${int(Number(n))} stored`, `${sqlite.outboxQueryMs[n]!.toFixed(3)} ms`, `${memory.outboxQueryMs[n]?.toFixed(3) ?? '-'} ms`, 'median of 60');
+    row(
+      `oldest 50 pending of priority p, ${int(Number(n))} stored`,
+      `${sqlite.outboxQueryMs[n]!.toFixed(3)} ms`,
+      `${memory.outboxQueryMs[n]?.toFixed(3) ?? '-'} ms`,
+      'median of 60',
+    );
   }
-  row(`RSS with ${int(sqlite.records)} records`, `${int(sqlite.rssMiBAtMax)} MiB`, `${int(memory.rssMiBAtMax)} MiB`, `${(memory.rssMiBAtMax / sqlite.rssMiBAtMax).toFixed(1)}x less for sqlite`);
+  row(
+    `RSS with ${int(sqlite.records)} records`,
+    `${int(sqlite.rssMiBAtMax)} MiB`,
+    `${int(memory.rssMiBAtMax)} MiB`,
+    `${(memory.rssMiBAtMax / sqlite.rssMiBAtMax).toFixed(1)}x less for sqlite`,
+  );
   const perRecord = (sqlite.fileBytesAtMax ?? 0) / sqlite.records;
-  row('database file per record / per million', `${int(perRecord)} B`, `${(perRecord * 1e6 / 2 ** 30).toFixed(2)} GiB`);
+  row(
+    'database file per record / per million',
+    `${int(perRecord)} B`,
+    `${((perRecord * 1e6) / 2 ** 30).toFixed(2)} GiB`,
+  );
   if (sqlite.reopenMs) {
     const r = sqlite.reopenMs;
-    row(`restart with ${int(sqlite.records)} stored: open`, `${int(r.open)} ms`, '-', `then count ${int(r.count)} ms, max sequence ${int(r.maxSequence)} ms`);
+    row(
+      `restart with ${int(sqlite.records)} stored: open`,
+      `${int(r.open)} ms`,
+      '-',
+      `then count ${int(r.count)} ms, max sequence ${int(r.maxSequence)} ms`,
+    );
     row('  quick_check in the background (worker thread)', `${int(r.backgroundCheck)} ms`, '-');
   }
   const q = Object.values(sqlite.outboxQueryMs);
-  console.log(`  outbox query latency from smallest to largest store: ${(q[q.length - 1]! / q[0]!).toFixed(2)}x (flat = an index range scan)`);
+  console.log(
+    `  outbox query latency from smallest to largest store: ${(q[q.length - 1]! / q[0]!).toFixed(2)}x (flat = an index range scan)`,
+  );
   console.log('  flash wear, bytes written per record (/proc/self/io write_bytes; 2,000 single inserts, fsync each):');
   console.log('    page size  WAL checkpoint   insert     insert+ack+purge   inserts/s');
   const baseline = sqlite.wear.find((w) => w.pageSize === 4096 && w.walPages === 1000);
   for (const w of sqlite.wear) {
     const vs = baseline ? ` (${(w.lifecycleBytes / baseline.lifecycleBytes).toFixed(2)}x SQLite's defaults)` : '';
-    console.log(`    ${String(w.pageSize).padStart(9)}  ${`${w.walPages} pages`.padStart(14)}  ${`${int(w.insertBytes)} B`.padStart(9)}  ${`${int(w.lifecycleBytes)} B`.padStart(17)}   ${int(w.insertsPerS).padStart(9)}${vs}`);
+    console.log(
+      `    ${String(w.pageSize).padStart(9)}  ${`${w.walPages} pages`.padStart(14)}  ${`${int(w.insertBytes)} B`.padStart(9)}  ${`${int(w.lifecycleBytes)} B`.padStart(17)}   ${int(w.insertsPerS).padStart(9)}${vs}`,
+    );
   }
+  return Promise.resolve();
 }

@@ -31,14 +31,29 @@ function writeBytes(): number {
 }
 
 function storageFor(kind: string, dir: string): RxStorage<unknown, unknown> {
-  return (kind === 'sqlite' ? getRxStorageSQLite({ directory: dir, synchronous: 'FULL' }) : getRxStorageMemory()) as RxStorage<unknown, unknown>;
+  return (
+    kind === 'sqlite' ? getRxStorageSQLite({ directory: dir, synchronous: 'FULL' }) : getRxStorageMemory()
+  ) as RxStorage<unknown, unknown>;
 }
 
 const PRIORITY_MIX = (i: number): number => (i % 50 === 0 ? 0 : i % 5 === 0 ? 2 : 1);
 
 /** The gateway's own path: one record per write, each committed (fsync) before the next. */
-async function singleInserts(kind: string, dir: string, n: number, policy: { pageSize?: number; walPages?: number }, name: string): Promise<{ perS: number; insertBytes: number; lifecycleBytes: number }> {
-  const store = await TelemetryStore.open({ kind: kind === 'sqlite' ? 'sqlite' : 'memory', dir, name, pageSize: policy.pageSize, walAutocheckpointPages: policy.walPages, purgeIntervalMs: 3_600_000 });
+async function singleInserts(
+  kind: string,
+  dir: string,
+  n: number,
+  policy: { pageSize?: number; walPages?: number },
+  name: string,
+): Promise<{ perS: number; insertBytes: number; lifecycleBytes: number }> {
+  const store = await TelemetryStore.open({
+    kind: kind === 'sqlite' ? 'sqlite' : 'memory',
+    dir,
+    name,
+    pageSize: policy.pageSize,
+    walAutocheckpointPages: policy.walPages,
+    purgeIntervalMs: 3_600_000,
+  });
   const gen = new SampleRecords(11);
   const records = Array.from({ length: n }, (_, i) => gen.record(i, PRIORITY_MIX(i)));
   const w0 = writeBytes();
@@ -47,7 +62,8 @@ async function singleInserts(kind: string, dir: string, n: number, policy: { pag
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const w1 = writeBytes();
   // The rest of a record's life: acknowledged (deleted), then its tombstone purged.
-  for (const r of records) await store.remove([{ id: r.messageId, priority: r.priority, seq: r.sequence, createdMs: 0, record: r }]);
+  for (const r of records)
+    await store.remove([{ id: r.messageId, priority: r.priority, seq: r.sequence, createdMs: 0, record: r }]);
   await store.purge();
   await store.close();
   const w2 = writeBytes();
@@ -59,7 +75,14 @@ async function outboxQueryMs(collection: RxCollection<StoredRecord>, rounds: num
   for (let i = 0; i < rounds; i++) {
     const p = i % 3;
     // Straight to the storage: RxDB's query cache would otherwise answer repeats from memory.
-    const q = prepareQuery(collection.schema.jsonSchema, normalizeMangoQuery(collection.schema.jsonSchema, { selector: { priority: p, _deleted: { $eq: false } } as never, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: 50 }));
+    const q = prepareQuery(
+      collection.schema.jsonSchema,
+      normalizeMangoQuery(collection.schema.jsonSchema, {
+        selector: { priority: p, _deleted: { $eq: false } } as never,
+        sort: [{ priority: 'asc' }, { seq: 'asc' }],
+        limit: 50,
+      }),
+    );
     const t0 = process.hrtime.bigint();
     const res = await collection.storageInstance.query(q);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -86,7 +109,8 @@ async function reopen(dir: string, stored: number): Promise<StorageFigures['reop
   const backgroundCheck = ms(t0);
   await store.close();
   if (verdict !== 'ok') throw new Error(`quick_check: ${verdict}`);
-  if (n !== stored || max !== stored - 1) throw new Error(`reopened store: count ${n}, max sequence ${max}, expected ${stored}, ${stored - 1}`);
+  if (n !== stored || max !== stored - 1)
+    throw new Error(`reopened store: count ${n}, max sequence ${max}, expected ${stored}, ${stored - 1}`);
   return { open, count, maxSequence, backgroundCheck };
 }
 
@@ -98,7 +122,13 @@ export async function storageBench(kind: string, maxRecords: number, dir: string
     for (const pageSize of [1024, 4096]) {
       for (const walPages of [100, 1000, 10_000]) {
         const r = await singleInserts(kind, dir, 2000, { pageSize, walPages }, `single-${pageSize}-${walPages}`);
-        wear.push({ pageSize, walPages, insertBytes: r.insertBytes, lifecycleBytes: r.lifecycleBytes, insertsPerS: r.perS });
+        wear.push({
+          pageSize,
+          walPages,
+          insertBytes: r.insertBytes,
+          lifecycleBytes: r.lifecycleBytes,
+          insertsPerS: r.perS,
+        });
       }
     }
   }
@@ -128,13 +158,26 @@ export async function storageBench(kind: string, maxRecords: number, dir: string
     outboxQuery[String(target)] = await outboxQueryMs(collection, 60);
   }
   // RxDB drops cached documents from FinalizationRegistry callbacks, which run after a GC, later.
-  for (let i = 0; i < 3; i++) { global.gc?.(); await new Promise((r) => setTimeout(r, 200)); }
+  for (let i = 0; i < 3; i++) {
+    global.gc?.();
+    await new Promise((r) => setTimeout(r, 200));
+  }
   const rssMiBAtMax = process.memoryUsage().rss / 2 ** 20;
   if (process.env.V2C_BENCH_DEBUG) process.stderr.write(`${JSON.stringify(process.memoryUsage())}\n`);
   await db.close();
   const fileBytesAtMax = kind === 'sqlite' ? statSync(join(dir, 'bulk.sqlite')).size : null;
   const reopenMs = kind === 'sqlite' ? await reopen(dir, stored) : null;
-  return { reopenMs, kind, singleInsertsPerS: single.perS, bulkInsertsPerS: stored / bulkSeconds, outboxQueryMs: outboxQuery, rssMiBAtMax, records: stored, fileBytesAtMax, wear };
+  return {
+    reopenMs,
+    kind,
+    singleInsertsPerS: single.perS,
+    bulkInsertsPerS: stored / bulkSeconds,
+    outboxQueryMs: outboxQuery,
+    rssMiBAtMax,
+    records: stored,
+    fileBytesAtMax,
+    wear,
+  };
 }
 
 if (process.argv[1]?.endsWith('storage.js') && process.argv.length >= 5) {

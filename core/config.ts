@@ -21,230 +21,351 @@ const stat = z.enum(['min', 'max', 'mean', 'last']);
 const fieldMapping = z.object({ signal: z.string().min(1), stat: stat.default('last') }).strict();
 
 const eventRule = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('threshold'),
-    name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
-    signal: z.string().min(1),
-    above: z.number().optional(),
-    below: z.number().optional(),
-    /** The rule re-arms once the value is back past the threshold by this much. */
-    hysteresis: z.number().nonnegative().default(0),
-  }).strict(),
-  z.object({
-    kind: z.literal('dtc'),
-    name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
-    signal: z.string().min(1),
-  }).strict(),
+  z
+    .object({
+      kind: z.literal('threshold'),
+      name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
+      signal: z.string().min(1),
+      above: z.number().optional(),
+      below: z.number().optional(),
+      /** The rule re-arms once the value is back past the threshold by this much. */
+      hysteresis: z.number().nonnegative().default(0),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('dtc'),
+      name: z.string().regex(/^[a-z0-9_]+$/, 'expected a snake_case rule name'),
+      signal: z.string().min(1),
+    })
+    .strict(),
 ]);
 
 /** The vehicle id (VIN): also the certificate CN and a topic level. */
-export const vehicleIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, "-" or "_" (the VIN)');
+export const vehicleIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, "-" or "_" (the VIN)');
 
-export const configSchema = z.object({
-  vehicle: z.object({
-    id: vehicleIdSchema,
-    region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'expected a lower-case region name such as eu-central-1'),
-    model: z.string().min(1).default('unknown'),
-  }).strict(),
-  firmwareVersion: z.string().default('0.1.0'),
-  can: z.object({
-    source: z.enum(['slcan', 'candump', 'slcan-log']),
-    /** Serial device of the SLCAN adapter (source slcan). */
-    port: z.string().optional(),
-    bitrate: z.number().int().positive().default(500000),
-    baudRate: z.number().int().positive().default(115200),
-    bus: z.string().default('can0'),
-    watchdogMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    reopenDelaysMs: z.array(z.number().int().positive().max(MAX_TIMER_MS, TIMER_LIMIT)).min(1).default([250, 500, 1000, 2000, 5000, 10000]),
-    /** The adapter is read in bursts at most this often while data flows (0: every byte at once). */
-    readIntervalMs: z.number().int().min(0).max(100).default(5),
-    /** Trace file for the candump / slcan-log sources; `-` for stdin. */
-    file: z.string().optional(),
-    /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
-    speed: z.number().nonnegative().default(0),
-  }).strict()
-    .refine((c) => c.source !== 'slcan' || c.port !== undefined, { message: 'required when can.source is "slcan"', path: ['port'] })
-    .refine((c) => c.source === 'slcan' || c.file !== undefined, { message: 'required when can.source is a trace', path: ['file'] }),
-  dbc: z.string().min(1),
-  pipeline: z.object({
-    windowMs: z.number().int().min(100).max(3_600_000).default(60_000),
-    /** Close a window after this much silence (live sources only). */
-    idleFlushMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5_000),
-    fields: z.object({
-      speedKmh: fieldMapping.optional(),
-      engineRpm: fieldMapping.optional(),
-      gear: fieldMapping.optional(),
-      batteryVoltageV: fieldMapping.optional(),
-      stateOfChargePct: fieldMapping.optional(),
-      coolantTempC: fieldMapping.optional(),
-      fuelLevelPct: fieldMapping.optional(),
-      odometerKm: fieldMapping.optional(),
-      gpsLatitude: fieldMapping.optional(),
-      gpsLongitude: fieldMapping.optional(),
-      tyreFrontLeftKpa: fieldMapping.optional(),
-      tyreFrontRightKpa: fieldMapping.optional(),
-      tyreRearLeftKpa: fieldMapping.optional(),
-      tyreRearRightKpa: fieldMapping.optional(),
-      milOn: fieldMapping.optional(),
-      activeDtc: fieldMapping.optional(),
-    }).strict().default({}),
-    /** Decoded signals left out of the per-record signal map. */
-    exclude: z.array(z.string()).default([]),
-    events: z.array(eventRule.superRefine((r, ctx) => {
-      if (r.kind === 'threshold' && (r.above === undefined) === (r.below === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected exactly one of "above" or "below"' });
-    })).default([]),
-  }).strict().default({}),
-  store: z.object({
-    /** Directory for the local database (`<dir>/v2c.sqlite`). */
-    dir: z.string().min(1).default('.v2c/data'),
-    /** `memory` keeps nothing across a restart: for tests and benchmarks only. */
-    storage: z.enum(['sqlite', 'memory']).default('sqlite'),
-    /** FULL: every stored record is on the medium before the write returns (power cuts lose nothing). */
-    synchronous: z.enum(['OFF', 'NORMAL', 'FULL', 'EXTRA']).default('FULL'),
-    /** Page size of a new database file; small pages mean fewer bytes written per record (docs/decisions.md). */
-    pageSize: z.union([z.literal(1024), z.literal(2048), z.literal(4096), z.literal(8192), z.literal(16384), z.literal(32768), z.literal(65536)]).default(1024),
-    /** WAL pages before SQLite copies them into the database (see docs/decisions.md on flash wear). */
-    walAutocheckpointPages: z.number().int().min(16).max(1_000_000).default(10_000),
-    /** Size cap of the database; past 90 % the oldest records of the lowest priority make room. */
-    maxBytes: z.number().int().min(1 << 20).optional(),
-    /** How often acknowledged records' tombstones are purged from the file. */
-    purgeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-    /** `PRAGMA quick_check` at start for files up to this size; larger ones are checked in the background. */
-    checkOnOpenMaxBytes: z.number().int().min(0).default(64 * 1024 * 1024),
-    /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
-    reserveBytes: z.number().int().min(0).default(4 * 1024 * 1024),
-    /** Byte quota per priority class (records' stored JSON); a class over it drops its own oldest. */
-    quotaBytes: z.object({ p0: z.number().int().min(1024).optional(), p1: z.number().int().min(1024).optional(), p2: z.number().int().min(1024).optional() }).strict().default({}),
-    /** Records that can never be sent (larger than any packet the broker takes), one JSON line each. */
-    deadLetterFile: z.string().min(1).optional(),
-  }).strict().default({}),
-  mqtt: z.object({
-    url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),
-    clientId: z.string().optional(),
-    keepaliveS: z.number().int().min(10).max(65535).default(300),
-    sessionExpiryS: z.number().int().min(0).max(0xffffffff, 'at most 4294967295 (an MQTT 5 four-byte integer)').default(3600),
-    receiveMaximum: z.number().int().min(1).max(65535).default(100),
-    maximumPacketSize: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
-    connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(15000),
-    /** Largest packet we send when the broker's CONNACK names no limit (the spec's broker: 128 KiB). */
-    maxOutgoingPacketBytes: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
-    /** Wait for a PUBACK; then the connection is closed and the record goes again (DUP) on the next one. */
-    pubackTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    resends: z.number().int().min(0).max(10).default(3),
-    /** Rest for records whose publish failed before the next attempt. */
-    retryDelayMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    /** Messages (single records or batches) in flight (published, PUBACK pending) at most. */
-    inflight: z.number().int().min(1).max(1000).default(50),
-    heartbeatS: z.number().min(0.05).max(3600).default(30),
-    /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
-    heartbeatTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    /** Mutual TLS with the device certificate; required with mqtts:// (provisioning writes it). */
-    tls: z.object({
-      ca: z.string().min(1),
-      cert: z.string().min(1),
-      key: z.string().min(1),
-      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-      /** Name the broker's certificate must carry, when it differs from the URL's host. */
-      servername: z.string().min(1).optional(),
-    }).strict().optional(),
-    reconnect: z.object({
-      baseMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(2000),
-      capMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-      jitter: z.number().min(0).max(1).default(0.2),
-      offlineAfterFailures: z.number().int().min(1).default(5),
-      offlineRetryMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
-      quotaWaitMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-      quotaJitterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
-    }).strict().default({}),
-  }).strict()
-    .refine((m) => !m.url.startsWith('mqtts://') || m.tls !== undefined, { message: 'required with an mqtts:// url (ca, cert, key)', path: ['tls'] })
-    .refine((m) => m.url.startsWith('mqtts://') || m.tls === undefined, { message: 'mutual TLS needs an mqtts:// url', path: ['url'] }),
-  link: z.object({
-    /** Network interfaces of the cellular modem; the first that is up makes the link cellular. */
-    cellularInterfaces: z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'expected a network interface name such as wwan0')).default(['wwan0', 'ppp0', 'usb0']),
-    /** WiFi interface for nmcli; any when absent. */
-    wifiInterface: z.string().min(1).optional(),
-    /** WiFi networks where the whole backlog is offloaded even while driving (the depot's). */
-    allowedSsids: z.array(z.string().min(1)).default([]),
-    pollMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    /** Ignition off this long counts as parked: then any WiFi offloads. */
-    parkedAfterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
-    /** Bytes a day (UTC) that P2 may use on cellular; P0/P1 always go. */
-    dailyCellularBudgetBytes: z.number().int().min(0).default(10_000_000),
-    /** Records per batch when offloading. */
-    offloadBatchRecords: z.number().int().min(1).max(10_000).default(500),
-  }).strict().default({}),
-  offload: z.object({
-    /** HTTPS endpoint for WiFi offload (https://host:port/path); batches go to <url>/<vehicle_id>/batches/<batch_id>. Without it, offload uses the MQTT batch topic. */
-    url: z.string().regex(/^https:\/\/[^\s/]+(:\d+)?(\/[^\s]*)?$/, 'expected https://host:port/path').optional(),
-    /** PUTs in flight at most. */
-    concurrency: z.number().int().min(1).max(32).default(4),
-    timeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
-  }).strict().default({}),
-  clock: z.object({
-    /** Ask the broker for its time (MQTT 5 request/response on …/time/request). */
-    brokerTime: z.boolean().default(true),
-    brokerTimeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
-    /** With no reference yet this boot, P1/P2 wait this long after connecting for the broker's answer, so they go out corrected. */
-    unsyncedHoldMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
-    /** Use the system clock as a reference while timedatectl says NTP is synchronised. */
-    ntp: z.boolean().default(true),
-    ntpIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-    ntpErrorMs: z.number().min(0).default(100),
-    /** Serial GPS sending NMEA RMC/ZDA. */
-    gpsPort: z.string().min(1).optional(),
-    gpsBaudRate: z.number().int().positive().default(9600),
-    /** A sentence arrives up to about a second after the time it reports. */
-    gpsErrorMs: z.number().min(0).default(1000),
-    /** Oscillator drift assumed between a reference and a record. */
-    driftPpm: z.number().min(0).max(10_000).default(50),
-    /** Records whose corrected time is further than this from true now are flagged (time_outside_window). */
-    windowMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
-  }).strict().default({}),
-  gpio: z.object({
-    /** BCM line of the ignition-sense input (high = ignition on, unless activeLow). */
-    ignitionPin: z.number().int().min(0).max(1023).optional(),
-    /** BCM line of the status LED. */
-    ledPin: z.number().int().min(0).max(1023).optional(),
-    activeLow: z.boolean().default(false),
-    debounceMs: z.number().int().min(0).max(10_000).default(50),
-    /** Bench only: read the ignition from this file ("1"/"0", as `simulate --ignition-file` writes it) instead of GPIO. */
-    benchIgnitionFile: z.string().min(1).optional(),
-  }).strict().default({}),
-  certificate: z.object({
-    /** Log a warning this many days before the certificate expires. */
-    warnDays: z.number().min(0).default(7),
-    /** Share of the validity after which a new key and CSR are sent (11/12: month 11 of a 1-year certificate). */
-    renewAtFraction: z.number().gt(0).lt(1).default(11 / 12),
-    checkIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
-    /** How long to wait for the signed certificate on …/cert/response before asking again. */
-    responseTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
-    /** A new certificate must connect within this time, or the old one is put back. */
-    connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-  }).strict().default({}),
-  batch: z.object({
-    /** A P1 backlog longer than this goes out in batches; P2 waits for this many (or maxAgeMs). */
-    minRecords: z.number().int().min(1).default(25),
-    maxRecords: z.number().int().min(1).max(10_000).default(50),
-    /** P2 records wait at most this long for a batch (hourly on cellular, DESIGN §5). */
-    maxAgeMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
-    /**
-     * zstd level 1 (fast) .. 22 (smallest). 9: per 50-record batch 7 ms of CPU for 76.0 B a record,
-     * where 19 takes 77 ms for 72.2 B; on a Pi's share of a core 19 caps a drain near 130 records/s.
-     */
-    zstdLevel: z.number().int().min(1).max(22).default(9),
-    /** Batches packed or waiting for their PUBACK at once: each holds its records and a compression context. */
-    inflight: z.number().int().min(1).max(100).default(4),
-    /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
-    quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
-  }).strict().default({}),
-  metrics: z.object({
-    host: z.string().default('127.0.0.1'),
-    /** 0 disables the endpoint. */
-    port: z.number().int().min(0).max(65535).default(9464),
-  }).strict().default({}),
-}).strict()
-  .refine((c) => c.offload.url === undefined || c.mqtt.tls !== undefined, { message: 'HTTPS offload authenticates with the device certificate: mqtt.tls is required', path: ['offload', 'url'] });
+export const configSchema = z
+  .object({
+    vehicle: z
+      .object({
+        id: vehicleIdSchema,
+        region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'expected a lower-case region name such as eu-central-1'),
+        model: z.string().min(1).default('unknown'),
+      })
+      .strict(),
+    firmwareVersion: z.string().default('0.1.0'),
+    can: z
+      .object({
+        source: z.enum(['slcan', 'candump', 'slcan-log']),
+        /** Serial device of the SLCAN adapter (source slcan). */
+        port: z.string().optional(),
+        bitrate: z.number().int().positive().default(500000),
+        baudRate: z.number().int().positive().default(115200),
+        bus: z.string().default('can0'),
+        watchdogMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        reopenDelaysMs: z
+          .array(z.number().int().positive().max(MAX_TIMER_MS, TIMER_LIMIT))
+          .min(1)
+          .default([250, 500, 1000, 2000, 5000, 10000]),
+        /** The adapter is read in bursts at most this often while data flows (0: every byte at once). */
+        readIntervalMs: z.number().int().min(0).max(100).default(5),
+        /** Trace file for the candump / slcan-log sources; `-` for stdin. */
+        file: z.string().optional(),
+        /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
+        speed: z.number().nonnegative().default(0),
+      })
+      .strict()
+      .refine((c) => c.source !== 'slcan' || c.port !== undefined, {
+        message: 'required when can.source is "slcan"',
+        path: ['port'],
+      })
+      .refine((c) => c.source === 'slcan' || c.file !== undefined, {
+        message: 'required when can.source is a trace',
+        path: ['file'],
+      }),
+    dbc: z.string().min(1),
+    pipeline: z
+      .object({
+        windowMs: z.number().int().min(100).max(3_600_000).default(60_000),
+        /** Close a window after this much silence (live sources only). */
+        idleFlushMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5_000),
+        fields: z
+          .object({
+            speedKmh: fieldMapping.optional(),
+            engineRpm: fieldMapping.optional(),
+            gear: fieldMapping.optional(),
+            batteryVoltageV: fieldMapping.optional(),
+            stateOfChargePct: fieldMapping.optional(),
+            coolantTempC: fieldMapping.optional(),
+            fuelLevelPct: fieldMapping.optional(),
+            odometerKm: fieldMapping.optional(),
+            gpsLatitude: fieldMapping.optional(),
+            gpsLongitude: fieldMapping.optional(),
+            tyreFrontLeftKpa: fieldMapping.optional(),
+            tyreFrontRightKpa: fieldMapping.optional(),
+            tyreRearLeftKpa: fieldMapping.optional(),
+            tyreRearRightKpa: fieldMapping.optional(),
+            milOn: fieldMapping.optional(),
+            activeDtc: fieldMapping.optional(),
+          })
+          .strict()
+          .default({}),
+        /** Decoded signals left out of the per-record signal map. */
+        exclude: z.array(z.string()).default([]),
+        events: z
+          .array(
+            eventRule.superRefine((r, ctx) => {
+              if (r.kind === 'threshold' && (r.above === undefined) === (r.below === undefined))
+                ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected exactly one of "above" or "below"' });
+            }),
+          )
+          .default([]),
+      })
+      .strict()
+      .default({}),
+    store: z
+      .object({
+        /** Directory for the local database (`<dir>/v2c.sqlite`). */
+        dir: z.string().min(1).default('.v2c/data'),
+        /** `memory` keeps nothing across a restart: for tests and benchmarks only. */
+        storage: z.enum(['sqlite', 'memory']).default('sqlite'),
+        /** FULL: every stored record is on the medium before the write returns (power cuts lose nothing). */
+        synchronous: z.enum(['OFF', 'NORMAL', 'FULL', 'EXTRA']).default('FULL'),
+        /** Page size of a new database file; small pages mean fewer bytes written per record (docs/decisions.md). */
+        pageSize: z
+          .union([
+            z.literal(1024),
+            z.literal(2048),
+            z.literal(4096),
+            z.literal(8192),
+            z.literal(16384),
+            z.literal(32768),
+            z.literal(65536),
+          ])
+          .default(1024),
+        /** WAL pages before SQLite copies them into the database (see docs/decisions.md on flash wear). */
+        walAutocheckpointPages: z.number().int().min(16).max(1_000_000).default(10_000),
+        /** Size cap of the database; past 90 % the oldest records of the lowest priority make room. */
+        maxBytes: z
+          .number()
+          .int()
+          .min(1 << 20)
+          .optional(),
+        /** How often acknowledged records' tombstones are purged from the file. */
+        purgeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+        /** `PRAGMA quick_check` at start for files up to this size; larger ones are checked in the background. */
+        checkOnOpenMaxBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(64 * 1024 * 1024),
+        /** Ballast beside the database, given back when the filesystem fills up so old records can make room. */
+        reserveBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(4 * 1024 * 1024),
+        /** Byte quota per priority class (records' stored JSON); a class over it drops its own oldest. */
+        quotaBytes: z
+          .object({
+            p0: z.number().int().min(1024).optional(),
+            p1: z.number().int().min(1024).optional(),
+            p2: z.number().int().min(1024).optional(),
+          })
+          .strict()
+          .default({}),
+        /** Records that can never be sent (larger than any packet the broker takes), one JSON line each. */
+        deadLetterFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    mqtt: z
+      .object({
+        url: z.string().regex(/^mqtts?:\/\/[^\s/]+(:\d+)?\/?$/, 'expected mqtt://host:port or mqtts://host:port'),
+        clientId: z.string().optional(),
+        keepaliveS: z.number().int().min(10).max(65535).default(300),
+        sessionExpiryS: z
+          .number()
+          .int()
+          .min(0)
+          .max(0xffffffff, 'at most 4294967295 (an MQTT 5 four-byte integer)')
+          .default(3600),
+        receiveMaximum: z.number().int().min(1).max(65535).default(100),
+        maximumPacketSize: z.number().int().min(1024).max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT).default(131072),
+        connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(15000),
+        /** Largest packet we send when the broker's CONNACK names no limit (the spec's broker: 128 KiB). */
+        maxOutgoingPacketBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(MQTT_MAX_PACKET_BYTES, MQTT_PACKET_LIMIT)
+          .default(131072),
+        /** Wait for a PUBACK; then the connection is closed and the record goes again (DUP) on the next one. */
+        pubackTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        resends: z.number().int().min(0).max(10).default(3),
+        /** Rest for records whose publish failed before the next attempt. */
+        retryDelayMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        /** Messages (single records or batches) in flight (published, PUBACK pending) at most. */
+        inflight: z.number().int().min(1).max(1000).default(50),
+        heartbeatS: z.number().min(0.05).max(3600).default(30),
+        /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
+        heartbeatTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        /** Mutual TLS with the device certificate; required with mqtts:// (provisioning writes it). */
+        tls: z
+          .object({
+            ca: z.string().min(1),
+            cert: z.string().min(1),
+            key: z.string().min(1),
+            minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+            /** Name the broker's certificate must carry, when it differs from the URL's host. */
+            servername: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
+        reconnect: z
+          .object({
+            baseMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(2000),
+            capMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+            jitter: z.number().min(0).max(1).default(0.2),
+            offlineAfterFailures: z.number().int().min(1).default(5),
+            offlineRetryMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
+            quotaWaitMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+            quotaJitterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .refine((m) => !m.url.startsWith('mqtts://') || m.tls !== undefined, {
+        message: 'required with an mqtts:// url (ca, cert, key)',
+        path: ['tls'],
+      })
+      .refine((m) => m.url.startsWith('mqtts://') || m.tls === undefined, {
+        message: 'mutual TLS needs an mqtts:// url',
+        path: ['url'],
+      }),
+    link: z
+      .object({
+        /** Network interfaces of the cellular modem; the first that is up makes the link cellular. */
+        cellularInterfaces: z
+          .array(z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'expected a network interface name such as wwan0'))
+          .default(['wwan0', 'ppp0', 'usb0']),
+        /** WiFi interface for nmcli; any when absent. */
+        wifiInterface: z.string().min(1).optional(),
+        /** WiFi networks where the whole backlog is offloaded even while driving (the depot's). */
+        allowedSsids: z.array(z.string().min(1)).default([]),
+        pollMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        /** Ignition off this long counts as parked: then any WiFi offloads. */
+        parkedAfterMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(300_000),
+        /** Bytes a day (UTC) that P2 may use on cellular; P0/P1 always go. */
+        dailyCellularBudgetBytes: z.number().int().min(0).default(10_000_000),
+        /** Records per batch when offloading. */
+        offloadBatchRecords: z.number().int().min(1).max(10_000).default(500),
+      })
+      .strict()
+      .default({}),
+    offload: z
+      .object({
+        /** HTTPS endpoint for WiFi offload (https://host:port/path); batches go to <url>/<vehicle_id>/batches/<batch_id>. Without it, offload uses the MQTT batch topic. */
+        url: z
+          .string()
+          .regex(/^https:\/\/[^\s/]+(:\d+)?(\/[^\s]*)?$/, 'expected https://host:port/path')
+          .optional(),
+        /** PUTs in flight at most. */
+        concurrency: z.number().int().min(1).max(32).default(4),
+        timeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(30_000),
+      })
+      .strict()
+      .default({}),
+    clock: z
+      .object({
+        /** Ask the broker for its time (MQTT 5 request/response on …/time/request). */
+        brokerTime: z.boolean().default(true),
+        brokerTimeIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
+        /** With no reference yet this boot, P1/P2 wait this long after connecting for the broker's answer, so they go out corrected. */
+        unsyncedHoldMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
+        /** Use the system clock as a reference while timedatectl says NTP is synchronised. */
+        ntp: z.boolean().default(true),
+        ntpIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+        ntpErrorMs: z.number().min(0).default(100),
+        /** Serial GPS sending NMEA RMC/ZDA. */
+        gpsPort: z.string().min(1).optional(),
+        gpsBaudRate: z.number().int().positive().default(9600),
+        /** A sentence arrives up to about a second after the time it reports. */
+        gpsErrorMs: z.number().min(0).default(1000),
+        /** Oscillator drift assumed between a reference and a record. */
+        driftPpm: z.number().min(0).max(10_000).default(50),
+        /** Records whose corrected time is further than this from true now are flagged (time_outside_window). */
+        windowMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
+      })
+      .strict()
+      .default({}),
+    gpio: z
+      .object({
+        /** BCM line of the ignition-sense input (high = ignition on, unless activeLow). */
+        ignitionPin: z.number().int().min(0).max(1023).optional(),
+        /** BCM line of the status LED. */
+        ledPin: z.number().int().min(0).max(1023).optional(),
+        activeLow: z.boolean().default(false),
+        debounceMs: z.number().int().min(0).max(10_000).default(50),
+        /** Bench only: read the ignition from this file ("1"/"0", as `simulate --ignition-file` writes it) instead of GPIO. */
+        benchIgnitionFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    certificate: z
+      .object({
+        /** Log a warning this many days before the certificate expires. */
+        warnDays: z.number().min(0).default(7),
+        /** Share of the validity after which a new key and CSR are sent (11/12: month 11 of a 1-year certificate). */
+        renewAtFraction: z
+          .number()
+          .gt(0)
+          .lt(1)
+          .default(11 / 12),
+        checkIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
+        /** How long to wait for the signed certificate on …/cert/response before asking again. */
+        responseTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
+        /** A new certificate must connect within this time, or the old one is put back. */
+        connectTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+      })
+      .strict()
+      .default({}),
+    batch: z
+      .object({
+        /** A P1 backlog longer than this goes out in batches; P2 waits for this many (or maxAgeMs). */
+        minRecords: z.number().int().min(1).default(25),
+        maxRecords: z.number().int().min(1).max(10_000).default(50),
+        /** P2 records wait at most this long for a batch (hourly on cellular, DESIGN §5). */
+        maxAgeMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(3_600_000),
+        /**
+         * zstd level 1 (fast) .. 22 (smallest). 9: per 50-record batch 7 ms of CPU for 76.0 B a record,
+         * where 19 takes 77 ms for 72.2 B; on a Pi's share of a core 19 caps a drain near 130 records/s.
+         */
+        zstdLevel: z.number().int().min(1).max(22).default(9),
+        /** Batches packed or waiting for their PUBACK at once: each holds its records and a compression context. */
+        inflight: z.number().int().min(1).max(100).default(4),
+        /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
+        quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+      })
+      .strict()
+      .default({}),
+    metrics: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        /** 0 disables the endpoint. */
+        port: z.number().int().min(0).max(65535).default(9464),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .refine((c) => c.offload.url === undefined || c.mqtt.tls !== undefined, {
+    message: 'HTTPS offload authenticates with the device certificate: mqtt.tls is required',
+    path: ['offload', 'url'],
+  });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type FieldName = keyof GatewayConfig['pipeline']['fields'];
@@ -271,7 +392,8 @@ export function checkConfigInputs(config: GatewayConfig, dbcSignals: ReadonlySet
   const known = (field: string, signal: string): void => {
     if (!dbcSignals.has(signal)) issues.push(`${field}: "${signal}" is not a signal of ${config.dbc}`);
   };
-  for (const [name, mapping] of Object.entries(config.pipeline.fields)) if (mapping !== undefined) known(`pipeline.fields.${name}.signal`, mapping.signal);
+  for (const [name, mapping] of Object.entries(config.pipeline.fields))
+    if (mapping !== undefined) known(`pipeline.fields.${name}.signal`, mapping.signal);
   config.pipeline.events.forEach((rule, i) => known(`pipeline.events.${i}.signal`, rule.signal));
   const kind = (path: string): string | null => {
     try {
@@ -287,7 +409,10 @@ export function checkConfigInputs(config: GatewayConfig, dbcSignals: ReadonlySet
   if (config.can.source !== 'slcan' && config.can.file !== undefined && config.can.file !== '-') {
     const trace = kind(config.can.file);
     if (trace === null) issues.push(`can.file: ${config.can.file} does not exist`);
-    else if (trace !== 'file' && trace !== 'fifo') issues.push(`can.file: ${config.can.file} is ${trace === 'directory' ? 'a directory' : 'not readable as a file'}, expected a trace file, a named pipe or "-" for stdin`);
+    else if (trace !== 'file' && trace !== 'fifo')
+      issues.push(
+        `can.file: ${config.can.file} is ${trace === 'directory' ? 'a directory' : 'not readable as a file'}, expected a trace file, a named pipe or "-" for stdin`,
+      );
   }
   if (issues.length > 0) throw new ConfigError(source, issues);
 }
@@ -296,7 +421,10 @@ export function checkConfigInputs(config: GatewayConfig, dbcSignals: ReadonlySet
 export function validateConfig(raw: unknown, source: string): GatewayConfig {
   const result = configSchema.safeParse(raw);
   if (result.success) return result.data;
-  throw new ConfigError(source, result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(top level)'}: ${i.message}`));
+  throw new ConfigError(
+    source,
+    result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(top level)'}: ${i.message}`),
+  );
 }
 
 /** Reads a YAML or JSON configuration file and validates it. */
@@ -337,9 +465,10 @@ export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<
   const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
   return {
     vehicle: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference' },
-    can: overrides.port !== undefined
-      ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
-      : { source: 'candump', file: overrides.trace ?? join(vehicle, 'drive.log.gz'), speed: overrides.speed ?? 0 },
+    can:
+      overrides.port !== undefined
+        ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
+        : { source: 'candump', file: overrides.trace ?? join(vehicle, 'drive.log.gz'), speed: overrides.speed ?? 0 },
     dbc: join(vehicle, 'v2c-reference.dbc'),
     pipeline: {
       windowMs: overrides.windowMs ?? 60_000,

@@ -27,7 +27,8 @@ export function readInputFile(path: string, maxBytes: number): Buffer {
   try {
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw new InputFileError(`${kindOf(stat)}, expected a regular file`);
-    if (stat.size > maxBytes) throw new InputFileError(`${stat.size} bytes, more than the ${maxBytes} a file of this kind may have`);
+    if (stat.size > maxBytes)
+      throw new InputFileError(`${stat.size} bytes, more than the ${maxBytes} a file of this kind may have`);
     const buffer = Buffer.alloc(stat.size);
     for (let at = 0; at < buffer.length;) {
       const n = readSync(fd, buffer, at, buffer.length - at, at);

@@ -1,6 +1,16 @@
 // can-utils candump line codec: the `-L` log format and the default screen format. Pure
 // functions, errors as values (STYLE §1).
-import { type CanFrame, MAX_EXT_ID, MAX_STD_ID, MalformedLine, bytesToHex, hexAt, hexBytesAt, lengthToDlc, toHex } from './can-frame.js';
+import {
+  type CanFrame,
+  MAX_EXT_ID,
+  MAX_STD_ID,
+  MalformedLine,
+  bytesToHex,
+  hexAt,
+  hexBytesAt,
+  lengthToDlc,
+  toHex,
+} from './can-frame.js';
 
 /** SocketCAN flags carried in the high bits of a logged id. */
 const CAN_ERR_FLAG = 0x20000000;
@@ -13,7 +23,8 @@ const MAX_LINE = 512;
  * `tsMono` is used when the line carries no time; otherwise the logged time (in ms) is used.
  */
 export function parseCandumpLine(line: string, tsMono = 0): CanFrame | MalformedLine | null {
-  if (line.length > MAX_LINE) return new MalformedLine('too-long', `line of ${line.length} characters exceeds ${MAX_LINE}`, line);
+  if (line.length > MAX_LINE)
+    return new MalformedLine('too-long', `line of ${line.length} characters exceeds ${MAX_LINE}`, line);
   const trimmed = line.trim();
   if (trimmed.length === 0 || trimmed[0] === '#') return null;
   const tokens = trimmed.split(/\s+/);
@@ -25,12 +36,18 @@ export function parseCandumpLine(line: string, tsMono = 0): CanFrame | Malformed
     i = !first.endsWith(')') && tokens[1]?.endsWith(')') === true ? 2 : 1;
     const stamp = tokens.slice(0, i).join(' ');
     tsWall = parseCandumpTime(stamp.slice(1, -1));
-    if (tsWall === null) return new MalformedLine('bad-timestamp', `timestamp '${stamp}' is not (seconds.fraction) or (YYYY-MM-DD hh:mm:ss.fraction)`, line);
+    if (tsWall === null)
+      return new MalformedLine(
+        'bad-timestamp',
+        `timestamp '${stamp}' is not (seconds.fraction) or (YYYY-MM-DD hh:mm:ss.fraction)`,
+        line,
+      );
   }
   const time = tsWall === null ? tsMono : tsWall * 1000;
   const bus = tokens[i];
   const body = tokens[i + 1];
-  if (bus === undefined || body === undefined) return new MalformedLine('too-short', 'expected an interface name and a frame after the timestamp', line);
+  if (bus === undefined || body === undefined)
+    return new MalformedLine('too-short', 'expected an interface name and a frame after the timestamp', line);
   const frame = body.includes('#') ? parseLogFrame(body, line) : parseScreenFrame(tokens, i + 1, line);
   if (frame instanceof MalformedLine) return frame;
   frame.bus = bus;
@@ -49,16 +66,18 @@ export function parseCandumpTime(text: string): number | null {
   if (/^\d+\.\d+$/.test(text)) return Number(text);
   const m = ABSOLUTE_TIME.exec(text);
   if (m === null) return null;
-  const [, y, mo, d, h, mi, s, frac] = m.map(Number) as number[];
+  const [, y, mo, d, h, mi, s] = m.map(Number);
   const ms = new Date(y as number, (mo as number) - 1, d, h, mi, s).getTime();
   const date = new Date(ms);
   // Rejects 2020-02-31 and 25:00:00, which Date would roll over into another day.
-  if (Number.isNaN(ms) || date.getMonth() !== (mo as number) - 1 || date.getHours() !== h || date.getMinutes() !== mi) return null;
+  if (Number.isNaN(ms) || date.getMonth() !== (mo as number) - 1 || date.getHours() !== h || date.getMinutes() !== mi)
+    return null;
   return ms / 1000 + Number(`0.${m[7] as string}`);
 }
 
 function parseId(text: string, line: string): { id: number; extended: boolean; error: boolean } | MalformedLine {
-  if (text.length !== 3 && text.length !== 8) return new MalformedLine('bad-syntax', `id '${text}' must have 3 (standard) or 8 (extended) hex digits`, line);
+  if (text.length !== 3 && text.length !== 8)
+    return new MalformedLine('bad-syntax', `id '${text}' must have 3 (standard) or 8 (extended) hex digits`, line);
   const raw = hexAt(text, 0, text.length);
   if (raw < 0) return new MalformedLine('non-hex', `id '${text}' is not hexadecimal`, line);
   if (text.length === 3) {
@@ -67,11 +86,18 @@ function parseId(text: string, line: string): { id: number; extended: boolean; e
   }
   const error = (raw & CAN_ERR_FLAG) !== 0;
   const id = error ? raw & MAX_EXT_ID & ~CAN_ERR_FLAG : raw;
-  if (!error && raw > MAX_EXT_ID) return new MalformedLine('id-out-of-range', `extended id 0x${text} exceeds 0x1FFFFFFF`, line);
+  if (!error && raw > MAX_EXT_ID)
+    return new MalformedLine('id-out-of-range', `extended id 0x${text} exceeds 0x1FFFFFFF`, line);
   return { id, extended: !error, error };
 }
 
-function frameOf(id: { id: number; extended: boolean; error: boolean }, data: Uint8Array, rtr: boolean, fd: boolean, brs: boolean): CanFrame {
+function frameOf(
+  id: { id: number; extended: boolean; error: boolean },
+  data: Uint8Array,
+  rtr: boolean,
+  fd: boolean,
+  brs: boolean,
+): CanFrame {
   return { bus: null, id: id.id, extended: id.extended, rtr, fd, brs, error: id.error, data, tsMono: 0, tsWall: null };
 }
 
@@ -89,7 +115,8 @@ function parseLogFrame(body: string, line: string): CanFrame | MalformedLine {
   }
   if (rest[0] === 'R' || rest[0] === 'r') {
     const len = rest.length > 1 ? hexAt(rest, 1, 1) : 0;
-    if (len < 0 || len > 8 || rest.length > 2) return new MalformedLine('bad-dlc', `remote frame length '${rest.slice(1)}' must be one digit 0-8`, line);
+    if (len < 0 || len > 8 || rest.length > 2)
+      return new MalformedLine('bad-dlc', `remote frame length '${rest.slice(1)}' must be one digit 0-8`, line);
     return frameOf(id, new Uint8Array(len), true, false, false);
   }
   // Classic frames may end in `_<dlc>` (len8_dlc, DLC 9-F on an 8-byte frame): the data is what counts.
@@ -101,10 +128,17 @@ function parseLogFrame(body: string, line: string): CanFrame | MalformedLine {
 }
 
 function dataOf(hex: string, fd: boolean, line: string): Uint8Array | MalformedLine {
-  if (hex.length % 2 !== 0) return new MalformedLine('dlc-data-mismatch', `data '${hex}' has an odd number of hex digits`, line);
+  if (hex.length % 2 !== 0)
+    return new MalformedLine('dlc-data-mismatch', `data '${hex}' has an odd number of hex digits`, line);
   const length = hex.length / 2;
-  if (!fd && length > 8) return new MalformedLine('bad-dlc', `${length} data bytes exceed 8 on a classic CAN frame`, line);
-  if (fd && lengthToDlc(length) < 0) return new MalformedLine('bad-dlc', `${length} data bytes is not a CAN FD length (0-8, 12, 16, 20, 24, 32, 48, 64)`, line);
+  if (!fd && length > 8)
+    return new MalformedLine('bad-dlc', `${length} data bytes exceed 8 on a classic CAN frame`, line);
+  if (fd && lengthToDlc(length) < 0)
+    return new MalformedLine(
+      'bad-dlc',
+      `${length} data bytes is not a CAN FD length (0-8, 12, 16, 20, 24, 32, 48, 64)`,
+      line,
+    );
   const data = hexBytesAt(hex, 0, length);
   return data ?? new MalformedLine('non-hex', `data '${hex}' is not hexadecimal`, line);
 }
@@ -112,7 +146,12 @@ function dataOf(hex: string, fd: boolean, line: string): Uint8Array | MalformedL
 function parseScreenFrame(tokens: string[], at: number, line: string): CanFrame | MalformedLine {
   const lenToken = tokens[at + 1];
   const lenMatch = lenToken === undefined ? null : /^\[(\d{1,2})\]$/.exec(lenToken);
-  if (lenMatch === null) return new MalformedLine('bad-syntax', "expected 'id#data' (candump -L) or 'id [len] bytes' (candump screen format)", line);
+  if (lenMatch === null)
+    return new MalformedLine(
+      'bad-syntax',
+      "expected 'id#data' (candump -L) or 'id [len] bytes' (candump screen format)",
+      line,
+    );
   const id = parseId(tokens[at] as string, line);
   if (id instanceof MalformedLine) return id;
   const digits = lenMatch[1] as string;
@@ -120,11 +159,16 @@ function parseScreenFrame(tokens: string[], at: number, line: string): CanFrame 
   // candump prints a CAN FD length with two digits ([08], [12]) and a classic one with one.
   const fd = digits.length === 2;
   if (!fd && length > 8) return new MalformedLine('bad-dlc', `length ${length} exceeds 8 on a classic CAN frame`, line);
-  if (fd && lengthToDlc(length) < 0) return new MalformedLine('bad-dlc', `length ${length} is not a CAN FD length`, line);
+  if (fd && lengthToDlc(length) < 0)
+    return new MalformedLine('bad-dlc', `length ${length} is not a CAN FD length`, line);
   if (tokens[at + 2] === 'remote') return frameOf(id, new Uint8Array(length), true, false, false);
   const bytes = tokens.slice(at + 2, at + 2 + length);
   if (bytes.length !== length || bytes.some((b) => b.length !== 2)) {
-    return new MalformedLine('dlc-data-mismatch', `length [${length}] announces ${length} bytes but ${bytes.filter((b) => b.length === 2).length} follow`, line);
+    return new MalformedLine(
+      'dlc-data-mismatch',
+      `length [${length}] announces ${length} bytes but ${bytes.filter((b) => b.length === 2).length} follow`,
+      line,
+    );
   }
   const data = hexBytesAt(bytes.join(''), 0, length);
   if (data === null) return new MalformedLine('non-hex', 'data is not hexadecimal', line);

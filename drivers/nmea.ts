@@ -38,18 +38,34 @@ export function parseNmeaTime(line: string): NmeaTime | NmeaError {
   if (m === null) return new NmeaError('NOT_NMEA', `not an NMEA sentence: ${JSON.stringify(line.slice(0, 40))}`);
   const [, talker = '', type = '', fieldsText = '', sum = ''] = m;
   const expected = checksum(`${talker}${type},${fieldsText}`);
-  if (expected !== Number.parseInt(sum, 16)) return new NmeaError('BAD_CHECKSUM', `checksum ${sum.toUpperCase()}, expected ${expected.toString(16).toUpperCase().padStart(2, '0')}`);
+  if (expected !== Number.parseInt(sum, 16))
+    return new NmeaError(
+      'BAD_CHECKSUM',
+      `checksum ${sum.toUpperCase()}, expected ${expected.toString(16).toUpperCase().padStart(2, '0')}`,
+    );
   const f = fieldsText.split(',');
   if (type === 'RMC') {
     if (f[1] !== 'A') return new NmeaError('NO_FIX', `RMC status ${JSON.stringify(f[1] ?? '')}: no valid fix`);
     const date = /^(\d{2})(\d{2})(\d{2})$/.exec(f[8] ?? '');
     // Two-digit years: 80–99 are 1980–1999 (GPS epoch), the rest 2000–2079.
-    const ms = date === null ? null : utc(f[0] ?? '', Number(date[3]) >= 80 ? 1900 + Number(date[3]) : 2000 + Number(date[3]), Number(date[2]), Number(date[1]));
-    return ms === null ? new NmeaError('BAD_FIELD', `RMC time/date ${JSON.stringify(`${f[0] ?? ''} ${f[8] ?? ''}`)}`) : { utcMs: ms, sentence: 'RMC' };
+    const ms =
+      date === null
+        ? null
+        : utc(
+            f[0] ?? '',
+            Number(date[3]) >= 80 ? 1900 + Number(date[3]) : 2000 + Number(date[3]),
+            Number(date[2]),
+            Number(date[1]),
+          );
+    return ms === null
+      ? new NmeaError('BAD_FIELD', `RMC time/date ${JSON.stringify(`${f[0] ?? ''} ${f[8] ?? ''}`)}`)
+      : { utcMs: ms, sentence: 'RMC' };
   }
   if (type === 'ZDA') {
     const ms = /^\d{4}$/.test(f[3] ?? '') ? utc(f[0] ?? '', Number(f[3]), Number(f[2]), Number(f[1])) : null;
-    return ms === null ? new NmeaError('BAD_FIELD', `ZDA time/date ${JSON.stringify(f.slice(0, 4).join(','))}`) : { utcMs: ms, sentence: 'ZDA' };
+    return ms === null
+      ? new NmeaError('BAD_FIELD', `ZDA time/date ${JSON.stringify(f.slice(0, 4).join(','))}`)
+      : { utcMs: ms, sentence: 'ZDA' };
   }
   return new NmeaError('NOT_TIME', `${talker}${type} carries no time`);
 }

@@ -43,7 +43,8 @@ export class RecordedTimeGuard {
       return out;
     }
     const previous = this.suspects[this.suspects.length - 1];
-    if (previous !== undefined && !follows(t, (previous.tsWall as number) * 1000, this.maxJumpMs)) out.push(...this.dropSuspects());
+    if (previous !== undefined && !follows(t, (previous.tsWall as number) * 1000, this.maxJumpMs))
+      out.push(...this.dropSuspects());
     this.suspects.push(frame);
     if (this.suspects.length >= this.confirmFrames) {
       this.counters.timelineChanges++;
@@ -60,7 +61,13 @@ export class RecordedTimeGuard {
   }
 
   private dropSuspects(): MalformedLine[] {
-    const dropped = this.suspects.map((f) => refusal('time-jump', f, `recorded time ${String(f.tsWall)} s jumps more than ${this.maxJumpMs / 1000} s from the trace's timeline`));
+    const dropped = this.suspects.map((f) =>
+      refusal(
+        'time-jump',
+        f,
+        `recorded time ${String(f.tsWall)} s jumps more than ${this.maxJumpMs / 1000} s from the trace's timeline`,
+      ),
+    );
     this.counters.outliers += dropped.length;
     this.suspects = [];
     return dropped;
@@ -72,5 +79,9 @@ function follows(t: number, lastMs: number, maxJumpMs: number): boolean {
 }
 
 function refusal(code: 'bad-timestamp' | 'time-jump', frame: CanFrame, reason: string): MalformedLine {
-  return new MalformedLine(code, reason, `(${String(frame.tsWall)}) ${frame.bus ?? ''} ${frame.id.toString(16).toUpperCase()}`);
+  return new MalformedLine(
+    code,
+    reason,
+    `(${String(frame.tsWall)}) ${frame.bus ?? ''} ${frame.id.toString(16).toUpperCase()}`,
+  );
 }

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { ReadlineParser } from '@serialport/parser-readline';
-import { MalformedLine, type CanFrame } from './can-frame.js';
+import { MalformedLine } from './can-frame.js';
 import { formatSlcanFrame, slcanBitrateCode } from './slcan.js';
 import { openTrace, paceReplay, readTrace, type TraceLine } from './trace-source.js';
 import type { Clock } from '../core/clock.js';
@@ -25,12 +25,20 @@ export interface SimulatorResult {
   commands: number;
 }
 
-const VALID_BITRATE_CODES = new Set([10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000].map((b) => slcanBitrateCode(b)));
+const VALID_BITRATE_CODES = new Set(
+  [10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000].map((b) => slcanBitrateCode(b)),
+);
 
 /** Runs until the trace has been played once through an opened channel; resolves with counts. */
-export async function runSimulator(options: SimulatorOptions, clock: Clock, log: (msg: string) => void): Promise<SimulatorResult> {
+export async function runSimulator(
+  options: SimulatorOptions,
+  clock: Clock,
+  log: (msg: string) => void,
+): Promise<SimulatorResult> {
   const port = new SerialPort({ path: options.port, baudRate: 115200, autoOpen: false });
-  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(new Error(`cannot open ${options.port}: ${err.message}`)) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    port.open((err) => (err ? reject(new Error(`cannot open ${options.port}: ${err.message}`)) : resolve())),
+  );
   const result: SimulatorResult = { framesSent: 0, skippedLines: 0, commands: 0 };
   let channelOpen = false;
   let timestamps = options.timestamps;
@@ -45,16 +53,30 @@ export async function runSimulator(options: SimulatorOptions, clock: Clock, log:
     if (cmd === 'V') reply(true, 'V1013');
     else if (cmd === 'N') reply(true, 'NV2C1');
     else if (cmd === 'S') reply(VALID_BITRATE_CODES.has(line) && !channelOpen);
-    else if (cmd === 'Z') { timestamps = line === 'Z1'; reply(line === 'Z0' || line === 'Z1'); }
-    else if (cmd === 'O') { reply(!channelOpen); channelOpen = true; wake?.(); }
-    else if (cmd === 'C') { reply(true); channelOpen = false; }
-    else reply(false);
+    else if (cmd === 'Z') {
+      timestamps = line === 'Z1';
+      reply(line === 'Z0' || line === 'Z1');
+    } else if (cmd === 'O') {
+      reply(!channelOpen);
+      channelOpen = true;
+      wake?.();
+    } else if (cmd === 'C') {
+      reply(true);
+      channelOpen = false;
+    } else reply(false);
   });
 
   log(`simulator: ready on ${options.port}`);
-  const waitOpen = (): Promise<void> => (channelOpen ? Promise.resolve() : new Promise((resolve) => { wake = resolve; }));
+  const waitOpen = (): Promise<void> =>
+    channelOpen
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          wake = resolve;
+        });
   await waitOpen();
-  log(`simulator: channel open on ${options.port}; playing ${options.trace} at ${options.speed > 0 ? `${options.speed}x` : 'full speed'}`);
+  log(
+    `simulator: channel open on ${options.port}; playing ${options.trace} at ${options.speed > 0 ? `${options.speed}x` : 'full speed'}`,
+  );
   const started = clock.monoMs();
   if (options.ignitionFile !== undefined) writeFileSync(options.ignitionFile, '1\n');
   const lines = paceReplay(readTrace(openTrace(options.trace), 'candump', clock), frameTime, options.speed, clock);
@@ -79,6 +101,6 @@ export async function runSimulator(options: SimulatorOptions, clock: Clock, log:
 }
 
 function frameTime(line: TraceLine): number | null {
-  const p = line.parsed as CanFrame | MalformedLine | null;
+  const p = line.parsed;
   return p !== null && !(p instanceof MalformedLine) && p.tsWall !== null ? p.tsWall * 1000 : null;
 }

@@ -38,10 +38,17 @@ export class SlcanConfigError extends Error {
   readonly code = 'SLCAN_CONFIG';
 }
 
-export type SlcanSourceEvent = { kind: 'open' } | { kind: 'closed'; reason: string } | { kind: 'retry'; delayMs: number; reason: string };
+export type SlcanSourceEvent =
+  { kind: 'open' } | { kind: 'closed'; reason: string } | { kind: 'retry'; delayMs: number; reason: string };
 
 export class SlcanSerialSource {
-  readonly counters: SlcanSourceCounters = { frames: 0, malformed: 0, adapterErrors: 0, reopens: 0, watchdogReopens: 0 };
+  readonly counters: SlcanSourceCounters = {
+    frames: 0,
+    malformed: 0,
+    adapterErrors: 0,
+    reopens: 0,
+    watchdogReopens: 0,
+  };
   private readonly out = new Subject<CanFrame | MalformedLine>();
   private readonly status = new Subject<SlcanSourceEvent>();
   private port: SerialPortStream | null = null;
@@ -58,7 +65,10 @@ export class SlcanSerialSource {
     private readonly clock: Clock,
   ) {
     const code = slcanBitrateCode(options.bitrate);
-    if (code === undefined) throw new SlcanConfigError(`can.bitrate ${options.bitrate}: expected one of 10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000`);
+    if (code === undefined)
+      throw new SlcanConfigError(
+        `can.bitrate ${options.bitrate}: expected one of 10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000`,
+      );
     this.bitrateCommand = code;
   }
 
@@ -93,8 +103,16 @@ export class SlcanSerialSource {
   }
 
   private open(): void {
-    const binding = this.options.readIntervalMs > 0 ? coalescingBinding(SerialPort.binding, this.options.readIntervalMs) : SerialPort.binding;
-    const port = new SerialPortStream({ binding, path: this.options.path, baudRate: this.options.baudRate, autoOpen: false });
+    const binding =
+      this.options.readIntervalMs > 0
+        ? coalescingBinding(SerialPort.binding, this.options.readIntervalMs)
+        : SerialPort.binding;
+    const port = new SerialPortStream({
+      binding,
+      path: this.options.path,
+      baudRate: this.options.baudRate,
+      autoOpen: false,
+    });
     const parser = new ReadlineParser({ delimiter: '\r', encoding: 'latin1' });
     parser.on('data', (line: string) => this.onLine(line));
     port.on('data', (chunk: Buffer) => this.onChunk(chunk, parser));
@@ -124,7 +142,13 @@ export class SlcanSerialSource {
       parser.buffer = Buffer.alloc(0);
       this.bytesSinceDelimiter = 0;
       this.counters.malformed++;
-      this.out.next(new MalformedLine('too-long', `more than ${4 * SLCAN_MAX_LINE} bytes without a \\r terminator; discarded`, head));
+      this.out.next(
+        new MalformedLine(
+          'too-long',
+          `more than ${4 * SLCAN_MAX_LINE} bytes without a \\r terminator; discarded`,
+          head,
+        ),
+      );
     }
   }
 

@@ -35,11 +35,19 @@ export function openTrace(path: string): Readable {
 }
 
 /** Lines of a trace, parsed in the given format. Frames without a recorded time get the clock's. */
-export async function* readTrace(input: Readable, format: TraceFormat, clock: Clock, bus: string | null = null): AsyncGenerator<TraceLine> {
+export async function* readTrace(
+  input: Readable,
+  format: TraceFormat,
+  clock: Clock,
+  bus: string | null = null,
+): AsyncGenerator<TraceLine> {
   let lineNo = 0;
   for await (const text of readBoundedLines(input, MAX_TRACE_LINE_CHARS)) {
     lineNo++;
-    const parsed = format === 'candump' ? parseCandumpLine(text, clock.monoMs()) : parseSlcanLine(text.replace(/\r$/, ''), clock.monoMs(), bus);
+    const parsed =
+      format === 'candump'
+        ? parseCandumpLine(text, clock.monoMs())
+        : parseSlcanLine(text.replace(/\r$/, ''), clock.monoMs(), bus);
     yield { lineNo, text, parsed };
   }
 }
@@ -48,7 +56,12 @@ export async function* readTrace(input: Readable, format: TraceFormat, clock: Cl
  * Releases items no faster than their recorded time divided by `speed` (speed 0 = as fast as
  * possible). Sleeps only when more than 2 ms ahead, so pacing costs nothing per frame.
  */
-export async function* paceReplay<T>(items: AsyncIterable<T>, timeMsOf: (item: T) => number | null, speed: number, clock: Clock): AsyncGenerator<T> {
+export async function* paceReplay<T>(
+  items: AsyncIterable<T>,
+  timeMsOf: (item: T) => number | null,
+  speed: number,
+  clock: Clock,
+): AsyncGenerator<T> {
   let first: number | null = null;
   const start = clock.monoMs();
   for await (const item of items) {
@@ -93,7 +106,12 @@ const CONFIRM_FRAMES = 3;
  * (`candump -L can0 | v2c-gateway run`): frames are timed by their arrival, on this boot's
  * monotonic clock like the serial adapter's, so one time domain holds for every record.
  */
-export function traceFrames(path: string, format: TraceFormat, speed: number, clock: Clock): Observable<CanFrame | MalformedLine> {
+export function traceFrames(
+  path: string,
+  format: TraceFormat,
+  speed: number,
+  clock: Clock,
+): Observable<CanFrame | MalformedLine> {
   const live = path === '-';
   const input = openTrace(path);
   const lines = readTrace(input, format, clock);
@@ -111,5 +129,10 @@ export function traceFrames(path: string, format: TraceFormat, speed: number, cl
     }
     yield* guard.end();
   })();
-  return fromAsync(live ? parsed : paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock), () => input.destroy());
+  return fromAsync(
+    live
+      ? parsed
+      : paceReplay(parsed, (p) => ('tsWall' in p && p.tsWall !== null ? p.tsWall * 1000 : null), speed, clock),
+    () => input.destroy(),
+  );
 }

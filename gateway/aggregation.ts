@@ -64,9 +64,15 @@ export class WindowAggregator {
   close(partial: boolean): ClosedWindow | null {
     if (this.stats.size === 0) return null;
     const stats = new Map<string, SignalStats>();
-    for (const [name, s] of this.stats) stats.set(name, { min: s.min, max: s.max, mean: s.sum / s.count, last: s.last, count: s.count });
+    for (const [name, s] of this.stats)
+      stats.set(name, { min: s.min, max: s.max, mean: s.sum / s.count, last: s.last, count: s.count });
     const startMono = this.index * this.windowMs;
-    const closed: ClosedWindow = { startMono, endMono: partial ? this.lastMono : startMono + this.windowMs, lastMono: this.lastMono, stats };
+    const closed: ClosedWindow = {
+      startMono,
+      endMono: partial ? this.lastMono : startMono + this.windowMs,
+      lastMono: this.lastMono,
+      stats,
+    };
     this.stats = new Map();
     return closed;
   }
@@ -100,7 +106,8 @@ export class EventDetector {
       if (rule.kind === 'dtc') {
         const previous = this.lastDtc.get(rule.name) ?? 0;
         this.lastDtc.set(rule.name, value);
-        if (value !== 0 && value !== previous) fired.push({ rule: rule.name, signal, value, threshold: 0, detail: `DTC ${formatDtc(value)} appeared` });
+        if (value !== 0 && value !== previous)
+          fired.push({ rule: rule.name, signal, value, threshold: 0, detail: `DTC ${formatDtc(value)} appeared` });
         continue;
       }
       const above = rule.above !== undefined;
@@ -109,7 +116,13 @@ export class EventDetector {
       const cleared = above ? value <= threshold - rule.hysteresis : value >= threshold + rule.hysteresis;
       if (this.armed.get(rule.name) === true && crossed) {
         this.armed.set(rule.name, false);
-        fired.push({ rule: rule.name, signal, value, threshold, detail: `${signal} ${value} ${above ? 'above' : 'below'} ${threshold}` });
+        fired.push({
+          rule: rule.name,
+          signal,
+          value,
+          threshold,
+          detail: `${signal} ${value} ${above ? 'above' : 'below'} ${threshold}`,
+        });
       } else if (cleared) this.armed.set(rule.name, true);
     }
     return fired;

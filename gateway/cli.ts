@@ -44,7 +44,10 @@ function args(argv: string[], options: ParseArgsConfig['options']): ReturnType<t
   }
 }
 
-function numberOption(value: unknown, name: string, fallback: number): number {
+/** A value as node:util's parseArgs gives it. */
+type OptionValue = string | boolean | (string | boolean)[] | undefined;
+
+function numberOption(value: OptionValue, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} ${String(value)}: expected a number >= 0`);
@@ -66,7 +69,10 @@ async function main(argv: string[]): Promise<number> {
       const a = args(rest, { config: { type: 'string' } });
       if (a.values.config === undefined) throw new UsageError('run needs --config FILE');
       const [{ loadConfigFile }, { startGateway }, { systemClock }, { serviceNotifier }] = await Promise.all([
-        import('../core/config.js'), import('./gateway.js'), import('../core/clock.js'), import('./service-notify.js'),
+        import('../core/config.js'),
+        import('./gateway.js'),
+        import('../core/clock.js'),
+        import('./service-notify.js'),
       ]);
       const config = loadConfigFile(String(a.values.config));
       const gateway = await startGateway(config, systemClock, logJson);
@@ -86,22 +92,32 @@ async function main(argv: string[]): Promise<number> {
         logJson(`exiting now (${reason}); unacknowledged records stay stored`);
         process.exit(1);
       };
-      const watchdog = setTimeout(() => hardExit(`stop took over ${(DRAIN_TIMEOUT_MS + STOP_MARGIN_MS) / 1000} s`), DRAIN_TIMEOUT_MS + STOP_MARGIN_MS);
+      const watchdog = setTimeout(
+        () => hardExit(`stop took over ${(DRAIN_TIMEOUT_MS + STOP_MARGIN_MS) / 1000} s`),
+        DRAIN_TIMEOUT_MS + STOP_MARGIN_MS,
+      );
       watchdog.unref();
       process.once('SIGINT', () => hardExit('second SIGINT'));
       process.once('SIGTERM', () => hardExit('second SIGTERM'));
       const { drained, pending } = await gateway.stop(DRAIN_TIMEOUT_MS);
       service?.close();
-      logJson(`stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} batches=${gateway.sender.counters.batches} pending=${pending}`);
+      logJson(
+        `stopped: frames=${gateway.pipeline.frames} records=${gateway.stored()} acked=${gateway.sender.counters.acked} batches=${gateway.sender.counters.batches} pending=${pending}`,
+      );
       return drained ? 0 : 1;
     }
     case 'decode': {
       const a = args(rest, { dbc: { type: 'string' }, format: { type: 'string', default: 'candump' } });
       const format = String(a.values.format);
-      if (format !== 'candump' && format !== 'slcan') throw new UsageError(`--format ${format}: expected candump or slcan`);
-      const [{ loadDecoder }, { decodeLine }, { MAX_TRACE_LINE_CHARS, openTrace }, { readBoundedLines }] = await Promise.all([
-        import('./dbc-loader.js'), import('./decode-command.js'), import('../drivers/trace-source.js'), import('../drivers/line-reader.js'),
-      ]);
+      if (format !== 'candump' && format !== 'slcan')
+        throw new UsageError(`--format ${format}: expected candump or slcan`);
+      const [{ loadDecoder }, { decodeLine }, { MAX_TRACE_LINE_CHARS, openTrace }, { readBoundedLines }] =
+        await Promise.all([
+          import('./dbc-loader.js'),
+          import('./decode-command.js'),
+          import('../drivers/trace-source.js'),
+          import('../drivers/line-reader.js'),
+        ]);
       const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
       for (const warning of decoder?.db.warnings ?? []) process.stderr.write(`v2c-gateway: dbc: ${warning}\n`);
       const input = openTrace(a.positionals[0] ?? '-');
@@ -121,17 +137,35 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'simulate': {
-      const a = args(rest, { port: { type: 'string' }, trace: { type: 'string' }, speed: { type: 'string' }, timestamps: { type: 'boolean', default: false }, 'ignition-file': { type: 'string' } });
+      const a = args(rest, {
+        port: { type: 'string' },
+        trace: { type: 'string' },
+        speed: { type: 'string' },
+        timestamps: { type: 'boolean', default: false },
+        'ignition-file': { type: 'string' },
+      });
       if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
-      const [{ runSimulator }, { systemClock }] = await Promise.all([import('../drivers/slcan-adapter-simulator.js'), import('../core/clock.js')]);
-      const result = await runSimulator({
-        port: String(a.values.port),
-        trace: a.values.trace === undefined ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz') : String(a.values.trace),
-        speed: numberOption(a.values.speed, 'speed', 1),
-        timestamps: a.values.timestamps === true,
-        ...(a.values['ignition-file'] !== undefined ? { ignitionFile: String(a.values['ignition-file']) } : {}),
-      }, systemClock, (m) => process.stderr.write(`${m}\n`));
-      process.stderr.write(`simulate: sent=${result.framesSent} skipped=${result.skippedLines} commands=${result.commands}\n`);
+      const [{ runSimulator }, { systemClock }] = await Promise.all([
+        import('../drivers/slcan-adapter-simulator.js'),
+        import('../core/clock.js'),
+      ]);
+      const result = await runSimulator(
+        {
+          port: String(a.values.port),
+          trace:
+            a.values.trace === undefined
+              ? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz')
+              : String(a.values.trace),
+          speed: numberOption(a.values.speed, 'speed', 1),
+          timestamps: a.values.timestamps === true,
+          ...(a.values['ignition-file'] !== undefined ? { ignitionFile: String(a.values['ignition-file']) } : {}),
+        },
+        systemClock,
+        (m) => process.stderr.write(`${m}\n`),
+      );
+      process.stderr.write(
+        `simulate: sent=${result.framesSent} skipped=${result.skippedLines} commands=${result.commands}\n`,
+      );
       return 0;
     }
     case 'demo': {
@@ -141,37 +175,83 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'sink': {
       const a = args(rest, {
-        url: { type: 'string' }, 'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' }, 'idle-exit': { type: 'string' }, 'dedup-window': { type: 'string' }, 'client-id': { type: 'string', default: 'v2c-sink' },
-        ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
-        'offload-port': { type: 'string' }, 'server-cert': { type: 'string' }, 'server-key': { type: 'string' },
+        url: { type: 'string' },
+        'dead-letter': { type: 'string', default: '.v2c/sink-dead-letter' },
+        'idle-exit': { type: 'string' },
+        'dedup-window': { type: 'string' },
+        'client-id': { type: 'string', default: 'v2c-sink' },
+        ca: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        'offload-port': { type: 'string' },
+        'server-cert': { type: 'string' },
+        'server-key': { type: 'string' },
       });
       if (a.values.url === undefined) throw new UsageError('sink needs --url mqtt://host:port');
       const tlsFiles = [a.values.ca, a.values.cert, a.values.key];
-      if (String(a.values.url).startsWith('mqtts://') !== tlsFiles.every((f) => f !== undefined)) throw new UsageError('sink: an mqtts:// url needs --ca, --cert and --key (and mqtt:// none of them)');
-      const tls = a.values.ca === undefined ? undefined : { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values.cert), 'utf8'), key: readFileSync(String(a.values.key), 'utf8') };
-      const idleExitMs = a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
-      const [{ sinkSummary, TelemetrySink }, { OffloadReceiver }] = await Promise.all([import('../receiver/telemetry-sink.js'), import('../receiver/offload-receiver.js')]);
-      const sink = await TelemetrySink.start({
-        url: String(a.values.url), clientId: String(a.values['client-id']), deadLetterDir: String(a.values['dead-letter']),
-        dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000, ...(tls !== undefined ? { tls } : {}),
-      }, (m) => process.stderr.write(`${m}\n`));
+      if (String(a.values.url).startsWith('mqtts://') !== tlsFiles.every((f) => f !== undefined))
+        throw new UsageError('sink: an mqtts:// url needs --ca, --cert and --key (and mqtt:// none of them)');
+      const tls =
+        a.values.ca === undefined
+          ? undefined
+          : {
+              ca: readFileSync(String(a.values.ca), 'utf8'),
+              cert: readFileSync(String(a.values.cert), 'utf8'),
+              key: readFileSync(String(a.values.key), 'utf8'),
+            };
+      const idleExitMs =
+        a.values['idle-exit'] === undefined ? null : numberOption(a.values['idle-exit'], 'idle-exit', 0) * 1000;
+      const [{ sinkSummary, TelemetrySink }, { OffloadReceiver }] = await Promise.all([
+        import('../receiver/telemetry-sink.js'),
+        import('../receiver/offload-receiver.js'),
+      ]);
+      const sink = await TelemetrySink.start(
+        {
+          url: String(a.values.url),
+          clientId: String(a.values['client-id']),
+          deadLetterDir: String(a.values['dead-letter']),
+          dedupWindowMs: numberOption(a.values['dedup-window'], 'dedup-window', 300) * 1000,
+          ...(tls !== undefined ? { tls } : {}),
+        },
+        (m) => process.stderr.write(`${m}\n`),
+      );
       process.stderr.write(`sink: subscribed on ${String(a.values.url)}\n`);
       let offload: Awaited<ReturnType<typeof OffloadReceiver.start>> | null = null;
       if (a.values['offload-port'] !== undefined) {
-        if (a.values.ca === undefined || a.values['server-cert'] === undefined || a.values['server-key'] === undefined) {
-          throw new UsageError('sink --offload-port needs --ca (the devices\' CA), --server-cert and --server-key');
+        if (
+          a.values.ca === undefined ||
+          a.values['server-cert'] === undefined ||
+          a.values['server-key'] === undefined
+        ) {
+          throw new UsageError("sink --offload-port needs --ca (the devices' CA), --server-cert and --server-key");
         }
-        offload = await OffloadReceiver.start(sink, {
-          host: '127.0.0.1', port: numberOption(a.values['offload-port'], 'offload-port', 0), basePath: '/v1/vehicles', maxBodyBytes: 16 << 20,
-          tls: { ca: readFileSync(String(a.values.ca), 'utf8'), cert: readFileSync(String(a.values['server-cert']), 'utf8'), key: readFileSync(String(a.values['server-key']), 'utf8') },
-        }, (m) => process.stderr.write(`${m}\n`));
+        offload = await OffloadReceiver.start(
+          sink,
+          {
+            host: '127.0.0.1',
+            port: numberOption(a.values['offload-port'], 'offload-port', 0),
+            basePath: '/v1/vehicles',
+            maxBodyBytes: 16 << 20,
+            tls: {
+              ca: readFileSync(String(a.values.ca), 'utf8'),
+              cert: readFileSync(String(a.values['server-cert']), 'utf8'),
+              key: readFileSync(String(a.values['server-key']), 'utf8'),
+            },
+          },
+          (m) => process.stderr.write(`${m}\n`),
+        );
         process.stderr.write(`sink: offload uploads on https://127.0.0.1:${offload.port}/v1/vehicles\n`);
       }
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
         if (idleExitMs !== null) {
-          const timer = setInterval(() => { if (sink.idleMs >= idleExitMs) { clearInterval(timer); resolve(); } }, 100);
+          const timer = setInterval(() => {
+            if (sink.idleMs >= idleExitMs) {
+              clearInterval(timer);
+              resolve();
+            }
+          }, 100);
         }
       });
       await offload?.close();
@@ -201,35 +281,66 @@ async function main(argv: string[]): Promise<number> {
 async function provisionCommand(argv: string[]): Promise<number> {
   const { BENCH_CLOUD_CN, BENCH_VEHICLE_ID, createDevPki } = await import('../provisioning/dev-pki.js');
   if (argv[0] === 'dev-pki') {
-    const a = args(argv.slice(1), { out: { type: 'string' }, 'vehicle-id': { type: 'string', default: BENCH_VEHICLE_ID } });
+    const a = args(argv.slice(1), {
+      out: { type: 'string' },
+      'vehicle-id': { type: 'string', default: BENCH_VEHICLE_ID },
+    });
     if (a.values.out === undefined) throw new UsageError('provision dev-pki needs --out DIR');
     const pki = await createDevPki(resolve(String(a.values.out)), String(a.values['vehicle-id']));
-    process.stdout.write([
-      `bench PKI in ${pki.dir} (for benches and tests only):`,
-      `  CA ${pki.ca.cert}; broker ${pki.broker.cert} (127.0.0.1, localhost); cloud client ${pki.cloud.cert} (CN ${BENCH_CLOUD_CN})`,
-      ...Object.entries(pki.devices).map(([name, f]) => `  device ${name}: ${f.cert} ${f.key}`),
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        `bench PKI in ${pki.dir} (for benches and tests only):`,
+        `  CA ${pki.ca.cert}; broker ${pki.broker.cert} (127.0.0.1, localhost); cloud client ${pki.cloud.cert} (CN ${BENCH_CLOUD_CN})`,
+        ...Object.entries(pki.devices).map(([name, f]) => `  device ${name}: ${f.cert} ${f.key}`),
+        '',
+      ].join('\n'),
+    );
     return 0;
   }
   const a = args(argv, {
-    'vehicle-id': { type: 'string' }, region: { type: 'string', default: 'eu-central-1' }, model: { type: 'string', default: 'unknown' },
-    broker: { type: 'string' }, ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
-    'generate-key': { type: 'boolean', default: false }, 'csr-only': { type: 'boolean', default: false },
-    prefix: { type: 'string', default: '/' }, 'config-dir': { type: 'string', default: '/etc/v2c-gateway' }, 'data-dir': { type: 'string', default: '/var/lib/v2c-gateway' },
-    dbc: { type: 'string' }, template: { type: 'string' }, 'can-port': { type: 'string', default: '/dev/ttyACM0' },
-    'no-service': { type: 'boolean', default: false }, user: { type: 'string', default: 'v2c-gateway' },
+    'vehicle-id': { type: 'string' },
+    region: { type: 'string', default: 'eu-central-1' },
+    model: { type: 'string', default: 'unknown' },
+    broker: { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    'generate-key': { type: 'boolean', default: false },
+    'csr-only': { type: 'boolean', default: false },
+    prefix: { type: 'string', default: '/' },
+    'config-dir': { type: 'string', default: '/etc/v2c-gateway' },
+    'data-dir': { type: 'string', default: '/var/lib/v2c-gateway' },
+    dbc: { type: 'string' },
+    template: { type: 'string' },
+    'can-port': { type: 'string', default: '/dev/ttyACM0' },
+    'no-service': { type: 'boolean', default: false },
+    user: { type: 'string', default: 'v2c-gateway' },
   });
   const v = a.values;
   if (v['vehicle-id'] === undefined) throw new UsageError('provision needs --vehicle-id VIN');
-  if (v.broker === undefined && v['generate-key'] !== true && v['csr-only'] !== true) throw new UsageError('provision needs --broker mqtts://HOST:PORT');
-  const optional = (x: unknown): string | undefined => (x === undefined ? undefined : resolve(String(x)));
+  if (v.broker === undefined && v['generate-key'] !== true && v['csr-only'] !== true)
+    throw new UsageError('provision needs --broker mqtts://HOST:PORT');
+  const optional = (x: OptionValue): string | undefined => (x === undefined ? undefined : resolve(String(x)));
   const { provision } = await import('../provisioning/provision.js');
   const result = await provision({
-    vehicleId: String(v['vehicle-id']), region: String(v.region), model: String(v.model), broker: String(v.broker ?? ''),
-    ca: optional(v.ca), cert: optional(v.cert), key: optional(v.key), generateKey: v['generate-key'] === true, csrOnly: v['csr-only'] === true,
-    prefix: resolve(String(v.prefix)), configDir: String(v['config-dir']), dataDir: String(v['data-dir']), dbc: optional(v.dbc), template: optional(v.template),
-    canPort: String(v['can-port']), service: v['no-service'] !== true, serviceUser: String(v.user), now: new Date(),
+    vehicleId: String(v['vehicle-id']),
+    region: String(v.region),
+    model: String(v.model),
+    broker: String(v.broker ?? ''),
+    ca: optional(v.ca),
+    cert: optional(v.cert),
+    key: optional(v.key),
+    generateKey: v['generate-key'] === true,
+    csrOnly: v['csr-only'] === true,
+    prefix: resolve(String(v.prefix)),
+    configDir: String(v['config-dir']),
+    dataDir: String(v['data-dir']),
+    dbc: optional(v.dbc),
+    template: optional(v.template),
+    canPort: String(v['can-port']),
+    service: v['no-service'] !== true,
+    serviceUser: String(v.user),
+    now: new Date(),
   });
   process.stdout.write(`${result.summary.join('\n')}\n`);
   return 0;
@@ -242,7 +353,9 @@ function isExplained(err: unknown): err is Error & { code: string } {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`v2c-gateway: ${err.message}\n\n${USAGE}`);
     else if (isExplained(err)) process.stderr.write(`v2c-gateway: ${err.message}\n`);

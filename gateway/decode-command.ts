@@ -14,8 +14,9 @@ const BIG = '\u0000big:';
  * numbers; null would lose which one it was).
  */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${BIG}${v.toString()}` : typeof v === 'number' && !Number.isFinite(v) ? String(v) : v))
-    .replace(/"\\u0000big:(-?\d+)"/g, '$1');
+  return JSON.stringify(value, (_k, v: unknown) =>
+    typeof v === 'bigint' ? `${BIG}${v.toString()}` : typeof v === 'number' && !Number.isFinite(v) ? String(v) : v,
+  ).replace(/"\\u0000big:(-?\d+)"/g, '$1');
 }
 
 function frameFields(frame: CanFrame): { t: number | null; bus: string | null; id: number; extended: boolean } {
@@ -28,7 +29,14 @@ export function decodeLine(line: string, format: TraceFormat, decoder: DbcDecode
   if (parsed === null) return null;
   if (parsed instanceof MalformedLine) return toJson({ error: `${parsed.code}: ${parsed.reason}`, line });
   if (decoder === null) {
-    return toJson({ ...frameFields(parsed), rtr: parsed.rtr, fd: parsed.fd, brs: parsed.brs, ...(parsed.error ? { errorFrame: true } : {}), data: parsed.rtr ? '' : bytesToHex(parsed.data) });
+    return toJson({
+      ...frameFields(parsed),
+      rtr: parsed.rtr,
+      fd: parsed.fd,
+      brs: parsed.brs,
+      ...(parsed.error ? { errorFrame: true } : {}),
+      data: parsed.rtr ? '' : bytesToHex(parsed.data),
+    });
   }
   const decoded = decoder.decode(parsed, true);
   if (decoded instanceof DecodeError) return toJson({ error: `${decoded.code}: ${decoded.reason}`, line });

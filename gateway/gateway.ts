@@ -78,7 +78,10 @@ export function readBootId(): string {
 }
 
 /** `v2c/v1/{region}/{vehicle_id}/{suffix}` (the spec's topic tree). */
-export function vehicleTopic(config: GatewayConfig, suffix: 'telemetry/vehicle' | 'telemetry/batch' | 'status/heartbeat'): string {
+export function vehicleTopic(
+  config: GatewayConfig,
+  suffix: 'telemetry/vehicle' | 'telemetry/batch' | 'status/heartbeat',
+): string {
   return `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/${suffix}`;
 }
 
@@ -101,14 +104,24 @@ function loadCredentials(config: GatewayConfig, clock: Clock, log: Log): TlsStar
   if (tls === undefined) return null;
   const keyStore = new FileKeyStore({ key: tls.key, cert: tls.cert, ca: tls.ca });
   const credentials = keyStore.load();
-  const check = checkCredentials(credentials, credentials.files, { vehicleId: config.vehicle.id, now: new Date(clock.wallMs()), expiringWithinDays: 0 });
+  const check = checkCredentials(credentials, credentials.files, {
+    vehicleId: config.vehicle.id,
+    now: new Date(clock.wallMs()),
+    expiringWithinDays: 0,
+  });
   const fatal = check.problems.filter((p) => p.code !== 'CERT_EXPIRED' && p.code !== 'CERT_NOT_YET_VALID');
   if (fatal.length > 0 || check.facts === null) throw new CredentialError(fatal.length > 0 ? fatal : check.problems);
   // Without a real-time clock the system time can be days behind: try anyway, the broker decides.
   const early = check.problems.find((p) => p.code === 'CERT_NOT_YET_VALID');
   if (early !== undefined) log(`certificate: ${early.message}; connecting anyway`);
   const expired = check.problems.find((p) => p.code === 'CERT_EXPIRED');
-  return { settings: tls, keyStore, credentials, facts: check.facts, hold: expired === undefined ? null : `${expired.file}: ${expired.message}` };
+  return {
+    settings: tls,
+    keyStore,
+    credentials,
+    facts: check.facts,
+    hold: expired === undefined ? null : `${expired.file}: ${expired.message}`,
+  };
 }
 
 /** Hardware the tests and the bench supply themselves; the real ones are used for what is absent. */
@@ -118,7 +131,12 @@ export interface GatewayDevices {
   led?: StatusLed | null;
 }
 
-export async function startGateway(config: GatewayConfig, clock: Clock, log: Log, devices: GatewayDevices = {}): Promise<GatewayHandle> {
+export async function startGateway(
+  config: GatewayConfig,
+  clock: Clock,
+  log: Log,
+  devices: GatewayDevices = {},
+): Promise<GatewayHandle> {
   const decoder = loadDecoder(config.dbc);
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
   checkConfigInputs(config, new Set(decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name))), 'configuration');
@@ -155,9 +173,18 @@ interface Prepared {
   lock: StoreLock | null;
 }
 
-async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: GatewayDevices, { decoder, tls, bootId, lock }: Prepared): Promise<GatewayHandle> {
+async function wire(
+  config: GatewayConfig,
+  clock: Clock,
+  log: Log,
+  devices: GatewayDevices,
+  { decoder, tls, bootId, lock }: Prepared,
+): Promise<GatewayHandle> {
   const { p0, p1, p2 } = config.store.quotaBytes;
-  const store = await TelemetryStore.open({ kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] }, log);
+  const store = await TelemetryStore.open(
+    { kind: config.store.storage, ...config.store, quotaBytes: [p0, p1, p2] },
+    log,
+  );
   const counters = newPipelineCounters();
   let stored = 0;
   const invalidLog = rateLimited(log, 60_000);
@@ -165,53 +192,166 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   let serial: SlcanSerialSource | null = null;
   let frames: Observable<CanFrame | MalformedLine>;
   if (config.can.source === 'slcan') {
-    serial = new SlcanSerialSource({
-      path: config.can.port as string, bitrate: config.can.bitrate, baudRate: config.can.baudRate, bus: config.can.bus,
-      watchdogMs: config.can.watchdogMs, reopenDelaysMs: config.can.reopenDelaysMs, readIntervalMs: config.can.readIntervalMs,
-    }, clock);
-    serial.events.subscribe((e) => log(e.kind === 'open' ? `can: adapter open on ${config.can.port}` : e.kind === 'closed' ? `can: adapter closed: ${e.reason}` : `can: reopening in ${e.delayMs} ms`));
+    serial = new SlcanSerialSource(
+      {
+        path: config.can.port as string,
+        bitrate: config.can.bitrate,
+        baudRate: config.can.baudRate,
+        bus: config.can.bus,
+        watchdogMs: config.can.watchdogMs,
+        reopenDelaysMs: config.can.reopenDelaysMs,
+        readIntervalMs: config.can.readIntervalMs,
+      },
+      clock,
+    );
+    serial.events.subscribe((e) =>
+      log(
+        e.kind === 'open'
+          ? `can: adapter open on ${config.can.port}`
+          : e.kind === 'closed'
+            ? `can: adapter closed: ${e.reason}`
+            : `can: reopening in ${e.delayMs} ms`,
+      ),
+    );
     frames = serial.frames;
   } else {
-    frames = traceFrames(config.can.file as string, config.can.source === 'candump' ? 'candump' : 'slcan', config.can.speed, clock);
+    frames = traceFrames(
+      config.can.file as string,
+      config.can.source === 'candump' ? 'candump' : 'slcan',
+      config.can.speed,
+      clock,
+    );
   }
 
   const m = config.mqtt;
-  const session = new MqttSession({
-    url: m.url, clientId: m.clientId ?? config.vehicle.id, keepaliveS: m.keepaliveS, sessionExpiryS: m.sessionExpiryS, receiveMaximum: m.receiveMaximum,
-    maximumPacketSize: m.maximumPacketSize, maxOutgoingPacketBytes: m.maxOutgoingPacketBytes, connectTimeoutMs: m.connectTimeoutMs,
-    pubackTimeoutMs: m.pubackTimeoutMs, reconnect: m.reconnect, vehicleModel: config.vehicle.model, firmwareVersion: config.firmwareVersion,
-    ...(tls !== null ? { tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername) } : {}),
-  }, log);
+  const session = new MqttSession(
+    {
+      url: m.url,
+      clientId: m.clientId ?? config.vehicle.id,
+      keepaliveS: m.keepaliveS,
+      sessionExpiryS: m.sessionExpiryS,
+      receiveMaximum: m.receiveMaximum,
+      maximumPacketSize: m.maximumPacketSize,
+      maxOutgoingPacketBytes: m.maxOutgoingPacketBytes,
+      connectTimeoutMs: m.connectTimeoutMs,
+      pubackTimeoutMs: m.pubackTimeoutMs,
+      reconnect: m.reconnect,
+      vehicleModel: config.vehicle.model,
+      firmwareVersion: config.firmwareVersion,
+      ...(tls !== null ? { tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername) } : {}),
+    },
+    log,
+  );
   const c = config.certificate;
-  const certificate = tls === null ? null : new CertificateLifecycle(tls.keyStore, session, tls.credentials, tls.facts, {
-    vehicleId: config.vehicle.id, region: config.vehicle.region, warnDays: c.warnDays, renewAtFraction: c.renewAtFraction, checkIntervalMs: c.checkIntervalMs,
-    responseTimeoutMs: c.responseTimeoutMs, connectTimeoutMs: c.connectTimeoutMs, minVersion: tls.settings.minVersion,
-    ...(tls.settings.servername !== undefined ? { servername: tls.settings.servername } : {}),
-  }, clock, log);
+  const certificate =
+    tls === null
+      ? null
+      : new CertificateLifecycle(
+          tls.keyStore,
+          session,
+          tls.credentials,
+          tls.facts,
+          {
+            vehicleId: config.vehicle.id,
+            region: config.vehicle.region,
+            warnDays: c.warnDays,
+            renewAtFraction: c.renewAtFraction,
+            checkIntervalMs: c.checkIntervalMs,
+            responseTimeoutMs: c.responseTimeoutMs,
+            connectTimeoutMs: c.connectTimeoutMs,
+            minVersion: tls.settings.minVersion,
+            ...(tls.settings.servername !== undefined ? { servername: tls.settings.servername } : {}),
+          },
+          clock,
+          log,
+        );
   const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
-  const sender = new OutboxSender(store, session, deadLetters, {
-    vehicleId: config.vehicle.id, vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'), batchTopic: vehicleTopic(config, 'telemetry/batch'),
-    inflight: m.inflight, batchMinRecords: config.batch.minRecords, batchMaxRecords: config.batch.maxRecords, batchInflight: config.batch.inflight, batchMaxAgeMs: config.batch.maxAgeMs,
-    retryDelayMs: m.retryDelayMs, resends: m.resends, quotaBackoffMs: config.batch.quotaBackoffMs, zstdLevel: config.batch.zstdLevel, resolution: resolutionTable(decoder.db, config.pipeline.fields),
-  }, clock, log);
-  const status = async (): Promise<Record<string, unknown>> => ({ state: session.state, pending: await store.count(), in_flight: sender.inFlight, parked: sender.parkedRecords, acked: sender.counters.acked });
-  const heartbeat = new Heartbeat(session, vehicleTopic(config, 'status/heartbeat'), m.heartbeatS * 1000, m.heartbeatTimeoutMs, () => ({ state: session.state, acked: sender.counters.acked }), clock);
-  const commands = new CommandHandler(session, { status, flush: () => sender.flush(), setIntervalS: (s) => heartbeat.setInterval(s * 1000), nowMs: () => clock.wallMs() }, log);
-  session.messages.pipe(filter((message) => isCommandTopic(message.topic, config.vehicle.id))).subscribe((message) => void commands.handle(message));
+  const sender = new OutboxSender(
+    store,
+    session,
+    deadLetters,
+    {
+      vehicleId: config.vehicle.id,
+      vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'),
+      batchTopic: vehicleTopic(config, 'telemetry/batch'),
+      inflight: m.inflight,
+      batchMinRecords: config.batch.minRecords,
+      batchMaxRecords: config.batch.maxRecords,
+      batchInflight: config.batch.inflight,
+      batchMaxAgeMs: config.batch.maxAgeMs,
+      retryDelayMs: m.retryDelayMs,
+      resends: m.resends,
+      quotaBackoffMs: config.batch.quotaBackoffMs,
+      zstdLevel: config.batch.zstdLevel,
+      resolution: resolutionTable(decoder.db, config.pipeline.fields),
+    },
+    clock,
+    log,
+  );
+  const status = async (): Promise<Record<string, unknown>> => ({
+    state: session.state,
+    pending: await store.count(),
+    in_flight: sender.inFlight,
+    parked: sender.parkedRecords,
+    acked: sender.counters.acked,
+  });
+  const heartbeat = new Heartbeat(
+    session,
+    vehicleTopic(config, 'status/heartbeat'),
+    m.heartbeatS * 1000,
+    m.heartbeatTimeoutMs,
+    () => ({ state: session.state, acked: sender.counters.acked }),
+    clock,
+  );
+  const commands = new CommandHandler(
+    session,
+    {
+      status,
+      flush: () => sender.flush(),
+      setIntervalS: (s) => heartbeat.setInterval(s * 1000),
+      nowMs: () => clock.wallMs(),
+    },
+    log,
+  );
+  session.messages
+    .pipe(filter((message) => isCommandTopic(message.topic, config.vehicle.id)))
+    .subscribe((message) => void commands.handle(message));
   session.keepSubscribed(commandFilter(config.vehicle.id));
 
-  const gpio = devices.ignition !== undefined || devices.led !== undefined ? { ignition: devices.ignition ?? null, led: devices.led ?? null } : openGpio(config.gpio, clock, log);
+  const gpio =
+    devices.ignition !== undefined || devices.led !== undefined
+      ? { ignition: devices.ignition ?? null, led: devices.led ?? null }
+      : openGpio(config.gpio, clock, log);
   const l = config.link;
   const link = new LinkController(
-    devices.linkMonitor ?? new SystemLinkMonitor({ cellularInterfaces: l.cellularInterfaces, pollMs: l.pollMs, ...(l.wifiInterface !== undefined ? { wifiInterface: l.wifiInterface } : {}) }, log),
-    gpio.ignition, new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock, log),
-    { allowedSsids: l.allowedSsids, parkedAfterMs: l.parkedAfterMs, dailyCellularBudgetBytes: l.dailyCellularBudgetBytes, batchMaxRecords: config.batch.maxRecords, offloadBatchRecords: l.offloadBatchRecords },
-    () => store.count(), log, () => clock.monoMs(),
+    devices.linkMonitor ??
+      new SystemLinkMonitor(
+        {
+          cellularInterfaces: l.cellularInterfaces,
+          pollMs: l.pollMs,
+          ...(l.wifiInterface !== undefined ? { wifiInterface: l.wifiInterface } : {}),
+        },
+        log,
+      ),
+    gpio.ignition,
+    new CellularBudget(join(config.store.dir, 'cellular-budget.json'), l.dailyCellularBudgetBytes, clock, log),
+    {
+      allowedSsids: l.allowedSsids,
+      parkedAfterMs: l.parkedAfterMs,
+      dailyCellularBudgetBytes: l.dailyCellularBudgetBytes,
+      batchMaxRecords: config.batch.maxRecords,
+      offloadBatchRecords: l.offloadBatchRecords,
+    },
+    () => store.count(),
+    log,
+    () => clock.monoMs(),
   );
   sender.link = link;
   link.decisions.subscribe(() => sender.kick());
   // A link that comes back ends the reconnect wait at once.
-  link.monitor.links.subscribe((state) => { if (state.kind !== 'none') session.retryNow(); });
+  link.monitor.links.subscribe((state) => {
+    if (state.kind !== 'none') session.retryNow();
+  });
   const led = gpio.led;
   if (led !== null) session.states.subscribe((s) => led.show(ledModeFor(s.state, store.counters.degraded !== null)));
 
@@ -219,31 +359,81 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   const corrector = new ClockCorrector(bootId, clock, { driftPpm: k.driftPpm, windowMs: k.windowMs }, log);
   sender.prepare = (record) => corrector.correct(record);
   let onlineSinceMs: number | null = null;
-  session.connected.subscribe((up) => { onlineSinceMs = up ? clock.monoMs() : null; });
-  sender.timeHoldMs = () => (corrector.reference !== null || !k.brokerTime || onlineSinceMs === null ? 0 : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs()));
+  session.connected.subscribe((up) => {
+    onlineSinceMs = up ? clock.monoMs() : null;
+  });
+  sender.timeHoldMs = () =>
+    corrector.reference !== null || !k.brokerTime || onlineSinceMs === null
+      ? 0
+      : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs());
   corrector.references.subscribe(() => sender.kick());
-  const uploader = config.offload.url === undefined || tls === null ? null : new HttpsOffloadUploader({
-    url: config.offload.url, vehicleId: config.vehicle.id, concurrency: config.offload.concurrency, timeoutMs: config.offload.timeoutMs,
-    tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
-  }, corrector, clock);
+  const uploader =
+    config.offload.url === undefined || tls === null
+      ? null
+      : new HttpsOffloadUploader(
+          {
+            url: config.offload.url,
+            vehicleId: config.vehicle.id,
+            concurrency: config.offload.concurrency,
+            timeoutMs: config.offload.timeoutMs,
+            tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
+          },
+          corrector,
+          clock,
+        );
   sender.uploader = uploader;
   if (certificate !== null && uploader !== null && tls !== null) {
-    certificate.onRenewed = (c) => uploader.useCredentials(sessionTls(c, tls.settings.minVersion, tls.settings.servername));
+    certificate.onRenewed = (c) =>
+      uploader.useCredentials(sessionTls(c, tls.settings.minVersion, tls.settings.servername));
   }
-  const brokerTime = k.brokerTime ? new BrokerTimeSource(session, timeTopics(config.vehicle.region, config.vehicle.id), corrector, clock, k.brokerTimeIntervalMs, log) : null;
-  const ntp = k.ntp ? new NtpStateSource(corrector, clock, { intervalMs: k.ntpIntervalMs, errorMs: k.ntpErrorMs }, log) : null;
-  const gps = k.gpsPort !== undefined ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log) : null;
+  const brokerTime = k.brokerTime
+    ? new BrokerTimeSource(
+        session,
+        timeTopics(config.vehicle.region, config.vehicle.id),
+        corrector,
+        clock,
+        k.brokerTimeIntervalMs,
+        log,
+      )
+    : null;
+  const ntp = k.ntp
+    ? new NtpStateSource(corrector, clock, { intervalMs: k.ntpIntervalMs, errorMs: k.ntpErrorMs }, log)
+    : null;
+  const gps =
+    k.gpsPort !== undefined
+      ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log)
+      : null;
 
   const metrics = new GatewayMetrics();
   // How late the event loop runs (a CPU-starved board, a blocking write): what every deadline lives with.
   // 100 ms: enough to see the stalls that matter (hundreds of ms), at 10 wake-ups a second instead of 50.
   const loopDelay = monitorEventLoopDelay({ resolution: 100 });
-  metrics.gauge('v2c_event_loop_delay_seconds', 'Event-loop delay since the last scrape (p99 and max)', ['stat'], () => {
-    const figures: Array<[Record<string, string>, number]> = [[{ stat: 'p99' }, loopDelay.percentile(99) / 1e9], [{ stat: 'max' }, loopDelay.max / 1e9]];
-    loopDelay.reset();
-    return figures;
-  });
-  registerMetrics(metrics, config, counters, serial?.counters ?? null, sender, session, store, heartbeat, commands, deadLetters, () => stored);
+  metrics.gauge(
+    'v2c_event_loop_delay_seconds',
+    'Event-loop delay since the last scrape (p99 and max)',
+    ['stat'],
+    () => {
+      const figures: Array<[Record<string, string>, number]> = [
+        [{ stat: 'p99' }, loopDelay.percentile(99) / 1e9],
+        [{ stat: 'max' }, loopDelay.max / 1e9],
+      ];
+      loopDelay.reset();
+      return figures;
+    },
+  );
+  registerMetrics(
+    metrics,
+    config,
+    counters,
+    serial?.counters ?? null,
+    sender,
+    session,
+    store,
+    heartbeat,
+    commands,
+    deadLetters,
+    () => stored,
+  );
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
   registerClockMetrics(metrics, corrector);
@@ -254,7 +444,9 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   } catch (err) {
     await store.close();
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new ConfigError('configuration', [`metrics.port: cannot listen on ${config.metrics.host}:${config.metrics.port} (${code}); choose a free port, or 0 to turn the endpoint off`]);
+    throw new ConfigError('configuration', [
+      `metrics.port: cannot listen on ${config.metrics.host}:${config.metrics.port} (${code}); choose a free port, or 0 to turn the endpoint off`,
+    ]);
   }
   if (metricsPort !== null) log(`metrics: http://${config.metrics.host}:${metricsPort}/metrics`);
   loopDelay.enable();
@@ -263,21 +455,35 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   // Ends a trace replay on stop; the serial source ends with the adapter's own stop.
   const stopping = new Subject<void>();
   const sourceDone = new Promise<void>((resolve, reject) => {
-    telemetryPipeline(frames.pipe(takeUntil(stopping)), { config, decoder, clock, counters, bootId, firstSequence, live: serial !== null || config.can.file === '-' })
-      .pipe(concatMap(async (record) => {
-        // A record its receiver would refuse is never stored (it would be deleted on its PUBACK and lost there).
-        const problem = validateRecord(record, config.vehicle.id, [SCHEMA_VERSION]);
-        if (problem !== null) {
-          try {
-            deadLetters.write({ reason: 'invalid_record', topic: 'store', detail: problem, record }, clock.wallMs());
-            invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}); moved to ${deadLetters.path}`);
-          } catch (err) {
-            invalidLog(`pipeline: record ${record.messageId} is not valid (${problem}) and could not be kept in ${deadLetters.path}: ${(err as Error).message}`);
+    telemetryPipeline(frames.pipe(takeUntil(stopping)), {
+      config,
+      decoder,
+      clock,
+      counters,
+      bootId,
+      firstSequence,
+      live: serial !== null || config.can.file === '-',
+    })
+      .pipe(
+        concatMap(async (record) => {
+          // A record its receiver would refuse is never stored (it would be deleted on its PUBACK and lost there).
+          const problem = validateRecord(record, config.vehicle.id, [SCHEMA_VERSION]);
+          if (problem !== null) {
+            try {
+              deadLetters.write({ reason: 'invalid_record', topic: 'store', detail: problem, record }, clock.wallMs());
+              invalidLog(
+                `pipeline: record ${record.messageId} is not valid (${problem}); moved to ${deadLetters.path}`,
+              );
+            } catch (err) {
+              invalidLog(
+                `pipeline: record ${record.messageId} is not valid (${problem}) and could not be kept in ${deadLetters.path}: ${(err as Error).message}`,
+              );
+            }
+            return;
           }
-          return;
-        }
-        if (await store.insert(record, clock.wallMs())) stored++;
-      }))
+          if (await store.insert(record, clock.wallMs())) stored++;
+        }),
+      )
       .subscribe({ error: reject, complete: resolve });
   });
   link.start();
@@ -285,7 +491,10 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   ntp?.start();
   gps?.start();
   sender.start();
-  if (tls?.hold != null) session.holdForCertificate(`${tls.hold}; certificate renewal needed (run v2c-gateway provision with a new certificate)`);
+  if (tls?.hold != null)
+    session.holdForCertificate(
+      `${tls.hold}; certificate renewal needed (run v2c-gateway provision with a new certificate)`,
+    );
   else session.start();
   certificate?.start();
   heartbeat.start();
@@ -293,7 +502,21 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
   announceZstd(metrics, log);
 
   return {
-    pipeline: counters, serial: serial?.counters ?? null, stored: () => stored, sender, session, heartbeat, commands, deadLetters, store, metrics, metricsPort, sourceDone, certificate, link, time: corrector,
+    pipeline: counters,
+    serial: serial?.counters ?? null,
+    stored: () => stored,
+    sender,
+    session,
+    heartbeat,
+    commands,
+    deadLetters,
+    store,
+    metrics,
+    metricsPort,
+    sourceDone,
+    certificate,
+    link,
+    time: corrector,
     async stop(drainTimeoutMs) {
       // Every step runs whatever the one before it did: one failure must not leak the rest.
       const step = async (what: string, fn: () => unknown): Promise<void> => {
@@ -310,8 +533,12 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
       await step('closing the adapter', () => serial?.stop());
       stopping.next();
       await step('ending capture', () => sourceDone);
-      await step('draining the outbox', async () => { drained = await sender.drain(drainTimeoutMs); });
-      await step('counting what is left', async () => { pending = await store.count(); });
+      await step('draining the outbox', async () => {
+        drained = await sender.drain(drainTimeoutMs);
+      });
+      await step('counting what is left', async () => {
+        pending = await store.count();
+      });
       await step('stopping the sender', () => sender.stop());
       await step('stopping the heartbeat', () => heartbeat.stop());
       await step('stopping the certificate checks', () => certificate?.stop());
@@ -338,86 +565,222 @@ async function wire(config: GatewayConfig, clock: Clock, log: Log, devices: Gate
  */
 function announceZstd(m: GatewayMetrics, log: Log): void {
   let implementation = 'pending';
-  m.gauge('v2c_zstd_implementation', '1 for the zstd implementation batches are compressed with (none: batches cannot be sent)', ['implementation'], () => [[{ implementation }, 1]]);
-  zstdChoice().then(({ codec, passedOver }) => {
-    implementation = codec.implementation;
-    log(`zstd: ${codec.implementation}${passedOver.length > 0 ? ` (passed over ${passedOver.join('; ')})` : ''}`);
-  }, (err: unknown) => {
-    implementation = 'none';
-    log(`zstd: ${(err as Error).message}; batches stay stored until one is installed`);
-  });
+  m.gauge(
+    'v2c_zstd_implementation',
+    '1 for the zstd implementation batches are compressed with (none: batches cannot be sent)',
+    ['implementation'],
+    () => [[{ implementation }, 1]],
+  );
+  zstdChoice().then(
+    ({ codec, passedOver }) => {
+      implementation = codec.implementation;
+      log(`zstd: ${codec.implementation}${passedOver.length > 0 ? ` (passed over ${passedOver.join('; ')})` : ''}`);
+    },
+    (err: unknown) => {
+      implementation = 'none';
+      log(`zstd: ${(err as Error).message}; batches stay stored until one is installed`);
+    },
+  );
 }
 
-function registerMetrics(m: GatewayMetrics, config: GatewayConfig, p: PipelineCounters, serial: SlcanSourceCounters | null, sender: OutboxSender,
-  session: MqttSession, store: TelemetryStore, heartbeat: Heartbeat, commands: CommandHandler, deadLetters: DeadLetterFile, stored: () => number): void {
+function registerMetrics(
+  m: GatewayMetrics,
+  config: GatewayConfig,
+  p: PipelineCounters,
+  serial: SlcanSourceCounters | null,
+  sender: OutboxSender,
+  session: MqttSession,
+  store: TelemetryStore,
+  heartbeat: Heartbeat,
+  commands: CommandHandler,
+  deadLetters: DeadLetterFile,
+  stored: () => number,
+): void {
   const source = config.can.source;
   const region = config.vehicle.region;
   m.counter('v2c_can_frames_total', 'CAN frames received', ['source'], () => [[{ source }, p.frames]]);
-  m.counter('v2c_can_malformed_lines_total', 'Input lines that were not valid frames', ['source'], () => [[{ source }, p.malformed]]);
-  m.counter('v2c_can_decoded_frames_total', 'Frames decoded with the DBC', [], () => [[{}, p.decoded]]);
-  m.counter('v2c_can_decode_errors_total', 'Frames the DBC could not decode', ['reason'], () => Object.entries(p.decodeErrors).map(([reason, n]) => [{ reason }, n]));
-  if (serial !== null) {
-    m.counter('v2c_serial_reopens_total', 'Adapter reopen attempts', ['cause'], () => [[{ cause: 'watchdog' }, serial.watchdogReopens], [{ cause: 'error' }, serial.reopens - serial.watchdogReopens]]);
-    m.counter('v2c_serial_adapter_errors_total', 'BEL error replies from the adapter', [], () => [[{}, serial.adapterErrors]]);
-  }
-  m.counter('v2c_pipeline_records_total', 'Telemetry records built', ['kind'], () => [[{ kind: 'window' }, p.windows], [{ kind: 'event' }, p.events]]);
-  m.counter('v2c_store_records_total', 'Records written to the local store', [], () => [[{}, stored()]]);
-  m.counter('v2c_telemetry_publish_total', 'Telemetry messages published by path and outcome', ['region', 'topic', 'status'], () => [
-    [{ region, topic: 'individual', status: 'sent' }, sender.counters.singles],
-    [{ region, topic: 'batch', status: 'sent' }, sender.counters.batches],
-    [{ region, topic: 'offload', status: 'sent' }, sender.counters.uploads],
-    [{ region, topic: 'any', status: 'failure' }, sender.counters.failed],
+  m.counter('v2c_can_malformed_lines_total', 'Input lines that were not valid frames', ['source'], () => [
+    [{ source }, p.malformed],
   ]);
+  m.counter('v2c_can_decoded_frames_total', 'Frames decoded with the DBC', [], () => [[{}, p.decoded]]);
+  m.counter('v2c_can_decode_errors_total', 'Frames the DBC could not decode', ['reason'], () =>
+    Object.entries(p.decodeErrors).map(([reason, n]) => [{ reason }, n]),
+  );
+  if (serial !== null) {
+    m.counter('v2c_serial_reopens_total', 'Adapter reopen attempts', ['cause'], () => [
+      [{ cause: 'watchdog' }, serial.watchdogReopens],
+      [{ cause: 'error' }, serial.reopens - serial.watchdogReopens],
+    ]);
+    m.counter('v2c_serial_adapter_errors_total', 'BEL error replies from the adapter', [], () => [
+      [{}, serial.adapterErrors],
+    ]);
+  }
+  m.counter('v2c_pipeline_records_total', 'Telemetry records built', ['kind'], () => [
+    [{ kind: 'window' }, p.windows],
+    [{ kind: 'event' }, p.events],
+  ]);
+  m.counter('v2c_store_records_total', 'Records written to the local store', [], () => [[{}, stored()]]);
+  m.counter(
+    'v2c_telemetry_publish_total',
+    'Telemetry messages published by path and outcome',
+    ['region', 'topic', 'status'],
+    () => [
+      [{ region, topic: 'individual', status: 'sent' }, sender.counters.singles],
+      [{ region, topic: 'batch', status: 'sent' }, sender.counters.batches],
+      [{ region, topic: 'offload', status: 'sent' }, sender.counters.uploads],
+      [{ region, topic: 'any', status: 'failure' }, sender.counters.failed],
+    ],
+  );
   m.counter('v2c_telemetry_records_acked_total', 'Records whose PUBACK arrived', ['topic'], () => [
-    [{ topic: 'individual' }, sender.counters.acked - sender.counters.batchAckedRecords - sender.counters.uploadedRecords], [{ topic: 'batch' }, sender.counters.batchAckedRecords],
-    [{ topic: 'offload' }, sender.counters.uploadedRecords]]);
-  m.gauge('v2c_batch_compression_ratio', 'Compressed / uncompressed bytes of the batches sent', [], () => [[{}, sender.counters.batchPlainBytes === 0 ? 0 : sender.counters.batchWireBytes / sender.counters.batchPlainBytes]]);
-  m.counter('v2c_batch_splits_total', 'Batches split to fit the broker\'s maximum packet size', [], () => [[{}, sender.counters.splits]]);
-  m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () => [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]));
-  m.counter('v2c_security_events_total', 'Publishes the broker refused as not authorised (PUBACK 0x87)', ['kind'], () => [[{ kind: 'publish_not_authorised' }, sender.counters.notAuthorised]]);
-  m.gauge('v2c_parked_records', 'Records kept but not sent: their topic is not authorised, or they exceed this broker\'s maximum packet size', ['reason'], () => {
-    const parked = sender.parkedByReason;
-    return [[{ reason: 'not_authorised' }, parked.notAuthorised], [{ reason: 'exceeds_broker_packet_size' }, parked.exceedsBrokerPacketSize]];
-  });
-  m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [[{}, session.counters.pubackTimeouts]]);
-  m.counter('v2c_publish_resends_total', 'Records published again with DUP (after a lost connection or a PUBACK timeout)', [], () => [[{}, sender.counters.resends]]);
+    [
+      { topic: 'individual' },
+      sender.counters.acked - sender.counters.batchAckedRecords - sender.counters.uploadedRecords,
+    ],
+    [{ topic: 'batch' }, sender.counters.batchAckedRecords],
+    [{ topic: 'offload' }, sender.counters.uploadedRecords],
+  ]);
+  m.gauge('v2c_batch_compression_ratio', 'Compressed / uncompressed bytes of the batches sent', [], () => [
+    [{}, sender.counters.batchPlainBytes === 0 ? 0 : sender.counters.batchWireBytes / sender.counters.batchPlainBytes],
+  ]);
+  m.counter('v2c_batch_splits_total', "Batches split to fit the broker's maximum packet size", [], () => [
+    [{}, sender.counters.splits],
+  ]);
+  m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () =>
+    [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]),
+  );
+  m.counter(
+    'v2c_security_events_total',
+    'Publishes the broker refused as not authorised (PUBACK 0x87)',
+    ['kind'],
+    () => [[{ kind: 'publish_not_authorised' }, sender.counters.notAuthorised]],
+  );
+  m.gauge(
+    'v2c_parked_records',
+    "Records kept but not sent: their topic is not authorised, or they exceed this broker's maximum packet size",
+    ['reason'],
+    () => {
+      const parked = sender.parkedByReason;
+      return [
+        [{ reason: 'not_authorised' }, parked.notAuthorised],
+        [{ reason: 'exceeds_broker_packet_size' }, parked.exceedsBrokerPacketSize],
+      ];
+    },
+  );
+  m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [
+    [{}, session.counters.pubackTimeouts],
+  ]);
+  m.counter(
+    'v2c_publish_resends_total',
+    'Records published again with DUP (after a lost connection or a PUBACK timeout)',
+    [],
+    () => [[{}, sender.counters.resends]],
+  );
   m.counter('v2c_connection_attempts_total', 'MQTT connection attempts', ['region', 'vehicle_model', 'result'], () => [
     [{ region, vehicle_model: config.vehicle.model, result: 'success' }, session.counters.successes],
-    [{ region, vehicle_model: config.vehicle.model, result: 'failure' }, Math.max(0, session.counters.attempts - session.counters.successes - (session.state === 'connecting' ? 1 : 0))],
+    [
+      { region, vehicle_model: config.vehicle.model, result: 'failure' },
+      Math.max(0, session.counters.attempts - session.counters.successes - (session.state === 'connecting' ? 1 : 0)),
+    ],
   ]);
-  m.counter('v2c_connack_refusals_total', 'CONNACKs refusing the connection, by reason code', ['reason_code'], () => [...session.counters.connackRefusals].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]));
-  m.counter('v2c_server_disconnects_total', 'DISCONNECTs sent by the broker, by reason code', ['reason_code'], () => [...session.counters.serverDisconnects].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]));
+  m.counter('v2c_connack_refusals_total', 'CONNACKs refusing the connection, by reason code', ['reason_code'], () =>
+    [...session.counters.connackRefusals].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]),
+  );
+  m.counter('v2c_server_disconnects_total', 'DISCONNECTs sent by the broker, by reason code', ['reason_code'], () =>
+    [...session.counters.serverDisconnects].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]),
+  );
   m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, session.isConnected ? 1 : 0]]);
   m.gauge('v2c_mqtt_state', '1 for the state the MQTT session is in', ['state'], () => [[{ state: session.state }, 1]]);
-  m.gauge('v2c_certificate_renewal_required', '1 while the broker refuses our credentials (CONNACK 0x86/0x87/0x8C, TLS certificate errors)', [], () => [[{}, session.state === 'certificate-renewal' ? 1 : 0]]);
-  m.counter('v2c_heartbeats_total', 'Application heartbeats by outcome', ['result'], () => [[{ result: 'acked' }, heartbeat.counters.acked], [{ result: 'missed' }, heartbeat.counters.missed]]);
-  m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () => [...commands.counts].map(([key, n]) => { const [command = '', result = ''] = key.split('|'); return [{ command, result }, n]; }));
-  m.gauge('v2c_local_buffer_depth', 'Records stored and not yet acknowledged', ['vehicle_id'], async () => [[{ vehicle_id: config.vehicle.id }, await store.count()]]);
+  m.gauge(
+    'v2c_certificate_renewal_required',
+    '1 while the broker refuses our credentials (CONNACK 0x86/0x87/0x8C, TLS certificate errors)',
+    [],
+    () => [[{}, session.state === 'certificate-renewal' ? 1 : 0]],
+  );
+  m.counter('v2c_heartbeats_total', 'Application heartbeats by outcome', ['result'], () => [
+    [{ result: 'acked' }, heartbeat.counters.acked],
+    [{ result: 'missed' }, heartbeat.counters.missed],
+  ]);
+  m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () =>
+    [...commands.counts].map(([key, n]) => {
+      const [command = '', result = ''] = key.split('|');
+      return [{ command, result }, n];
+    }),
+  );
+  m.gauge('v2c_local_buffer_depth', 'Records stored and not yet acknowledged', ['vehicle_id'], async () => [
+    [{ vehicle_id: config.vehicle.id }, await store.count()],
+  ]);
   m.counter('v2c_dropped_total', 'Records dropped before delivery', ['priority', 'reason'], () =>
-    [...store.counters.dropped].map(([key, n]) => { const [priority = '', reason = ''] = key.split('|'); return [{ priority, reason }, n]; }));
-  m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [[{}, store.counters.writeErrors]]);
-  m.gauge('v2c_store_degraded', '1 while records are kept in memory because the database cannot be used', ['reason'], () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]]);
-  m.gauge('v2c_store_integrity', '1 for the state the database file check is in', ['state'], () => [[{ state: store.counters.integrity }, 1]]);
-  m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [[{}, store.usedBytes() ?? 0]]);
+    [...store.counters.dropped].map(([key, n]) => {
+      const [priority = '', reason = ''] = key.split('|');
+      return [{ priority, reason }, n];
+    }),
+  );
+  m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [
+    [{}, store.counters.writeErrors],
+  ]);
+  m.gauge(
+    'v2c_store_degraded',
+    '1 while records are kept in memory because the database cannot be used',
+    ['reason'],
+    () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]],
+  );
+  m.gauge('v2c_store_integrity', '1 for the state the database file check is in', ['state'], () => [
+    [{ state: store.counters.integrity }, 1],
+  ]);
+  m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [
+    [{}, store.usedBytes() ?? 0],
+  ]);
 }
 
 function registerCertificateMetrics(m: GatewayMetrics, certificate: CertificateLifecycle): void {
-  m.gauge('v2c_certificate_expiry_days', 'Days until the device certificate expires (negative: expired)', [], () => [[{}, Math.round(certificate.daysToExpiry() * 100) / 100]]);
-  m.counter('v2c_certificate_renewals_total', 'Certificate renewals by outcome', ['result'], () => Object.entries(certificate.counters).map(([result, n]) => [{ result }, n]));
+  m.gauge('v2c_certificate_expiry_days', 'Days until the device certificate expires (negative: expired)', [], () => [
+    [{}, Math.round(certificate.daysToExpiry() * 100) / 100],
+  ]);
+  m.counter('v2c_certificate_renewals_total', 'Certificate renewals by outcome', ['result'], () =>
+    Object.entries(certificate.counters).map(([result, n]): [Record<string, string>, number] => [
+      { result },
+      Number(n),
+    ]),
+  );
 }
 
 function registerLinkMetrics(m: GatewayMetrics, link: LinkController): void {
   m.gauge('v2c_link_state', '1 for the link the gateway has now', ['kind'], () => [[{ kind: link.link.kind }, 1]]);
   m.gauge('v2c_link_mode', '1 for what the link policy allows now', ['mode'], () => [[{ mode: link.current.mode }, 1]]);
-  m.gauge('v2c_cellular_bytes_today', 'Bytes published over a metered link this UTC day', [], () => [[{}, link.budget.usedToday()]]);
+  m.gauge('v2c_cellular_bytes_today', 'Bytes published over a metered link this UTC day', [], () => [
+    [{}, link.budget.usedToday()],
+  ]);
   m.gauge('v2c_cellular_budget_bytes', 'Daily cellular byte budget for P2', [], () => [[{}, link.budget.budgetBytes]]);
-  if (link.ignition !== null) m.gauge('v2c_ignition_on', '1 while the ignition is on', [], () => [[{}, link.ignition?.isOn === true ? 1 : 0]]);
+  if (link.ignition !== null)
+    m.gauge('v2c_ignition_on', '1 while the ignition is on', [], () => [[{}, link.ignition?.isOn === true ? 1 : 0]]);
 }
 
 function registerClockMetrics(m: GatewayMetrics, corrector: ClockCorrector): void {
-  m.gauge('v2c_clock_offset_seconds', 'True time minus the system clock, from the best reference of this boot (0 before one)', [], () => [[{}, (corrector.offsetMs() ?? 0) / 1000]]);
-  m.gauge('v2c_time_quality', '1 for the quality of the time records get now', ['quality'], () => [[{ quality: corrector.quality() === TimeQuality.Synced ? 'synced' : 'unsynced' }, 1]]);
-  m.gauge('v2c_time_reference_error_seconds', 'Error bound of the best time reference now, drift included (-1 before one)', [], () => [[{}, corrector.reference === null ? -1 : corrector.reference.errorMs / 1000]]);
-  m.counter('v2c_time_references_refused_total', 'Time references refused: implausible (outside 2025-2100) or disagreeing with the reference held', ['reason'], () => [...corrector.counters.refused].map(([reason, n]) => [{ reason }, n]));
-  m.counter('v2c_time_outside_window_total', 'Records sent with a corrected time more than the window from true time (flagged, not dropped)', [], () => [[{}, corrector.counters.flagged]]);
+  m.gauge(
+    'v2c_clock_offset_seconds',
+    'True time minus the system clock, from the best reference of this boot (0 before one)',
+    [],
+    () => [[{}, (corrector.offsetMs() ?? 0) / 1000]],
+  );
+  m.gauge('v2c_time_quality', '1 for the quality of the time records get now', ['quality'], () => [
+    [{ quality: corrector.quality() === TimeQuality.Synced ? 'synced' : 'unsynced' }, 1],
+  ]);
+  m.gauge(
+    'v2c_time_reference_error_seconds',
+    'Error bound of the best time reference now, drift included (-1 before one)',
+    [],
+    () => [[{}, corrector.reference === null ? -1 : corrector.reference.errorMs / 1000]],
+  );
+  m.counter(
+    'v2c_time_references_refused_total',
+    'Time references refused: implausible (outside 2025-2100) or disagreeing with the reference held',
+    ['reason'],
+    () => [...corrector.counters.refused].map(([reason, n]) => [{ reason }, n]),
+  );
+  m.counter(
+    'v2c_time_outside_window_total',
+    'Records sent with a corrected time more than the window from true time (flagged, not dropped)',
+    [],
+    () => [[{}, corrector.counters.flagged]],
+  );
 }

@@ -14,7 +14,10 @@ class IgnitionState {
   private readonly subject: BehaviorSubject<boolean>;
   private changedAtMs: number;
 
-  constructor(initial: boolean, private readonly clock: Clock) {
+  constructor(
+    initial: boolean,
+    private readonly clock: Clock,
+  ) {
     this.subject = new BehaviorSubject(initial);
     this.changedAtMs = clock.monoMs();
   }
@@ -72,7 +75,11 @@ export class GpioIgnition extends IgnitionState implements IgnitionSense {
  * `v2c-gateway simulate --ignition-file` (on at the start of the drive, off at its end) or by hand.
  */
 export class FileIgnition extends IgnitionState implements IgnitionSense {
-  constructor(private readonly file: string, clock: Clock, pollMs = 200) {
+  constructor(
+    private readonly file: string,
+    clock: Clock,
+    pollMs = 200,
+  ) {
     super(FileIgnition.read(file) ?? false, clock);
     watchFile(file, { interval: pollMs }, () => {
       const on = FileIgnition.read(file);
@@ -121,7 +128,10 @@ export class GpioStatusLed implements StatusLed {
     this.line.writeSync(1);
     if (BLINK_MS[mode] > 0) {
       let lit = true;
-      this.timer = setInterval(() => { lit = !lit; this.line.writeSync(lit ? 1 : 0); }, BLINK_MS[mode]);
+      this.timer = setInterval(() => {
+        lit = !lit;
+        this.line.writeSync(lit ? 1 : 0);
+      }, BLINK_MS[mode]);
       this.timer.unref();
     }
   }
@@ -156,11 +166,18 @@ export interface GpioSettings {
 }
 
 /** The GPIO lines the config names, or none (said once) where GPIO is not accessible. */
-export function openGpio(settings: GpioSettings, clock: Clock, log: (msg: string) => void): { ignition: IgnitionSense | null; led: StatusLed | null } {
-  if (settings.benchIgnitionFile !== undefined) return { ignition: new FileIgnition(settings.benchIgnitionFile, clock), led: null };
+export function openGpio(
+  settings: GpioSettings,
+  clock: Clock,
+  log: (msg: string) => void,
+): { ignition: IgnitionSense | null; led: StatusLed | null } {
+  if (settings.benchIgnitionFile !== undefined)
+    return { ignition: new FileIgnition(settings.benchIgnitionFile, clock), led: null };
   if (settings.ignitionPin === undefined && settings.ledPin === undefined) return { ignition: null, led: null };
   if (!Gpio.accessible) {
-    log('gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED');
+    log(
+      'gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED',
+    );
     return { ignition: null, led: null };
   }
   return {

@@ -12,15 +12,21 @@ export class GatewayMetrics {
 
   constructor() {
     this.publishLatency = new Histogram({
-      name: 'v2c_telemetry_latency_seconds', help: 'Time from PUBLISH to PUBACK', labelNames: ['topic'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10], registers: [this.registry],
+      name: 'v2c_telemetry_latency_seconds',
+      help: 'Time from PUBLISH to PUBACK',
+      labelNames: ['topic'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [this.registry],
     });
   }
 
   /** A counter whose value is read from `read` at each scrape. */
   counter(name: string, help: string, labelNames: string[], read: () => Sample[]): void {
     new Counter({
-      name, help, labelNames, registers: [this.registry],
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
       collect() {
         this.reset();
         for (const [labels, value] of read()) this.inc(labels, value);
@@ -31,7 +37,10 @@ export class GatewayMetrics {
   /** A gauge whose value is read from `read` at each scrape. */
   gauge(name: string, help: string, labelNames: string[], read: () => Sample[] | Promise<Sample[]>): void {
     new Gauge({
-      name, help, labelNames, registers: [this.registry],
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
       async collect() {
         this.reset();
         for (const [labels, value] of await read()) this.set(labels, value);

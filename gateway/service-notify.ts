@@ -12,7 +12,11 @@ export interface ServiceNotifier {
   close(): void;
 }
 
-export function serviceNotifier(env: NodeJS.ProcessEnv, log: (msg: string) => void, command = 'systemd-notify'): ServiceNotifier | null {
+export function serviceNotifier(
+  env: NodeJS.ProcessEnv,
+  log: (msg: string) => void,
+  command = 'systemd-notify',
+): ServiceNotifier | null {
   if (env.NOTIFY_SOCKET === undefined || env.NOTIFY_SOCKET === '') return null;
   let failed = false;
   const send = (args: string[]): void => {

@@ -7,7 +7,14 @@ import { DecodeError, type DbcDecoder, type DecodeErrorCode } from '../drivers/d
 import { EventDetector, WindowAggregator, formatDtc, type ClosedWindow } from './aggregation.js';
 import type { FieldName, GatewayConfig } from '../core/config.js';
 import type { Clock } from '../core/clock.js';
-import { RecordKind, SCHEMA_VERSION, TimeQuality, type SignalStats, type TelemetryEvent, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import {
+  RecordKind,
+  SCHEMA_VERSION,
+  TimeQuality,
+  type SignalStats,
+  type TelemetryEvent,
+  type VehicleTelemetry,
+} from '../proto/telemetry-codec.js';
 
 export interface PipelineCounters {
   frames: number;
@@ -19,7 +26,14 @@ export interface PipelineCounters {
 }
 
 export function newPipelineCounters(): PipelineCounters {
-  return { frames: 0, malformed: 0, decoded: 0, decodeErrors: { 'unknown-id': 0, 'wrong-length': 0, 'error-frame': 0, 'remote-frame': 0 }, windows: 0, events: 0 };
+  return {
+    frames: 0,
+    malformed: 0,
+    decoded: 0,
+    decodeErrors: { 'unknown-id': 0, 'wrong-length': 0, 'error-frame': 0, 'remote-frame': 0 },
+    windows: 0,
+    events: 0,
+  };
 }
 
 export interface PipelineContext {
@@ -68,17 +82,30 @@ class RecordFactory {
     // The capture run (correlation_id) and sequence name the record; batches derive the id from them.
     const messageId = recordId(this.session, sequence);
     return {
-      messageId, vehicleId: this.ctx.config.vehicle.id, schemaVersion: SCHEMA_VERSION,
-      deviceTimeMs: wall, correctedTimeMs: wall, timeQuality, timeErrorMs: 0,
-      correlationId: this.session, traceId: traceIdOf(messageId), priority, kind, windowMs,
-      bootId: this.ctx.bootId, monoTimeMs: Math.round(mono), sequence, signals: {},
+      messageId,
+      vehicleId: this.ctx.config.vehicle.id,
+      schemaVersion: SCHEMA_VERSION,
+      deviceTimeMs: wall,
+      correctedTimeMs: wall,
+      timeQuality,
+      timeErrorMs: 0,
+      correlationId: this.session,
+      traceId: traceIdOf(messageId),
+      priority,
+      kind,
+      windowMs,
+      bootId: this.ctx.bootId,
+      monoTimeMs: Math.round(mono),
+      sequence,
+      signals: {},
     };
   }
 
   fromWindow(w: ClosedWindow): VehicleTelemetry {
     const record = this.base(RecordKind.Window, 1, w.endMono, Math.round(w.endMono - w.startMono));
     this.applyFields(record, (name, stat) => w.stats.get(name)?.[stat]);
-    for (const [name, stats] of w.stats) if (!this.mapped.has(name) && !this.excluded.has(name)) record.signals[name] = stats;
+    for (const [name, stats] of w.stats)
+      if (!this.mapped.has(name) && !this.excluded.has(name)) record.signals[name] = stats;
     return record;
   }
 
@@ -89,7 +116,10 @@ class RecordFactory {
     return record;
   }
 
-  private applyFields(record: VehicleTelemetry, value: (signal: string, stat: keyof Omit<SignalStats, 'count'>) => number | undefined): void {
+  private applyFields(
+    record: VehicleTelemetry,
+    value: (signal: string, stat: keyof Omit<SignalStats, 'count'>) => number | undefined,
+  ): void {
     const get = (field: FieldName): number | undefined => {
       const m = this.fields[field];
       return m === undefined ? undefined : value(m.signal, m.stat);
@@ -109,18 +139,27 @@ class RecordFactory {
     const lat = get('gpsLatitude');
     const lon = get('gpsLongitude');
     if (lat !== undefined && lon !== undefined) record.gps = { latitudeDeg: lat, longitudeDeg: lon };
-    const tyres = { frontLeftKpa: get('tyreFrontLeftKpa'), frontRightKpa: get('tyreFrontRightKpa'), rearLeftKpa: get('tyreRearLeftKpa'), rearRightKpa: get('tyreRearRightKpa') };
+    const tyres = {
+      frontLeftKpa: get('tyreFrontLeftKpa'),
+      frontRightKpa: get('tyreFrontRightKpa'),
+      rearLeftKpa: get('tyreRearLeftKpa'),
+      rearRightKpa: get('tyreRearRightKpa'),
+    };
     if (Object.values(tyres).some((v) => v !== undefined)) {
       record.tyrePressure = Object.fromEntries(Object.entries(tyres).filter(([, v]) => v !== undefined));
     }
     const mil = get('milOn');
     const dtc = get('activeDtc');
-    if (mil !== undefined || dtc !== undefined) record.diagnostics = { milOn: (mil ?? 0) >= 0.5, dtcs: dtc !== undefined && dtc !== 0 ? [formatDtc(dtc)] : [] };
+    if (mil !== undefined || dtc !== undefined)
+      record.diagnostics = { milOn: (mil ?? 0) >= 0.5, dtcs: dtc !== undefined && dtc !== 0 ? [formatDtc(dtc)] : [] };
   }
 }
 
 /** Frames (and malformed lines) in, telemetry records out. Completing the input flushes the open window. */
-export function telemetryPipeline(frames: Observable<CanFrame | MalformedLine>, ctx: PipelineContext): Observable<VehicleTelemetry> {
+export function telemetryPipeline(
+  frames: Observable<CanFrame | MalformedLine>,
+  ctx: PipelineContext,
+): Observable<VehicleTelemetry> {
   return new Observable<VehicleTelemetry>((subscriber) => {
     const { counters, decoder, clock } = ctx;
     const windows = new WindowAggregator(ctx.config.pipeline.windowMs);
@@ -156,11 +195,15 @@ export function telemetryPipeline(frames: Observable<CanFrame | MalformedLine>, 
         }
       }
     };
-    const idle = ctx.live && ctx.config.pipeline.idleFlushMs > 0
-      ? setInterval(() => {
-        if (windows.expiredBy(clock.monoMs() - ctx.config.pipeline.idleFlushMs)) emitWindow(windows.close(false));
-      }, Math.min(1000, ctx.config.pipeline.idleFlushMs))
-      : null;
+    const idle =
+      ctx.live && ctx.config.pipeline.idleFlushMs > 0
+        ? setInterval(
+            () => {
+              if (windows.expiredBy(clock.monoMs() - ctx.config.pipeline.idleFlushMs)) emitWindow(windows.close(false));
+            },
+            Math.min(1000, ctx.config.pipeline.idleFlushMs),
+          )
+        : null;
     const subscription = frames.subscribe({
       next: onFrame,
       error: (err: unknown) => subscriber.error(err),

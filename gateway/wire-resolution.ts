@@ -6,10 +6,22 @@ import type { FieldName, GatewayConfig } from '../core/config.js';
 
 /** Where each configured field lands in VehicleTelemetry (camel-cased .proto paths). */
 const FIELD_PATHS: Record<FieldName, string> = {
-  speedKmh: 'speedKmh', engineRpm: 'engineRpm', gear: 'gear', batteryVoltageV: 'batteryVoltageV', stateOfChargePct: 'stateOfChargePct',
-  coolantTempC: 'coolantTempC', fuelLevelPct: 'fuelLevelPct', odometerKm: 'odometerKm', gpsLatitude: 'gps.latitudeDeg', gpsLongitude: 'gps.longitudeDeg',
-  tyreFrontLeftKpa: 'tyrePressure.frontLeftKpa', tyreFrontRightKpa: 'tyrePressure.frontRightKpa', tyreRearLeftKpa: 'tyrePressure.rearLeftKpa',
-  tyreRearRightKpa: 'tyrePressure.rearRightKpa', milOn: 'diagnostics.milOn', activeDtc: 'diagnostics.dtcs',
+  speedKmh: 'speedKmh',
+  engineRpm: 'engineRpm',
+  gear: 'gear',
+  batteryVoltageV: 'batteryVoltageV',
+  stateOfChargePct: 'stateOfChargePct',
+  coolantTempC: 'coolantTempC',
+  fuelLevelPct: 'fuelLevelPct',
+  odometerKm: 'odometerKm',
+  gpsLatitude: 'gps.latitudeDeg',
+  gpsLongitude: 'gps.longitudeDeg',
+  tyreFrontLeftKpa: 'tyrePressure.frontLeftKpa',
+  tyreFrontRightKpa: 'tyrePressure.frontRightKpa',
+  tyreRearLeftKpa: 'tyrePressure.rearLeftKpa',
+  tyreRearRightKpa: 'tyrePressure.rearRightKpa',
+  milOn: 'diagnostics.milOn',
+  activeDtc: 'diagnostics.dtcs',
 };
 
 const STATS = /^signals\.([^.]+)\.(min|max|mean|last)$/;
@@ -20,7 +32,8 @@ export function resolutionTable(db: DbcDatabase, fields: GatewayConfig['pipeline
     for (const s of message.signals) {
       // The same name in two messages: the finer step wins, so neither copy loses precision beyond it.
       const known = bySignal.get(s.name);
-      if (s.factor > 0 && (known === undefined || s.factor < known.scale)) bySignal.set(s.name, { scale: Math.abs(s.factor), offset: s.offset });
+      if (s.factor > 0 && (known === undefined || s.factor < known.scale))
+        bySignal.set(s.name, { scale: Math.abs(s.factor), offset: s.offset });
     }
   }
   const byPath = new Map<string, Resolution>();

@@ -4,7 +4,10 @@ import { BATCH_CONTENT_TYPE, type PackedBatch } from './batch-packer.js';
 
 /** The batch's user properties as HTTP headers: `sha256` -> `x-v2c-sha256`. */
 export function batchHeaders(batch: PackedBatch): Record<string, string> {
-  const headers: Record<string, string> = { 'content-type': BATCH_CONTENT_TYPE, 'content-length': String(batch.payload.byteLength) };
+  const headers: Record<string, string> = {
+    'content-type': BATCH_CONTENT_TYPE,
+    'content-length': String(batch.payload.byteLength),
+  };
   for (const [k, v] of Object.entries(batch.userProperties)) headers[`x-v2c-${k.replace(/_/g, '-')}`] = v;
   return headers;
 }

@@ -3,7 +3,14 @@
 // "batch decompression failure"): payload digest before decompressing, batch digest after.
 import { createHash } from 'node:crypto';
 import { fromColumns, RecordColumnsError, toColumns, type ResolutionTable } from './record-columns.js';
-import { decodeBatch, encodeBatch, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from './telemetry-codec.js';
+import {
+  decodeBatch,
+  encodeBatch,
+  SCHEMA_VERSION,
+  TelemetryDecodeError,
+  type TelemetryBatch,
+  type VehicleTelemetry,
+} from './telemetry-codec.js';
 import { ZstdError, zstdCompress, zstdDecompress, type ZstdCodec } from './zstd.js';
 
 export const BATCH_CONTENT_TYPE = 'application/x-protobuf+zstd';
@@ -31,7 +38,10 @@ export type BatchRejectReason = 'checksum' | 'decompress' | 'decode' | 'schema' 
 /** A batch the receiver must not accept, with the reason for the dead-letter record. */
 export class BatchRejectedError extends Error {
   readonly code = 'BATCH_REJECTED';
-  constructor(readonly reason: BatchRejectReason, message: string) {
+  constructor(
+    readonly reason: BatchRejectReason,
+    message: string,
+  ) {
     super(message);
     this.name = 'BatchRejectedError';
   }
@@ -51,13 +61,20 @@ export async function packBatch(records: readonly VehicleTelemetry[], options: P
   const recordIds = records.map((r) => r.messageId);
   const batchId = batchIdOf(recordIds);
   const batch: TelemetryBatch = {
-    batchId, vehicleId: options.vehicleId, schemaVersion: SCHEMA_VERSION, createdMs: options.createdMs, records: [],
+    batchId,
+    vehicleId: options.vehicleId,
+    schemaVersion: SCHEMA_VERSION,
+    createdMs: options.createdMs,
+    records: [],
     columns: toColumns(records, options.resolution),
   };
   const plain = encodeBatch(batch);
   const payload = await zstdCompress(plain, options.zstdLevel, options.zstd);
   return {
-    batchId, payload, uncompressedBytes: plain.byteLength, recordIds,
+    batchId,
+    payload,
+    uncompressedBytes: plain.byteLength,
+    recordIds,
     userProperties: {
       schema_version: SCHEMA_VERSION,
       compression: 'zstd',
@@ -76,10 +93,18 @@ export interface UnpackOptions {
 }
 
 /** Verifies and opens a batch; throws BatchRejectedError naming the first check that failed. */
-export async function unpackBatch(payload: Uint8Array, props: Readonly<Record<string, string | string[] | undefined>>, options: UnpackOptions): Promise<TelemetryBatch> {
-  const prop = (name: string): string | undefined => { const v = props[name]; return Array.isArray(v) ? v[0] : v; };
+export async function unpackBatch(
+  payload: Uint8Array,
+  props: Readonly<Record<string, string | string[] | undefined>>,
+  options: UnpackOptions,
+): Promise<TelemetryBatch> {
+  const prop = (name: string): string | undefined => {
+    const v = props[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
   const payloadDigest = prop('payload_sha256');
-  if (payloadDigest !== undefined && payloadDigest !== sha256Hex(payload)) throw new BatchRejectedError('checksum', 'payload_sha256 does not match the payload as received');
+  if (payloadDigest !== undefined && payloadDigest !== sha256Hex(payload))
+    throw new BatchRejectedError('checksum', 'payload_sha256 does not match the payload as received');
   const compression = prop('compression') ?? 'none';
   let plain: Uint8Array;
   if (compression === 'zstd') {
@@ -96,7 +121,8 @@ export async function unpackBatch(payload: Uint8Array, props: Readonly<Record<st
   }
   const digest = prop('sha256');
   if (digest === undefined) throw new BatchRejectedError('checksum', 'no sha256 user property');
-  if (digest !== sha256Hex(plain)) throw new BatchRejectedError('checksum', 'sha256 does not match the uncompressed batch');
+  if (digest !== sha256Hex(plain))
+    throw new BatchRejectedError('checksum', 'sha256 does not match the uncompressed batch');
   let batch: TelemetryBatch;
   try {
     batch = decodeBatch(plain);
@@ -104,7 +130,11 @@ export async function unpackBatch(payload: Uint8Array, props: Readonly<Record<st
     if (err instanceof TelemetryDecodeError) throw new BatchRejectedError('decode', err.message);
     throw err;
   }
-  if (!options.acceptedSchemaVersions.includes(batch.schemaVersion)) throw new BatchRejectedError('schema', `schema_version "${batch.schemaVersion}" is not one of ${options.acceptedSchemaVersions.join(', ')}`);
+  if (!options.acceptedSchemaVersions.includes(batch.schemaVersion))
+    throw new BatchRejectedError(
+      'schema',
+      `schema_version "${batch.schemaVersion}" is not one of ${options.acceptedSchemaVersions.join(', ')}`,
+    );
   if (batch.columns !== undefined && batch.columns !== null) {
     try {
       batch.records = [...batch.records, ...fromColumns(batch.columns)];
@@ -115,6 +145,7 @@ export async function unpackBatch(payload: Uint8Array, props: Readonly<Record<st
     delete batch.columns;
   }
   const declared = prop('message_count');
-  if (declared !== undefined && Number(declared) !== batch.records.length) throw new BatchRejectedError('count', `message_count says ${declared}, the batch holds ${batch.records.length}`);
+  if (declared !== undefined && Number(declared) !== batch.records.length)
+    throw new BatchRejectedError('count', `message_count says ${declared}, the batch holds ${batch.records.length}`);
   return batch;
 }

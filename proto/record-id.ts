@@ -7,7 +7,8 @@
  * UUID version 8 (RFC 9562, custom layout). Unique per (run, sequence); runs differ in 62 random bits.
  */
 export function recordId(runId: string, sequence: number): string {
-  if (!Number.isSafeInteger(sequence) || sequence < 0) throw new RangeError(`sequence must be a non-negative safe integer, got ${sequence}`);
+  if (!Number.isSafeInteger(sequence) || sequence < 0)
+    throw new RangeError(`sequence must be a non-negative safe integer, got ${sequence}`);
   const bytes = uuidBytes(runId);
   bytes[6] = ((bytes[6] as number) & 0x0f) | 0x80;
   bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;

@@ -6,11 +6,33 @@ import { projectRoot } from '../core/project-root.js';
 
 export const SCHEMA_VERSION = '1.0';
 
-export enum TimeQuality { Unspecified = 0, Unsynced = 1, Estimated = 2, Synced = 3, Recorded = 4 }
-export enum RecordKind { Unspecified = 0, Window = 1, Event = 2 }
+export enum TimeQuality {
+  Unspecified = 0,
+  Unsynced = 1,
+  Estimated = 2,
+  Synced = 3,
+  Recorded = 4,
+}
+export enum RecordKind {
+  Unspecified = 0,
+  Window = 1,
+  Event = 2,
+}
 
-export interface SignalStats { min: number; max: number; mean: number; last: number; count: number }
-export interface TelemetryEvent { rule: string; signal: string; value: number; threshold: number; detail: string }
+export interface SignalStats {
+  min: number;
+  max: number;
+  mean: number;
+  last: number;
+  count: number;
+}
+export interface TelemetryEvent {
+  rule: string;
+  signal: string;
+  value: number;
+  threshold: number;
+  detail: string;
+}
 
 /** One telemetry record as the gateway builds it (field names as in the .proto, camel-cased). */
 export interface VehicleTelemetry {
@@ -45,8 +67,20 @@ export interface VehicleTelemetry {
   event?: TelemetryEvent;
 }
 
-export interface NumericColumn { path: string; scale: number; offset: number; present: Uint8Array; deltas: number[]; exact: number[] }
-export interface TextColumn { path: string; present: Uint8Array; dictionary: string[]; indexes: number[] }
+export interface NumericColumn {
+  path: string;
+  scale: number;
+  offset: number;
+  present: Uint8Array;
+  deltas: number[];
+  exact: number[];
+}
+export interface TextColumn {
+  path: string;
+  present: Uint8Array;
+  dictionary: string[];
+  indexes: number[];
+}
 export interface RecordColumns {
   count: number;
   numbers: NumericColumn[];
@@ -68,7 +102,13 @@ const root = protobuf.loadSync(join(projectRoot(), 'proto', 'telemetry.proto'));
 /** The VehicleTelemetry message type, for code that walks its fields (proto/record-columns.ts). */
 export const recordType = root.lookupType('v2c.telemetry.v1.VehicleTelemetry');
 const batchType = root.lookupType('v2c.telemetry.v1.TelemetryBatch');
-const toObjectOptions: protobuf.IConversionOptions = { longs: Number, enums: Number, defaults: true, arrays: true, objects: true };
+const toObjectOptions: protobuf.IConversionOptions = {
+  longs: Number,
+  enums: Number,
+  defaults: true,
+  arrays: true,
+  objects: true,
+};
 
 /** A payload that is not a valid message of the expected type. */
 export class TelemetryDecodeError extends Error {
@@ -107,7 +147,7 @@ function fromWire(type: protobuf.Type, payload: Uint8Array): Record<string, unkn
   const defaults = type.toObject(type.create(), toObjectOptions);
   for (const field of type.fieldsArray) {
     if (field.options?.proto3_optional === true || field.partOf !== null) continue;
-    if (!(field.name in object) && field.resolvedType === null) object[field.name] = defaults[field.name];
+    if (!(field.name in object) && field.resolvedType === null) object[field.name] = defaults[field.name] as unknown;
     if (field.map && !(field.name in object)) object[field.name] = {};
   }
   return object;

@@ -43,11 +43,18 @@ export function zstdDecompressedBound(data: Uint8Array): number | ZstdError {
       windowSize = base + (base / 8) * (wd & 0x07);
     }
     at += dictBytes;
-    const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][fcsFlag] as number;
+    const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : ([0, 2, 4, 8][fcsFlag] as number);
     let contentSize = Infinity;
     if (fcsBytes > 0) {
       if (at + fcsBytes > data.byteLength) return fail('truncated content size');
-      contentSize = fcsBytes === 1 ? view.getUint8(at) : fcsBytes === 2 ? view.getUint16(at, true) + 256 : fcsBytes === 4 ? view.getUint32(at, true) : Number(view.getBigUint64(at, true));
+      contentSize =
+        fcsBytes === 1
+          ? view.getUint8(at)
+          : fcsBytes === 2
+            ? view.getUint16(at, true) + 256
+            : fcsBytes === 4
+              ? view.getUint32(at, true)
+              : Number(view.getBigUint64(at, true));
       at += fcsBytes;
     }
     if (singleSegment) windowSize = contentSize;
@@ -61,9 +68,16 @@ export function zstdDecompressedBound(data: Uint8Array): number | ZstdError {
       const type = (header >> 1) & 0x03;
       const size = header >>> 3;
       if (type === 3) return fail('reserved block type');
-      if (type === 0) { frameBound += size; at += size; }
-      else if (type === 1) { frameBound += size; at += 1; }
-      else { frameBound += blockMax; at += size; }
+      if (type === 0) {
+        frameBound += size;
+        at += size;
+      } else if (type === 1) {
+        frameBound += size;
+        at += 1;
+      } else {
+        frameBound += blockMax;
+        at += size;
+      }
       if (at > data.byteLength) return fail('truncated block');
     }
     if (checksum) at += 4;

@@ -30,7 +30,10 @@ const require = createRequire(import.meta.url);
  * (it always compresses at the default, 3); the binding itself honours it, so we call the binding.
  */
 function loadNative(): Promise<ZstdCodec> {
-  const binding = require('@mongodb-js/zstd/bindings.js') as { compress(data: Buffer, level: number): Promise<Buffer>; decompress(data: Buffer): Promise<Buffer> };
+  const binding = require('@mongodb-js/zstd/bindings.js') as {
+    compress(data: Buffer, level: number): Promise<Buffer>;
+    decompress(data: Buffer): Promise<Buffer>;
+  };
   return Promise.resolve({
     implementation: 'native',
     compress: (data, level) => binding.compress(data, level),
@@ -51,7 +54,8 @@ async function loadWasm(): Promise<ZstdCodec> {
     implementation: 'wasm',
     compress: (data, level) => Promise.resolve(wrap(wasm.compress(data, level))),
     // Frames without a content size get `capacity` as their output buffer.
-    decompress: (data, capacity) => Promise.resolve(wrap(wasm.decompress(data, { defaultHeapSize: Math.max(1, capacity) }))),
+    decompress: (data, capacity) =>
+      Promise.resolve(wrap(wasm.decompress(data, { defaultHeapSize: Math.max(1, capacity) }))),
   };
 }
 
@@ -77,7 +81,9 @@ export interface ZstdChoice {
 let choice: Promise<ZstdChoice> | null = null;
 
 /** The first of `candidates` that loads; ZstdUnavailableError naming every failure when none does. */
-export async function chooseZstd(candidates: ReadonlyArray<{ name: string; load: () => Promise<ZstdCodec> }>): Promise<ZstdChoice> {
+export async function chooseZstd(
+  candidates: ReadonlyArray<{ name: string; load: () => Promise<ZstdCodec> }>,
+): Promise<ZstdChoice> {
   const passedOver: string[] = [];
   for (const candidate of candidates) {
     try {
@@ -96,7 +102,8 @@ export function zstdChoice(): Promise<ZstdChoice> {
 }
 
 export async function zstdCompress(data: Uint8Array, level: number, codec?: ZstdCodec): Promise<Buffer> {
-  if (!Number.isInteger(level) || level < ZSTD_MIN_LEVEL || level > ZSTD_MAX_LEVEL) throw new RangeError(`zstd level must be an integer ${ZSTD_MIN_LEVEL}..${ZSTD_MAX_LEVEL}, got ${level}`);
+  if (!Number.isInteger(level) || level < ZSTD_MIN_LEVEL || level > ZSTD_MAX_LEVEL)
+    throw new RangeError(`zstd level must be an integer ${ZSTD_MIN_LEVEL}..${ZSTD_MAX_LEVEL}, got ${level}`);
   return (codec ?? (await zstdChoice()).codec).compress(toBuffer(data), level);
 }
 
@@ -108,7 +115,10 @@ export async function zstdCompress(data: Uint8Array, level: number, codec?: Zstd
 export async function zstdDecompress(data: Uint8Array, maxBytes: number, codec?: ZstdCodec): Promise<Buffer> {
   const bound = zstdDecompressedBound(data);
   if (bound instanceof ZstdError) throw bound;
-  if (bound > maxBytes) throw new ZstdError(`zstd: the frames could expand to ${bound} bytes, more than the ${maxBytes} allowed; not decompressed`);
+  if (bound > maxBytes)
+    throw new ZstdError(
+      `zstd: the frames could expand to ${bound} bytes, more than the ${maxBytes} allowed; not decompressed`,
+    );
   const use = codec ?? (await zstdChoice()).codec;
   let out: Buffer;
   try {
@@ -116,7 +126,8 @@ export async function zstdDecompress(data: Uint8Array, maxBytes: number, codec?:
   } catch (err) {
     throw new ZstdError(`zstd: ${(err as Error).message}`);
   }
-  if (out.byteLength > maxBytes) throw new ZstdError(`zstd: ${out.byteLength} bytes decompressed, more than the ${maxBytes} allowed`);
+  if (out.byteLength > maxBytes)
+    throw new ZstdError(`zstd: ${out.byteLength} bytes decompressed, more than the ${maxBytes} allowed`);
   return out;
 }
 

@@ -79,9 +79,13 @@ export class CertificateLifecycle {
   }
 
   start(): void {
-    this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => {
-      this.onResponse(m.payload, m.packet.properties?.correlationData).catch((err: unknown) => this.log(`certificate: the renewal response could not be handled: ${(err as Error).message}`));
-    }));
+    this.subscriptions.push(
+      this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => {
+        this.onResponse(m.payload, m.packet.properties?.correlationData).catch((err: unknown) =>
+          this.log(`certificate: the renewal response could not be handled: ${(err as Error).message}`),
+        );
+      }),
+    );
     this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.checkLogged()));
     this.timer = setInterval(() => this.checkLogged(), this.settings.checkIntervalMs);
     this.checkLogged();
@@ -102,14 +106,25 @@ export class CertificateLifecycle {
     const today = Math.floor(this.clock.wallMs() / DAY_MS);
     if (days < this.settings.warnDays && this.lastWarningDay !== today) {
       this.lastWarningDay = today;
-      this.log(`certificate: WARNING: the device certificate ${days < 0 ? 'has expired' : `expires in ${days.toFixed(1)} days`} (${this.factsNow.notAfter.toISOString()})`);
+      this.log(
+        `certificate: WARNING: the device certificate ${days < 0 ? 'has expired' : `expires in ${days.toFixed(1)} days`} (${this.factsNow.notAfter.toISOString()})`,
+      );
     }
     if (this.pending !== null && this.clock.monoMs() - this.pending.sentAtMs > this.settings.responseTimeoutMs) {
       this.counters.timedOut++;
-      this.log(`certificate: no signed certificate on ${this.topics.response} within ${this.settings.responseTimeoutMs} ms; asking again with a new key`);
+      this.log(
+        `certificate: no signed certificate on ${this.topics.response} within ${this.settings.responseTimeoutMs} ms; asking again with a new key`,
+      );
       this.pending = null;
     }
-    if (this.pending !== null || this.busy || this.renewalUnsupported || !this.session.isConnected || !this.renewalDue()) return;
+    if (
+      this.pending !== null ||
+      this.busy ||
+      this.renewalUnsupported ||
+      !this.session.isConnected ||
+      !this.renewalDue()
+    )
+      return;
     this.busy = true;
     try {
       await this.request();
@@ -125,16 +140,23 @@ export class CertificateLifecycle {
     const renewal = await this.keyStore.beginRenewal(this.settings.vehicleId);
     if (renewal === null) {
       this.renewalUnsupported = true;
-      this.log(`certificate: renewal is due but ${this.keyStore.description} is not in an installation made by v2c-gateway provision; renew it with provision`);
+      this.log(
+        `certificate: renewal is due but ${this.keyStore.description} is not in an installation made by v2c-gateway provision; renew it with provision`,
+      );
       return;
     }
     const correlation = randomBytes(16);
     this.pending = { renewal, correlation, sentAtMs: this.clock.monoMs() };
     this.counters.requested++;
     await this.session.publish(this.topics.csr, Buffer.from(renewal.csrPem), {
-      contentType: CSR_CONTENT_TYPE, userProperties: { vehicle_id: this.settings.vehicleId }, responseTopic: this.topics.response, correlationData: correlation,
+      contentType: CSR_CONTENT_TYPE,
+      userProperties: { vehicle_id: this.settings.vehicleId },
+      responseTopic: this.topics.response,
+      correlationData: correlation,
     });
-    this.log(`certificate: renewal due (${(this.settings.renewAtFraction * 100).toFixed(1)} % of the validity passed); new EC P-256 key made, CSR sent on ${this.topics.csr}`);
+    this.log(
+      `certificate: renewal due (${(this.settings.renewAtFraction * 100).toFixed(1)} % of the validity passed); new EC P-256 key made, CSR sent on ${this.topics.csr}`,
+    );
   }
 
   private async onResponse(payload: Buffer, correlation: Buffer | undefined): Promise<void> {
@@ -149,13 +171,22 @@ export class CertificateLifecycle {
       installed = pending.renewal.install(payload.toString('utf8'), new Date(this.clock.wallMs()));
     } catch (err) {
       this.counters.rejected++;
-      const why = err instanceof CredentialError ? err.problems.map((p) => p.message).join('; ') : (err as Error).message;
+      const why =
+        err instanceof CredentialError ? err.problems.map((p) => p.message).join('; ') : (err as Error).message;
       this.log(`certificate: the signed certificate was refused, the current one stays: ${why}`);
       return;
     }
     const old = { credentials: this.credentials, facts: this.factsNow };
-    const online = firstValueFrom(this.session.states.pipe(skip(1), filter((s) => s.state === 'online' || s.state === 'certificate-renewal'), timeout(this.settings.connectTimeoutMs)))
-      .then((s) => s.state === 'online', () => false);
+    const online = firstValueFrom(
+      this.session.states.pipe(
+        skip(1),
+        filter((s) => s.state === 'online' || s.state === 'certificate-renewal'),
+        timeout(this.settings.connectTimeoutMs),
+      ),
+    ).then(
+      (s) => s.state === 'online',
+      () => false,
+    );
     this.session.useCredentials(this.tls(installed.credentials));
     if (await online) {
       pending.renewal.commit();
@@ -163,7 +194,9 @@ export class CertificateLifecycle {
       this.factsNow = installed.facts;
       this.counters.installed++;
       this.onRenewed(installed.credentials);
-      this.log(`certificate: renewed; connected with the new certificate (valid until ${installed.facts.notAfter.toISOString()}, SHA-256 ${installed.facts.fingerprint256.slice(0, 23)}…); the old key is deleted`);
+      this.log(
+        `certificate: renewed; connected with the new certificate (valid until ${installed.facts.notAfter.toISOString()}, SHA-256 ${installed.facts.fingerprint256.slice(0, 23)}…); the old key is deleted`,
+      );
       return;
     }
     pending.renewal.rollback();
@@ -178,6 +211,16 @@ export class CertificateLifecycle {
 }
 
 /** The MQTT session's TLS settings for a set of credentials. */
-export function sessionTls(c: DeviceCredentials, minVersion: SessionTls['minVersion'], servername?: string): SessionTls {
-  return { ca: c.caPem, cert: c.certPem, key: c.keyPem, minVersion, ...(servername !== undefined ? { servername } : {}) };
+export function sessionTls(
+  c: DeviceCredentials,
+  minVersion: SessionTls['minVersion'],
+  servername?: string,
+): SessionTls {
+  return {
+    ca: c.caPem,
+    cert: c.certPem,
+    key: c.keyPem,
+    minVersion,
+    ...(servername !== undefined ? { servername } : {}),
+  };
 }

@@ -38,12 +38,32 @@ function save(dir: string, name: string, material: KeyAndCertificate): PkiFiles 
 export async function createDevPki(dir: string, vehicleId = BENCH_VEHICLE_ID, now = new Date()): Promise<DevPki> {
   const makeCa = async (commonName: string): Promise<KeyAndCertificate> => {
     const keyPem = await generateEcKey();
-    return { keyPem, certPem: await issueCertificate({ commonName, profile: 'ca', subjectKey: { keyPem }, notBefore: daysFrom(now, -1), notAfter: daysFrom(now, 3650) }) };
+    return {
+      keyPem,
+      certPem: await issueCertificate({
+        commonName,
+        profile: 'ca',
+        subjectKey: { keyPem },
+        notBefore: daysFrom(now, -1),
+        notAfter: daysFrom(now, 3650),
+      }),
+    };
   };
-  const leaf = async (issuer: KeyAndCertificate, commonName: string, profile: 'server' | 'client', fromDays: number, toDays: number): Promise<KeyAndCertificate> => {
+  const leaf = async (
+    issuer: KeyAndCertificate,
+    commonName: string,
+    profile: 'server' | 'client',
+    fromDays: number,
+    toDays: number,
+  ): Promise<KeyAndCertificate> => {
     const keyPem = await generateEcKey();
     const certPem = await issueCertificate({
-      commonName, profile, subjectKey: { keyPem }, issuer, notBefore: daysFrom(now, fromDays), notAfter: daysFrom(now, toDays),
+      commonName,
+      profile,
+      subjectKey: { keyPem },
+      issuer,
+      notBefore: daysFrom(now, fromDays),
+      notAfter: daysFrom(now, toDays),
       ...(profile === 'server' ? { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } : {}),
     });
     return { keyPem, certPem };
@@ -61,7 +81,11 @@ export async function createDevPki(dir: string, vehicleId = BENCH_VEHICLE_ID, no
     devices: {
       valid: save(join(devices, 'valid'), 'device', await leaf(ca, vehicleId, 'client', -1, 365)),
       expired: save(join(devices, 'expired'), 'device', await leaf(ca, vehicleId, 'client', -366, -1)),
-      otherVehicle: save(join(devices, 'other-vehicle'), 'device', await leaf(ca, BENCH_OTHER_VEHICLE_ID, 'client', -1, 365)),
+      otherVehicle: save(
+        join(devices, 'other-vehicle'),
+        'device',
+        await leaf(ca, BENCH_OTHER_VEHICLE_ID, 'client', -1, 365),
+      ),
       unknownCa: save(join(devices, 'unknown-ca'), 'device', await leaf(stranger, vehicleId, 'client', -1, 365)),
     },
     unknownCaCert: join(dir, 'unknown-ca.crt'),
@@ -76,5 +100,9 @@ export function benchBrokerTls(pki: DevPki): { ca: string; cert: string; key: st
 
 /** PEM texts of the cloud side's client certificate, for the sink and the CSR signer. */
 export function benchCloudTls(pki: DevPki): { ca: string; cert: string; key: string } {
-  return { ca: readFileSync(pki.ca.cert, 'utf8'), cert: readFileSync(pki.cloud.cert, 'utf8'), key: readFileSync(pki.cloud.key, 'utf8') };
+  return {
+    ca: readFileSync(pki.ca.cert, 'utf8'),
+    cert: readFileSync(pki.cloud.cert, 'utf8'),
+    key: readFileSync(pki.cloud.key, 'utf8'),
+  };
 }

@@ -5,7 +5,20 @@
 //   <configDir>/current -> releases/<id>      gateway.yaml -> current/gateway.yaml
 //   <configDir>/releases/<id>/{gateway.yaml, device.key (0600), device.crt, ca.crt, vehicle.dbc}
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export interface ReleaseFile {
@@ -14,7 +27,13 @@ export interface ReleaseFile {
   mode: number;
 }
 
-export const RELEASE_FILES = { config: 'gateway.yaml', key: 'device.key', cert: 'device.crt', ca: 'ca.crt', dbc: 'vehicle.dbc' } as const;
+export const RELEASE_FILES = {
+  config: 'gateway.yaml',
+  key: 'device.key',
+  cert: 'device.crt',
+  ca: 'ca.crt',
+  dbc: 'vehicle.dbc',
+} as const;
 
 function fsyncPath(path: string): void {
   const fd = openSync(path, 'r');
@@ -59,7 +78,10 @@ export class Installation {
 
   /** Writes a complete release (each file and the directory flushed to disk) and returns its id. */
   stage(files: ReleaseFile[]): string {
-    const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+    const id = `${new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
     const staging = join(this.releasesDir, `.staging-${id}`);
     mkdirSync(staging, { recursive: true, mode: 0o750 });
     try {

@@ -7,7 +7,14 @@ import { readInputFile } from '../core/input-file.js';
 /** A key, a certificate or a CA bundle: kilobytes. */
 const MAX_PEM_BYTES = 1 << 20;
 import { join } from 'node:path';
-import { checkCredentials, CredentialError, keyModeProblem, type CertificateFacts, type CredentialFiles, type CredentialTexts } from './credential-checks.js';
+import {
+  checkCredentials,
+  CredentialError,
+  keyModeProblem,
+  type CertificateFacts,
+  type CredentialFiles,
+  type CredentialTexts,
+} from './credential-checks.js';
 import { Installation, RELEASE_FILES } from './installation.js';
 import { createCsr, generateEcKey } from './pki.js';
 
@@ -56,7 +63,12 @@ export class FileKeyStore implements DeviceKeyStore {
     const keyPem = read(this.files.key, 'KEY_UNREADABLE');
     const modeProblem = keyModeProblem(statSync(this.files.key).mode, this.files.key);
     if (modeProblem !== null) throw new CredentialError([modeProblem]);
-    return { keyPem, certPem: read(this.files.cert, 'CERT_UNREADABLE'), caPem: read(this.files.ca, 'CA_UNREADABLE'), files: this.files };
+    return {
+      keyPem,
+      certPem: read(this.files.cert, 'CERT_UNREADABLE'),
+      caPem: read(this.files.ca, 'CA_UNREADABLE'),
+      files: this.files,
+    };
   }
 
   async beginRenewal(vehicleId: string): Promise<PendingRenewal | null> {
@@ -76,9 +88,21 @@ export class FileKeyStore implements DeviceKeyStore {
         const active = installation.activeRelease();
         const activeDir = join(installation.releasesDir, active ?? '');
         // Everything else in the release (config, CA bundle, DBC) is carried over unchanged.
-        const carried = active === null ? [] : readdirSync(activeDir).filter((f) => f !== RELEASE_FILES.key && f !== RELEASE_FILES.cert)
-          .map((name) => ({ name, content: readFileSync(join(activeDir, name)), mode: statSync(join(activeDir, name)).mode & 0o777 }));
-        next = installation.stage([...carried, { name: RELEASE_FILES.key, content: keyPem, mode: 0o600 }, { name: RELEASE_FILES.cert, content: certPem, mode: 0o644 }]);
+        const carried =
+          active === null
+            ? []
+            : readdirSync(activeDir)
+                .filter((f) => f !== RELEASE_FILES.key && f !== RELEASE_FILES.cert)
+                .map((name) => ({
+                  name,
+                  content: readFileSync(join(activeDir, name)),
+                  mode: statSync(join(activeDir, name)).mode & 0o777,
+                }));
+        next = installation.stage([
+          ...carried,
+          { name: RELEASE_FILES.key, content: keyPem, mode: 0o600 },
+          { name: RELEASE_FILES.cert, content: certPem, mode: 0o644 },
+        ]);
         previous = installation.activate(next);
         return { credentials: { keyPem, certPem, caPem, files: this.files }, facts: result.facts };
       },

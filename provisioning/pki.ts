@@ -8,7 +8,11 @@ import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-type SigningKeys = { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey; algorithm: webcrypto.RsaHashedImportParams | (webcrypto.EcKeyImportParams & { hash: string }) };
+type SigningKeys = {
+  privateKey: webcrypto.CryptoKey;
+  publicKey: webcrypto.CryptoKey;
+  algorithm: webcrypto.RsaHashedImportParams | (webcrypto.EcKeyImportParams & { hash: string });
+};
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
@@ -32,11 +36,27 @@ async function cryptoKeys(keyPem: string): Promise<SigningKeys> {
   const details = key.asymmetricKeyDetails ?? {};
   let algorithm: SigningKeys['algorithm'];
   if (key.asymmetricKeyType === 'rsa') algorithm = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
-  else if (key.asymmetricKeyType === 'ec' && (details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1')) {
+  else if (
+    key.asymmetricKeyType === 'ec' &&
+    (details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1')
+  ) {
     algorithm = { name: 'ECDSA', namedCurve: details.namedCurve === 'prime256v1' ? 'P-256' : 'P-384', hash: 'SHA-256' };
-  } else throw new Error(`cannot sign with a ${key.asymmetricKeyType ?? 'unknown'} key ${details.namedCurve ?? ''}`.trim());
-  const privateKey = await webcrypto.subtle.importKey('pkcs8', key.export({ type: 'pkcs8', format: 'der' }), algorithm, true, ['sign']);
-  const publicKey = await webcrypto.subtle.importKey('spki', createPublicKey(key).export({ type: 'spki', format: 'der' }), algorithm, true, ['verify']);
+  } else
+    throw new Error(`cannot sign with a ${key.asymmetricKeyType ?? 'unknown'} key ${details.namedCurve ?? ''}`.trim());
+  const privateKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    key.export({ type: 'pkcs8', format: 'der' }),
+    algorithm,
+    true,
+    ['sign'],
+  );
+  const publicKey = await webcrypto.subtle.importKey(
+    'spki',
+    createPublicKey(key).export({ type: 'spki', format: 'der' }),
+    algorithm,
+    true,
+    ['verify'],
+  );
   return { privateKey, publicKey, algorithm };
 }
 
@@ -44,7 +64,9 @@ async function cryptoKeys(keyPem: string): Promise<SigningKeys> {
 export async function createCsr(keyPem: string, commonName: string): Promise<string> {
   const keys = await cryptoKeys(keyPem);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [commonName] }], keys, signingAlgorithm: keys.algorithm,
+    name: [{ CN: [commonName] }],
+    keys,
+    signingAlgorithm: keys.algorithm,
     extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
   });
   return pemFile(csr.toString('pem'));
@@ -83,23 +105,32 @@ export interface IssueOptions {
 
 /** Issues an X.509 v3 certificate with the extensions of its profile. */
 export async function issueCertificate(o: IssueOptions): Promise<string> {
-  const subjectPublicKey = 'publicKeyDer' in o.subjectKey
-    ? o.subjectKey.publicKeyDer
-    : createPublicKey(o.subjectKey.keyPem).export({ type: 'spki', format: 'der' });
+  const subjectPublicKey =
+    'publicKeyDer' in o.subjectKey
+      ? o.subjectKey.publicKeyDer
+      : createPublicKey(o.subjectKey.keyPem).export({ type: 'spki', format: 'der' });
   const signer = await cryptoKeys(o.issuer?.keyPem ?? ('keyPem' in o.subjectKey ? o.subjectKey.keyPem : ''));
   const issuerCert = o.issuer === undefined ? null : new x509.X509Certificate(o.issuer.certPem);
   const subjectKeyPublic = await x509.PublicKey.create(subjectPublicKey);
   const extensions: x509.Extension[] = [await x509.SubjectKeyIdentifierExtension.create(subjectKeyPublic)];
   if (issuerCert !== null) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuerCert.publicKey));
   if (o.profile === 'ca') {
-    extensions.push(new x509.BasicConstraintsExtension(true, 1, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true));
+    extensions.push(
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    );
   } else {
     extensions.push(
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([o.profile === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension([
+        o.profile === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+      ]),
     );
-    const names = [...(o.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })), ...(o.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value }))];
+    const names = [
+      ...(o.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+      ...(o.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+    ];
     if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
   }
   const cert = await x509.X509CertificateGenerator.create({

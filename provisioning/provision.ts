@@ -3,12 +3,33 @@
 // one atomic rename, so a failed run leaves the previous installation as it was.
 import { spawnSync } from 'node:child_process';
 import { readInputFile } from '../core/input-file.js';
-import { chownSync, closeSync, constants, existsSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ConfigError, referenceVehicleSettings, validateConfig, vehicleIdSchema } from '../core/config.js';
 import { projectRoot } from '../core/project-root.js';
-import { brokerUrlProblem, checkCredentials, keyModeProblem, type CertificateFacts, type CredentialProblem } from './credential-checks.js';
+import {
+  brokerUrlProblem,
+  checkCredentials,
+  keyModeProblem,
+  type CertificateFacts,
+  type CredentialProblem,
+} from './credential-checks.js';
 import { Installation, RELEASE_FILES, type ReleaseFile } from './installation.js';
 import { createCsr, generateEcKey } from './pki.js';
 
@@ -43,7 +64,9 @@ export interface ProvisionOptions {
 export class ProvisionError extends Error {
   readonly code = 'PROVISION_REFUSED';
   constructor(readonly problems: CredentialProblem[] | string[]) {
-    super(`setup refused, nothing was changed:\n  ${problems.map((p) => (typeof p === 'string' ? p : `${p.file}: ${p.message}`)).join('\n  ')}`);
+    super(
+      `setup refused, nothing was changed:\n  ${problems.map((p) => (typeof p === 'string' ? p : `${p.file}: ${p.message}`)).join('\n  ')}`,
+    );
     this.name = 'ProvisionError';
   }
 }
@@ -76,7 +99,8 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   const pendingKey = join(pendingDir, RELEASE_FILES.key);
 
   const vehicleId = vehicleIdSchema.safeParse(o.vehicleId);
-  if (!vehicleId.success) throw new ProvisionError([`--vehicle-id "${o.vehicleId}": ${vehicleId.error.issues[0]?.message ?? 'invalid'}`]);
+  if (!vehicleId.success)
+    throw new ProvisionError([`--vehicle-id "${o.vehicleId}": ${vehicleId.error.issues[0]?.message ?? 'invalid'}`]);
   if (o.generateKey || o.csrOnly) return writeCsr(o, pendingDir, pendingKey);
   // Before anything is installed: a service unit that cannot be written must not leave half a setup.
   if (o.service) serviceUnit(o);
@@ -84,13 +108,24 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   const urlProblem = brokerUrlProblem(o.broker);
   const missing: string[] = [];
   if (o.ca === undefined) missing.push('--ca: required (the CA bundle of the fleet PKI)');
-  if (o.cert === undefined) missing.push('--cert: required (the device certificate; make a CSR first with --generate-key --csr-only)');
+  if (o.cert === undefined)
+    missing.push('--cert: required (the device certificate; make a CSR first with --generate-key --csr-only)');
   const keyFile = o.key ?? (existsSync(pendingKey) ? pendingKey : undefined);
-  if (keyFile === undefined) missing.push(`--key: required (or run --generate-key --csr-only first, which keeps the key in ${pendingKey})`);
-  if (o.ca === undefined || o.cert === undefined || keyFile === undefined) throw new ProvisionError(urlProblem === null ? missing : [`${urlProblem.file}: ${urlProblem.message}`, ...missing]);
+  if (keyFile === undefined)
+    missing.push(`--key: required (or run --generate-key --csr-only first, which keeps the key in ${pendingKey})`);
+  if (o.ca === undefined || o.cert === undefined || keyFile === undefined)
+    throw new ProvisionError(urlProblem === null ? missing : [`${urlProblem.file}: ${urlProblem.message}`, ...missing]);
 
-  const texts = { keyPem: readInput(keyFile, 'private key'), certPem: readInput(o.cert, 'certificate'), caPem: readInput(o.ca, 'CA bundle') };
-  const check = checkCredentials(texts, { key: keyFile, cert: o.cert, ca: o.ca }, { vehicleId: o.vehicleId, now: o.now, expiringWithinDays: EXPIRY_MARGIN_DAYS });
+  const texts = {
+    keyPem: readInput(keyFile, 'private key'),
+    certPem: readInput(o.cert, 'certificate'),
+    caPem: readInput(o.ca, 'CA bundle'),
+  };
+  const check = checkCredentials(
+    texts,
+    { key: keyFile, cert: o.cert, ca: o.ca },
+    { vehicleId: o.vehicleId, now: o.now, expiringWithinDays: EXPIRY_MARGIN_DAYS },
+  );
   const problems = urlProblem === null ? check.problems : [urlProblem, ...check.problems];
   if (problems.length > 0 || check.facts === null) throw new ProvisionError(problems);
 
@@ -106,7 +141,11 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   }
 
   const files: ReleaseFile[] = [
-    { name: RELEASE_FILES.config, content: `# Written by v2c-gateway provision on ${o.now.toISOString()}; re-run provision to change it.\n${stringifyYaml(settings)}`, mode: 0o640 },
+    {
+      name: RELEASE_FILES.config,
+      content: `# Written by v2c-gateway provision on ${o.now.toISOString()}; re-run provision to change it.\n${stringifyYaml(settings)}`,
+      mode: 0o640,
+    },
     { name: RELEASE_FILES.key, content: texts.keyPem, mode: 0o600 },
     { name: RELEASE_FILES.cert, content: texts.certPem, mode: 0o644 },
     { name: RELEASE_FILES.ca, content: texts.caPem, mode: 0o644 },
@@ -133,8 +172,13 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     `private key:  ${installation.path('key')} (mode 0600)`,
     `data:         ${dataDir}`,
   ];
-  if (modeWarning !== null) summary.push(`warning:      the source key ${keyFile} is readable by others; delete it or run chmod 600 ${keyFile}`);
-  summary.push(...(o.service ? installService(o, installation, dataDir) : ['service:      not installed (--no-service)']));
+  if (modeWarning !== null)
+    summary.push(
+      `warning:      the source key ${keyFile} is readable by others; delete it or run chmod 600 ${keyFile}`,
+    );
+  summary.push(
+    ...(o.service ? installService(o, installation, dataDir) : ['service:      not installed (--no-service)']),
+  );
   return { summary, facts, configFile: join(installation.configDir, RELEASE_FILES.config), csrFile: null };
 }
 
@@ -148,14 +192,21 @@ export function writeNewPrivateFile(path: string, content: string): void {
     fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ProvisionError([code === 'EEXIST' ? `${path} already exists (a key from an earlier run, or something planted there): use it with --key, or remove it first` : `${path}: cannot create the key file: ${code ?? (err as Error).message}`]);
+    throw new ProvisionError([
+      code === 'EEXIST'
+        ? `${path} already exists (a key from an earlier run, or something planted there): use it with --key, or remove it first`
+        : `${path}: cannot create the key file: ${code ?? (err as Error).message}`,
+    ]);
   }
   try {
     fchmodSync(fd, 0o600);
     writeSync(fd, content);
     fsyncSync(fd);
     const st = fstatSync(fd);
-    if (!st.isFile() || (st.mode & 0o077) !== 0) throw new ProvisionError([`${path}: the key file is not a private regular file after writing (mode ${(st.mode & 0o777).toString(8)})`]);
+    if (!st.isFile() || (st.mode & 0o077) !== 0)
+      throw new ProvisionError([
+        `${path}: the key file is not a private regular file after writing (mode ${(st.mode & 0o777).toString(8)})`,
+      ]);
   } finally {
     closeSync(fd);
   }
@@ -177,16 +228,21 @@ async function writeCsr(o: ProvisionOptions, pendingDir: string, pendingKey: str
   return {
     summary: [
       `vehicle:      ${o.vehicleId}`,
-      `key:          ${o.generateKey ? `new EC P-256 key kept in ${pendingKey} (mode 0600)` : o.key ?? ''}`,
+      `key:          ${o.generateKey ? `new EC P-256 key kept in ${pendingKey} (mode 0600)` : (o.key ?? '')}`,
       `CSR:          ${csrFile} (subject CN=${o.vehicleId}); have the fleet PKI sign it, then run provision again with --cert SIGNED.crt`,
     ],
-    facts: null, configFile: null, csrFile,
+    facts: null,
+    configFile: null,
+    csrFile,
   };
 }
 
 /** The gateway configuration: the template's vehicle-specific parts plus what this setup knows. */
 function gatewaySettings(o: ProvisionOptions, installation: Installation, dataDir: string): Record<string, unknown> {
-  const base = o.template !== undefined ? parseTemplate(o.template) : referenceVehicleSettings({ mqttUrl: o.broker, port: o.canPort });
+  const base =
+    o.template !== undefined
+      ? parseTemplate(o.template)
+      : referenceVehicleSettings({ mqttUrl: o.broker, port: o.canPort });
   const mqtt = typeof base.mqtt === 'object' && base.mqtt !== null ? base.mqtt : {};
   const store = typeof base.store === 'object' && base.store !== null ? base.store : {};
   return {
@@ -194,38 +250,73 @@ function gatewaySettings(o: ProvisionOptions, installation: Installation, dataDi
     vehicle: { id: o.vehicleId, region: o.region, model: o.model },
     dbc: installation.path('dbc'),
     store: { ...store, dir: dataDir },
-    mqtt: { ...mqtt, url: o.broker, tls: { ca: installation.path('ca'), cert: installation.path('cert'), key: installation.path('key'), minVersion: 'TLSv1.2' } },
+    mqtt: {
+      ...mqtt,
+      url: o.broker,
+      tls: {
+        ca: installation.path('ca'),
+        cert: installation.path('cert'),
+        key: installation.path('key'),
+        minVersion: 'TLSv1.2',
+      },
+    },
     metrics: { port: 9464 },
   };
 }
 
 function parseTemplate(path: string): Record<string, unknown> {
   const raw: unknown = parseYaml(readInput(path, 'configuration template'));
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ProvisionError([`${path}: expected a YAML/JSON mapping`]);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ProvisionError([`${path}: expected a YAML/JSON mapping`]);
   return raw as Record<string, unknown>;
 }
 
 /** A user name as useradd takes it (shadow-utils' default rule), at most 32 characters. */
 const USER_NAME = /^[a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?$/;
 /** A path systemd reads as one word: no whitespace, control characters, quotes, `\\` or `%` specifiers. */
+// Control characters are exactly what this refuses.
+// eslint-disable-next-line no-control-regex
 const UNIT_PATH = /^\/[^\s\u0000-\u001f\u007f"'\\%;]*$/;
 
 /** The unit file with its @…@ fields filled in; a value that would change the unit's meaning is refused. */
-export function renderServiceUnit(fields: { node: string; app: string; config: string; dataDir: string; configDir: string; user: string }): string {
+export function renderServiceUnit(fields: {
+  node: string;
+  app: string;
+  config: string;
+  dataDir: string;
+  configDir: string;
+  user: string;
+}): string {
   const problems: string[] = [];
-  if (!USER_NAME.test(fields.user)) problems.push(`--user ${JSON.stringify(fields.user)}: expected a user name as useradd takes it (lower-case letters, digits, _ and -, at most 32 characters)`);
+  if (!USER_NAME.test(fields.user))
+    problems.push(
+      `--user ${JSON.stringify(fields.user)}: expected a user name as useradd takes it (lower-case letters, digits, _ and -, at most 32 characters)`,
+    );
   for (const [name, value] of Object.entries(fields)) {
-    if (name !== 'user' && !UNIT_PATH.test(value)) problems.push(`${name} ${JSON.stringify(value)}: expected an absolute path without spaces, quotes, control characters, ';' or '%' (systemd would read it differently)`);
+    if (name !== 'user' && !UNIT_PATH.test(value))
+      problems.push(
+        `${name} ${JSON.stringify(value)}: expected an absolute path without spaces, quotes, control characters, ';' or '%' (systemd would read it differently)`,
+      );
   }
   if (problems.length > 0) throw new ProvisionError(problems);
   const template = readFileSync(join(projectRoot(), 'provisioning', 'v2c-gateway.service'), 'utf8');
-  return template.replace(/@NODE@/g, fields.node).replace(/@APP@/g, fields.app).replace(/@CONFIG@/g, fields.config)
-    .replace(/@DATA_DIR@/g, fields.dataDir).replace(/@CONFIG_DIR@/g, fields.configDir).replace(/@USER@/g, fields.user);
+  return template
+    .replace(/@NODE@/g, fields.node)
+    .replace(/@APP@/g, fields.app)
+    .replace(/@CONFIG@/g, fields.config)
+    .replace(/@DATA_DIR@/g, fields.dataDir)
+    .replace(/@CONFIG_DIR@/g, fields.configDir)
+    .replace(/@USER@/g, fields.user);
 }
 
 function serviceUnit(o: ProvisionOptions): string {
   return renderServiceUnit({
-    node: process.execPath, app: projectRoot(), config: join(o.configDir, RELEASE_FILES.config), dataDir: o.dataDir, configDir: o.configDir, user: o.serviceUser,
+    node: process.execPath,
+    app: projectRoot(),
+    config: join(o.configDir, RELEASE_FILES.config),
+    dataDir: o.dataDir,
+    configDir: o.configDir,
+    user: o.serviceUser,
   });
 }
 
@@ -236,7 +327,18 @@ function installService(o: ProvisionOptions, installation: Installation, dataDir
   writeFileSync(unitPath, serviceUnit(o), { mode: 0o644 });
   if (o.prefix !== '/') return [`service:      ${unitPath} written (prefix ${o.prefix}: systemctl not run)`];
   const run = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
-  if (!run('id', ['-u', o.serviceUser]) && !run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--groups', 'dialout', o.serviceUser])) {
+  if (
+    !run('id', ['-u', o.serviceUser]) &&
+    !run('useradd', [
+      '--system',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      '--groups',
+      'dialout',
+      o.serviceUser,
+    ])
+  ) {
     throw new ProvisionError([`cannot create the service user ${o.serviceUser} (useradd failed; run as root)`]);
   }
   const uid = Number(spawnSync('id', ['-u', o.serviceUser], { encoding: 'utf8' }).stdout.trim());
@@ -247,9 +349,13 @@ function installService(o: ProvisionOptions, installation: Installation, dataDir
   chownSync(installation.releasesDir, uid, gid);
   chownSync(release, uid, gid);
   for (const f of Object.values(RELEASE_FILES)) chownSync(join(release, f), uid, gid);
-  if (!run('systemctl', ['daemon-reload'])) return [`service:      ${unitPath} written; systemctl is not usable here, enable it with: systemctl enable --now v2c-gateway`];
+  if (!run('systemctl', ['daemon-reload']))
+    return [
+      `service:      ${unitPath} written; systemctl is not usable here, enable it with: systemctl enable --now v2c-gateway`,
+    ];
   const enabled = run('systemctl', ['enable', 'v2c-gateway']);
   const restarted = run('systemctl', ['try-restart', 'v2c-gateway']);
-  return [`service:      ${unitPath}${enabled ? ', enabled' : ', NOT enabled (systemctl enable failed)'}${restarted ? '' : '; restart it with systemctl restart v2c-gateway'}`];
+  return [
+    `service:      ${unitPath}${enabled ? ', enabled' : ', NOT enabled (systemctl enable failed)'}${restarted ? '' : '; restart it with systemctl restart v2c-gateway'}`,
+  ];
 }
-

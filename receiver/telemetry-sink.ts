@@ -8,7 +8,13 @@ import { makePrivateDir } from '../core/private-files.js';
 import { join } from 'node:path';
 import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';
-import { decodeTelemetry, SCHEMA_VERSION, TelemetryDecodeError, type TelemetryBatch, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import {
+  decodeTelemetry,
+  SCHEMA_VERSION,
+  TelemetryDecodeError,
+  type TelemetryBatch,
+  type VehicleTelemetry,
+} from '../proto/telemetry-codec.js';
 
 export interface SinkOptions {
   url: string;
@@ -60,13 +66,21 @@ export class TelemetrySink {
   /** Subscriptions made: 1 at start, one more after each reconnect to a broker that had lost the session. */
   subscribed = 0;
 
-  private constructor(private readonly client: MqttClient, private readonly options: SinkOptions, private readonly log: (msg: string) => void) {}
+  private constructor(
+    private readonly client: MqttClient,
+    private readonly options: SinkOptions,
+    private readonly log: (msg: string) => void,
+  ) {}
 
   /** Connects with a persistent session (nothing is missed across a reconnect) and subscribes. */
   static async start(options: SinkOptions, log: (msg: string) => void = () => undefined): Promise<TelemetrySink> {
     makePrivateDir(options.deadLetterDir);
     const client = await mqtt.connectAsync(options.url, {
-      protocolVersion: 5, clientId: options.clientId, clean: false, reconnectPeriod: 500, properties: { sessionExpiryInterval: 3600 },
+      protocolVersion: 5,
+      clientId: options.clientId,
+      clean: false,
+      reconnectPeriod: 500,
+      properties: { sessionExpiryInterval: 3600 },
       ...(options.tls !== undefined ? { ...options.tls, minVersion: 'TLSv1.2', rejectUnauthorized: true } : {}),
     });
     const sink = new TelemetrySink(client, options, log);
@@ -76,7 +90,9 @@ export class TelemetrySink {
         return;
       }
       sink.lastMessageAt = Date.now();
-      sink.queue = sink.queue.then(() => sink.handle(topic, payload, packet)).catch((err: unknown) => log(`sink: ${(err as Error).message}`));
+      sink.queue = sink.queue
+        .then(() => sink.handle(topic, payload, packet))
+        .catch((err: unknown) => log(`sink: ${(err as Error).message}`));
     });
     const filter = options.filter ?? 'v2c/v1/+/+/telemetry/#';
     // The cloud's time service as well: vehicles correct their clocks from its answers.
@@ -86,7 +102,12 @@ export class TelemetrySink {
     // A broker that lost our session (restarted without persistence, session expired) lost the subscription too.
     client.on('connect', (connack) => {
       if (connack.sessionPresent) return;
-      client.subscribeAsync(filters, { qos: 1 }).then(() => { sink.subscribed++; }, (err: unknown) => log(`sink: cannot subscribe again: ${(err as Error).message}`));
+      client.subscribeAsync(filters, { qos: 1 }).then(
+        () => {
+          sink.subscribed++;
+        },
+        (err: unknown) => log(`sink: cannot subscribe again: ${(err as Error).message}`),
+      );
     });
     return sink;
   }
@@ -108,7 +129,10 @@ export class TelemetrySink {
       return;
     }
     this.timeAnswers++;
-    this.client.publish(responseTopic, JSON.stringify({ now_ms: Date.now() }), { qos: 1, properties: { contentType: 'application/json', ...(correlationData !== undefined ? { correlationData } : {}) } });
+    this.client.publish(responseTopic, JSON.stringify({ now_ms: Date.now() }), {
+      qos: 1,
+      properties: { contentType: 'application/json', ...(correlationData !== undefined ? { correlationData } : {}) },
+    });
   }
 
   get idleMs(): number {
@@ -150,20 +174,34 @@ export class TelemetrySink {
    * A batch uploaded over HTTPS (WiFi offload): the batch topic's checks, and the same
    * de-duplication, so records that came by either path count once. Null when accepted, else why not.
    */
-  receiveUpload(vehicleId: string, batchId: string, payload: Buffer, props: Record<string, string>): Promise<string | null> {
+  receiveUpload(
+    vehicleId: string,
+    batchId: string,
+    payload: Buffer,
+    props: Record<string, string>,
+  ): Promise<string | null> {
     const where = `https:${vehicleId}/batches/${batchId}`;
     const result = this.queue.then(async () => {
       this.lastMessageAt = Date.now();
       const batch = await this.unpack(where, payload, props);
       if (batch === null) return 'the batch failed its checks (see the dead-letter directory)';
       if (batch.batchId !== batchId) {
-        this.reject(where, payload, props, 'batch_id', `the path names batch ${batchId}, the batch is ${batch.batchId}`);
+        this.reject(
+          where,
+          payload,
+          props,
+          'batch_id',
+          `the path names batch ${batchId}, the batch is ${batch.batchId}`,
+        );
         return `batch_id ${batchId} does not match the batch (${batch.batchId})`;
       }
       this.accept(where, vehicleId, batch.records, props);
       return null;
     });
-    this.queue = result.then(() => undefined, () => undefined);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
     return result;
   }
 
@@ -171,9 +209,16 @@ export class TelemetrySink {
     return this.options.acceptedSchemaVersions ?? [SCHEMA_VERSION];
   }
 
-  private async unpack(where: string, payload: Buffer, props: Record<string, string | string[]>): Promise<TelemetryBatch | null> {
+  private async unpack(
+    where: string,
+    payload: Buffer,
+    props: Record<string, string | string[]>,
+  ): Promise<TelemetryBatch | null> {
     try {
-      return await unpackBatch(payload, props, { maxUncompressedBytes: this.options.maxUncompressedBytes ?? 16 << 20, acceptedSchemaVersions: this.acceptedVersions });
+      return await unpackBatch(payload, props, {
+        maxUncompressedBytes: this.options.maxUncompressedBytes ?? 16 << 20,
+        acceptedSchemaVersions: this.acceptedVersions,
+      });
     } catch (err) {
       if (!(err instanceof BatchRejectedError)) throw err;
       this.reject(where, payload, props, err.reason, err.message);
@@ -181,7 +226,12 @@ export class TelemetrySink {
     }
   }
 
-  private accept(topic: string, vehicleId: string, records: readonly VehicleTelemetry[], props: Record<string, string | string[]>): void {
+  private accept(
+    topic: string,
+    vehicleId: string,
+    records: readonly VehicleTelemetry[],
+    props: Record<string, string | string[]>,
+  ): void {
     const accepted = this.acceptedVersions;
     const now = Date.now();
     this.expire(now);
@@ -215,20 +265,41 @@ export class TelemetrySink {
    * DEAD_LETTER_PAYLOAD_BYTES (with its size and digest), and the directory up to
    * `maxDeadLetterBytes` per run; past that only the count and a log line remain.
    */
-  private reject(topic: string, payload: Buffer, props: Record<string, string | string[]>, reason: string, detail: string): void {
+  private reject(
+    topic: string,
+    payload: Buffer,
+    props: Record<string, string | string[]>,
+    reason: string,
+    detail: string,
+  ): void {
     this.counts.received++;
     this.counts.rejected++;
     const kept = payload.subarray(0, DEAD_LETTER_PAYLOAD_BYTES);
-    const letter = JSON.stringify({
-      reason, detail, topic, userProperties: props, payloadBytes: payload.byteLength, payloadSha256: sha256Hex(payload),
-      ...(kept.byteLength < payload.byteLength ? { payloadTruncated: true } : {}), payloadBase64: kept.toString('base64'),
-    }, null, 1);
+    const letter = JSON.stringify(
+      {
+        reason,
+        detail,
+        topic,
+        userProperties: props,
+        payloadBytes: payload.byteLength,
+        payloadSha256: sha256Hex(payload),
+        ...(kept.byteLength < payload.byteLength ? { payloadTruncated: true } : {}),
+        payloadBase64: kept.toString('base64'),
+      },
+      null,
+      1,
+    );
     if (this.deadLetterBytes + letter.length > (this.options.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES)) {
       this.deadLettersNotKept++;
-      this.log(`sink: rejected (${reason}): ${detail}; not kept (the dead-letter directory is at its ${this.options.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES}-byte limit)`);
+      this.log(
+        `sink: rejected (${reason}): ${detail}; not kept (the dead-letter directory is at its ${this.options.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES}-byte limit)`,
+      );
       return;
     }
-    const file = join(this.options.deadLetterDir, `${new Date().toISOString().replaceAll(':', '-')}-${++this.rejects}-${reason}.json`);
+    const file = join(
+      this.options.deadLetterDir,
+      `${new Date().toISOString().replaceAll(':', '-')}-${++this.rejects}-${reason}.json`,
+    );
     try {
       writeFileSync(file, letter, { mode: 0o600 });
       this.deadLetterBytes += letter.length;

@@ -63,7 +63,22 @@ export interface SenderCounters {
 export type Route = 'single' | 'batch' | 'upload';
 
 export class OutboxSender {
-  readonly counters: SenderCounters = { singles: 0, batches: 0, acked: 0, batchAckedRecords: 0, failed: 0, bytesSent: 0, splits: 0, notAuthorised: 0, quotaPauses: 0, resends: 0, batchPlainBytes: 0, batchWireBytes: 0, uploads: 0, uploadedRecords: 0 };
+  readonly counters: SenderCounters = {
+    singles: 0,
+    batches: 0,
+    acked: 0,
+    batchAckedRecords: 0,
+    failed: 0,
+    bytesSent: 0,
+    splits: 0,
+    notAuthorised: 0,
+    quotaPauses: 0,
+    resends: 0,
+    batchPlainBytes: 0,
+    batchWireBytes: 0,
+    uploads: 0,
+    uploadedRecords: 0,
+  };
   /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
   onAck: (route: Route, latencyS: number) => void = () => undefined;
   /**
@@ -115,23 +130,32 @@ export class OutboxSender {
   ) {
     this.failureLog = rateLimited(log, 60_000);
     this.link = {
-      current: { mode: 'realtime', sendBulk: true, metered: false, batchMaxRecords: settings.batchMaxRecords, drainAll: false, reason: 'no link policy' },
+      current: {
+        mode: 'realtime',
+        sendBulk: true,
+        metered: false,
+        batchMaxRecords: settings.batchMaxRecords,
+        drainAll: false,
+        reason: 'no link policy',
+      },
       meter: () => undefined,
     };
   }
 
   start(): void {
     this.subscriptions.add(this.store.inserted.subscribe(() => this.kick()));
-    this.subscriptions.add(this.session.connected.subscribe((up) => {
-      if (!up) return;
-      // A new CONNACK may allow larger packets, or come after a policy fix: what the last
-      // connection could not take is tried again, once per connection.
-      this.oversize.clear();
-      this.oversizeLogged = false;
-      this.blockedTopics.clear();
-      this.parked.clear();
-      this.kick();
-    }));
+    this.subscriptions.add(
+      this.session.connected.subscribe((up) => {
+        if (!up) return;
+        // A new CONNACK may allow larger packets, or come after a policy fix: what the last
+        // connection could not take is tried again, once per connection.
+        this.oversize.clear();
+        this.oversizeLogged = false;
+        this.blockedTopics.clear();
+        this.parked.clear();
+        this.kick();
+      }),
+    );
   }
 
   stop(): void {
@@ -168,7 +192,10 @@ export class OutboxSender {
       const left = deadline - this.clock.monoMs();
       if (left <= 0) return false;
       this.flushRequested = true;
-      await Promise.race([new Promise<void>((resolve) => this.idleWaiters.push(resolve)), this.clock.sleep(Math.min(left, 250))]);
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        this.clock.sleep(Math.min(left, 250)),
+      ]);
     }
     return true;
   }
@@ -180,13 +207,15 @@ export class OutboxSender {
       return;
     }
     this.running = true;
-    void this.fill().catch((err: unknown) => this.log(`outbox: ${(err as Error).message}`)).finally(() => {
-      this.running = false;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
-    });
+    void this.fill()
+      .catch((err: unknown) => this.log(`outbox: ${(err as Error).message}`))
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
   }
 
   private routeFor(preferred: Route): Route | null {
@@ -197,7 +226,6 @@ export class OutboxSender {
   }
 
   private async fill(): Promise<void> {
-    const s = this.settings;
     // Timers may fire a little before the monotonic clock reaches the end of a pause: look again then.
     const pausedForMs = this.pausedUntil - this.clock.monoMs();
     if (pausedForMs > 0) {
@@ -207,7 +235,12 @@ export class OutboxSender {
     for (;;) {
       const uploader = this.link.current.mode === 'offload' ? this.uploader : null;
       // Uploads need no broker connection, only the receiver; they have their own concurrency.
-      if (uploader === null ? !this.session.isConnected || this.inflightMessages >= this.mqttInflightCap() : this.inflightMessages >= uploader.concurrency) break;
+      if (
+        uploader === null
+          ? !this.session.isConnected || this.inflightMessages >= this.mqttInflightCap()
+          : this.inflightMessages >= uploader.concurrency
+      )
+        break;
       const exclude = new Set([...this.inflightIds, ...this.resting, ...this.parked, ...this.oversize]);
       const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
       if (next === null) break;
@@ -215,16 +248,22 @@ export class OutboxSender {
       this.inflightMessages++;
       const isBatch = next.route === 'batch';
       if (isBatch) this.inflightBatches++;
-      const done = next.route === 'single' ? this.sendSingle(next.records[0] as StoredRecord)
-        : isBatch ? this.sendBatch(next.records) : this.sendUpload(next.records, uploader as BatchUploader);
-      void done.catch((err: unknown) => this.unexpected(err, next.records)).finally(() => {
-        this.inflightMessages--;
-        if (isBatch) this.inflightBatches--;
-        for (const r of next.records) this.inflightIds.delete(r.id);
-        for (const wake of this.idleWaiters.splice(0)) wake();
-        // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
-        setImmediate(() => this.kick());
-      });
+      const done =
+        next.route === 'single'
+          ? this.sendSingle(next.records[0] as StoredRecord)
+          : isBatch
+            ? this.sendBatch(next.records)
+            : this.sendUpload(next.records, uploader as BatchUploader);
+      void done
+        .catch((err: unknown) => this.unexpected(err, next.records))
+        .finally(() => {
+          this.inflightMessages--;
+          if (isBatch) this.inflightBatches--;
+          for (const r of next.records) this.inflightIds.delete(r.id);
+          for (const wake of this.idleWaiters.splice(0)) wake();
+          // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
+          setImmediate(() => this.kick());
+        });
     }
     this.flushRequested = false;
   }
@@ -292,7 +331,10 @@ export class OutboxSender {
   /** The records as a batch, each corrected as it leaves. */
   private pack(records: readonly StoredRecord[]): Promise<PackedBatch> {
     const s = this.settings;
-    return packBatch(records.map((r) => this.prepare(r.record)), { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel });
+    return packBatch(
+      records.map((r) => this.prepare(r.record)),
+      { vehicleId: s.vehicleId, createdMs: this.clock.wallMs(), resolution: s.resolution, zstdLevel: s.zstdLevel },
+    );
   }
 
   /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
@@ -317,17 +359,32 @@ export class OutboxSender {
       if ((status === 413 || status === 400) && records.length > 1) {
         this.counters.splits++;
         const half = Math.ceil(records.length / 2);
-        await Promise.all([this.sendUpload(records.slice(0, half), uploader), this.sendUpload(records.slice(half), uploader)]);
+        await Promise.all([
+          this.sendUpload(records.slice(0, half), uploader),
+          this.sendUpload(records.slice(half), uploader),
+        ]);
         return;
       }
       if (status === 413 || status === 400) {
         const stored = records[0] as StoredRecord;
-        this.deadLetters.write({ reason: status === 413 ? 'exceeds_upload_limit' : 'refused_by_receiver', topic: `upload/${packed.batchId}`, detail: (err as Error).message, record: stored.record }, this.clock.wallMs());
+        this.deadLetters.write(
+          {
+            reason: status === 413 ? 'exceeds_upload_limit' : 'refused_by_receiver',
+            topic: `upload/${packed.batchId}`,
+            detail: (err as Error).message,
+            record: stored.record,
+          },
+          this.clock.wallMs(),
+        );
         await this.store.remove([stored]);
-        this.log(`outbox: the offload receiver refuses record ${stored.id} on its own (HTTP ${status}); moved to ${this.deadLetters.path}`);
+        this.log(
+          `outbox: the offload receiver refuses record ${stored.id} on its own (HTTP ${status}); moved to ${this.deadLetters.path}`,
+        );
         return;
       }
-      this.log(`outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`);
+      this.log(
+        `outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`,
+      );
       this.rest(records);
       return;
     }
@@ -336,7 +393,10 @@ export class OutboxSender {
 
   private async sendSingle(stored: StoredRecord): Promise<void> {
     const payload = encodeTelemetry(this.prepare(stored.record));
-    const properties: PublishProperties = { contentType: 'application/x-protobuf', userProperties: { schema_version: SCHEMA_VERSION } };
+    const properties: PublishProperties = {
+      contentType: 'application/x-protobuf',
+      userProperties: { schema_version: SCHEMA_VERSION },
+    };
     const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
     if (bytes > this.session.maxPacketBytes) {
       await this.tooLarge(stored, this.settings.vehicleTopic, bytes);
@@ -367,7 +427,13 @@ export class OutboxSender {
     await this.deliver('batch', records, s.batchTopic, packed.payload, properties);
   }
 
-  private async deliver(route: Route, records: readonly StoredRecord[], topic: string, payload: Uint8Array, properties: PublishProperties): Promise<void> {
+  private async deliver(
+    route: Route,
+    records: readonly StoredRecord[],
+    topic: string,
+    payload: Uint8Array,
+    properties: PublishProperties,
+  ): Promise<void> {
     const sentAt = this.clock.monoMs();
     this.link.meter(publishPacketBytes(topic, payload, properties));
     const dup = records.some((r) => this.sentBefore.has(r.id));
@@ -389,7 +455,9 @@ export class OutboxSender {
       await this.store.remove(records);
     } catch (err) {
       // Delivered but still stored: it goes out again and the receiver counts a duplicate.
-      this.log(`outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`);
+      this.log(
+        `outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`,
+      );
       return;
     }
     for (const r of records) {
@@ -408,7 +476,10 @@ export class OutboxSender {
     const ids = records.map((r) => r.id);
     if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x87) {
       this.counters.notAuthorised++;
-      if (!this.blockedTopics.has(topic)) this.log(`outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it until the next connection, its records stay stored`);
+      if (!this.blockedTopics.has(topic))
+        this.log(
+          `outbox: SECURITY: the broker does not authorise publishing to ${topic} (PUBACK 0x87); no more attempts on it until the next connection, its records stay stored`,
+        );
       this.blockedTopics.add(topic);
       for (const id of ids) this.parked.add(id);
       return;
@@ -417,7 +488,9 @@ export class OutboxSender {
       this.counters.quotaPauses++;
       const pauseMs = this.settings.quotaBackoffMs * (1 + this.random() / 2);
       this.pausedUntil = this.clock.monoMs() + pauseMs;
-      this.log(`outbox: the broker's quota is exceeded (PUBACK 0x97); publishing pauses for ${(pauseMs / 1000).toFixed(1)} s`);
+      this.log(
+        `outbox: the broker's quota is exceeded (PUBACK 0x97); publishing pauses for ${(pauseMs / 1000).toFixed(1)} s`,
+      );
       this.wakeIn(pauseMs);
       return;
     }
@@ -425,19 +498,25 @@ export class OutboxSender {
     if (err.code === 'CONNECTION_LOST' || err.code === 'NOT_CONNECTED') return;
     if (err.code === 'PUBACK_TIMEOUT') {
       // The session closed the connection: the next one carries the record again, up to `resends` times.
-      const timeouts = Math.max(...records.map((r) => {
-        const n = (this.unanswered.get(r.id) ?? 0) + 1;
-        this.unanswered.set(r.id, n);
-        return n;
-      }));
+      const timeouts = Math.max(
+        ...records.map((r) => {
+          const n = (this.unanswered.get(r.id) ?? 0) + 1;
+          this.unanswered.set(r.id, n);
+          return n;
+        }),
+      );
       if (timeouts <= this.settings.resends) return;
       for (const id of ids) this.unanswered.delete(id);
-      this.log(`outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`);
+      this.log(
+        `outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`,
+      );
       this.rest(records);
       return;
     }
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
-    this.log(`outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged${reason}: ${err.message}; kept for the next cycle`);
+    this.log(
+      `outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged${reason}: ${err.message}; kept for the next cycle`,
+    );
     this.rest(records);
   }
 
@@ -451,14 +530,21 @@ export class OutboxSender {
       this.oversize.add(stored.id);
       if (!this.oversizeLogged) {
         this.oversizeLogged = true;
-        this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than this broker's maximum of ${this.session.maxPacketBytes}; kept stored and tried again after the next connect (v2c_parked_records)`);
+        this.log(
+          `outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than this broker's maximum of ${this.session.maxPacketBytes}; kept stored and tried again after the next connect (v2c_parked_records)`,
+        );
       }
       return;
     }
     const reason = 'exceeds_max_packet_size';
-    this.deadLetters.write({ reason, topic, packetBytes, maxPacketBytes: own, record: stored.record }, this.clock.wallMs());
+    this.deadLetters.write(
+      { reason, topic, packetBytes, maxPacketBytes: own, record: stored.record },
+      this.clock.wallMs(),
+    );
     await this.store.remove([stored]);
-    this.log(`outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.deadLetters.path}`);
+    this.log(
+      `outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.deadLetters.path}`,
+    );
   }
 
   /**
@@ -467,7 +553,9 @@ export class OutboxSender {
    */
   private unexpected(err: unknown, records: readonly StoredRecord[]): void {
     this.counters.failed++;
-    this.failureLog(`outbox: ${records.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`);
+    this.failureLog(
+      `outbox: ${records.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`,
+    );
     this.rest(records);
   }
 

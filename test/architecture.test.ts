@@ -41,7 +41,8 @@ function importsOut(file: string, text: string): string[] {
 }
 
 t.test('the import checker sees static, type-only and dynamic imports', async (t) => {
-  const text = "import { a } from '../sync/x.js';\nimport type { B } from '../gateway/y.js';\nconst c = await import('../bench/z.js');\nimport './local.js';";
+  const text =
+    "import { a } from '../sync/x.js';\nimport type { B } from '../gateway/y.js';\nconst c = await import('../bench/z.js');\nimport './local.js';";
   t.same(importsOut('proto/p.ts', text), ['sync', 'gateway', 'bench']);
 });
 
@@ -52,12 +53,19 @@ t.test('imports point down the layout of docs/architecture.md', async (t) => {
     for (const file of sources(folder)) {
       files++;
       for (const target of new Set(importsOut(file, readFileSync(join(root, file), 'utf8')))) {
-        if (!allowed.includes(target) && !EXCEPTIONS.has(`${file} -> ${target}`)) violations.push(`${file} imports ${target}/ (${folder}/ may import ${allowed.join(', ') || 'nothing of ours'})`);
+        if (!allowed.includes(target) && !EXCEPTIONS.has(`${file} -> ${target}`))
+          violations.push(
+            `${file} imports ${target}/ (${folder}/ may import ${allowed.join(', ') || 'nothing of ours'})`,
+          );
       }
     }
   }
   t.ok(files > 100, `${files} source files checked`);
   t.same(violations, [], 'no import points up');
   const documented = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8');
-  t.same(Object.keys(MAY_IMPORT).filter((f) => !documented.includes(`\`${f}/\``)), [], 'every folder is in docs/architecture.md');
+  t.same(
+    Object.keys(MAY_IMPORT).filter((f) => !documented.includes(`\`${f}/\``)),
+    [],
+    'every folder is in docs/architecture.md',
+  );
 });

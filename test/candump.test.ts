@@ -3,7 +3,18 @@ import { MalformedLine } from '../drivers/can-frame.js';
 import { formatCandumpLog, parseCandumpLine } from '../drivers/candump.js';
 import { frameView } from './helpers.js';
 
-const f = (id: number, data: string, extra: Record<string, unknown> = {}) => ({ id, extended: false, rtr: false, fd: false, brs: false, error: false, data, bus: 'can0', tsWall: null as number | null, ...extra });
+const f = (id: number, data: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  extended: false,
+  rtr: false,
+  fd: false,
+  brs: false,
+  error: false,
+  data,
+  bus: 'can0',
+  tsWall: null as number | null,
+  ...extra,
+});
 
 const rows: Array<[string, ReturnType<typeof f> | string | null]> = [
   ['(1436509052.249713) can0 123#11223344', f(0x123, '11223344', { tsWall: 1436509052.249713 })],
@@ -23,7 +34,9 @@ const rows: Array<[string, ReturnType<typeof f> | string | null]> = [
   ['  can0  123  [12]  00 01 02 03 04 05 06 07 08 09 0A 0B', f(0x123, '000102030405060708090A0B', { fd: true })],
   [' (1436509052.249713)  can1  7FF   [1]  FF', f(0x7ff, 'FF', { bus: 'can1', tsWall: 1436509052.249713 })],
   ['  can0  20000004   [8]  00 04 00 00 00 00 00 00   ERRORFRAME', f(0x4, '0004000000000000', { error: true })],
-  ['', null], ['# comment', null], ['   ', null],
+  ['', null],
+  ['# comment', null],
+  ['   ', null],
   ['(1.0) can0 12G#11', 'non-hex'],
   ['(1.0) can0 800#11', 'id-out-of-range'],
   ['(1.0) can0 4FFFFFFF#11', 'id-out-of-range'],
@@ -58,7 +71,7 @@ t.test('parseCandumpLine table', async (t) => {
   }
 });
 
-t.test('a logged time becomes the frame time; otherwise the caller\'s', async (t) => {
+t.test("a logged time becomes the frame time; otherwise the caller's", async (t) => {
   const logged = parseCandumpLine('(12.5) can0 123#00', 99);
   t.equal((logged as { tsMono: number }).tsMono, 12500);
   const screen = parseCandumpLine('  can0  123   [1]  00', 99);
@@ -70,6 +83,10 @@ t.test('formatCandumpLog round-trips', async (t) => {
     if (expected === null || typeof expected === 'string') continue;
     const parsed = parseCandumpLine(line) as never as Parameters<typeof formatCandumpLog>[0];
     const again = parseCandumpLine(formatCandumpLog(parsed, 7.25));
-    t.same({ ...frameView(again as never), tsWall: null }, { ...frameView(parsed as never), tsWall: null }, `round trip ${JSON.stringify(line.slice(0, 40))}`);
+    t.same(
+      { ...frameView(again as never), tsWall: null },
+      { ...frameView(parsed), tsWall: null },
+      `round trip ${JSON.stringify(line.slice(0, 40))}`,
+    );
   }
 });

@@ -11,7 +11,9 @@ const HEADER = 'VERSION ""\n\nNS_ :\n\tCM_\n\tVAL_\n\nBS_:\n\nBU_: ECU\n\n';
 
 // Cross-checks with published cases of established DBC tools. The first two are cantools'
 // published test vectors for its "ExampleMessage" (big-endian, signed, scaled, value table).
-const DBC = HEADER + `
+const DBC =
+  HEADER +
+  `
 BO_ 496 ExampleMessage: 8 ECU
  SG_ Temperature : 0|12@0- (0.01,250) [229.52|270.47] "degK" ECU
  SG_ AverageRadius : 6|6@0+ (0.1,0) [0|5] "m" ECU
@@ -62,19 +64,46 @@ const decoder = new DbcDecoder(db);
 const signalsOf = (f: ReturnType<typeof frame>, choices = true): Record<string, unknown> => {
   const d = decoder.decode(f, choices);
   if (d instanceof DecodeError) throw new Error(d.reason);
-  return (d as DecodedMessage).signals;
+  return d.signals;
 };
-const le = (write: (b: Buffer) => void, size = 8): string => { const b = Buffer.alloc(size); write(b); return b.toString('hex'); };
+const le = (write: (b: Buffer) => void, size = 8): string => {
+  const b = Buffer.alloc(size);
+  write(b);
+  return b.toString('hex');
+};
 
 t.test('published cantools vectors: big-endian, signed, scaled, value table', async (t) => {
   t.same(signalsOf(frame(496, 'c006e00000000000')), { Temperature: 250.55, AverageRadius: 3.2, Enable: 'Enabled' });
   t.same(signalsOf(frame(496, '0100200000000000')), { Temperature: 229.53, AverageRadius: 0, Enable: 'Disabled' });
-  t.same(signalsOf(frame(496, 'c006e00000000000'), false), { Temperature: 250.55, AverageRadius: 3.2, Enable: 1 }, 'numbers without choices');
+  t.same(
+    signalsOf(frame(496, 'c006e00000000000'), false),
+    { Temperature: 250.55, AverageRadius: 3.2, Enable: 1 },
+    'numbers without choices',
+  );
 });
 
 t.test('IEEE floats (SIG_VALTYPE_)', async (t) => {
-  t.same(signalsOf(frame(1024, le((b) => b.writeDoubleLE(-129.448)))), { Value: -129.448 });
-  t.same(signalsOf(frame(1025, le((b) => { b.writeFloatLE(1.5, 0); b.writeFloatLE(-0.25, 4); }))), { First: 1.5, Second: -0.25 });
+  t.same(
+    signalsOf(
+      frame(
+        1024,
+        le((b) => b.writeDoubleLE(-129.448)),
+      ),
+    ),
+    { Value: -129.448 },
+  );
+  t.same(
+    signalsOf(
+      frame(
+        1025,
+        le((b) => {
+          b.writeFloatLE(1.5, 0);
+          b.writeFloatLE(-0.25, 4);
+        }),
+      ),
+    ),
+    { First: 1.5, Second: -0.25 },
+  );
 });
 
 t.test('multiplexing: the multiplexer value selects the signals; extended id from bit 31', async (t) => {
@@ -83,7 +112,11 @@ t.test('multiplexing: the multiplexer value selects the signals; extended id fro
   t.equal(mux?.extended, true);
   t.same(signalsOf(frame(0x123456, '2000040100000000', { extended: true })), { BIT_L: 1, BIT_J: 1, Multiplexor: 8 });
   t.same(signalsOf(frame(0x123456, '6000000082000000', { extended: true })), { BIT_F: 1, BIT_B: 1, Multiplexor: 24 });
-  t.same(signalsOf(frame(0x123456, '0400000000000000', { extended: true })), { Multiplexor: 1 }, 'no signal for an unused value');
+  t.same(
+    signalsOf(frame(0x123456, '0400000000000000', { extended: true })),
+    { Multiplexor: 1 },
+    'no signal for an unused value',
+  );
   const std = decoder.decode(frame(0x123456 & 0x7ff, '2000040100000000'));
   t.ok(std instanceof DecodeError && std.code === 'unknown-id', 'a standard frame with the low bits does not match');
 });
@@ -124,7 +157,10 @@ t.test('encoder and decoder agree on random values for every signal of the refer
   const ref = parseDbc(readFileSync(join(projectRoot(), 'drivers/reference-vehicle/v2c-reference.dbc'), 'utf8'), 'ref');
   const refDecoder = new DbcDecoder(ref);
   let seed = 7;
-  const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  const rnd = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
   let checked = 0;
   for (let i = 0; i < 200; i++) {
     for (const msg of ref.messages) {
@@ -138,11 +174,20 @@ t.test('encoder and decoder agree on random values for every signal of the refer
         const raw = rawMin + Math.floor(rnd() * (rawMax - rawMin + 1));
         values[s.name] = s === muxSig ? (muxValue as number) : raw * s.factor + s.offset;
       }
-      const decoded = refDecoder.decode(frame(msg.id, Buffer.from(encodeMessage(msg, values)).toString('hex'), { extended: msg.extended }), false);
+      const decoded = refDecoder.decode(
+        frame(msg.id, Buffer.from(encodeMessage(msg, values)).toString('hex'), { extended: msg.extended }),
+        false,
+      );
       if (decoded instanceof DecodeError) throw new Error(decoded.reason);
       for (const [name, v] of Object.entries(values)) {
         const sig = msg.signals.find((s) => s.name === name);
-        t.ok(Math.abs((decoded.signals[name] as number) - v) <= Math.abs(sig?.factor ?? 1) / 2 + 1e-9, `${msg.name}.${name}`) || t.bailout();
+        if (
+          !t.ok(
+            Math.abs((decoded.signals[name] as number) - v) <= Math.abs(sig?.factor ?? 1) / 2 + 1e-9,
+            `${msg.name}.${name}`,
+          )
+        )
+          t.bailout();
         checked++;
       }
     }
@@ -155,55 +200,179 @@ const GOOD = 'BO_ 2 Good: 8 ECU\n SG_ G : 0|8@1+ (1,0) [0|0] "" ECU\n';
 
 // Lenient per statement, strict per message: [case, body, messages kept, warning (file:line + what), its line].
 const leniencyRows: Array<[string, string, string[], RegExp | null, number]> = [
-  ['unterminated string before the next statement', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "unit ECU\n' + GOOD, ['M', 'Good'], /unterminated string: expected a closing "; ended at line 12/, 12],
-  ['missing @', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8 1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /expected '@', found '1'; message M \(0x1\) refused/, 12],
-  ['bad byte order', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@2+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /byte order 0 or 1.*message M \(0x1\) refused/, 12],
+  [
+    'unterminated string before the next statement',
+    'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "unit ECU\n' + GOOD,
+    ['M', 'Good'],
+    /unterminated string: expected a closing "; ended at line 12/,
+    12,
+  ],
+  [
+    'missing @',
+    'BO_ 1 M: 8 ECU\n SG_ S : 0|8 1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /expected '@', found '1'; message M \(0x1\) refused/,
+    12,
+  ],
+  [
+    'bad byte order',
+    'BO_ 1 M: 8 ECU\n SG_ S : 0|8@2+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /byte order 0 or 1.*message M \(0x1\) refused/,
+    12,
+  ],
   ['bad sign', 'BO_ 1 M: 8 ECU\n SG_ S : 0|8@1* (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /sign.*refused/, 12],
-  ['bad mux indicator', 'BO_ 1 M: 8 ECU\n SG_ S X1 : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /multiplex indicator.*refused/, 12],
-  ['a bare m multiplex indicator', 'BO_ 1 M: 8 ECU\n SG_ S m : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /multiplex indicator.*refused/, 12],
-  ['unknown keyword', 'BO_ 1 M: 8 ECU\nFOO_ 1 2;\n' + GOOD, ['M', 'Good'], /unknown keyword 'FOO_'.*statement skipped/, 12],
-  ['signal beyond message', 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /outside message M's 2 bytes; message M \(0x1\) refused/, 12],
-  ['big-endian beyond message', 'BO_ 1 M: 1 ECU\n SG_ S : 0|2@0+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /reaches bit 15.*refused/, 12],
-  ['SG_ before BO_', ' SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /outside a message.*statement skipped/, 11],
-  ['float of wrong width', 'BO_ 1 M: 8 ECU\n SG_ S : 0|16@1+ (1,0) [0|0] "" ECU\nSIG_VALTYPE_ 1 S : 1;\n' + GOOD, ['Good'], /needs 32; message M \(0x1\) refused/, 13],
-  ['duplicate id', 'BO_ 1 M: 8 ECU\nBO_ 1 N: 8 ECU\n SG_ X : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /defined twice \(also by M at line 11\); this one refused/, 12],
-  ['message too long', 'BO_ 1 M: 65 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['Good'], /expected 0-64 bytes; statement skipped/, 11],
-  ['statement without ; before a message', 'CM_ "never ends"\n' + GOOD, ['Good'], /CM_ statement has no terminating ';'; read up to line 12/, 11],
-  ['BA_DEF_ without ; swallowed every message after it', 'BA_DEF_ BO_ "GenMsgCycleTime" INT 0 10000\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /BA_DEF_ statement has no terminating ';'/, 11],
-  ['unterminated CM_ string mid-file swallowed the messages after it', 'CM_ SG_ 1 S "a comment\nthat never ends;\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD, ['M', 'Good'], /unterminated string/, 11],
+  [
+    'bad mux indicator',
+    'BO_ 1 M: 8 ECU\n SG_ S X1 : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /multiplex indicator.*refused/,
+    12,
+  ],
+  [
+    'a bare m multiplex indicator',
+    'BO_ 1 M: 8 ECU\n SG_ S m : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /multiplex indicator.*refused/,
+    12,
+  ],
+  [
+    'unknown keyword',
+    'BO_ 1 M: 8 ECU\nFOO_ 1 2;\n' + GOOD,
+    ['M', 'Good'],
+    /unknown keyword 'FOO_'.*statement skipped/,
+    12,
+  ],
+  [
+    'signal beyond message',
+    'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /outside message M's 2 bytes; message M \(0x1\) refused/,
+    12,
+  ],
+  [
+    'big-endian beyond message',
+    'BO_ 1 M: 1 ECU\n SG_ S : 0|2@0+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /reaches bit 15.*refused/,
+    12,
+  ],
+  [
+    'SG_ before BO_',
+    ' SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /outside a message.*statement skipped/,
+    11,
+  ],
+  [
+    'float of wrong width',
+    'BO_ 1 M: 8 ECU\n SG_ S : 0|16@1+ (1,0) [0|0] "" ECU\nSIG_VALTYPE_ 1 S : 1;\n' + GOOD,
+    ['Good'],
+    /needs 32; message M \(0x1\) refused/,
+    13,
+  ],
+  [
+    'duplicate id',
+    'BO_ 1 M: 8 ECU\nBO_ 1 N: 8 ECU\n SG_ X : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['M', 'Good'],
+    /defined twice \(also by M at line 11\); this one refused/,
+    12,
+  ],
+  [
+    'message too long',
+    'BO_ 1 M: 65 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['Good'],
+    /expected 0-64 bytes; statement skipped/,
+    11,
+  ],
+  [
+    'statement without ; before a message',
+    'CM_ "never ends"\n' + GOOD,
+    ['Good'],
+    /CM_ statement has no terminating ';'; read up to line 12/,
+    11,
+  ],
+  [
+    'BA_DEF_ without ; swallowed every message after it',
+    'BA_DEF_ BO_ "GenMsgCycleTime" INT 0 10000\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['M', 'Good'],
+    /BA_DEF_ statement has no terminating ';'/,
+    11,
+  ],
+  [
+    'unterminated CM_ string mid-file swallowed the messages after it',
+    'CM_ SG_ 1 S "a comment\nthat never ends;\nBO_ 1 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "" ECU\n' + GOOD,
+    ['M', 'Good'],
+    /unterminated string/,
+    11,
+  ],
   ['-. before a non-digit crashed the tokenizer', 'CM_ "x" -.a;\n' + GOOD, ['Good'], null, 0],
   ['+. likewise', 'CM_ "x" +.;\n' + GOOD, ['Good'], null, 0],
   ['a BU_ node list over several lines', 'BU_: A B\n C D\n' + GOOD, ['Good'], null, 0],
-  ['VECTOR__INDEPENDENT_SIG_MSG placeholder at another id', 'BO_ 3221225473 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX\n' + GOOD, ['Good'], null, 0],
-  ['VAL_ without ; at the end of the file', GOOD + 'VAL_ 2 G 0 "off" 1 "on"', ['Good'], /VAL_ for G has no terminating ';'; read up to the end of the file/, 13],
+  [
+    'VECTOR__INDEPENDENT_SIG_MSG placeholder at another id',
+    'BO_ 3221225473 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX\n' +
+      GOOD,
+    ['Good'],
+    null,
+    0,
+  ],
+  [
+    'VAL_ without ; at the end of the file',
+    GOOD + 'VAL_ 2 G 0 "off" 1 "on"',
+    ['Good'],
+    /VAL_ for G has no terminating ';'; read up to the end of the file/,
+    13,
+  ],
 ];
 
-t.test('DBC files as they are in the wild: each problem skips its statement or refuses its message, with file:line', async (t) => {
-  for (const [label, body, kept, warning, line] of leniencyRows) {
-    let db;
-    try {
-      db = parseDbc(HEADER + body, 'broken.dbc');
-    } catch (err) {
-      t.fail(`${label}: refused the whole file: ${(err as Error).message}`);
-      continue;
+t.test(
+  'DBC files as they are in the wild: each problem skips its statement or refuses its message, with file:line',
+  async (t) => {
+    for (const [label, body, kept, warning, line] of leniencyRows) {
+      let db;
+      try {
+        db = parseDbc(HEADER + body, 'broken.dbc');
+      } catch (err) {
+        t.fail(`${label}: refused the whole file: ${(err as Error).message}`);
+        continue;
+      }
+      t.same(
+        db.messages.map((m) => m.name),
+        kept,
+        `${label}: messages kept`,
+      );
+      if (warning === null) {
+        t.same(db.warnings, [], `${label}: no warning`);
+        continue;
+      }
+      const found = db.warnings.find((w) => warning.test(w));
+      t.ok(found !== undefined, `${label}: warned (${db.warnings.join(' | ')})`);
+      t.match(found ?? '', new RegExp(`^broken\\.dbc:${line}: `), `${label}: the warning names file:line`);
     }
-    t.same(db.messages.map((m) => m.name), kept, `${label}: messages kept`);
-    if (warning === null) {
-      t.same(db.warnings, [], `${label}: no warning`);
-      continue;
-    }
-    const found = db.warnings.find((w) => warning.test(w));
-    t.ok(found !== undefined, `${label}: warned (${db.warnings.join(' | ')})`);
-    t.match(found ?? '', new RegExp(`^broken\\.dbc:${line}: `), `${label}: the warning names file:line`);
-  }
-  const g = parseDbc(HEADER + GOOD + 'VAL_ 2 G 0 "off" 1 "on"', 'x.dbc').messages[0]?.signals[0];
-  t.same([...(g?.choices ?? [])], [[0, 'off'], [1, 'on']], 'the unterminated value table is kept');
-});
+    const g = parseDbc(HEADER + GOOD + 'VAL_ 2 G 0 "off" 1 "on"', 'x.dbc').messages[0]?.signals[0];
+    t.same(
+      [...(g?.choices ?? [])],
+      [
+        [0, 'off'],
+        [1, 'on'],
+      ],
+      'the unterminated value table is kept',
+    );
+  },
+);
 
 t.test('CR-only and CRLF line endings read like LF', async (t) => {
-  for (const [name, eol] of [['CR', '\r'], ['CRLF', '\r\n']] as const) {
+  for (const [name, eol] of [
+    ['CR', '\r'],
+    ['CRLF', '\r\n'],
+  ] as const) {
     const db = parseDbc(DBC.replace(/\n/g, eol), `${name}.dbc`);
-    t.same(db.messages.map((m) => m.name), parseDbc(DBC).messages.map((m) => m.name), `${name}: every message`);
+    t.same(
+      db.messages.map((m) => m.name),
+      parseDbc(DBC).messages.map((m) => m.name),
+      `${name}: every message`,
+    );
     t.same(db.warnings, [], `${name}: no warning`);
   }
 });
@@ -212,7 +381,10 @@ t.test('a file with no usable message is refused, saying why', async (t) => {
   const rows: Array<[string, RegExp]> = [
     ['', /no usable message \(BO_\) in the file: the file is empty/],
     [HEADER, /no usable message/],
-    [HEADER + 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n', /no usable message .* 1 problem\(s\), the first: .*outside message M's 2 bytes/],
+    [
+      HEADER + 'BO_ 1 M: 2 ECU\n SG_ S : 12|8@1+ (1,0) [0|0] "" ECU\n',
+      /no usable message .* 1 problem\(s\), the first: .*outside message M's 2 bytes/,
+    ],
     ['\u0000\u0001garbage ;;; ((', /no usable message .*expected a DBC keyword/],
   ];
   for (const [text, message] of rows) {
@@ -221,9 +393,13 @@ t.test('a file with no usable message is refused, saying why', async (t) => {
 });
 
 t.test('long names (SystemMessageLongSymbol, SystemSignalLongSymbol) replace the 32-character cut', async (t) => {
-  const db = parseDbc(HEADER + 'BO_ 2 Short_Msg_Name_Cut_At_32_Chr: 8 ECU\n SG_ Short_Sig_Name_Cut_At_32_Chr : 0|8@1+ (1,0) [0|0] "" ECU\n' +
-    'BA_DEF_ BO_ "SystemMessageLongSymbol" STRING ;\nBA_ "SystemMessageLongSymbol" BO_ 2 "Short_Msg_Name_Cut_At_32_Chr_And_The_Rest";\n' +
-    'BA_ "SystemSignalLongSymbol" SG_ 2 Short_Sig_Name_Cut_At_32_Chr "Short_Sig_Name_Cut_At_32_Chr_Whole";\nBA_ "GenMsgCycleTime" BO_ 2 100;\n', 'long.dbc');
+  const db = parseDbc(
+    HEADER +
+      'BO_ 2 Short_Msg_Name_Cut_At_32_Chr: 8 ECU\n SG_ Short_Sig_Name_Cut_At_32_Chr : 0|8@1+ (1,0) [0|0] "" ECU\n' +
+      'BA_DEF_ BO_ "SystemMessageLongSymbol" STRING ;\nBA_ "SystemMessageLongSymbol" BO_ 2 "Short_Msg_Name_Cut_At_32_Chr_And_The_Rest";\n' +
+      'BA_ "SystemSignalLongSymbol" SG_ 2 Short_Sig_Name_Cut_At_32_Chr "Short_Sig_Name_Cut_At_32_Chr_Whole";\nBA_ "GenMsgCycleTime" BO_ 2 100;\n',
+    'long.dbc',
+  );
   t.equal(db.messages[0]?.name, 'Short_Msg_Name_Cut_At_32_Chr_And_The_Rest');
   t.equal(db.messages[0]?.signals[0]?.name, 'Short_Sig_Name_Cut_At_32_Chr_Whole');
   t.same(db.warnings, []);
@@ -231,36 +407,58 @@ t.test('long names (SystemMessageLongSymbol, SystemSignalLongSymbol) replace the
 
 t.test('encoding: Windows-1252 by default, UTF-8 when valid or with a BOM', async (t) => {
   const unit = (bytes: Buffer): string | undefined => parseDbc(decodeDbcBytes(bytes)).messages[0]?.signals[0]?.unit;
-  const body = (u: Buffer): Buffer => Buffer.concat([Buffer.from(HEADER + 'BO_ 2 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "', 'latin1'), u, Buffer.from('" ECU\n')]);
-  t.equal(unit(body(Buffer.from([0x80, 0x93, 0x94, 0xb0]))), '€“”°', 'cp1252 bytes 0x80-0x9F are the Windows characters, not C1 controls');
+  const body = (u: Buffer): Buffer =>
+    Buffer.concat([
+      Buffer.from(HEADER + 'BO_ 2 M: 8 ECU\n SG_ S : 0|8@1+ (1,0) [0|0] "', 'latin1'),
+      u,
+      Buffer.from('" ECU\n'),
+    ]);
+  t.equal(
+    unit(body(Buffer.from([0x80, 0x93, 0x94, 0xb0]))),
+    '€“”°',
+    'cp1252 bytes 0x80-0x9F are the Windows characters, not C1 controls',
+  );
   t.equal(unit(body(Buffer.from('€°C', 'utf8'))), '€°C', 'valid UTF-8');
-  t.equal(unit(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body(Buffer.from('µs', 'utf8'))])), 'µs', 'UTF-8 with a BOM');
+  t.equal(
+    unit(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body(Buffer.from('µs', 'utf8'))])),
+    'µs',
+    'UTF-8 with a BOM',
+  );
 });
 
 const realDir = join(projectRoot(), '..', 'shared', 'fixtures', 'real-dbc');
-t.test('real production DBC files parse and decode plausibly', { skip: existsSync(realDir) ? false : `no ${realDir}` }, async (t) => {
-  const hyundai = parseDbc(readFileSync(join(realDir, 'hyundai_can.dbc'), 'latin1'), 'hyundai_can.dbc');
-  t.equal(hyundai.messages.length, 146);
-  const ems11 = hyundai.messages.find((m) => m.id === 0x316);
-  t.equal(ems11?.name, 'EMS11');
-  const hd = new DbcDecoder(hyundai);
-  const data = encodeMessage(ems11!, { N: 2400, VS: 87 });
-  const s = (hd.decode(frame(0x316, Buffer.from(data).toString('hex')), false) as DecodedMessage).signals;
-  t.equal(s.N, 2400, 'EMS11 engine speed');
-  t.equal(s.VS, 87, 'EMS11 vehicle speed');
-  const muxed = hyundai.messages.filter((m) => m.signals.some((x) => x.isMultiplexer));
-  t.equal(muxed.length, 2, 'two multiplexed messages');
+t.test(
+  'real production DBC files parse and decode plausibly',
+  { skip: existsSync(realDir) ? false : `no ${realDir}` },
+  async (t) => {
+    const hyundai = parseDbc(readFileSync(join(realDir, 'hyundai_can.dbc'), 'latin1'), 'hyundai_can.dbc');
+    t.equal(hyundai.messages.length, 146);
+    const ems11 = hyundai.messages.find((m) => m.id === 0x316);
+    t.equal(ems11?.name, 'EMS11');
+    const hd = new DbcDecoder(hyundai);
+    const data = encodeMessage(ems11!, { N: 2400, VS: 87 });
+    const s = (hd.decode(frame(0x316, Buffer.from(data).toString('hex')), false) as DecodedMessage).signals;
+    t.equal(s.N, 2400, 'EMS11 engine speed');
+    t.equal(s.VS, 87, 'EMS11 vehicle speed');
+    const muxed = hyundai.messages.filter((m) => m.signals.some((x) => x.isMultiplexer));
+    t.equal(muxed.length, 2, 'two multiplexed messages');
 
-  const toyota = parseDbc(readFileSync(join(realDir, 'toyota_2017_ref_pt.dbc'), 'latin1'), 'toyota.dbc');
-  t.equal(toyota.messages.length, 143);
-  t.equal(toyota.warnings.length, 32, 'the 32 ids with bit 30 instead of the extended flag are reported');
-  t.ok(toyota.messages.every((m) => m.signals.every((x) => !x.littleEndian)), 'every Toyota signal is big-endian');
-  const sp1 = toyota.messages.find((m) => m.id === 0xb4);
-  t.ok(sp1 !== undefined, 'SP1 vehicle speed message present');
-});
+    const toyota = parseDbc(readFileSync(join(realDir, 'toyota_2017_ref_pt.dbc'), 'latin1'), 'toyota.dbc');
+    t.equal(toyota.messages.length, 143);
+    t.equal(toyota.warnings.length, 32, 'the 32 ids with bit 30 instead of the extended flag are reported');
+    t.ok(
+      toyota.messages.every((m) => m.signals.every((x) => !x.littleEndian)),
+      'every Toyota signal is big-endian',
+    );
+    const sp1 = toyota.messages.find((m) => m.id === 0xb4);
+    t.ok(sp1 !== undefined, 'SP1 vehicle speed message present');
+  },
+);
 
 t.test('extended multiplexing: SG_MUL_VAL_ switches, nested mNM multiplexors, several value ranges', async (t) => {
-  const db = parseDbc(HEADER + `BO_ 100 Ext: 3 ECU
+  const db = parseDbc(
+    HEADER +
+      `BO_ 100 Ext: 3 ECU
  SG_ S0 M : 0|8@1+ (1,0) [0|0] "" ECU
  SG_ S1 m1M : 8|8@1+ (1,0) [0|0] "" ECU
  SG_ A m2 : 16|8@1+ (1,0) [0|0] "" ECU
@@ -271,7 +469,9 @@ SG_MUL_VAL_ 100 S1 S0 1-1;
 SG_MUL_VAL_ 100 A S1 2-2;
 SG_MUL_VAL_ 100 B S1 3-5, 7-7;
 SG_MUL_VAL_ 100 C S0 0-0, 4 - 6;
-`, 'ext.dbc');
+`,
+    'ext.dbc',
+  );
   t.same(db.warnings, []);
   const decoder = new DbcDecoder(db);
   const rows: Array<[string, Record<string, number>]> = [
@@ -287,9 +487,28 @@ SG_MUL_VAL_ 100 C S0 0-0, 4 - 6;
     const d = decoder.decode(frame(100, hex), false);
     t.same(d instanceof DecodeError ? d.reason : d.signals, expected, `${hex}: only the selected branch`);
   }
-  const cyclic = parseDbc(HEADER + 'BO_ 1 M: 2 ECU\n SG_ X m1M : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y m1M : 8|8@1+ (1,0) [0|0] "" ECU\n' + GOOD + 'SG_MUL_VAL_ 1 X Y 1-1;\nSG_MUL_VAL_ 1 Y X 1-1;\n', 'cyc.dbc');
-  t.same(cyclic.messages.map((m) => m.name), ['Good'], 'switches selecting each other: the message is refused');
+  const cyclic = parseDbc(
+    HEADER +
+      'BO_ 1 M: 2 ECU\n SG_ X m1M : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y m1M : 8|8@1+ (1,0) [0|0] "" ECU\n' +
+      GOOD +
+      'SG_MUL_VAL_ 1 X Y 1-1;\nSG_MUL_VAL_ 1 Y X 1-1;\n',
+    'cyc.dbc',
+  );
+  t.same(
+    cyclic.messages.map((m) => m.name),
+    ['Good'],
+    'switches selecting each other: the message is refused',
+  );
   t.match(cyclic.warnings.join('\n'), /cyc\.dbc:11: the multiplexors of M select each other/);
-  const notSwitch = parseDbc(HEADER + 'BO_ 1 M: 2 ECU\n SG_ X m1 : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y : 8|8@1+ (1,0) [0|0] "" ECU\n' + GOOD + 'SG_MUL_VAL_ 1 X Y 1-1;\n', 'ns.dbc');
-  t.match(notSwitch.warnings.join('\n'), /ns\.dbc:16: SG_MUL_VAL_ names Y as the switch of X, but it is not a multiplexor \(M\) of M; message M \(0x1\) refused/);
+  const notSwitch = parseDbc(
+    HEADER +
+      'BO_ 1 M: 2 ECU\n SG_ X m1 : 0|8@1+ (1,0) [0|0] "" ECU\n SG_ Y : 8|8@1+ (1,0) [0|0] "" ECU\n' +
+      GOOD +
+      'SG_MUL_VAL_ 1 X Y 1-1;\n',
+    'ns.dbc',
+  );
+  t.match(
+    notSwitch.warnings.join('\n'),
+    /ns\.dbc:16: SG_MUL_VAL_ names Y as the switch of X, but it is not a multiplexor \(M\) of M; message M \(0x1\) refused/,
+  );
 });

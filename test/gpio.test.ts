@@ -10,9 +10,17 @@ import { FileIgnition, ledModeFor, openGpio } from '../gateway/gpio.js';
 import { waitUntil } from './helpers.js';
 
 t.test('LED mode by session state', async (t) => {
-  const rows = [['online', false, 'online'], ['backoff', false, 'offline'], ['offline', false, 'offline'], ['connecting', false, 'offline'], ['quota-wait', false, 'offline'],
-    ['certificate-renewal', false, 'error'], ['online', true, 'error']] as const;
-  for (const [state, degraded, mode] of rows) t.equal(ledModeFor(state, degraded), mode, `${state}${degraded ? ', store degraded' : ''}`);
+  const rows = [
+    ['online', false, 'online'],
+    ['backoff', false, 'offline'],
+    ['offline', false, 'offline'],
+    ['connecting', false, 'offline'],
+    ['quota-wait', false, 'offline'],
+    ['certificate-renewal', false, 'error'],
+    ['online', true, 'error'],
+  ] as const;
+  for (const [state, degraded, mode] of rows)
+    t.equal(ledModeFor(state, degraded), mode, `${state}${degraded ? ', store degraded' : ''}`);
 });
 
 t.test('bench ignition file: 1 on, 0 off, anything else ignored; off time counted from the change', async (t) => {
@@ -39,11 +47,23 @@ t.test('bench ignition file: 1 on, 0 off, anything else ignored; off time counte
   t.same(seen, [true, false]);
 });
 
-t.test('no GPIO on this machine: one log line, no lines, the gateway runs on', { skip: Gpio.accessible ? 'this machine has GPIO' : false }, async (t) => {
-  const logs: string[] = [];
-  const lines = openGpio({ ignitionPin: 17, ledPin: 27, activeLow: false, debounceMs: 50 }, systemClock, (m) => logs.push(m));
-  t.same(lines, { ignition: null, led: null });
-  t.same(logs, ['gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED']);
-  t.same(openGpio({ activeLow: false, debounceMs: 50 }, systemClock, (m) => logs.push(m)), { ignition: null, led: null }, 'no pins configured: nothing said');
-  t.equal(logs.length, 1);
-});
+t.test(
+  'no GPIO on this machine: one log line, no lines, the gateway runs on',
+  { skip: Gpio.accessible ? 'this machine has GPIO' : false },
+  async (t) => {
+    const logs: string[] = [];
+    const lines = openGpio({ ignitionPin: 17, ledPin: 27, activeLow: false, debounceMs: 50 }, systemClock, (m) =>
+      logs.push(m),
+    );
+    t.same(lines, { ignition: null, led: null });
+    t.same(logs, [
+      'gpio: not available on this machine (no /sys/class/gpio access); running without ignition sense and status LED',
+    ]);
+    t.same(
+      openGpio({ activeLow: false, debounceMs: 50 }, systemClock, (m) => logs.push(m)),
+      { ignition: null, led: null },
+      'no pins configured: nothing said',
+    );
+    t.equal(logs.length, 1);
+  },
+);

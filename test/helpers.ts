@@ -6,12 +6,34 @@ import type { CanFrame } from '../drivers/can-frame.js';
 /** A frame from hex data, for table-driven tests. */
 export function frame(id: number, hex: string, opts: Partial<CanFrame> = {}): CanFrame {
   const data = Uint8Array.from(Buffer.from(hex.replace(/\s+/g, ''), 'hex'));
-  return { bus: null, id, extended: false, rtr: false, fd: false, brs: false, error: false, data, tsMono: 0, tsWall: null, ...opts };
+  return {
+    bus: null,
+    id,
+    extended: false,
+    rtr: false,
+    fd: false,
+    brs: false,
+    error: false,
+    data,
+    tsMono: 0,
+    tsWall: null,
+    ...opts,
+  };
 }
 
 /** The fields of a frame worth comparing in a table (data as upper-case hex). */
 export function frameView(f: CanFrame): Record<string, unknown> {
-  return { id: f.id, extended: f.extended, rtr: f.rtr, fd: f.fd, brs: f.brs, error: f.error, data: Buffer.from(f.data).toString('hex').toUpperCase(), bus: f.bus, tsWall: f.tsWall };
+  return {
+    id: f.id,
+    extended: f.extended,
+    rtr: f.rtr,
+    fd: f.fd,
+    brs: f.brs,
+    error: f.error,
+    data: Buffer.from(f.data).toString('hex').toUpperCase(),
+    bus: f.bus,
+    tsWall: f.tsWall,
+  };
 }
 
 /**
@@ -19,7 +41,13 @@ export function frameView(f: CanFrame): Record<string, unknown> {
  * `timeoutMs` pass without `progress()` changing (without it, after `timeoutMs`): on a slow board
  * a long wait that keeps moving is not a failure, a stall is.
  */
-export async function waitUntil(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs: number, logs: readonly string[] = [], progress: () => number = () => 0): Promise<void> {
+export async function waitUntil(
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  logs: readonly string[] = [],
+  progress: () => number = () => 0,
+): Promise<void> {
   let deadline = Date.now() + timeoutMs;
   let last = progress();
   while (!(await predicate())) {
@@ -28,13 +56,22 @@ export async function waitUntil(what: string, predicate: () => boolean | Promise
       last = now;
       deadline = Date.now() + timeoutMs;
     }
-    if (Date.now() > deadline) throw new Error(`no progress for ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no progress for ${timeoutMs} ms waiting for ${what}; gateway log:\n  ${logs.slice(-15).join('\n  ')}`,
+      );
     await sleep(20);
   }
 }
 
 /** Stores sample records `from`..`from+n-1` with the priority `priority(seq)` gives; the ids stored. */
-export async function insertSamples(store: TelemetryStore, samples: SampleRecords, from: number, n: number, priority: (seq: number) => number): Promise<string[]> {
+export async function insertSamples(
+  store: TelemetryStore,
+  samples: SampleRecords,
+  from: number,
+  n: number,
+  priority: (seq: number) => number,
+): Promise<string[]> {
   const ids: string[] = [];
   for (let seq = from; seq < from + n; seq++) {
     const record = samples.record(seq, priority(seq));
@@ -42,4 +79,3 @@ export async function insertSamples(store: TelemetryStore, samples: SampleRecord
   }
   return ids;
 }
-

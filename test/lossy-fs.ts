@@ -14,29 +14,42 @@ export function lossyFsUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'needs root to mount FUSE';
   if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
   const probe = spawnSync(PYTHON, ['-c', 'import fusepy'], { encoding: 'utf8' });
-  if (probe.status !== 0) return 'python3-fusepy is not installed (the test bootstrap installs it: apt-get install python3-fusepy fuse3)';
+  if (probe.status !== 0)
+    return 'python3-fusepy is not installed (the test bootstrap installs it: apt-get install python3-fusepy fuse3)';
   return null;
 }
 
-const mounted = (mountpoint: string): boolean => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mountpoint);
+const mounted = (mountpoint: string): boolean =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === mountpoint);
 
 /** The lossy filesystem, mounted, and how to cut its power. */
 export class LossyFs {
   private child: ChildProcess | null = null;
   private stderr = '';
 
-  constructor(readonly backing: string, readonly mountpoint: string) {
+  constructor(
+    readonly backing: string,
+    readonly mountpoint: string,
+  ) {
     mkdirSync(backing, { recursive: true });
     mkdirSync(mountpoint, { recursive: true });
   }
 
   async mount(): Promise<void> {
     this.child = spawn(PYTHON, [LOSSY_FS, this.backing, this.mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr?.on('data', (d: Buffer) => { this.stderr += d.toString(); });
-    await waitUntil(`the FUSE mount at ${this.mountpoint}`, () => {
-      if (this.child?.exitCode !== null) throw new Error(`lossy-fs exited: ${this.stderr}`);
-      return mounted(this.mountpoint);
-    }, 30_000);
+    this.child.stderr?.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+    await waitUntil(
+      `the FUSE mount at ${this.mountpoint}`,
+      () => {
+        if (this.child?.exitCode !== null) throw new Error(`lossy-fs exited: ${this.stderr}`);
+        return mounted(this.mountpoint);
+      },
+      30_000,
+    );
   }
 
   async unmount(): Promise<void> {

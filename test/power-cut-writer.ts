@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createRxDatabase, type RxJsonSchema } from 'rxdb';
+import { createRxDatabase, type RxCollection, type RxJsonSchema } from 'rxdb';
 import { SeededRandom } from '../bench/rig/seeded-random.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 
@@ -46,8 +46,12 @@ async function main(): Promise<void> {
   const [dir, generation, seed, synchronous = 'FULL'] = process.argv.slice(2);
   if (!dir || !generation || !seed) throw new Error('usage: power-cut-writer DIR GENERATION SEED');
   const r = new SeededRandom(Number(seed));
-  const db = await createRxDatabase({ name: 'powercut', storage: getRxStorageSQLite({ directory: dir, synchronous: synchronous as 'FULL' | 'OFF' }), multiInstance: false });
-  const { docs } = await db.addCollections({ docs: { schema: powerCutSchema } });
+  const db = await createRxDatabase({
+    name: 'powercut',
+    storage: getRxStorageSQLite({ directory: dir, synchronous: synchronous as 'FULL' | 'OFF' }),
+    multiInstance: false,
+  });
+  const docs = (await db.addCollections({ docs: { schema: powerCutSchema } })).docs as RxCollection<PowerCutDoc>;
   report('ready');
   const mine: string[] = [];
   for (let n = 0; ; n++) {

@@ -9,7 +9,6 @@ import { SeededRandom } from '../bench/rig/seeded-random.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { powerCutSchema } from './power-cut-writer.js';
 import { killWriterAt, verify, type Reported } from './power-cut-check.js';
-import { systemClock } from '../core/clock.js';
 
 const KILLS = Number(process.env.V2C_KILLS ?? 25);
 
@@ -27,13 +26,24 @@ t.test(`SIGKILL at random moments, ${KILLS} times: committed writes survive, not
     await killWriterAt(dir, g, seed + g, delay, afterReady, reported);
     kills++;
     const { rows, failures } = verify(join(dir, 'powercut.sqlite'), reported);
-    t.same(failures, [], `kill ${g + 1} (${afterReady ? `${delay} ms after the first commit` : `${delay} ms after start`}): ${rows} rows, ${reported.batches.size} batches reported, all present and whole`);
+    t.same(
+      failures,
+      [],
+      `kill ${g + 1} (${afterReady ? `${delay} ms after the first commit` : `${delay} ms after start`}): ${rows} rows, ${reported.batches.size} batches reported, all present and whole`,
+    );
   }
   t.equal(kills, KILLS, `${kills} kills`);
-  t.ok(reported.batches.size > KILLS * 3 && reported.versions.size > KILLS, `the writers committed ${reported.batches.size} batches and ${reported.versions.size} updates between kills`);
+  t.ok(
+    reported.batches.size > KILLS * 3 && reported.versions.size > KILLS,
+    `the writers committed ${reported.batches.size} batches and ${reported.versions.size} updates between kills`,
+  );
 
   // And the storage itself reopens the file and finds every reported document.
-  const db = await createRxDatabase({ name: 'powercut', storage: getRxStorageSQLite({ directory: dir }), multiInstance: false });
+  const db = await createRxDatabase({
+    name: 'powercut',
+    storage: getRxStorageSQLite({ directory: dir }),
+    multiInstance: false,
+  });
   const { docs } = await db.addCollections({ docs: { schema: powerCutSchema } });
   const expected = [...reported.batches].reduce((s, [, n]) => s + n, 0);
   const found = await docs.count({ selector: { batch: { $in: [...reported.batches.keys()] } } }).exec();

@@ -14,7 +14,12 @@ const CUTS = Number(process.env.V2C_POWER_CUTS ?? 20);
 const skip = lossyFsUnavailable();
 
 /** `cuts` power cuts at random moments of a writer on the lossy filesystem; the failures after each. */
-async function powerCuts(t: Test, synchronous: 'FULL' | 'OFF', cuts: number, stopAtFirstFailure: boolean): Promise<string[][]> {
+async function powerCuts(
+  t: Test,
+  synchronous: 'FULL' | 'OFF',
+  cuts: number,
+  stopAtFirstFailure: boolean,
+): Promise<string[][]> {
   const root = mkdtempSync(join(tmpdir(), 'v2c-powerloss-'));
   const fs = new LossyFs(join(root, 'backing'), join(root, 'mnt'));
   t.teardown(async () => {
@@ -37,19 +42,32 @@ async function powerCuts(t: Test, synchronous: 'FULL' | 'OFF', cuts: number, sto
       failures = [`the database cannot be read after the cut: ${(err as Error).message}`];
     }
     results.push(failures);
-    if (synchronous === 'FULL') t.same(failures, [], `cut ${g + 1}: ${rows} rows after the cut, ${reported.batches.size} batches reported committed, all present and whole, integrity_check ok`);
+    if (synchronous === 'FULL')
+      t.same(
+        failures,
+        [],
+        `cut ${g + 1}: ${rows} rows after the cut, ${reported.batches.size} batches reported committed, all present and whole, integrity_check ok`,
+      );
     if (stopAtFirstFailure && failures.length > 0) break;
   }
   return results;
 }
 
-t.test(`power cut ${CUTS} times at random moments (FUSE, files kept as of their last fsync): nothing reported committed is lost`, { skip: skip ?? false }, async (t) => {
-  const results = await powerCuts(t, 'FULL', CUTS, false);
-  t.equal(results.length, CUTS);
-});
+t.test(
+  `power cut ${CUTS} times at random moments (FUSE, files kept as of their last fsync): nothing reported committed is lost`,
+  { skip: skip ?? false },
+  async (t) => {
+    const results = await powerCuts(t, 'FULL', CUTS, false);
+    t.equal(results.length, CUTS);
+  },
+);
 
-t.test('mutation check: with synchronous=OFF the same power cuts lose committed writes', { skip: skip ?? false }, async (t) => {
-  const results = await powerCuts(t, 'OFF', CUTS, true);
-  const failed = results.find((f) => f.length > 0);
-  t.ok(failed !== undefined, `lost after ${results.length} cut(s): ${(failed ?? []).slice(0, 2).join('; ')}`);
-});
+t.test(
+  'mutation check: with synchronous=OFF the same power cuts lose committed writes',
+  { skip: skip ?? false },
+  async (t) => {
+    const results = await powerCuts(t, 'OFF', CUTS, true);
+    const failed = results.find((f) => f.length > 0);
+    t.ok(failed !== undefined, `lost after ${results.length} cut(s): ${(failed ?? []).slice(0, 2).join('; ')}`);
+  },
+);

@@ -13,8 +13,16 @@ import { MalformedLine, type CanFrame } from '../drivers/can-frame.js';
 import { parseCandumpLine } from '../drivers/candump.js';
 import { systemClock } from '../core/clock.js';
 
-const options = (path: string, extra: Partial<SlcanSourceOptions> = {}): SlcanSourceOptions =>
-  ({ path, bitrate: 500000, baudRate: 115200, bus: 'can0', watchdogMs: 5000, reopenDelaysMs: [50, 100, 200], readIntervalMs: 5, ...extra });
+const options = (path: string, extra: Partial<SlcanSourceOptions> = {}): SlcanSourceOptions => ({
+  path,
+  bitrate: 500000,
+  baudRate: 115200,
+  bus: 'can0',
+  watchdogMs: 5000,
+  reopenDelaysMs: [50, 100, 200],
+  readIntervalMs: 5,
+  ...extra,
+});
 
 async function openAdapterEnd(path: string): Promise<{ port: SerialPort; commands: string[] }> {
   const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
@@ -33,7 +41,10 @@ const until = async (cond: () => boolean, ms: number, what: string): Promise<voi
 };
 
 t.test('an unsupported bitrate is refused with the field name', async (t) => {
-  t.throws(() => new SlcanSerialSource(options('/dev/null', { bitrate: 33333 }), systemClock), { code: 'SLCAN_CONFIG', message: /can\.bitrate 33333: expected one of/ });
+  t.throws(() => new SlcanSerialSource(options('/dev/null', { bitrate: 33333 }), systemClock), {
+    code: 'SLCAN_CONFIG',
+    message: /can\.bitrate 33333: expected one of/,
+  });
 });
 
 t.test('simulator → pty → source: every frame of a trace arrives intact', async (t) => {
@@ -44,14 +55,24 @@ t.test('simulator → pty → source: every frame of a trace arrives intact', as
   const lines: string[] = [];
   for (let i = 0; i < 2000; i++) {
     const id = (i * 37) % 0x800;
-    lines.push(i % 7 === 0
-      ? `(${(1000 + i / 100).toFixed(6)}) can0 ${(0x18ff0000 + i).toString(16).toUpperCase()}#${i.toString(16).padStart(4, '0').toUpperCase()}`
-      : `(${(1000 + i / 100).toFixed(6)}) can0 ${id.toString(16).toUpperCase().padStart(3, '0')}#${(i % 256).toString(16).padStart(2, '0').toUpperCase().repeat(i % 9)}`);
+    lines.push(
+      i % 7 === 0
+        ? `(${(1000 + i / 100).toFixed(6)}) can0 ${(0x18ff0000 + i).toString(16).toUpperCase()}#${i.toString(16).padStart(4, '0').toUpperCase()}`
+        : `(${(1000 + i / 100).toFixed(6)}) can0 ${id.toString(16).toUpperCase().padStart(3, '0')}#${(i % 256)
+            .toString(16)
+            .padStart(2, '0')
+            .toUpperCase()
+            .repeat(i % 9)}`,
+    );
   }
   writeFileSync(join(dir, 'trace.log'), lines.join('\n') + '\n');
   const expected = lines.map((l) => parseCandumpLine(l) as CanFrame);
 
-  const simulator = runSimulator({ port: pty.adapterEnd, trace: join(dir, 'trace.log'), speed: 0, timestamps: true }, systemClock, () => undefined);
+  const simulator = runSimulator(
+    { port: pty.adapterEnd, trace: join(dir, 'trace.log'), speed: 0, timestamps: true },
+    systemClock,
+    () => undefined,
+  );
   const source = new SlcanSerialSource(options(pty.gatewayEnd), systemClock);
   const received = firstValueFrom(source.frames.pipe(take(expected.length), toArray()));
   source.start();
@@ -61,8 +82,14 @@ t.test('simulator → pty → source: every frame of a trace arrives intact', as
   t.equal(result.framesSent, 2000);
   t.equal(source.counters.frames, 2000);
   t.equal(source.counters.malformed, 0);
-  t.same(frames.map((f) => [f.id, f.extended, Buffer.from(f.data).toString('hex')]), expected.map((f) => [f.id, f.extended, Buffer.from(f.data).toString('hex')]));
-  t.ok(frames.every((f, i) => i === 0 || f.tsMono >= (frames[i - 1] as CanFrame).tsMono), 'arrival times are monotonic');
+  t.same(
+    frames.map((f) => [f.id, f.extended, Buffer.from(f.data).toString('hex')]),
+    expected.map((f) => [f.id, f.extended, Buffer.from(f.data).toString('hex')]),
+  );
+  t.ok(
+    frames.every((f, i) => i === 0 || f.tsMono >= (frames[i - 1] as CanFrame).tsMono),
+    'arrival times are monotonic',
+  );
 });
 
 t.test('open sequence, malformed lines, BEL replies and a line without terminator', async (t) => {
@@ -83,7 +110,10 @@ t.test('open sequence, malformed lines, BEL replies and a line without terminato
   adapter.port.write('\rt1000\r');
   await until(() => source.counters.frames >= 4, 3000, 'recovery after the over-long line');
   await source.stop();
-  t.same(items.slice(0, 5).map((i) => (i instanceof MalformedLine ? i.code : i.id)), [0x123, 'non-hex', 0x7ff, 'id-out-of-range', 0x1fffffff]);
+  t.same(
+    items.slice(0, 5).map((i) => (i instanceof MalformedLine ? i.code : i.id)),
+    [0x123, 'non-hex', 0x7ff, 'id-out-of-range', 0x1fffffff],
+  );
   t.equal(source.counters.adapterErrors, 2, 'two BEL replies counted');
   t.equal((items[5] as MalformedLine).code, 'too-long');
   t.same(source.counters.frames, 4);
@@ -134,35 +164,47 @@ t.test('an unplugged adapter is reopened with growing delay once it comes back',
   await source.stop();
 });
 
-t.test('read in bursts (can.readIntervalMs): lines sent one by one arrive in a few reads, none lost; a stop during the wait is quiet', async (t) => {
-  const distinctArrivals = async (readIntervalMs: number): Promise<{ frames: number; arrivals: number; errors: string[] }> => {
-    const pty = await openPtyPair();
-    t.teardown(() => pty.close());
-    const adapter = await openAdapterEnd(pty.adapterEnd);
-    t.teardown(() => new Promise<void>((r) => adapter.port.close(() => r())));
-    const source = new SlcanSerialSource(options(pty.gatewayEnd, { readIntervalMs }), systemClock);
-    const errors: string[] = [];
-    source.events.subscribe((e) => { if (e.kind === 'closed') errors.push(e.reason); });
-    const frames: CanFrame[] = [];
-    source.frames.subscribe((f) => { if (!(f instanceof MalformedLine)) frames.push(f); });
-    source.start();
-    await until(() => adapter.commands.length >= 3, 3000, 'open sequence');
-    // 300 lines, each written on its own a millisecond apart, as a busy adapter sends them.
-    for (let i = 0; i < 300; i++) {
-      adapter.port.write(`t1232${(i % 256).toString(16).padStart(2, '0').toUpperCase()}00\r`);
-      await systemClock.sleep(1);
-    }
-    await until(() => frames.length === 300, 10_000, '300 frames');
-    // Lines keep coming while it stops: the close lands during a wait.
-    adapter.port.write('t1232AB00\r'.repeat(20));
-    await source.stop();
-    // Lines of one read are parsed within microseconds of each other; a new read comes later.
-    const reads = 1 + frames.filter((f, i) => i > 0 && f.tsMono - (frames[i - 1] as CanFrame).tsMono >= 0.5).length;
-    return { frames: frames.length, arrivals: reads, errors };
-  };
-  const eager = await distinctArrivals(0);
-  const bursts = await distinctArrivals(30);
-  t.equal(bursts.frames, 300, 'every frame arrives');
-  t.ok(bursts.arrivals < eager.arrivals / 3, `read in bursts: ${bursts.arrivals} reads with 30 ms, ${eager.arrivals} reading at once`);
-  t.same(bursts.errors, [], 'stopping during a wait is not a port error');
-});
+t.test(
+  'read in bursts (can.readIntervalMs): lines sent one by one arrive in a few reads, none lost; a stop during the wait is quiet',
+  async (t) => {
+    const distinctArrivals = async (
+      readIntervalMs: number,
+    ): Promise<{ frames: number; arrivals: number; errors: string[] }> => {
+      const pty = await openPtyPair();
+      t.teardown(() => pty.close());
+      const adapter = await openAdapterEnd(pty.adapterEnd);
+      t.teardown(() => new Promise<void>((r) => adapter.port.close(() => r())));
+      const source = new SlcanSerialSource(options(pty.gatewayEnd, { readIntervalMs }), systemClock);
+      const errors: string[] = [];
+      source.events.subscribe((e) => {
+        if (e.kind === 'closed') errors.push(e.reason);
+      });
+      const frames: CanFrame[] = [];
+      source.frames.subscribe((f) => {
+        if (!(f instanceof MalformedLine)) frames.push(f);
+      });
+      source.start();
+      await until(() => adapter.commands.length >= 3, 3000, 'open sequence');
+      // 300 lines, each written on its own a millisecond apart, as a busy adapter sends them.
+      for (let i = 0; i < 300; i++) {
+        adapter.port.write(`t1232${(i % 256).toString(16).padStart(2, '0').toUpperCase()}00\r`);
+        await systemClock.sleep(1);
+      }
+      await until(() => frames.length === 300, 10_000, '300 frames');
+      // Lines keep coming while it stops: the close lands during a wait.
+      adapter.port.write('t1232AB00\r'.repeat(20));
+      await source.stop();
+      // Lines of one read are parsed within microseconds of each other; a new read comes later.
+      const reads = 1 + frames.filter((f, i) => i > 0 && f.tsMono - (frames[i - 1] as CanFrame).tsMono >= 0.5).length;
+      return { frames: frames.length, arrivals: reads, errors };
+    };
+    const eager = await distinctArrivals(0);
+    const bursts = await distinctArrivals(30);
+    t.equal(bursts.frames, 300, 'every frame arrives');
+    t.ok(
+      bursts.arrivals < eager.arrivals / 3,
+      `read in bursts: ${bursts.arrivals} reads with 30 ms, ${eager.arrivals} reading at once`,
+    );
+    t.same(bursts.errors, [], 'stopping during a wait is not a port error');
+  },
+);

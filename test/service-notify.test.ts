@@ -16,7 +16,9 @@ const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
 
 /** The first `seconds` of the reference drive, as a candump log. */
 function shortTrace(seconds: number): string {
-  const lines = gunzipSync(readFileSync(join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz'))).toString('utf8').split('\n');
+  const lines = gunzipSync(readFileSync(join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz')))
+    .toString('utf8')
+    .split('\n');
   const t0 = Number(/^\((\d+\.\d+)\)/.exec(lines[0] ?? '')?.[1]);
   const kept = lines.filter((l) => Number(/^\((\d+\.\d+)\)/.exec(l)?.[1]) - t0 < seconds);
   const file = join(dir, 'short.log');
@@ -24,27 +26,40 @@ function shortTrace(seconds: number): string {
   return file;
 }
 
-async function runUnderSupervisor(t: Test, env: Record<string, string>): Promise<{ messages: string; code: number | null }> {
+async function runUnderSupervisor(
+  t: Test,
+  env: Record<string, string>,
+): Promise<{ messages: string; code: number | null }> {
   const broker = await startLocalBroker();
   t.teardown(() => broker.stop());
   const config = join(dir, `gateway-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(config, [
-    'vehicle: { id: V2CREF00000000001, region: eu-central-1 }',
-    `can: { source: candump, file: ${shortTrace(1.5)}, speed: 1 }`,
-    `dbc: ${join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc')}`,
-    `store: { dir: ${join(dir, `store-${Math.random().toString(36).slice(2)}`)} }`,
-    `mqtt: { url: ${broker.url} }`,
-    'metrics: { port: 0 }',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    config,
+    [
+      'vehicle: { id: V2CREF00000000001, region: eu-central-1 }',
+      `can: { source: candump, file: ${shortTrace(1.5)}, speed: 1 }`,
+      `dbc: ${join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc')}`,
+      `store: { dir: ${join(dir, `store-${Math.random().toString(36).slice(2)}`)} }`,
+      `mqtt: { url: ${broker.url} }`,
+      'metrics: { port: 0 }',
+      '',
+    ].join('\n'),
+  );
   const socket = join(dir, `notify-${Math.random().toString(36).slice(2)}.sock`);
   const out = `${socket}.out`;
   const receiver = spawn('socat', ['-u', `UNIX-RECV:${socket}`, `OPEN:${out},creat,append`], { stdio: 'ignore' });
-  t.teardown(() => { receiver.kill(); });
+  t.teardown(() => {
+    receiver.kill();
+  });
   await waitUntil('the notify socket', () => existsSync(socket), 5000);
-  const gateway = spawn(process.execPath, [cli, 'run', '--config', config], { env: { ...process.env, NOTIFY_SOCKET: socket, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const gateway = spawn(process.execPath, [cli, 'run', '--config', config], {
+    env: { ...process.env, NOTIFY_SOCKET: socket, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
-  gateway.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  gateway.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const code = await new Promise<number | null>((resolve) => gateway.once('exit', resolve));
   t.equal(code, 0, `the run ends by itself at the end of the trace: ${stderr.slice(-400)}`);
   await new Promise((resolve) => setTimeout(resolve, 300));

@@ -5,7 +5,18 @@ import { MalformedLine } from '../drivers/can-frame.js';
 import { formatSlcanFrame, parseSlcanLine, slcanBitrateCode } from '../drivers/slcan.js';
 import { frame, frameView } from './helpers.js';
 
-const ok = (id: number, data: string, extra: Record<string, unknown> = {}) => ({ id, extended: false, rtr: false, fd: false, brs: false, error: false, data, bus: null, tsWall: null, ...extra });
+const ok = (id: number, data: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  extended: false,
+  rtr: false,
+  fd: false,
+  brs: false,
+  error: false,
+  data,
+  bus: null,
+  tsWall: null,
+  ...extra,
+});
 
 const rows: Array<[string, ReturnType<typeof ok> | string | null]> = [
   ['t1230', ok(0x123, '')],
@@ -20,7 +31,12 @@ const rows: Array<[string, ReturnType<typeof ok> | string | null]> = [
   ['b123F' + 'AB'.repeat(64), ok(0x123, 'AB'.repeat(64), { fd: true, brs: true })],
   ['D12345678D' + '00'.repeat(32), ok(0x12345678, '00'.repeat(32), { extended: true, fd: true })],
   ['B0000000A8' + '01'.repeat(8) + 'EA5F', ok(0xa, '01'.repeat(8), { extended: true, fd: true, brs: true })],
-  ['', null], ['z', null], ['Z', null], ['V1013', null], ['NA123', null], ['F00', null],
+  ['', null],
+  ['z', null],
+  ['Z', null],
+  ['V1013', null],
+  ['NA123', null],
+  ['F00', null],
   ['t12X0', 'non-hex'],
   ['tfff0', 'id-out-of-range'],
   ['T200000000', 'id-out-of-range'],
@@ -48,7 +64,10 @@ t.test('parseSlcanLine table', async (t) => {
       t.ok((got as MalformedLine).reason.length > 10, 'reason explains');
       t.equal((got as MalformedLine).line, line, 'error keeps the input line');
     } else {
-      t.notOk(got instanceof MalformedLine, `${line.slice(0, 30)} parses: ${got instanceof MalformedLine ? got.reason : ''}`);
+      t.notOk(
+        got instanceof MalformedLine,
+        `${line.slice(0, 30)} parses: ${got instanceof MalformedLine ? got.reason : ''}`,
+      );
       t.same(frameView(got as never), expected, line.slice(0, 30));
     }
   }
@@ -80,9 +99,16 @@ t.test('ReadlineParser reassembles lines split across serial chunks', async (t) 
   parser.on('data', (l: string) => lines.push(l));
   const src = new PassThrough();
   src.pipe(parser);
-  for (const chunk of ['t12', '32AB', 'CD\rT0000', '0001', '0\r\x07', '\rt7FF0\r']) src.write(Buffer.from(chunk, 'latin1'));
+  for (const chunk of ['t12', '32AB', 'CD\rT0000', '0001', '0\r\x07', '\rt7FF0\r'])
+    src.write(Buffer.from(chunk, 'latin1'));
   src.end();
   await new Promise((r) => parser.once('end', r));
   t.same(lines, ['t1232ABCD', 'T000000010', '\x07', 't7FF0']);
-  t.same(lines.map((l) => { const p = parseSlcanLine(l); return p === null || p instanceof MalformedLine ? null : p.id; }), [0x123, 1, null, 0x7ff]);
+  t.same(
+    lines.map((l) => {
+      const p = parseSlcanLine(l);
+      return p === null || p instanceof MalformedLine ? null : p.id;
+    }),
+    [0x123, 1, null, 0x7ff],
+  );
 });

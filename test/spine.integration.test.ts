@@ -27,7 +27,13 @@ const deviceTls = { ca: pki.ca.cert, ...pki.devices.valid };
 let stores = 0;
 const storeDir = (): string => join(storeRoot, `store-${stores++}`);
 
-interface Truth { frames: number; count: Map<string, number>; min: Map<string, number>; max: Map<string, number>; last: Map<string, number> }
+interface Truth {
+  frames: number;
+  count: Map<string, number>;
+  min: Map<string, number>;
+  max: Map<string, number>;
+  last: Map<string, number>;
+}
 
 async function groundTruth(dbcPath: string): Promise<Truth> {
   const decoder = loadDecoder(dbcPath);
@@ -49,10 +55,19 @@ async function groundTruth(dbcPath: string): Promise<Truth> {
   return truth;
 }
 
-async function subscribe(url: string): Promise<{ received: Map<string, VehicleTelemetry>; close: () => Promise<void> }> {
+async function subscribe(
+  url: string,
+): Promise<{ received: Map<string, VehicleTelemetry>; close: () => Promise<void> }> {
   const received = new Map<string, VehicleTelemetry>();
-  const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `test-sub-${process.pid}-${Math.random()}`, ...benchCloudTls(pki) });
-  client.on('message', (_topic, payload) => { const r = decodeTelemetry(payload); received.set(r.messageId, r); });
+  const client = await mqtt.connectAsync(url, {
+    protocolVersion: 5,
+    clientId: `test-sub-${process.pid}-${Math.random()}`,
+    ...benchCloudTls(pki),
+  });
+  client.on('message', (_topic, payload) => {
+    const r = decodeTelemetry(payload);
+    received.set(r.messageId, r);
+  });
   await client.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
   return { received, close: () => client.endAsync() };
 }
@@ -67,7 +82,13 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   t.teardown(() => sub.close());
 
   const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
-  const config = referenceVehicleConfig({ mqttUrl: broker.url, port: pty.gatewayEnd, windowMs: Math.round(60_000 / speed), storeDir: storeDir(), tls: deviceTls });
+  const config = referenceVehicleConfig({
+    mqttUrl: broker.url,
+    port: pty.gatewayEnd,
+    windowMs: Math.round(60_000 / speed),
+    storeDir: storeDir(),
+    tls: deviceTls,
+  });
   t.equal(config.mqtt.url.slice(0, 8), 'mqtts://', 'over mutual TLS');
   const truthPromise = groundTruth(config.dbc);
   const gateway = await startGateway(config, systemClock, () => undefined);
@@ -77,7 +98,13 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   await waitUntilSteady(() => gateway.pipeline.frames, systemClock);
   const result = await gateway.stop(20_000);
   const truth = await truthPromise;
-  await waitUntil('every stored record at the subscriber', () => sub.received.size >= gateway.stored(), 10_000, [], () => sub.received.size);
+  await waitUntil(
+    'every stored record at the subscriber',
+    () => sub.received.size >= gateway.stored(),
+    10_000,
+    [],
+    () => sub.received.size,
+  );
 
   t.equal(gateway.pipeline.frames, truth.frames, 'every frame of the trace crossed the pty');
   t.equal(gateway.pipeline.malformed, 0);
@@ -89,21 +116,35 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   const windows = records.filter((r) => r.kind === RecordKind.Window);
   const events = records.filter((r) => r.kind === RecordKind.Event);
   t.ok(windows.length >= 9, `${windows.length} windows`);
-  t.same(records.map((r) => r.sequence), records.map((_, i) => i), 'sequence has no gaps');
+  t.same(
+    records.map((r) => r.sequence),
+    records.map((_, i) => i),
+    'sequence has no gaps',
+  );
 
   // Unmapped signals carry full statistics: counts add up exactly, extremes match.
   for (const name of ['ThrottlePosition', 'LongAccel', 'BatteryCurrent', 'TyreTempFL', 'Heading', 'TripDistance']) {
     const stats = windows.map((w) => w.signals[name]).filter((s) => s !== undefined);
-    t.equal(stats.reduce((n, s) => n + s!.count, 0), truth.count.get(name), `${name}: sample count`);
-    t.equal(Math.min(...stats.map((s) => s!.min)), truth.min.get(name), `${name}: minimum`);
-    t.equal(Math.max(...stats.map((s) => s!.max)), truth.max.get(name), `${name}: maximum`);
+    t.equal(
+      stats.reduce((n, s) => n + s.count, 0),
+      truth.count.get(name),
+      `${name}: sample count`,
+    );
+    t.equal(Math.min(...stats.map((s) => s.min)), truth.min.get(name), `${name}: minimum`);
+    t.equal(Math.max(...stats.map((s) => s.max)), truth.max.get(name), `${name}: maximum`);
   }
   const final = windows[windows.length - 1]!;
   t.equal(final.odometerKm, truth.last.get('Odometer'), 'final odometer');
   t.equal(final.fuelLevelPct, truth.last.get('FuelLevel'), 'final fuel level');
   t.equal(Math.max(...windows.map((w) => w.coolantTempC ?? -99)), truth.max.get('CoolantTemp'), 'peak coolant');
-  t.ok(windows.every((w) => w.speedKmh! >= 0 && w.speedKmh! <= truth.max.get('VehicleSpeed')!), 'window speeds within the drive');
-  t.ok(windows.every((w) => w.gear !== undefined && w.gear >= -1 && w.gear <= 7), 'gears within the value table');
+  t.ok(
+    windows.every((w) => w.speedKmh! >= 0 && w.speedKmh! <= truth.max.get('VehicleSpeed')!),
+    'window speeds within the drive',
+  );
+  t.ok(
+    windows.every((w) => w.gear !== undefined && w.gear >= -1 && w.gear <= 7),
+    'gears within the value table',
+  );
   t.same(events.map((e) => e.event?.rule).sort(), ['coolant_over_temperature', 'dtc_appeared', 'low_12v_battery']);
   t.ok(events.every((e) => e.priority === 0) && windows.every((w) => w.priority === 1), 'events P0, windows P1');
   t.same(final.diagnostics, { milOn: true, dtcs: ['P0217'] });
@@ -112,7 +153,13 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
 t.test('broker down at start: records buffer in the store and all arrive once it is up', async (t) => {
   const port = await freePort();
   const url = `mqtts://127.0.0.1:${port}`;
-  const config = referenceVehicleConfig({ mqttUrl: url, windowMs: 60_000, speed: 0, storeDir: storeDir(), tls: deviceTls });
+  const config = referenceVehicleConfig({
+    mqttUrl: url,
+    windowMs: 60_000,
+    speed: 0,
+    storeDir: storeDir(),
+    tls: deviceTls,
+  });
   // Long enough that the test's subscriber is in place before the gateway's next attempt.
   config.mqtt.reconnect = { ...config.mqtt.reconnect, baseMs: 1500, jitter: 0 };
   const gateway = await startGateway(config, systemClock, () => undefined);
@@ -129,7 +176,13 @@ t.test('broker down at start: records buffer in the store and all arrive once it
   const result = await gateway.stop(20_000);
   t.ok(result.drained, 'drained once the broker came up');
   t.equal(gateway.sender.counters.acked, stored);
-  await waitUntil('every record at the subscriber', () => sub.received.size >= stored, 10_000, [], () => sub.received.size);
+  await waitUntil(
+    'every record at the subscriber',
+    () => sub.received.size >= stored,
+    10_000,
+    [],
+    () => sub.received.size,
+  );
   t.equal(sub.received.size, stored, 'nothing lost');
   t.ok(gateway.session.counters.attempts > 1, 'reconnect attempts were made');
 });

@@ -22,20 +22,52 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 function packagesLoaded(args: string[], input = ''): { status: number | null; packages: Set<string>; stderr: string } {
   const log = join(dir, `modules-${Math.random().toString(36).slice(2)}.log`);
   const hook = join(dir, 'log-resolve.mjs');
-  writeFileSync(hook, `import { appendFileSync } from 'node:fs';\nexport async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(${JSON.stringify(log)}, r.url + '\\n'); return r; }\n`);
+  writeFileSync(
+    hook,
+    `import { appendFileSync } from 'node:fs';\nexport async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(${JSON.stringify(log)}, r.url + '\\n'); return r; }\n`,
+  );
   const register = join(dir, 'register.mjs');
-  writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
+  writeFileSync(
+    register,
+    `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`,
+  );
   writeFileSync(log, '');
-  const r = spawnSync(process.execPath, ['--import', pathToFileURL(register).href, CLI, ...args], { input, encoding: 'utf8' });
-  const packages = new Set(readFileSync(log, 'utf8').split('\n').map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter((p): p is string => p !== undefined));
+  const r = spawnSync(process.execPath, ['--import', pathToFileURL(register).href, CLI, ...args], {
+    input,
+    encoding: 'utf8',
+  });
+  const packages = new Set(
+    readFileSync(log, 'utf8')
+      .split('\n')
+      .map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1])
+      .filter((p): p is string => p !== undefined),
+  );
   return { status: r.status, packages, stderr: r.stderr };
 }
 
-t.test('decode and --help load none of the gateway\'s heavy or native packages', async (t) => {
-  const heavy = ['rxdb', 'mqtt', '@mongodb-js/zstd', '@bokuweb/zstd-wasm', 'better-sqlite3', 'serialport', 'onoff', 'node-wifi', 'protobufjs', 'prom-client'];
-  const decode = packagesLoaded(['decode', '--dbc', join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc'), '-'], '(1.0) can0 0C0#000000003A000001\n');
+t.test("decode and --help load none of the gateway's heavy or native packages", async (t) => {
+  const heavy = [
+    'rxdb',
+    'mqtt',
+    '@mongodb-js/zstd',
+    '@bokuweb/zstd-wasm',
+    'better-sqlite3',
+    'serialport',
+    'onoff',
+    'node-wifi',
+    'protobufjs',
+    'prom-client',
+  ];
+  const decode = packagesLoaded(
+    ['decode', '--dbc', join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc'), '-'],
+    '(1.0) can0 0C0#000000003A000001\n',
+  );
   t.equal(decode.status, 0, decode.stderr);
-  t.same(heavy.filter((p) => decode.packages.has(p)), [], `decode loads only ${[...decode.packages].join(', ') || 'no package'}`);
+  t.same(
+    heavy.filter((p) => decode.packages.has(p)),
+    [],
+    `decode loads only ${[...decode.packages].join(', ') || 'no package'}`,
+  );
   const help = packagesLoaded(['--help']);
   t.same([...help.packages], [], 'the usage text loads no package');
   const run = packagesLoaded(['run']);
@@ -46,9 +78,16 @@ t.test('decode and --help load none of the gateway\'s heavy or native packages',
 t.test('timedatectl that is not installed is looked for once, not every interval', async (t) => {
   const path = process.env.PATH;
   process.env.PATH = '/nonexistent';
-  t.teardown(() => { process.env.PATH = path; });
+  t.teardown(() => {
+    process.env.PATH = path;
+  });
   const logs: string[] = [];
-  const ntp = new NtpStateSource(new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined), systemClock, { intervalMs: 20, errorMs: 100 }, (m) => logs.push(m));
+  const ntp = new NtpStateSource(
+    new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined),
+    systemClock,
+    { intervalMs: 20, errorMs: 100 },
+    (m) => logs.push(m),
+  );
   ntp.start();
   t.teardown(() => ntp.stop());
   await waitUntil('the refusal logged', () => logs.length > 0, 10_000);

@@ -39,7 +39,8 @@ export interface Scenario {
   extra?: (r: SeededRandom) => Doc;
 }
 
-export type OpKind = 'insert' | 'update' | 'staleUpdate' | 'delete' | 'query' | 'count' | 'findById' | 'changedSince' | 'cleanup';
+export type OpKind =
+  'insert' | 'update' | 'staleUpdate' | 'delete' | 'query' | 'count' | 'findById' | 'changedSince' | 'cleanup';
 
 export interface DifferentialResult {
   seed: number;
@@ -80,7 +81,14 @@ export const scenarios: Scenario[] = (() => {
   const person = (name: string, indexes: string[][]): Scenario => ({
     name,
     fields: personFields,
-    schema: { version: 0, primaryKey: 'id', type: 'object', properties: personProps, required: ['id', 'name', 'age', 'score', 'active'], indexes } as RxJsonSchema<Doc>,
+    schema: {
+      version: 0,
+      primaryKey: 'id',
+      type: 'object',
+      properties: personProps,
+      required: ['id', 'name', 'age', 'score', 'active'],
+      indexes,
+    },
   });
   return [
     person('composite-indexes', [['age'], ['name', 'age'], ['active', 'score']]),
@@ -93,7 +101,9 @@ export const scenarios: Scenario[] = (() => {
         { name: 'seq', type: 'integer', draw: (r) => r.int(0, 500) },
         { name: 'createdMs', type: 'number', draw: (r) => 1_763_800_000_000 + r.int(0, 100) * 1000 },
       ],
-      extra: (r) => ({ record: { speedKmh: r.int(0, 130), signals: { EngineSpeed: { min: r.int(700, 900), max: r.int(2000, 4000) } } } }),
+      extra: (r) => ({
+        record: { speedKmh: r.int(0, 130), signals: { EngineSpeed: { min: r.int(700, 900), max: r.int(2000, 4000) } } },
+      }),
       schema: telemetrySchema as unknown as RxJsonSchema<Doc>,
     },
   ];
@@ -102,25 +112,70 @@ export const scenarios: Scenario[] = (() => {
 /** Last-write times of successive operations lie this far apart. */
 const LWT_STEP_MS = 60_000;
 
-const WEIGHTS: Record<OpKind, number> = { insert: 18, update: 12, staleUpdate: 4, delete: 8, query: 30, count: 10, findById: 7, changedSince: 8, cleanup: 3 };
+const WEIGHTS: Record<OpKind, number> = {
+  insert: 18,
+  update: 12,
+  staleUpdate: 4,
+  delete: 8,
+  query: 30,
+  count: 10,
+  findById: 7,
+  changedSince: 8,
+  cleanup: 3,
+};
 
 let runs = 0;
 
 /** Runs `ops` random operations on both storages and compares every answer. */
-export async function runDifferential(scenario: Scenario, seed: number, ops: number, reference: AnyStorage, subject: AnyStorage, reopenSubject: () => AnyStorage): Promise<DifferentialResult> {
+export async function runDifferential(
+  scenario: Scenario,
+  seed: number,
+  ops: number,
+  reference: AnyStorage,
+  subject: AnyStorage,
+  reopenSubject: () => AnyStorage,
+): Promise<DifferentialResult> {
   const r = new SeededRandom(seed);
-  const schema = fillWithDefaultSettings(scenario.schema) as RxJsonSchema<RxDocumentData<Doc>>;
+  const schema = fillWithDefaultSettings<Doc>(scenario.schema);
   const databaseName = `diff-${scenario.name}-${seed}-${process.pid}-${runs++}`;
-  const params = { databaseInstanceToken: databaseName, databaseName, collectionName: 'docs', schema, options: {}, multiInstance: false, devMode: false };
+  const params = {
+    databaseInstanceToken: databaseName,
+    databaseName,
+    collectionName: 'docs',
+    schema,
+    options: {},
+    multiInstance: false,
+    devMode: false,
+  };
   const ref = (await reference.createStorageInstance(params)) as Instance;
   let sub = (await subject.createStorageInstance(params)) as Instance;
   const result: DifferentialResult = {
-    seed, scenario: scenario.name, ops, conflicts: 0, nonEmptyQueries: 0, purged: 0, changeEvents: 0, indexesUsed: {}, mismatch: null,
-    byKind: { insert: 0, update: 0, staleUpdate: 0, delete: 0, query: 0, count: 0, findById: 0, changedSince: 0, cleanup: 0 },
+    seed,
+    scenario: scenario.name,
+    ops,
+    conflicts: 0,
+    nonEmptyQueries: 0,
+    purged: 0,
+    changeEvents: 0,
+    indexesUsed: {},
+    mismatch: null,
+    byKind: {
+      insert: 0,
+      update: 0,
+      staleUpdate: 0,
+      delete: 0,
+      query: 0,
+      count: 0,
+      findById: 0,
+      changedSince: 0,
+      cleanup: 0,
+    },
   };
   const events: [unknown[], unknown[]] = [[], []];
   const listen = (inst: Instance, into: unknown[]): Subscription =>
-    inst.changeStream().subscribe((bulk) => into.push({ context: bulk.context, checkpoint: bulk.checkpoint, events: bulk.events }));
+    inst
+      .changeStream()
+      .subscribe((bulk) => into.push({ context: bulk.context, checkpoint: bulk.checkpoint, events: bulk.events }));
   const subscriptions = [listen(ref, events[0]), listen(sub, events[1])];
 
   const ids: string[] = [];
@@ -134,19 +189,38 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
   const lwtOf = (op: number, row: number): number => baseLwt + op * LWT_STEP_MS + row;
   const rev = (height: number): string => `${height}-r${seed.toString(36)}x${(revCounter++).toString(36)}`;
 
-  const current = async (id: string): Promise<RxDocumentData<Doc> | undefined> => (await ref.findDocumentsById([id], true))[0];
+  const current = async (id: string): Promise<RxDocumentData<Doc> | undefined> =>
+    (await ref.findDocumentsById([id], true))[0];
   const makeFields = (): Doc => {
     const doc: Doc = scenario.extra?.(r) ?? {};
     for (const f of scenario.fields) if (!f.optional || r.chance(0.6)) doc[f.name] = f.draw(r);
     return doc;
   };
-  const write = (fields: Doc, id: string, op: number, row: number, height: number, deleted: boolean): RxDocumentData<Doc> =>
-    ({ id, ...fields, _deleted: deleted, _attachments: {}, _rev: rev(height), _meta: { lwt: lwtOf(op, row) } }) as RxDocumentData<Doc>;
+  const write = (
+    fields: Doc,
+    id: string,
+    op: number,
+    row: number,
+    height: number,
+    deleted: boolean,
+  ): RxDocumentData<Doc> => ({
+    id,
+    ...fields,
+    _deleted: deleted,
+    _attachments: {},
+    _rev: rev(height),
+    _meta: { lwt: lwtOf(op, row) },
+  });
 
   const fail = (op: number, what: string, a: unknown, b: unknown): string =>
     `seed ${seed}, scenario ${scenario.name}, op #${op} (${what}): memory ${describe(a)} vs sqlite ${describe(b)}`;
 
-  const compare = async <T>(op: number, what: string, run: (inst: Instance) => Promise<T>, normalise: (x: T) => unknown = (x) => x): Promise<T | null> => {
+  const compare = async <T>(
+    op: number,
+    what: string,
+    run: (inst: Instance) => Promise<T>,
+    normalise: (x: T) => unknown = (x) => x,
+  ): Promise<T | null> => {
     const a = await run(ref);
     const b = await run(sub);
     if (!isDeepStrictEqual(normalise(a), normalise(b))) {
@@ -163,7 +237,10 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
     result.conflicts += res.error.length;
     for (const row of rows) {
       const id = row.document.id as string;
-      if (!history.has(id)) { history.set(id, []); ids.push(id); }
+      if (!history.has(id)) {
+        history.set(id, []);
+        ids.push(id);
+      }
       if (!res.error.some((e) => e.documentId === id)) history.get(id)!.push(row.document);
     }
     const evA = events[0].splice(0);
@@ -183,14 +260,18 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
       const f = r.chance(0.12) ? idField : r.pick(scenario.fields);
       const sampleId = ids.length > 0 && r.chance(0.7) ? r.pick(ids) : null;
       const sample = sampleId ? history.get(sampleId)!.at(-1) : undefined;
-      const value = (): unknown => (sample && sample[f.name] !== undefined && r.chance(0.7) ? sample[f.name] : f.draw(r));
-      const ops = f.type === 'boolean' ? ['$eq', '$ne', '$in', '$nin'] : ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', 'range'];
+      const value = (): unknown =>
+        sample && sample[f.name] !== undefined && r.chance(0.7) ? sample[f.name] : f.draw(r);
+      const ops =
+        f.type === 'boolean'
+          ? ['$eq', '$ne', '$in', '$nin']
+          : ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin', 'range'];
       if (f.optional) ops.push('$exists');
       const o = r.pick(ops);
       if (o === '$exists') return { [f.name]: { $exists: r.chance(0.5) } };
       if (o === '$in' || o === '$nin') return { [f.name]: { [o]: Array.from({ length: r.int(1, 3) }, value) } };
       if (o === 'range') {
-        const [lo, hi] = [value(), value()].sort((x, y) => (x as number) < (y as number) ? -1 : 1);
+        const [lo, hi] = [value(), value()].sort((x, y) => ((x as number) < (y as number) ? -1 : 1));
         return { [f.name]: { [r.pick(['$gt', '$gte'])]: lo, [r.pick(['$lt', '$lte'])]: hi } };
       }
       return { [f.name]: { [o]: value() } };
@@ -202,10 +283,12 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
     else if (shape === 'or') selector = { $or: [condition(), condition()], ...(r.chance(0.3) ? condition() : {}) };
     else if (shape === 'and') selector = { $and: [condition(), condition()] };
     const sortable = scenario.fields.filter((f) => !f.optional);
-    const sort = Array.from({ length: r.int(0, 2) }, () => ({ [r.pick(sortable).name]: r.pick(['asc', 'desc'] as const) }));
+    const sort = Array.from({ length: r.int(0, 2) }, () => ({
+      [r.pick(sortable).name]: r.pick(['asc', 'desc'] as const),
+    }));
     const uniqueSort = sort.filter((s, i) => sort.findIndex((x) => Object.keys(x)[0] === Object.keys(s)[0]) === i);
     const query: MangoQuery<Doc> = { selector };
-    if (uniqueSort.length > 0) query.sort = uniqueSort as MangoQuery<Doc>['sort'];
+    if (uniqueSort.length > 0) query.sort = uniqueSort;
     if (r.chance(0.3)) query.skip = r.int(0, 10);
     if (r.chance(0.6)) query.limit = r.int(1, 20);
     return query;
@@ -217,10 +300,11 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
     // Now and then the query also runs over tombstones, as RxDB's internals do.
     if (r.chance(0.85)) {
       (normalized.selector as Doc)._deleted = { $eq: false };
-      if (userIndexes.length > 0 && r.chance(0.2)) normalized.index = ['_deleted', ...r.pick(userIndexes), 'id'] as never;
+      if (userIndexes.length > 0 && r.chance(0.2))
+        normalized.index = ['_deleted', ...r.pick(userIndexes), 'id'] as never;
     }
     const p = prepareQuery(schema, normalized);
-    const used = (p.queryPlan.index as string[]).join(',');
+    const used = p.queryPlan.index.join(',');
     result.indexesUsed[used] = (result.indexesUsed[used] ?? 0) + 1;
     return p;
   };
@@ -247,7 +331,10 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
           const prev = await current(r.pick(ids));
           if (!prev || rows.some((x) => x.document.id === prev.id)) continue;
           const height = Number.parseInt(prev._rev, 10) + 1;
-          const fields = kind === 'delete' ? Object.fromEntries(Object.entries(prev).filter(([k]) => !k.startsWith('_') && k !== 'id')) : makeFields();
+          const fields =
+            kind === 'delete'
+              ? Object.fromEntries(Object.entries(prev).filter(([k]) => !k.startsWith('_') && k !== 'id'))
+              : makeFields();
           rows.push({ previous: prev, document: write(fields, prev.id as string, op, row, height, kind === 'delete') });
         }
         await doWrite(op, kind, rows);
@@ -258,7 +345,9 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
         if (candidates.length === 0) break;
         const versions = history.get(r.pick(candidates))!;
         const stale = versions[r.int(0, versions.length - 2)]!;
-        await doWrite(op, 'staleUpdate', [{ previous: stale, document: write(makeFields(), stale.id as string, op, 0, 99, false) }]);
+        await doWrite(op, 'staleUpdate', [
+          { previous: stale, document: write(makeFields(), stale.id as string, op, 0, 99, false) },
+        ]);
         break;
       }
       case 'query': {
@@ -272,20 +361,29 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
         delete q.skip;
         delete q.limit;
         const pq = prepared(q);
-        await compare(op, `count ${JSON.stringify(pq.query)}`, (inst) => inst.count(pq), (c) => c.count);
+        await compare(
+          op,
+          `count ${JSON.stringify(pq.query)}`,
+          (inst) => inst.count(pq),
+          (c) => c.count,
+        );
         break;
       }
       case 'findById': {
         const wanted = Array.from({ length: r.int(1, 6) }, () => (r.chance(0.85) ? r.pick(ids) : `missing-${op}`));
         const withDeleted = r.chance(0.5);
-        await compare(op, `findDocumentsById ${JSON.stringify(wanted)} ${withDeleted}`, (inst) => inst.findDocumentsById(wanted, withDeleted));
+        await compare(op, `findDocumentsById ${JSON.stringify(wanted)} ${withDeleted}`, (inst) =>
+          inst.findDocumentsById(wanted, withDeleted),
+        );
         break;
       }
       case 'changedSince': {
         const from = checkpoints.length > 0 && r.chance(0.7) ? r.pick(checkpoints) : undefined;
         const limit = r.int(1, 30);
-        const res = await compare(op, `changedSince ${JSON.stringify(from)} limit ${limit}`, (inst) => getChangedDocumentsSince(inst, limit, from));
-        if (res) checkpoints.push(res.checkpoint as RxStorageDefaultCheckpoint);
+        const res = await compare(op, `changedSince ${JSON.stringify(from)} limit ${limit}`, (inst) =>
+          getChangedDocumentsSince(inst, limit, from),
+        );
+        if (res) checkpoints.push(res.checkpoint);
         break;
       }
       case 'cleanup': {
@@ -316,6 +414,7 @@ export async function runDifferential(scenario: Scenario, seed: number, ops: num
 /** A difference in a form one can read: document lists as their ids, the first differing document in full. */
 function describe(x: unknown): string {
   const docs = Array.isArray(x) ? x : (x as { documents?: unknown })?.documents;
-  if (Array.isArray(docs)) return `ids [${docs.map((d) => (d as Doc).id).join(' ')}] ${JSON.stringify(docs).slice(0, 600)}`;
+  if (Array.isArray(docs))
+    return `ids [${docs.map((d) => (d as Doc).id).join(' ')}] ${JSON.stringify(docs).slice(0, 600)}`;
   return JSON.stringify(x)?.slice(0, 1500) ?? String(x);
 }

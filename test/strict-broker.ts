@@ -40,7 +40,13 @@ export interface AcceptedPublish {
 }
 
 export class StrictBroker {
-  readonly counts: StrictBrokerCounts = { connects: 0, disconnects: new Map(), peakInflight: 0, publishes: 0, stalled: 0 };
+  readonly counts: StrictBrokerCounts = {
+    connects: 0,
+    disconnects: new Map(),
+    peakInflight: 0,
+    publishes: 0,
+    stalled: 0,
+  };
   readonly accepted: AcceptedPublish[] = [];
   /** QoS 1 publishes received and not yet acknowledged, over all connections. */
   pending = 0;
@@ -88,14 +94,18 @@ export class StrictBroker {
       open = false;
       socket.end();
     };
-    socket.on('close', () => { open = false; this.sockets.delete(socket); });
+    socket.on('close', () => {
+      open = false;
+      this.sockets.delete(socket);
+    });
     socket.on('error', () => undefined);
     socket.on('data', (chunk) => parser.parse(chunk));
     parser.on('error', () => refuse(0x81, 'malformed packet'));
     parser.on('packet', (packet: Packet) => {
       if (!open) return;
       const max = this.options.maximumPacketSize;
-      if (max !== undefined && packet.cmd === 'publish' && packetBytes(packet) > max) return refuse(0x95, `packet larger than ${max}`);
+      if (max !== undefined && packet.cmd === 'publish' && packetBytes(packet) > max)
+        return refuse(0x95, `packet larger than ${max}`);
       switch (packet.cmd) {
         case 'connect':
           connection = ++this.counts.connects;
@@ -114,7 +124,8 @@ export class StrictBroker {
       }
       const alias = packet.properties?.topicAlias;
       if (alias !== undefined) {
-        if (alias === 0 || alias > (this.options.topicAliasMaximum ?? 0)) return refuse(0x94, `topic alias ${alias} over the maximum`);
+        if (alias === 0 || alias > (this.options.topicAliasMaximum ?? 0))
+          return refuse(0x94, `topic alias ${alias} over the maximum`);
         if (packet.topic !== '') aliases.set(alias, packet.topic);
         else if (!aliases.has(alias)) return refuse(0x82, `unknown topic alias ${alias}`);
       }
@@ -127,26 +138,32 @@ export class StrictBroker {
       inflight++;
       this.pending++;
       this.counts.peakInflight = Math.max(this.counts.peakInflight, inflight);
-      if (inflight > this.options.receiveMaximum) return refuse(0x93, `receive maximum ${this.options.receiveMaximum} exceeded`);
+      if (inflight > this.options.receiveMaximum)
+        return refuse(0x93, `receive maximum ${this.options.receiveMaximum} exceeded`);
       const stall = this.options.stalledPubacks;
       const stalled = stall !== undefined && this.counts.publishes < stall.count;
       this.counts.publishes++;
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        this.pending--;
-        if (!open) return;
-        if (stalled) this.counts.stalled++;
-        inflight--;
-        this.accepted.push({ topic, payload, properties: packet.properties, dup: packet.dup, connection });
-        send({ cmd: 'puback', messageId: packet.messageId as number, reasonCode: 0 });
-      }, stalled ? stall.delayMs : this.options.pubackDelayMs);
+      const timer = setTimeout(
+        () => {
+          this.timers.delete(timer);
+          this.pending--;
+          if (!open) return;
+          if (stalled) this.counts.stalled++;
+          inflight--;
+          this.accepted.push({ topic, payload, properties: packet.properties, dup: packet.dup, connection });
+          send({ cmd: 'puback', messageId: packet.messageId as number, reasonCode: 0 });
+        },
+        stalled ? stall.delayMs : this.options.pubackDelayMs,
+      );
       this.timers.add(timer);
     });
   }
 
   private connack(connect: IConnectPacket, send: (p: Packet) => void): void {
     send({
-      cmd: 'connack', sessionPresent: false, reasonCode: 0,
+      cmd: 'connack',
+      sessionPresent: false,
+      reasonCode: 0,
       properties: {
         receiveMaximum: this.options.receiveMaximum,
         ...(this.options.maximumPacketSize !== undefined ? { maximumPacketSize: this.options.maximumPacketSize } : {}),

@@ -2,107 +2,138 @@
 // injects its fault through the proxy or the broker's configuration and checks nothing is lost.
 import t from 'tap';
 import mqtt from 'mqtt';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IConnackPacket, IPublishPacket, IPubackPacket, Packet } from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import { missing, syncRig } from './sync-rig.js';
 import { SampleRecords } from '../bench/rig/sample-records.js';
 import type { StateChange } from '../sync/session/mqtt-session.js';
 
 const priorities = (seq: number): number => (seq % 10 === 0 ? 0 : seq % 3 === 0 ? 2 : 1);
 
-t.test('happy path: P0/P1 singly on telemetry/vehicle, P2 and backlog as zstd batches on telemetry/batch', async (t) => {
-  const rig = await syncRig(t);
-  await rig.waitFor('online', () => rig.gateway.session.isConnected);
-  const live = await rig.insert(1, 10, priorities);
-  await rig.waitFor('10 live records', () => rig.sink.counts.unique === 10);
-  t.equal(rig.gateway.sender.counters.batches, 1, 'the three P2 records went as one batch once maxAgeMs passed');
-  t.equal(rig.gateway.sender.counters.singles, 7, 'P0 and P1 one by one');
-  rig.proxy.blackhole = true;
-  rig.gateway.session.dropConnection('test: outage');
-  const backlog = await rig.insert(11, 200, () => 1);
-  rig.proxy.blackhole = false;
-  await rig.waitFor('the backlog', () => rig.sink.counts.unique === 210);
-  t.ok(rig.gateway.sender.counters.batches >= 5, `a P1 backlog of 200 goes in batches (${rig.gateway.sender.counters.batches} batches)`);
-  t.same(missing(rig, [...live, ...backlog]), [], 'every record id arrived');
-  t.equal(rig.sink.counts.rejected, 0);
-  // The sink sees the last records before their PUBACKs have removed them from the store.
-  await rig.waitFor('the outbox empty once every PUBACK is in', async () => (await rig.gateway.store.count()) === 0, 5_000);
-  t.equal(rig.gateway.sender.counters.acked, 210, 'every record acknowledged once');
-});
+t.test(
+  'happy path: P0/P1 singly on telemetry/vehicle, P2 and backlog as zstd batches on telemetry/batch',
+  async (t) => {
+    const rig = await syncRig(t);
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    const live = await rig.insert(1, 10, priorities);
+    await rig.waitFor('10 live records', () => rig.sink.counts.unique === 10);
+    t.equal(rig.gateway.sender.counters.batches, 1, 'the three P2 records went as one batch once maxAgeMs passed');
+    t.equal(rig.gateway.sender.counters.singles, 7, 'P0 and P1 one by one');
+    rig.proxy.blackhole = true;
+    rig.gateway.session.dropConnection('test: outage');
+    const backlog = await rig.insert(11, 200, () => 1);
+    rig.proxy.blackhole = false;
+    await rig.waitFor('the backlog', () => rig.sink.counts.unique === 210);
+    t.ok(
+      rig.gateway.sender.counters.batches >= 5,
+      `a P1 backlog of 200 goes in batches (${rig.gateway.sender.counters.batches} batches)`,
+    );
+    t.same(missing(rig, [...live, ...backlog]), [], 'every record id arrived');
+    t.equal(rig.sink.counts.rejected, 0);
+    // The sink sees the last records before their PUBACKs have removed them from the store.
+    await rig.waitFor(
+      'the outbox empty once every PUBACK is in',
+      async () => (await rig.gateway.store.count()) === 0,
+      5_000,
+    );
+    t.equal(rig.gateway.sender.counters.acked, 210, 'every record acknowledged once');
+  },
+);
 
-t.test('FMEA network timeout (connection): backoff 1, 2, 4, 8, 16 x base with jitter, offline after 5 failures, records kept', async (t) => {
-  const states: StateChange[] = [];
-  const rig = await syncRig(t, { beforeStart: (proxy) => { proxy.blackhole = true; } });
-  rig.gateway.session.states.subscribe((s) => states.push(s));
-  const ids = await rig.insert(1, 30, priorities);
-  await rig.waitFor('offline mode', () => rig.gateway.session.state === 'offline', 15_000);
-  const waits = states.filter((s) => s.state === 'backoff').map((s) => s.delayMs);
-  t.equal(waits.length, 5, 'five backoff waits before offline');
-  [100, 200, 400, 800, 1000].forEach((nominal, i) => {
-    const w = waits[i] as number;
-    t.ok(w >= nominal * 0.8 - 1 && w <= Math.min(1000, nominal * 1.2) + 1, `wait ${i + 1}: ${w.toFixed(0)} ms within ±20 % of ${nominal} (cap 1000)`);
-  });
-  t.equal(states.find((s) => s.state === 'offline')?.delayMs, 1500, 'offline: retry at offlineRetryMs');
-  t.match(states.find((s) => s.state === 'backoff')?.reason ?? '', /network/);
-  t.equal(await rig.gateway.store.count(), 30, 'everything still stored');
-  rig.proxy.blackhole = false;
-  await rig.waitFor('delivery after the outage', () => rig.sink.counts.unique === 30, 10_000);
-  t.same(missing(rig, ids), []);
-});
+t.test(
+  'FMEA network timeout (connection): backoff 1, 2, 4, 8, 16 x base with jitter, offline after 5 failures, records kept',
+  async (t) => {
+    const states: StateChange[] = [];
+    const rig = await syncRig(t, {
+      beforeStart: (proxy) => {
+        proxy.blackhole = true;
+      },
+    });
+    rig.gateway.session.states.subscribe((s) => states.push(s));
+    const ids = await rig.insert(1, 30, priorities);
+    await rig.waitFor('offline mode', () => rig.gateway.session.state === 'offline', 15_000);
+    const waits = states.filter((s) => s.state === 'backoff').map((s) => s.delayMs);
+    t.equal(waits.length, 5, 'five backoff waits before offline');
+    [100, 200, 400, 800, 1000].forEach((nominal, i) => {
+      const w = waits[i] as number;
+      t.ok(
+        w >= nominal * 0.8 - 1 && w <= Math.min(1000, nominal * 1.2) + 1,
+        `wait ${i + 1}: ${w.toFixed(0)} ms within ±20 % of ${nominal} (cap 1000)`,
+      );
+    });
+    t.equal(states.find((s) => s.state === 'offline')?.delayMs, 1500, 'offline: retry at offlineRetryMs');
+    t.match(states.find((s) => s.state === 'backoff')?.reason ?? '', /network/);
+    t.equal(await rig.gateway.store.count(), 30, 'everything still stored');
+    rig.proxy.blackhole = false;
+    await rig.waitFor('delivery after the outage', () => rig.sink.counts.unique === 30, 10_000);
+    t.same(missing(rig, ids), []);
+  },
+);
 
-t.test('FMEA no PUBACK: the connection is closed, the next one carries the records again with DUP (never the live one), duplicates only by id', async (t) => {
-  let dropped = 0;
-  let dupPublishes = 0;
-  /** Connection that first carried each payload, and DUP repeats seen on that same connection. */
-  const firstConnection = new Map<string, number>();
-  let resentOnLiveConnection = 0;
-  const rig = await syncRig(t, {
-    beforeStart: (proxy) => {
-      proxy.toClient = (p: Packet) => (p.cmd === 'puback' && dropped++ < 4 ? null : p);
-      proxy.toServer = (p: Packet, connection: number) => {
-        if (p.cmd !== 'publish') return p;
-        const key = (p as IPublishPacket).payload.toString('base64');
-        if ((p as IPublishPacket).dup) {
-          dupPublishes++;
-          if (firstConnection.get(key) === connection) resentOnLiveConnection++;
-        }
-        if (!firstConnection.has(key)) firstConnection.set(key, connection);
-        return p;
-      };
-    },
-  });
-  const ids = await rig.insert(1, 8, () => 1);
-  await rig.waitFor('all acknowledged', async () => (await rig.gateway.store.count()) === 0);
-  await rig.waitFor('sink', () => rig.sink.counts.unique === 8);
-  t.equal(dropped >= 4, true, 'four PUBACKs withheld');
-  const timeouts = rig.gateway.session.counters.pubackTimeouts;
-  t.ok(timeouts >= 1, `PUBACK timeouts counted (${timeouts})`);
-  t.ok(rig.proxy.connections >= timeouts + 1, `each timeout closed its connection (${rig.proxy.connections} connections)`);
-  t.ok(dupPublishes >= 4, `resends carry DUP (${dupPublishes} seen by the broker side)`);
-  t.equal(resentOnLiveConnection, 0, 'nothing was resent on the connection that first carried it (MQTT 5 §4.4)');
-  t.ok(rig.sink.counts.duplicates >= 4, `the sink de-duplicates the resends (${rig.sink.counts.duplicates})`);
-  t.same(missing(rig, ids), []);
-});
+t.test(
+  'FMEA no PUBACK: the connection is closed, the next one carries the records again with DUP (never the live one), duplicates only by id',
+  async (t) => {
+    let dropped = 0;
+    let dupPublishes = 0;
+    /** Connection that first carried each payload, and DUP repeats seen on that same connection. */
+    const firstConnection = new Map<string, number>();
+    let resentOnLiveConnection = 0;
+    const rig = await syncRig(t, {
+      beforeStart: (proxy) => {
+        proxy.toClient = (p: Packet) => (p.cmd === 'puback' && dropped++ < 4 ? null : p);
+        proxy.toServer = (p: Packet, connection: number) => {
+          if (p.cmd !== 'publish') return p;
+          const key = p.payload.toString('base64');
+          if (p.dup) {
+            dupPublishes++;
+            if (firstConnection.get(key) === connection) resentOnLiveConnection++;
+          }
+          if (!firstConnection.has(key)) firstConnection.set(key, connection);
+          return p;
+        };
+      },
+    });
+    const ids = await rig.insert(1, 8, () => 1);
+    await rig.waitFor('all acknowledged', async () => (await rig.gateway.store.count()) === 0);
+    await rig.waitFor('sink', () => rig.sink.counts.unique === 8);
+    t.equal(dropped >= 4, true, 'four PUBACKs withheld');
+    const timeouts = rig.gateway.session.counters.pubackTimeouts;
+    t.ok(timeouts >= 1, `PUBACK timeouts counted (${timeouts})`);
+    t.ok(
+      rig.proxy.connections >= timeouts + 1,
+      `each timeout closed its connection (${rig.proxy.connections} connections)`,
+    );
+    t.ok(dupPublishes >= 4, `resends carry DUP (${dupPublishes} seen by the broker side)`);
+    t.equal(resentOnLiveConnection, 0, 'nothing was resent on the connection that first carried it (MQTT 5 §4.4)');
+    t.ok(rig.sink.counts.duplicates >= 4, `the sink de-duplicates the resends (${rig.sink.counts.duplicates})`);
+    t.same(missing(rig, ids), []);
+  },
+);
 
-t.test('FMEA network partition (split brain): the heartbeat PUBACK is missing, the socket is closed, the session comes back', async (t) => {
-  const rig = await syncRig(t);
-  await rig.waitFor('online', () => rig.gateway.session.isConnected);
-  await rig.waitFor('a heartbeat acknowledged', () => rig.gateway.heartbeat.counters.acked > 0);
-  const cutAt = Date.now();
-  rig.proxy.blackhole = true;
-  // Nothing else in flight: a record's own PUBACK timeout would notice the partition first.
-  await rig.waitFor('the dead socket noticed', () => !rig.gateway.session.isConnected, 10_000);
-  const detectedMs = Date.now() - cutAt;
-  const ids = await rig.insert(1, 5, () => 1);
-  t.comment(`split brain detected ${detectedMs} ms after the partition (heartbeat every 500 ms, PUBACK deadline 600 ms)`);
-  t.ok(detectedMs <= 500 + 600 + 400, `detected within interval + timeout (${detectedMs} ms)`);
-  t.equal(rig.gateway.heartbeat.counters.missed, 1);
-  rig.proxy.blackhole = false;
-  await rig.waitFor('delivery after reconnecting', () => rig.sink.counts.unique === 5);
-  t.same(missing(rig, ids), []);
-});
+t.test(
+  'FMEA network partition (split brain): the heartbeat PUBACK is missing, the socket is closed, the session comes back',
+  async (t) => {
+    const rig = await syncRig(t);
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    await rig.waitFor('a heartbeat acknowledged', () => rig.gateway.heartbeat.counters.acked > 0);
+    const cutAt = Date.now();
+    rig.proxy.blackhole = true;
+    // Nothing else in flight: a record's own PUBACK timeout would notice the partition first.
+    await rig.waitFor('the dead socket noticed', () => !rig.gateway.session.isConnected, 10_000);
+    const detectedMs = Date.now() - cutAt;
+    const ids = await rig.insert(1, 5, () => 1);
+    t.comment(
+      `split brain detected ${detectedMs} ms after the partition (heartbeat every 500 ms, PUBACK deadline 600 ms)`,
+    );
+    t.ok(detectedMs <= 500 + 600 + 400, `detected within interval + timeout (${detectedMs} ms)`);
+    t.equal(rig.gateway.heartbeat.counters.missed, 1);
+    rig.proxy.blackhole = false;
+    await rig.waitFor('delivery after reconnecting', () => rig.sink.counts.unique === 5);
+    t.same(missing(rig, ids), []);
+  },
+);
 
 t.test('FMEA connection reset / cut mid-packet / latency: nothing lost', async (t) => {
   const rig = await syncRig(t);
@@ -119,101 +150,150 @@ t.test('FMEA connection reset / cut mid-packet / latency: nothing lost', async (
   rig.gateway.sender.flush();
   await rig.waitFor('everything', () => rig.sink.counts.unique === 200, 30_000);
   t.same(missing(rig, [...first, ...second]), []);
-  t.ok(rig.gateway.session.counters.attempts >= 3, `reconnected after the reset and the cut (${rig.gateway.session.counters.attempts} attempts)`);
+  t.ok(
+    rig.gateway.session.counters.attempts >= 3,
+    `reconnected after the reset and the cut (${rig.gateway.session.counters.attempts} attempts)`,
+  );
 });
 
-t.test('FMEA message too large: batches split to the CONNACK maximum, a record too large for this broker is kept parked, never a 0x95 loop', async (t) => {
-  const rig = await syncRig(t, { broker: { extraConfig: ['max_packet_size 6000'] } });
-  await rig.waitFor('online', () => rig.gateway.session.isConnected);
-  t.equal(rig.gateway.session.maxPacketBytes, 6000, 'the limit comes from the CONNACK');
-  // Proof the fault is real: a plain mqtt.js client sending 7 KB is thrown out with 0x95.
-  const naive = await mqtt.connectAsync(rig.broker.url, { protocolVersion: 5, clientId: 'naive', reconnectPeriod: 0 });
-  const kicked = new Promise<number | undefined>((resolve) => naive.once('disconnect', (p) => resolve(p.reasonCode)));
-  naive.publish('v2c/v1/x/y/telemetry/batch', Buffer.alloc(7000), { qos: 1 });
-  t.equal(await kicked, 0x95, 'Mosquitto answers an oversized PUBLISH with DISCONNECT 0x95');
-  naive.end(true);
+t.test(
+  'FMEA message too large: batches split to the CONNACK maximum, a record too large for this broker is kept parked, never a 0x95 loop',
+  async (t) => {
+    const rig = await syncRig(t, { broker: { extraConfig: ['max_packet_size 6000'] } });
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    t.equal(rig.gateway.session.maxPacketBytes, 6000, 'the limit comes from the CONNACK');
+    // Proof the fault is real: a plain mqtt.js client sending 7 KB is thrown out with 0x95.
+    const naive = await mqtt.connectAsync(rig.broker.url, {
+      protocolVersion: 5,
+      clientId: 'naive',
+      reconnectPeriod: 0,
+    });
+    const kicked = new Promise<number | undefined>((resolve) => naive.once('disconnect', (p) => resolve(p.reasonCode)));
+    naive.publish('v2c/v1/x/y/telemetry/batch', Buffer.alloc(7000), { qos: 1 });
+    t.equal(await kicked, 0x95, 'Mosquitto answers an oversized PUBLISH with DISCONNECT 0x95');
+    naive.end(true);
 
-  const samples = new SampleRecords(3);
-  const huge = samples.record(1000, 2);
-  for (let i = 0; i < 400; i++) huge.signals[`Extra${i}`] = { min: i, max: i + 0.5, mean: i + 0.25, last: i, count: 600 };
-  t.ok(await rig.gateway.store.insert(huge, Date.now()));
-  const ids = await rig.insert(1, 60, () => 2);
-  await rig.waitFor('the 60 normal records', () => rig.sink.counts.unique === 60);
-  await rig.waitFor('only the oversized record left', async () => (await rig.gateway.store.count()) === 1);
-  t.ok(rig.gateway.sender.counters.splits >= 1, `batches split (${rig.gateway.sender.counters.splits})`);
-  t.same(missing(rig, ids), []);
-  t.notOk(rig.seen.has(huge.messageId), 'the oversized record was not sent');
-  await rig.waitFor('the oversized record parked until a broker allows larger packets', () => rig.gateway.sender.parkedRecords === 1);
-  t.equal(rig.gateway.deadLetters.counts.size, 0, 'nothing dead-lettered: another broker may take it');
-  t.notOk(rig.gateway.session.counters.serverDisconnects.has(0x95), 'the broker never had to DISCONNECT us with 0x95');
-});
+    const samples = new SampleRecords(3);
+    const huge = samples.record(1000, 2);
+    for (let i = 0; i < 400; i++)
+      huge.signals[`Extra${i}`] = { min: i, max: i + 0.5, mean: i + 0.25, last: i, count: 600 };
+    t.ok(await rig.gateway.store.insert(huge, Date.now()));
+    const ids = await rig.insert(1, 60, () => 2);
+    await rig.waitFor('the 60 normal records', () => rig.sink.counts.unique === 60);
+    await rig.waitFor('only the oversized record left', async () => (await rig.gateway.store.count()) === 1);
+    t.ok(rig.gateway.sender.counters.splits >= 1, `batches split (${rig.gateway.sender.counters.splits})`);
+    t.same(missing(rig, ids), []);
+    t.notOk(rig.seen.has(huge.messageId), 'the oversized record was not sent');
+    await rig.waitFor(
+      'the oversized record parked until a broker allows larger packets',
+      () => rig.gateway.sender.parkedRecords === 1,
+    );
+    t.equal(rig.gateway.deadLetters.counts.size, 0, 'nothing dead-lettered: another broker may take it');
+    t.notOk(
+      rig.gateway.session.counters.serverDisconnects.has(0x95),
+      'the broker never had to DISCONNECT us with 0x95',
+    );
+  },
+);
 
-t.test('FMEA unauthorised topic: PUBACK 0x87 parks the records, stops that topic, raises the security metric', async (t) => {
-  const aclDir = mkdtempSync(join(tmpdir(), 'v2c-acl-'));
-  const acl = join(aclDir, 'acl');
-  t.teardown(() => rmSync(aclDir, { recursive: true, force: true }));
-  // Anonymous clients may publish single records and heartbeats, not batches.
-  writeFileSync(acl, ['topic write v2c/v1/+/+/telemetry/vehicle', 'topic write v2c/v1/+/+/status/heartbeat', 'topic read v2c/v1/+/+/telemetry/#', 'topic read v2c/v1/+/+/command/request', ''].join('\n'));
-  // Mosquitto drops root for its own user, which must be able to read the file.
-  chmodSync(aclDir, 0o755);
-  chmodSync(acl, 0o644);
-  const rig = await syncRig(t, { broker: { extraConfig: [`acl_file ${acl}`] } });
-  const parked = await rig.insert(1, 30, () => 2);
-  await rig.waitFor('the refusal', () => rig.gateway.sender.counters.notAuthorised > 0);
-  const batchTopic = 'v2c/v1/eu-central-1/V2CREF00000000001/telemetry/batch';
-  t.ok(rig.gateway.sender.blockedTopics.has(batchTopic), 'the batch topic is blocked');
-  t.equal(rig.gateway.sender.parkedRecords, 30, 'its records are parked');
-  const later = await rig.insert(31, 5, () => 2);
-  await rig.waitFor('later P2 records over the allowed topic', () => rig.sink.counts.unique === 5);
-  t.same(missing(rig, later), []);
-  // The sink sees a record before its PUBACK has removed it from the store: wait for the removals.
-  await rig.waitFor('the later records removed on PUBACK', async () => (await rig.gateway.store.count()) === 30);
-  t.equal(rig.gateway.sender.counters.notAuthorised, 1, 'no further attempt on the refused topic');
-  t.equal(rig.gateway.sender.parkedRecords, 30, 'parked records stay in the store (not lost, not retried in a loop)');
-  t.notOk(parked.some((id) => rig.seen.has(id)));
-  t.ok(rig.logs.some((l) => /SECURITY: the broker does not authorise publishing to .*telemetry\/batch \(PUBACK 0x87\)/.test(l)), 'logged as a security event');
-  t.match(await rig.gateway.metrics.text(), /v2c_security_events_total\{kind="publish_not_authorised"\} 1/);
-});
+t.test(
+  'FMEA unauthorised topic: PUBACK 0x87 parks the records, stops that topic, raises the security metric',
+  async (t) => {
+    const aclDir = mkdtempSync(join(tmpdir(), 'v2c-acl-'));
+    const acl = join(aclDir, 'acl');
+    t.teardown(() => rmSync(aclDir, { recursive: true, force: true }));
+    // Anonymous clients may publish single records and heartbeats, not batches.
+    writeFileSync(
+      acl,
+      [
+        'topic write v2c/v1/+/+/telemetry/vehicle',
+        'topic write v2c/v1/+/+/status/heartbeat',
+        'topic read v2c/v1/+/+/telemetry/#',
+        'topic read v2c/v1/+/+/command/request',
+        '',
+      ].join('\n'),
+    );
+    // Mosquitto drops root for its own user, which must be able to read the file.
+    chmodSync(aclDir, 0o755);
+    chmodSync(acl, 0o644);
+    const rig = await syncRig(t, { broker: { extraConfig: [`acl_file ${acl}`] } });
+    const parked = await rig.insert(1, 30, () => 2);
+    await rig.waitFor('the refusal', () => rig.gateway.sender.counters.notAuthorised > 0);
+    const batchTopic = 'v2c/v1/eu-central-1/V2CREF00000000001/telemetry/batch';
+    t.ok(rig.gateway.sender.blockedTopics.has(batchTopic), 'the batch topic is blocked');
+    t.equal(rig.gateway.sender.parkedRecords, 30, 'its records are parked');
+    const later = await rig.insert(31, 5, () => 2);
+    await rig.waitFor('later P2 records over the allowed topic', () => rig.sink.counts.unique === 5);
+    t.same(missing(rig, later), []);
+    // The sink sees a record before its PUBACK has removed it from the store: wait for the removals.
+    await rig.waitFor('the later records removed on PUBACK', async () => (await rig.gateway.store.count()) === 30);
+    t.equal(rig.gateway.sender.counters.notAuthorised, 1, 'no further attempt on the refused topic');
+    t.equal(rig.gateway.sender.parkedRecords, 30, 'parked records stay in the store (not lost, not retried in a loop)');
+    t.notOk(parked.some((id) => rig.seen.has(id)));
+    t.ok(
+      rig.logs.some((l) =>
+        /SECURITY: the broker does not authorise publishing to .*telemetry\/batch \(PUBACK 0x87\)/.test(l),
+      ),
+      'logged as a security event',
+    );
+    t.match(await rig.gateway.metrics.text(), /v2c_security_events_total\{kind="publish_not_authorised"\} 1/);
+  },
+);
 
-t.test('a drain holds at most batch.inflight batches out at once, and a P0 event goes out during it, not after it', async (t) => {
-  const BATCHES_OUT = 2;
-  const batchType = 'application/x-protobuf+zstd';
-  let out = 0;
-  let peak = 0;
-  const batchIds = new Set<string>();
-  let eventAt: number | null = null;
-  let batchesBeforeEvent = 0;
-  let batchesPublished = 0;
-  const rig = await syncRig(t, {
-    beforeStart: (proxy) => {
-      proxy.latencyMs = 30;
-      proxy.toServer = (p: Packet, connection: number) => {
-        if (p.cmd === 'publish' && (p as IPublishPacket).properties?.contentType === batchType) {
-          batchIds.add(`${connection}:${p.messageId}`);
-          batchesPublished++;
-          peak = Math.max(peak, ++out);
-        } else if (p.cmd === 'publish' && eventAt === null && (p as IPublishPacket).properties?.contentType === 'application/x-protobuf') {
-          eventAt = Date.now();
-          batchesBeforeEvent = batchesPublished;
-        }
-        return p;
-      };
-      proxy.toClient = (p: Packet, connection: number) => {
-        if (p.cmd === 'puback' && batchIds.delete(`${connection}:${p.messageId}`)) out--;
-        return p;
-      };
-    },
-    tune: (c) => { c.batch.inflight = BATCHES_OUT; },
-  });
-  await rig.waitFor('online', () => rig.gateway.session.isConnected);
-  rig.proxy.blackhole = true;
-  rig.gateway.session.dropConnection('test: outage');
-  const backlog = await rig.insert(1, 1000, () => 2);
-  rig.proxy.blackhole = false;
-  await rig.waitFor('the drain under way', () => rig.sink.counts.unique >= 100);
-  const event = await rig.insert(5000, 1, () => 0);
-  await rig.waitFor('the backlog and the event', () => rig.sink.counts.unique === 1001);
-  t.same(missing(rig, [...backlog, ...event]), []);
-  t.ok(peak >= 1 && peak <= BATCHES_OUT, `at most ${BATCHES_OUT} batches awaited their PUBACK at once (peak ${peak})`);
-  t.ok(eventAt !== null && batchesBeforeEvent < batchesPublished, `the P0 event was published while the drain went on (${batchesBeforeEvent} of ${batchesPublished} batches before it)`);
-});
+t.test(
+  'a drain holds at most batch.inflight batches out at once, and a P0 event goes out during it, not after it',
+  async (t) => {
+    const BATCHES_OUT = 2;
+    const batchType = 'application/x-protobuf+zstd';
+    let out = 0;
+    let peak = 0;
+    const batchIds = new Set<string>();
+    let eventAt: number | null = null;
+    let batchesBeforeEvent = 0;
+    let batchesPublished = 0;
+    const rig = await syncRig(t, {
+      beforeStart: (proxy) => {
+        proxy.latencyMs = 30;
+        proxy.toServer = (p: Packet, connection: number) => {
+          if (p.cmd === 'publish' && p.properties?.contentType === batchType) {
+            batchIds.add(`${connection}:${p.messageId}`);
+            batchesPublished++;
+            peak = Math.max(peak, ++out);
+          } else if (
+            p.cmd === 'publish' &&
+            eventAt === null &&
+            p.properties?.contentType === 'application/x-protobuf'
+          ) {
+            eventAt = Date.now();
+            batchesBeforeEvent = batchesPublished;
+          }
+          return p;
+        };
+        proxy.toClient = (p: Packet, connection: number) => {
+          if (p.cmd === 'puback' && batchIds.delete(`${connection}:${p.messageId}`)) out--;
+          return p;
+        };
+      },
+      tune: (c) => {
+        c.batch.inflight = BATCHES_OUT;
+      },
+    });
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    rig.proxy.blackhole = true;
+    rig.gateway.session.dropConnection('test: outage');
+    const backlog = await rig.insert(1, 1000, () => 2);
+    rig.proxy.blackhole = false;
+    await rig.waitFor('the drain under way', () => rig.sink.counts.unique >= 100);
+    const event = await rig.insert(5000, 1, () => 0);
+    await rig.waitFor('the backlog and the event', () => rig.sink.counts.unique === 1001);
+    t.same(missing(rig, [...backlog, ...event]), []);
+    t.ok(
+      peak >= 1 && peak <= BATCHES_OUT,
+      `at most ${BATCHES_OUT} batches awaited their PUBACK at once (peak ${peak})`,
+    );
+    t.ok(
+      eventAt !== null && batchesBeforeEvent < batchesPublished,
+      `the P0 event was published while the drain went on (${batchesBeforeEvent} of ${batchesPublished} batches before it)`,
+    );
+  },
+);

@@ -45,8 +45,22 @@ export interface RigOptions {
 /** Settings that make every timer of the engine run in milliseconds instead of seconds. */
 export function fastTimers(config: GatewayConfig): void {
   Object.assign(config.mqtt, {
-    keepaliveS: 10, connectTimeoutMs: 600, pubackTimeoutMs: 400, resends: 3, retryDelayMs: 300, heartbeatS: 0.5, heartbeatTimeoutMs: 600,
-    reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
+    keepaliveS: 10,
+    connectTimeoutMs: 600,
+    pubackTimeoutMs: 400,
+    resends: 3,
+    retryDelayMs: 300,
+    heartbeatS: 0.5,
+    heartbeatTimeoutMs: 600,
+    reconnect: {
+      baseMs: 100,
+      capMs: 1000,
+      jitter: 0.2,
+      offlineAfterFailures: 5,
+      offlineRetryMs: 1500,
+      quotaWaitMs: 500,
+      quotaJitterMs: 200,
+    },
   });
   Object.assign(config.batch, { minRecords: 25, maxRecords: 50, maxAgeMs: 200, quotaBackoffMs: 300 });
   // The FMEA faults act on every PUBLISH/PUBACK; time requests would take some of them. The clock
@@ -56,9 +70,17 @@ export function fastTimers(config: GatewayConfig): void {
 
 export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRig> {
   const dir = mkdtempSync(join(tmpdir(), 'v2c-sync-'));
-  const broker = await startLocalBroker({ ...options.broker, extraConfig: ['max_queued_messages 100000', ...(options.broker?.extraConfig ?? [])] });
+  const broker = await startLocalBroker({
+    ...options.broker,
+    extraConfig: ['max_queued_messages 100000', ...(options.broker?.extraConfig ?? [])],
+  });
   const proxy = await FaultProxy.start(broker.port);
-  const sink = await TelemetrySink.start({ url: broker.url, clientId: `sink-${process.pid}-${Date.now()}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000 });
+  const sink = await TelemetrySink.start({
+    url: broker.url,
+    clientId: `sink-${process.pid}-${Date.now()}`,
+    deadLetterDir: join(dir, 'sink-dead-letter'),
+    dedupWindowMs: 3_600_000,
+  });
   const seen = new Set<string>();
   sink.onRecord = (r) => seen.add(r.messageId);
   const emptyTrace = join(dir, 'empty.log');
@@ -68,10 +90,15 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   options.tune?.(config);
   options.beforeStart?.(proxy);
   const logs: string[] = [];
-  const gateway = await startGateway(config, options.clock ?? systemClock, (m) => {
-    logs.push(m);
-    options.onLog?.(m);
-  }, options.devices);
+  const gateway = await startGateway(
+    config,
+    options.clock ?? systemClock,
+    (m) => {
+      logs.push(m);
+      options.onLog?.(m);
+    },
+    options.devices,
+  );
   t.teardown(async () => {
     await gateway.stop(0).catch(() => undefined);
     await sink.close().catch(() => undefined);
@@ -81,10 +108,18 @@ export async function syncRig(t: Test, options: RigOptions = {}): Promise<SyncRi
   });
   const samples = new SampleRecords(7);
   return {
-    broker, proxy, sink, gateway, config, dir, logs, seen,
+    broker,
+    proxy,
+    sink,
+    gateway,
+    config,
+    dir,
+    logs,
+    seen,
     insert: (from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
     // Deliveries count as progress (records at the sink, PUBACKs at the gateway); retries do not.
-    waitFor: (what, predicate, timeoutMs = 20_000) => waitUntil(what, predicate, timeoutMs, logs, () => sink.counts.received + gateway.sender.counters.acked),
+    waitFor: (what, predicate, timeoutMs = 20_000) =>
+      waitUntil(what, predicate, timeoutMs, logs, () => sink.counts.received + gateway.sender.counters.acked),
   };
 }
 

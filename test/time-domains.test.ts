@@ -32,18 +32,61 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 t.test('RecordedTimeGuard: outliers dropped, out-of-range refused, real gaps adopted without loss', async (t) => {
   const s = 1773474130;
   const rows: Array<{ name: string; times: number[]; released: number[]; counters: Record<string, number> }> = [
-    { name: 'a steady trace', times: [s, s + 0.1, s + 0.2], released: [s, s + 0.1, s + 0.2], counters: { outOfRange: 0, outliers: 0, timelineChanges: 0 } },
-    { name: 'one frame 256 years ahead', times: [s, 9773474150, s + 0.2, s + 0.3], released: [s, s + 0.2, s + 0.3], counters: { outOfRange: 1, outliers: 0, timelineChanges: 0 } },
-    { name: 'Infinity and 0', times: [s, Infinity, 0, s + 0.3], released: [s, s + 0.3], counters: { outOfRange: 2, outliers: 0, timelineChanges: 0 } },
-    { name: 'a flipped digit: 3 days ahead once', times: [s, s + 259_200, s + 0.2], released: [s, s + 0.2], counters: { outOfRange: 0, outliers: 1, timelineChanges: 0 } },
-    { name: 'a step back of an hour once', times: [s, s - 3600, s + 0.2], released: [s, s + 0.2], counters: { outOfRange: 0, outliers: 1, timelineChanges: 0 } },
-    { name: 'a real gap of 2 h: held, then released once 3 frames agree', times: [s, s + 7200, s + 7200.1, s + 7200.2, s + 7200.3], released: [s, s + 7200, s + 7200.1, s + 7200.2, s + 7200.3], counters: { outOfRange: 0, outliers: 0, timelineChanges: 1 } },
-    { name: 'a gap at the end of the trace that nothing confirms', times: [s, s + 7200, s + 7200.1], released: [s], counters: { outOfRange: 0, outliers: 2, timelineChanges: 0 } },
-    { name: 'small reordering is fine', times: [s, s + 0.5, s + 0.2], released: [s, s + 0.5, s + 0.2], counters: { outOfRange: 0, outliers: 0, timelineChanges: 0 } },
+    {
+      name: 'a steady trace',
+      times: [s, s + 0.1, s + 0.2],
+      released: [s, s + 0.1, s + 0.2],
+      counters: { outOfRange: 0, outliers: 0, timelineChanges: 0 },
+    },
+    {
+      name: 'one frame 256 years ahead',
+      times: [s, 9773474150, s + 0.2, s + 0.3],
+      released: [s, s + 0.2, s + 0.3],
+      counters: { outOfRange: 1, outliers: 0, timelineChanges: 0 },
+    },
+    {
+      name: 'Infinity and 0',
+      times: [s, Infinity, 0, s + 0.3],
+      released: [s, s + 0.3],
+      counters: { outOfRange: 2, outliers: 0, timelineChanges: 0 },
+    },
+    {
+      name: 'a flipped digit: 3 days ahead once',
+      times: [s, s + 259_200, s + 0.2],
+      released: [s, s + 0.2],
+      counters: { outOfRange: 0, outliers: 1, timelineChanges: 0 },
+    },
+    {
+      name: 'a step back of an hour once',
+      times: [s, s - 3600, s + 0.2],
+      released: [s, s + 0.2],
+      counters: { outOfRange: 0, outliers: 1, timelineChanges: 0 },
+    },
+    {
+      name: 'a real gap of 2 h: held, then released once 3 frames agree',
+      times: [s, s + 7200, s + 7200.1, s + 7200.2, s + 7200.3],
+      released: [s, s + 7200, s + 7200.1, s + 7200.2, s + 7200.3],
+      counters: { outOfRange: 0, outliers: 0, timelineChanges: 1 },
+    },
+    {
+      name: 'a gap at the end of the trace that nothing confirms',
+      times: [s, s + 7200, s + 7200.1],
+      released: [s],
+      counters: { outOfRange: 0, outliers: 2, timelineChanges: 0 },
+    },
+    {
+      name: 'small reordering is fine',
+      times: [s, s + 0.5, s + 0.2],
+      released: [s, s + 0.5, s + 0.2],
+      counters: { outOfRange: 0, outliers: 0, timelineChanges: 0 },
+    },
   ];
   for (const row of rows) {
     const guard = new RecordedTimeGuard(60_000, 3);
-    const out = [...row.times.flatMap((ts) => guard.push(frame(0x0c0, '00', { tsWall: ts, tsMono: ts * 1000 }))), ...guard.end()];
+    const out = [
+      ...row.times.flatMap((ts) => guard.push(frame(0x0c0, '00', { tsWall: ts, tsMono: ts * 1000 }))),
+      ...guard.end(),
+    ];
     const released = out.filter((f): f is CanFrame => !(f instanceof MalformedLine)).map((f) => f.tsWall);
     t.same(released, row.released, `${row.name}: released`);
     t.same(guard.counters, row.counters, `${row.name}: counted`);
@@ -56,7 +99,17 @@ async function recordsOf(path: string): Promise<{ records: VehicleTelemetry[]; m
   const config = referenceVehicleConfig({ mqttUrl: 'mqtt://127.0.0.1:1', trace: path, storeDir: dir, windowMs: 1000 });
   const counters = newPipelineCounters();
   const decoder = loadDecoder(config.dbc);
-  const records = await lastValueFrom(telemetryPipeline(traceFrames(path, 'candump', 0, systemClock), { config, decoder, clock: systemClock, counters, bootId: 'boot', firstSequence: 0, live: false }).pipe(toArray()));
+  const records = await lastValueFrom(
+    telemetryPipeline(traceFrames(path, 'candump', 0, systemClock), {
+      config,
+      decoder,
+      clock: systemClock,
+      counters,
+      bootId: 'boot',
+      firstSequence: 0,
+      live: false,
+    }).pipe(toArray()),
+  );
   return { records, malformed: counters.malformed };
 }
 
@@ -73,36 +126,70 @@ t.test('one absurd timestamp in the middle of a trace is contained: the windows 
   const got = await recordsOf(hostile);
   t.ok(expected.records.length >= 28, `the clean trace gives ${expected.records.length} records`);
   t.equal(got.records.length, expected.records.length, 'the same number of window records');
-  t.same(got.records.map((r) => r.deviceTimeMs), expected.records.map((r) => r.deviceTimeMs), 'with the same times');
+  t.same(
+    got.records.map((r) => r.deviceTimeMs),
+    expected.records.map((r) => r.deviceTimeMs),
+    'with the same times',
+  );
   t.equal(got.malformed, expected.malformed + 2, 'the two bad timestamps counted');
-  t.same(got.records.map((r) => validateRecord(r, r.vehicleId, [SCHEMA_VERSION])).filter((p) => p !== null), [], 'every record valid for the receiver');
+  t.same(
+    got.records.map((r) => validateRecord(r, r.vehicleId, [SCHEMA_VERSION])).filter((p) => p !== null),
+    [],
+    'every record valid for the receiver',
+  );
 });
 
-t.test('a recorded trace keeps its recorded time, marked RECORDED, with the broker\'s time answer present', async (t) => {
-  const trace = join(dir, 'recorded.log');
-  writeFileSync(trace, `${driveLines.slice(0, 4000).join('\n')}\n`);
-  const received = new Map<string, VehicleTelemetry>();
-  const rig = await syncRig(t, { tune: (c) => { c.can.file = trace; c.pipeline.windowMs = 1000; c.clock.brokerTime = true; } });
-  rig.sink.onRecord = (r) => received.set(r.messageId, r);
-  await rig.gateway.sourceDone;
-  await rig.waitFor('the broker time reference', () => rig.gateway.time.reference !== null);
-  await rig.waitFor('every record delivered', async () => (await rig.gateway.store.count()) === 0 && received.size === rig.gateway.stored());
-  t.ok(received.size >= 18, `${received.size} records`);
-  const records = [...received.values()];
-  const end = DRIVE_START_MS + 25_000;
-  t.ok(records.every((r) => r.correctedTimeMs >= DRIVE_START_MS && r.correctedTimeMs <= end), 'corrected time is the recorded time (March 2026), not now + the recording\'s epoch');
-  t.ok(records.every((r) => r.correctedTimeMs === r.deviceTimeMs), 'not shifted by this boot\'s reference');
-  t.ok(records.every((r) => r.timeQuality === TimeQuality.Recorded), 'quality RECORDED');
-  t.equal(rig.sink.counts.rejected, 0, 'the sink accepts every record');
-});
+t.test(
+  "a recorded trace keeps its recorded time, marked RECORDED, with the broker's time answer present",
+  async (t) => {
+    const trace = join(dir, 'recorded.log');
+    writeFileSync(trace, `${driveLines.slice(0, 4000).join('\n')}\n`);
+    const received = new Map<string, VehicleTelemetry>();
+    const rig = await syncRig(t, {
+      tune: (c) => {
+        c.can.file = trace;
+        c.pipeline.windowMs = 1000;
+        c.clock.brokerTime = true;
+      },
+    });
+    rig.sink.onRecord = (r) => received.set(r.messageId, r);
+    await rig.gateway.sourceDone;
+    await rig.waitFor('the broker time reference', () => rig.gateway.time.reference !== null);
+    await rig.waitFor(
+      'every record delivered',
+      async () => (await rig.gateway.store.count()) === 0 && received.size === rig.gateway.stored(),
+    );
+    t.ok(received.size >= 18, `${received.size} records`);
+    const records = [...received.values()];
+    const end = DRIVE_START_MS + 25_000;
+    t.ok(
+      records.every((r) => r.correctedTimeMs >= DRIVE_START_MS && r.correctedTimeMs <= end),
+      "corrected time is the recorded time (March 2026), not now + the recording's epoch",
+    );
+    t.ok(
+      records.every((r) => r.correctedTimeMs === r.deviceTimeMs),
+      "not shifted by this boot's reference",
+    );
+    t.ok(
+      records.every((r) => r.timeQuality === TimeQuality.Recorded),
+      'quality RECORDED',
+    );
+    t.equal(rig.sink.counts.rejected, 0, 'the sink accepts every record');
+  },
+);
 
 t.test('absurd broker time (-1e15, 0) is refused and counted; records keep their device time', async (t) => {
   const rig = await syncRig(t, {
-    tune: (c) => { c.clock.brokerTime = true; c.clock.brokerTimeIntervalMs = 200; c.clock.unsyncedHoldMs = 300; },
+    tune: (c) => {
+      c.clock.brokerTime = true;
+      c.clock.brokerTimeIntervalMs = 200;
+      c.clock.unsyncedHoldMs = 300;
+    },
     beforeStart: (proxy) => {
       let n = 0;
       proxy.toClient = (packet) => {
-        if (packet.cmd === 'publish' && packet.topic.endsWith('/time/response')) packet.payload = Buffer.from(JSON.stringify({ now_ms: n++ % 2 === 0 ? -1e15 : 0 }));
+        if (packet.cmd === 'publish' && packet.topic.endsWith('/time/response'))
+          packet.payload = Buffer.from(JSON.stringify({ now_ms: n++ % 2 === 0 ? -1e15 : 0 }));
         return packet;
       };
     },
@@ -113,15 +200,21 @@ t.test('absurd broker time (-1e15, 0) is refused and counted; records keep their
   t.equal(rig.gateway.time.reference, null, 'no reference adopted');
   await rig.insert(1, 5);
   await rig.waitFor('5 records', () => received.length === 5);
-  t.ok(received.every((r) => r.timeQuality === TimeQuality.Unsynced && r.correctedTimeMs === r.deviceTimeMs), 'sent with their device time, unsynced');
+  t.ok(
+    received.every((r) => r.timeQuality === TimeQuality.Unsynced && r.correctedTimeMs === r.deviceTimeMs),
+    'sent with their device time, unsynced',
+  );
   t.match(await rig.gateway.metrics.text(), /v2c_time_references_refused_total\{reason="implausible"\} [1-9]/);
-  t.ok(rig.logs.some((l) => /clock: reference from broker refused: it says it is -1000000000000000 ms since 1970/.test(l)), 'said in the log');
+  t.ok(
+    rig.logs.some((l) => /clock: reference from broker refused: it says it is -1000000000000000 ms since 1970/.test(l)),
+    'said in the log',
+  );
 });
 
 t.test('the corrector refuses implausible references and one that disagrees with the reference held', async (t) => {
   let mono = 1_000_000;
   const now = Date.UTC(2026, 10, 30, 12);
-  const clock = { monoMs: () => mono, wallMs: () => now, sleep: systemClock.sleep };
+  const clock = { monoMs: () => mono, wallMs: () => now, sleep: (ms: number) => systemClock.sleep(ms) };
   const c = new ClockCorrector('boot', clock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
   t.notOk(c.offer({ source: 'broker', wallMs: -1e15, monoMs: mono, errorMs: 5 }), '-1e15 refused');
   t.notOk(c.offer({ source: 'broker', wallMs: 0, monoMs: mono, errorMs: 5 }), '0 refused');
@@ -129,9 +222,24 @@ t.test('the corrector refuses implausible references and one that disagrees with
   t.notOk(c.offer({ source: 'gps', wallMs: Date.UTC(2190, 0, 1), monoMs: mono, errorMs: 5 }), 'the year 2190 refused');
   t.ok(c.offer({ source: 'gps', wallMs: now + 10_000, monoMs: mono, errorMs: 1000 }), 'a plausible GPS time taken');
   mono += 1000;
-  t.notOk(c.offer({ source: 'broker', wallMs: now + 10_000 + 1000 + 3_600_000, monoMs: mono, errorMs: 5 }), 'a broker an hour away from GPS is refused');
-  t.ok(c.offer({ source: 'broker', wallMs: now + 10_000 + 1000 + 300, monoMs: mono, errorMs: 5 }), 'one that agrees within the bounds is taken');
-  t.same([...c.counters.refused], [['implausible', 4], ['disagrees', 1]]);
+  t.notOk(
+    c.offer({ source: 'broker', wallMs: now + 10_000 + 1000 + 3_600_000, monoMs: mono, errorMs: 5 }),
+    'a broker an hour away from GPS is refused',
+  );
+  t.ok(
+    c.offer({ source: 'broker', wallMs: now + 10_000 + 1000 + 300, monoMs: mono, errorMs: 5 }),
+    'one that agrees within the bounds is taken',
+  );
+  t.same(
+    [...c.counters.refused],
+    [
+      ['implausible', 4],
+      ['disagrees', 1],
+    ],
+  );
   const record = { ...new SampleRecords(2).record(1, 1), bootId: 'boot', monoTimeMs: mono };
-  t.ok(Math.abs(c.correct(record).correctedTimeMs - (now + 11_300)) < 2, 'records are corrected from the good reference');
+  t.ok(
+    Math.abs(c.correct(record).correctedTimeMs - (now + 11_300)) < 2,
+    'records are corrected from the good reference',
+  );
 });

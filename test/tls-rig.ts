@@ -33,7 +33,13 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
   const pki = await createDevPki(join(dir, 'pki'));
   const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
   const cloudTls = benchCloudTls(pki);
-  const sink = await TelemetrySink.start({ url: broker.url, clientId: `sink-${process.pid}`, deadLetterDir: join(dir, 'sink-dead-letter'), dedupWindowMs: 3_600_000, tls: cloudTls });
+  const sink = await TelemetrySink.start({
+    url: broker.url,
+    clientId: `sink-${process.pid}`,
+    deadLetterDir: join(dir, 'sink-dead-letter'),
+    dedupWindowMs: 3_600_000,
+    tls: cloudTls,
+  });
   const seen = new Set<string>();
   sink.onRecord = (r) => seen.add(r.messageId);
   const emptyTrace = join(dir, 'empty.log');
@@ -48,12 +54,33 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
   const samples = new SampleRecords(11);
   let stores = 0;
   return {
-    pki, broker, sink, seen, dir, cloudTls,
+    pki,
+    broker,
+    sink,
+    seen,
+    dir,
+    cloudTls,
     config(device, ca = pki.ca.cert) {
-      const config = referenceVehicleConfig({ mqttUrl: broker.url, trace: emptyTrace, storeDir: join(dir, `store-${stores++}`), tls: { ca, cert: device.cert, key: device.key } });
+      const config = referenceVehicleConfig({
+        mqttUrl: broker.url,
+        trace: emptyTrace,
+        storeDir: join(dir, `store-${stores++}`),
+        tls: { ca, cert: device.cert, key: device.key },
+      });
       Object.assign(config.mqtt, {
-        connectTimeoutMs: 2000, pubackTimeoutMs: 1000, retryDelayMs: 200, heartbeatS: 5,
-        reconnect: { baseMs: 100, capMs: 1000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 1500, quotaWaitMs: 500, quotaJitterMs: 200 },
+        connectTimeoutMs: 2000,
+        pubackTimeoutMs: 1000,
+        retryDelayMs: 200,
+        heartbeatS: 5,
+        reconnect: {
+          baseMs: 100,
+          capMs: 1000,
+          jitter: 0.2,
+          offlineAfterFailures: 5,
+          offlineRetryMs: 1500,
+          quotaWaitMs: 500,
+          quotaJitterMs: 200,
+        },
       });
       return config;
     },

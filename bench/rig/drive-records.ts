@@ -21,8 +21,16 @@ export async function referenceDriveRecords(windowMs: number): Promise<DriveReco
   const config = referenceVehicleConfig({ mqttUrl: 'mqtt://127.0.0.1:1', windowMs });
   const decoder = loadDecoder(config.dbc);
   const frames = traceFrames(config.can.file as string, 'candump', 0, systemClock);
-  const records = await lastValueFrom(telemetryPipeline(frames, {
-    config, decoder, clock: systemClock, counters: newPipelineCounters(), bootId: '0d5e7a4c-1b2f-4c3d-8e9f-a0b1c2d3e4f5', firstSequence: 1, live: false,
-  }).pipe(toArray()));
+  const records = await lastValueFrom(
+    telemetryPipeline(frames, {
+      config,
+      decoder,
+      clock: systemClock,
+      counters: newPipelineCounters(),
+      bootId: '0d5e7a4c-1b2f-4c3d-8e9f-a0b1c2d3e4f5',
+      firstSequence: 1,
+      live: false,
+    }).pipe(toArray()),
+  );
   return { config, records, resolution: resolutionTable(decoder.db, config.pipeline.fields) };
 }

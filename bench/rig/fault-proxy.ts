@@ -39,7 +39,11 @@ export class FaultProxy {
   blackholedBytes = 0;
   private readonly links = new Set<Link>();
 
-  private constructor(private readonly server: Server, readonly port: number, private readonly targetPort: number) {}
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+    private readonly targetPort: number,
+  ) {}
 
   static async start(targetPort: number): Promise<FaultProxy> {
     const { server, port } = await loopbackServer();
@@ -64,7 +68,9 @@ export class FaultProxy {
   /** Sends the gateway a server DISCONNECT with `reasonCode` on every open connection, then closes them. */
   disconnectAll(reasonCode: number, reasonString: string): void {
     for (const link of this.links) {
-      link.client.end(generate({ cmd: 'disconnect', reasonCode, properties: { reasonString } }, { protocolVersion: 5 }));
+      link.client.end(
+        generate({ cmd: 'disconnect', reasonCode, properties: { reasonString } }, { protocolVersion: 5 }),
+      );
       link.server.destroy();
     }
     this.links.clear();
@@ -100,7 +106,14 @@ export class FaultProxy {
     this.pipe(server, client, this.toClient, id, destroy, () => true);
   }
 
-  private pipe(from: Socket, to: Socket, rewrite: PacketRewrite | null, id: number, close: () => void, admit: (bytes: number) => boolean): void {
+  private pipe(
+    from: Socket,
+    to: Socket,
+    rewrite: PacketRewrite | null,
+    id: number,
+    close: () => void,
+    admit: (bytes: number) => boolean,
+  ): void {
     // Everything, the end of the stream included, goes through the same delay, so it stays in order.
     const later = (fn: () => void): void => {
       if (this.latencyMs > 0) setTimeout(fn, this.latencyMs);
@@ -112,16 +125,24 @@ export class FaultProxy {
         return;
       }
       if (!admit(chunk.byteLength)) return;
-      later(() => { if (!to.destroyed && to.writable) to.write(chunk); });
+      later(() => {
+        if (!to.destroyed && to.writable) to.write(chunk);
+      });
     };
     // A peer that closes cleanly (a broker's DISCONNECT then FIN) is passed on as a FIN after the data.
-    from.on('end', () => later(() => { if (!to.destroyed) to.end(); }));
+    from.on('end', () =>
+      later(() => {
+        if (!to.destroyed) to.end();
+      }),
+    );
     if (rewrite === null) {
       from.on('data', send);
       return;
     }
     const link: LinkControl = {
-      answer: (packet) => { if (!from.destroyed && from.writable) from.write(generate(packet, { protocolVersion: 5 })); },
+      answer: (packet) => {
+        if (!from.destroyed && from.writable) from.write(generate(packet, { protocolVersion: 5 }));
+      },
       close,
     };
     const parse = mqttParser({ protocolVersion: 5 });

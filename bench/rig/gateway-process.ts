@@ -16,17 +16,27 @@ export interface GatewayProcess {
 export function runGateway(configPath: string): GatewayProcess {
   const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
-  child.stderr?.on('data', (c: Buffer) => { log += c.toString(); });
+  child.stderr?.on('data', (c: Buffer) => {
+    log += c.toString();
+  });
   return { child, log: () => log, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
 }
 
-export interface StoredRow { id: string; seq: number; correlationId: string }
+export interface StoredRow {
+  id: string;
+  seq: number;
+  correlationId: string;
+}
 
 /** Live records in the gateway's database. */
 export function storedRecords(path: string): StoredRow[] {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    return db.prepare(`SELECT id, json_extract(data, '$.seq') AS seq, json_extract(data, '$.record.correlationId') AS correlationId FROM "telemetry-v0" WHERE deleted = 0`).all() as StoredRow[];
+    return db
+      .prepare(
+        `SELECT id, json_extract(data, '$.seq') AS seq, json_extract(data, '$.record.correlationId') AS correlationId FROM "telemetry-v0" WHERE deleted = 0`,
+      )
+      .all() as StoredRow[];
   } finally {
     db.close();
   }

@@ -35,11 +35,18 @@ export interface BrokerOptions {
 /** mosquitto.conf lines for a mutual-TLS listener and its per-vehicle ACL (written to `dir`). */
 function tlsConfig(dir: string, tls: NonNullable<BrokerOptions['tls']>): string[] {
   const acl = join(dir, 'acl');
-  writeFileSync(acl, [
-    `user ${tls.cloudUser}`, 'topic readwrite v2c/#', '',
-    '# every other client: its certificate CN is its vehicle id (the second level of the topic tree below the region)',
-    'pattern readwrite v2c/v1/+/%u/#', '',
-  ].join('\n'), { mode: 0o644 });
+  writeFileSync(
+    acl,
+    [
+      `user ${tls.cloudUser}`,
+      'topic readwrite v2c/#',
+      '',
+      '# every other client: its certificate CN is its vehicle id (the second level of the topic tree below the region)',
+      'pattern readwrite v2c/v1/+/%u/#',
+      '',
+    ].join('\n'),
+    { mode: 0o644 },
+  );
   // Started as root, Mosquitto drops to its own user before it reads the ACL and its TLS files,
   // which may sit in a private directory: they are copied beside its config, the key still 0600
   // and owned by that user.
@@ -53,11 +60,18 @@ function tlsConfig(dir: string, tls: NonNullable<BrokerOptions['tls']>): string[
   chmodSync(copies.keyfile, 0o600);
   const owner = process.getuid?.() === 0 ? mosquittoUser() : null;
   if (owner !== null) chownSync(copies.keyfile, owner.uid, owner.gid);
-  return [...Object.entries(copies).map(([k, v]) => `${k} ${v}`), 'require_certificate true', 'use_identity_as_username true', 'tls_version tlsv1.2', `acl_file ${acl}`];
+  return [
+    ...Object.entries(copies).map(([k, v]) => `${k} ${v}`),
+    'require_certificate true',
+    'use_identity_as_username true',
+    'tls_version tlsv1.2',
+    `acl_file ${acl}`,
+  ];
 }
 
 function mosquittoUser(): { uid: number; gid: number } | null {
-  const id = (flag: string): number => Number(spawnSync('id', [flag, 'mosquitto'], { encoding: 'utf8' }).stdout.trim() || NaN);
+  const id = (flag: string): number =>
+    Number(spawnSync('id', [flag, 'mosquitto'], { encoding: 'utf8' }).stdout.trim() || NaN);
   const uid = id('-u');
   const gid = id('-g');
   return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : null;
@@ -80,7 +94,8 @@ export async function freePort(): Promise<number> {
 }
 
 function mosquittoBinary(): string {
-  for (const candidate of ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto']) if (existsSync(candidate)) return candidate;
+  for (const candidate of ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'])
+    if (existsSync(candidate)) return candidate;
   return 'mosquitto';
 }
 
@@ -88,19 +103,22 @@ export async function startLocalBroker(options: BrokerOptions = {}): Promise<Loc
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'v2c-broker-'));
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [
-    `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
-    `persistence ${options.persistence === true ? 'true' : 'false'}`,
-    `persistence_location ${dir}/`,
-    ...(options.tls !== undefined ? tlsConfig(dir, options.tls) : []),
-    'log_dest stderr',
-    'log_type error',
-    'log_type warning',
-    'log_type notice',
-    ...(options.extraConfig ?? []),
-    '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      `persistence ${options.persistence === true ? 'true' : 'false'}`,
+      `persistence_location ${dir}/`,
+      ...(options.tls !== undefined ? tlsConfig(dir, options.tls) : []),
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      'log_type notice',
+      ...(options.extraConfig ?? []),
+      '',
+    ].join('\n'),
+  );
   let child = await spawnBroker(conf, port);
   return {
     port,
@@ -127,10 +145,16 @@ interface BrokerProcess {
 async function spawnBroker(conf: string, port: number): Promise<BrokerProcess> {
   const child: ChildProcess = spawn(mosquittoBinary(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.once('error', (err) => { output += `\nspawn error: ${err.message}`; });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.once('error', (err) => {
+    output += `\nspawn error: ${err.message}`;
+  });
   const broker: BrokerProcess = {
-    get output() { return output; },
+    get output() {
+      return output;
+    },
     async kill(signal) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -140,9 +164,11 @@ async function spawnBroker(conf: string, port: number): Promise<BrokerProcess> {
   };
   const deadline = Date.now() + 5000;
   for (;;) {
-    if (child.exitCode !== null || output.includes('spawn error')) throw new Error(`mosquitto failed to start (apt-get install -y mosquitto): ${output.trim()}`);
+    if (child.exitCode !== null || output.includes('spawn error'))
+      throw new Error(`mosquitto failed to start (apt-get install -y mosquitto): ${output.trim()}`);
     if (await canConnect(port)) return broker;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on 127.0.0.1:${port} within 5 s: ${output.trim()}`);
+    if (Date.now() > deadline)
+      throw new Error(`mosquitto did not listen on 127.0.0.1:${port} within 5 s: ${output.trim()}`);
     await sleep(25);
   }
 }
@@ -150,7 +176,10 @@ async function spawnBroker(conf: string, port: number): Promise<BrokerProcess> {
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
     socket.once('error', () => resolve(false));
   });
 }

@@ -19,10 +19,18 @@ export interface PtyPair {
 export async function openPtyPair(dir = mkdtempSync(join(tmpdir(), 'v2c-pty-'))): Promise<PtyPair> {
   const adapterEnd = join(dir, 'adapter');
   const gatewayEnd = join(dir, 'ttyV2C0');
-  const child: ChildProcess = spawn('socat', [`pty,raw,echo=0,link=${adapterEnd}`, `pty,raw,echo=0,link=${gatewayEnd}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(
+    'socat',
+    [`pty,raw,echo=0,link=${adapterEnd}`, `pty,raw,echo=0,link=${gatewayEnd}`],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const spawnError = new Promise<never>((_, reject) => child.once('error', (err) => reject(new Error(`cannot start socat (apt-get install -y socat): ${err.message}`))));
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const spawnError = new Promise<never>((_, reject) =>
+    child.once('error', (err) => reject(new Error(`cannot start socat (apt-get install -y socat): ${err.message}`))),
+  );
   const deadline = Date.now() + 5000;
   while (!(existsSync(adapterEnd) && existsSync(gatewayEnd))) {
     if (child.exitCode !== null) throw new Error(`socat exited with ${child.exitCode}: ${stderr.trim()}`);

@@ -11,11 +11,22 @@ export interface SimulatorProcess {
 }
 
 /** Starts `v2c-gateway simulate` on `port` (the reference drive, or `trace`) and resolves once the adapter listens. */
-export async function spawnSimulator(port: string, speed: number, clock: Clock, trace?: string): Promise<SimulatorProcess> {
+export async function spawnSimulator(
+  port: string,
+  speed: number,
+  clock: Clock,
+  trace?: string,
+): Promise<SimulatorProcess> {
   const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
-  const child = spawn(process.execPath, [cli, 'simulate', '--port', port, '--speed', String(speed), ...(trace !== undefined ? ['--trace', trace] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [cli, 'simulate', '--port', port, '--speed', String(speed), ...(trace !== undefined ? ['--trace', trace] : [])],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let output = '';
-  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
   const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
   while (!output.includes('ready') && child.exitCode === null) await clock.sleep(20);
   return { done, log: () => output };

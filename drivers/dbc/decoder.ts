@@ -63,7 +63,7 @@ function compileSignal(sig: DbcSignal, switchIndex: number): CompiledSignal {
   const lo: number[] = [];
   const hi: number[] = [];
   // Group runs of value bits that sit next to each other in one byte (LSB first).
-  for (let k = 0; k < bits.length; ) {
+  for (let k = 0; k < bits.length;) {
     const pos = bits[k] as number;
     const byte = pos >> 3;
     const shift = pos & 7;
@@ -73,16 +73,28 @@ function compileSignal(sig: DbcSignal, switchIndex: number): CompiledSignal {
     k += n;
   }
   return {
-    name: sig.name, length: sig.length, signed: sig.signed, valueType: sig.valueType, factor: sig.factor, offset: sig.offset,
-    choices: sig.choices, isSwitch: sig.isMultiplexer, switchIndex, multiplexValue: sig.multiplexValue,
-    ranges: sig.multiplexer === null ? null : Float64Array.from(sig.multiplexer.ranges.flat()), lo: Int32Array.from(lo), hi: Int32Array.from(hi),
+    name: sig.name,
+    length: sig.length,
+    signed: sig.signed,
+    valueType: sig.valueType,
+    factor: sig.factor,
+    offset: sig.offset,
+    choices: sig.choices,
+    isSwitch: sig.isMultiplexer,
+    switchIndex,
+    multiplexValue: sig.multiplexValue,
+    ranges: sig.multiplexer === null ? null : Float64Array.from(sig.multiplexer.ranges.flat()),
+    lo: Int32Array.from(lo),
+    hi: Int32Array.from(hi),
   };
 }
 
 function gather(data: Uint8Array, segs: Int32Array): number {
   let v = 0;
   for (let i = 0; i < segs.length; i += 4) {
-    v |= (((data[segs[i] as number] as number) >>> (segs[i + 1] as number)) & (segs[i + 2] as number)) << (segs[i + 3] as number);
+    v |=
+      (((data[segs[i] as number] as number) >>> (segs[i + 1] as number)) & (segs[i + 2] as number)) <<
+      (segs[i + 3] as number);
   }
   return v >>> 0;
 }
@@ -159,7 +171,9 @@ function compileMessage(message: DbcMessage): { signals: CompiledSignal[]; switc
     visit((signals[i] as CompiledSignal).switchIndex);
     order.push(i);
   };
-  signals.forEach((sig, i) => { if (sig.isSwitch) visit(i); });
+  signals.forEach((sig, i) => {
+    if (sig.isSwitch) visit(i);
+  });
   return { signals, switchOrder: Int32Array.from(order.filter((i) => (signals[i] as CompiledSignal).isSwitch)) };
 }
 
@@ -174,7 +188,13 @@ export class DbcDecoder {
   constructor(readonly db: DbcDatabase) {
     for (const message of db.messages) {
       const { signals, switchOrder } = compileMessage(message);
-      this.messages.set(key(message.id, message.extended), { message, signals, switchOrder, present: new Uint8Array(signals.length), switchValues: new Float64Array(signals.length) });
+      this.messages.set(key(message.id, message.extended), {
+        message,
+        signals,
+        switchOrder,
+        present: new Uint8Array(signals.length),
+        switchValues: new Float64Array(signals.length),
+      });
     }
   }
 
@@ -190,10 +210,18 @@ export class DbcDecoder {
   decode(frame: CanFrame, choices = true): DecodedMessage | DecodeError {
     if (frame.error) return new DecodeError('error-frame', 'error frame: carries no message');
     const compiled = this.messages.get(key(frame.id, frame.extended));
-    if (compiled === undefined) return new DecodeError('unknown-id', `no message with ${frame.extended ? 'extended' : 'standard'} id 0x${frame.id.toString(16).toUpperCase()} in the DBC`);
+    if (compiled === undefined)
+      return new DecodeError(
+        'unknown-id',
+        `no message with ${frame.extended ? 'extended' : 'standard'} id 0x${frame.id.toString(16).toUpperCase()} in the DBC`,
+      );
     const msg = compiled.message;
     if (frame.rtr) return new DecodeError('remote-frame', `remote frame for ${msg.name}: carries no data`);
-    if (frame.data.length !== msg.length) return new DecodeError('wrong-length', `${msg.name} (0x${frame.id.toString(16).toUpperCase()}) has ${msg.length} bytes in the DBC but the frame has ${frame.data.length}`);
+    if (frame.data.length !== msg.length)
+      return new DecodeError(
+        'wrong-length',
+        `${msg.name} (0x${frame.id.toString(16).toUpperCase()}) has ${msg.length} bytes in the DBC but the frame has ${frame.data.length}`,
+      );
     const data = frame.data;
     const { signals, switchOrder, present, switchValues } = compiled;
     // Switches first (outer before inner), then every signal in the DBC's order.

@@ -21,7 +21,10 @@ function rawBits(sig: DbcSignal, value: number | bigint): bigint {
   const raw = typeof value === 'bigint' ? value : BigInt(Math.round((value - sig.offset) / sig.factor));
   const lo = sig.signed ? -(1n << BigInt(sig.length - 1)) : 0n;
   const hi = sig.signed ? (1n << BigInt(sig.length - 1)) - 1n : (1n << BigInt(sig.length)) - 1n;
-  if (raw < lo || raw > hi) throw new SignalRangeError(`${sig.name}: value ${value} (raw ${raw}) does not fit ${sig.length} ${sig.signed ? 'signed' : 'unsigned'} bits`);
+  if (raw < lo || raw > hi)
+    throw new SignalRangeError(
+      `${sig.name}: value ${value} (raw ${raw}) does not fit ${sig.length} ${sig.signed ? 'signed' : 'unsigned'} bits`,
+    );
   return BigInt.asUintN(sig.length, raw);
 }
 

@@ -17,16 +17,39 @@ interface Token {
 
 /** Statements we read only to skip: they end at their `;`. */
 const SKIPPED = new Set([
-  'CM_', 'BA_DEF_', 'BA_', 'BA_DEF_DEF_', 'VAL_TABLE_', 'BO_TX_BU_', 'SIG_GROUP_', 'EV_', 'ENVVAR_DATA_',
-  'SGTYPE_', 'SGTYPE_VAL_', 'BA_DEF_SGTYPE_', 'BA_SGTYPE_', 'SIG_TYPE_REF_', 'BA_DEF_REL_', 'BA_REL_',
-  'BA_DEF_DEF_REL_', 'BU_SG_REL_', 'BU_EV_REL_', 'BU_BO_REL_', 'CAT_DEF_', 'CAT_', 'FILTER',
-  'SIGTYPE_VALTYPE_', 'EV_DATA_', 'NS_DESC_',
+  'CM_',
+  'BA_DEF_',
+  'BA_',
+  'BA_DEF_DEF_',
+  'VAL_TABLE_',
+  'BO_TX_BU_',
+  'SIG_GROUP_',
+  'EV_',
+  'ENVVAR_DATA_',
+  'SGTYPE_',
+  'SGTYPE_VAL_',
+  'BA_DEF_SGTYPE_',
+  'BA_SGTYPE_',
+  'SIG_TYPE_REF_',
+  'BA_DEF_REL_',
+  'BA_REL_',
+  'BA_DEF_DEF_REL_',
+  'BU_SG_REL_',
+  'BU_EV_REL_',
+  'BU_BO_REL_',
+  'CAT_DEF_',
+  'CAT_',
+  'FILTER',
+  'SIGTYPE_VALTYPE_',
+  'EV_DATA_',
+  'NS_DESC_',
 ]);
 
 /** Keywords of the statements the parser reads itself. */
 const READ = new Set(['VERSION', 'NS_', 'BS_', 'BU_', 'BO_', 'SG_', 'VAL_', 'SIG_VALTYPE_', 'SG_MUL_VAL_']);
 /** A line inside a string that starts like one of these is a statement: the string was never closed. */
-const STATEMENT_START = /^[ \t]*(BO_|SG_|CM_|BA_|BA_DEF_|BA_DEF_DEF_|VAL_|VAL_TABLE_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_)[ \t]/;
+const STATEMENT_START =
+  /^[ \t]*(BO_|SG_|CM_|BA_|BA_DEF_|BA_DEF_DEF_|VAL_|VAL_TABLE_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_)[ \t]/;
 
 /** Vector's placeholder message for signals that belong to no message (by id, or by name in newer files). */
 const INDEPENDENT_SIGNALS_ID = 0xc0000000;
@@ -43,12 +66,26 @@ function tokenize(source: string, file: string, warnings: string[]): Token[] {
   const n = text.length;
   const push = (kind: TokenKind, tokenText: string, tokenLine: number, col: number): void => {
     const previous = tokens[tokens.length - 1];
-    tokens.push({ kind, text: tokenText, line: tokenLine, col, first: previous === undefined || previous.line !== tokenLine });
+    tokens.push({
+      kind,
+      text: tokenText,
+      line: tokenLine,
+      col,
+      first: previous === undefined || previous.line !== tokenLine,
+    });
   };
   while (i < n) {
     const c = text[i] as string;
-    if (c === '\n') { line++; i++; lineStart = i; continue; }
-    if (c === ' ' || c === '\t') { i++; continue; }
+    if (c === '\n') {
+      line++;
+      i++;
+      lineStart = i;
+      continue;
+    }
+    if (c === ' ' || c === '\t') {
+      i++;
+      continue;
+    }
     const col = i - lineStart;
     if (c === '/' && text[i + 1] === '/') {
       while (i < n && text[i] !== '\n') i++;
@@ -61,8 +98,16 @@ function tokenize(source: string, file: string, warnings: string[]): Token[] {
       let closed = false;
       while (i < n) {
         const ch = text[i] as string;
-        if (ch === '"') { closed = true; i++; break; }
-        if (ch === '\\' && i + 1 < n) { str += text[i + 1]; i += 2; continue; }
+        if (ch === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        if (ch === '\\' && i + 1 < n) {
+          str += text[i + 1];
+          i += 2;
+          continue;
+        }
         if (ch === '\n') {
           // A statement on the next line: this string was never closed. End it here, keep what follows.
           if (STATEMENT_START.test(text.slice(i + 1, i + 40))) break;
@@ -72,13 +117,20 @@ function tokenize(source: string, file: string, warnings: string[]): Token[] {
         str += ch;
         i++;
       }
-      if (!closed) warnings.push(`${file}:${startLine}: unterminated string: expected a closing "; ended at ${i >= n ? 'the end of the file' : `line ${line}`}`);
+      if (!closed)
+        warnings.push(
+          `${file}:${startLine}: unterminated string: expected a closing "; ended at ${i >= n ? 'the end of the file' : `line ${line}`}`,
+        );
       push('string', str, startLine, col);
       continue;
     }
     const next = text[i + 1] ?? '';
     const afterDot = text[i + 2] ?? '';
-    if (isDigit(c) || ((c === '-' || c === '+') && (isDigit(next) || (next === '.' && isDigit(afterDot)))) || (c === '.' && isDigit(next))) {
+    if (
+      isDigit(c) ||
+      ((c === '-' || c === '+') && (isDigit(next) || (next === '.' && isDigit(afterDot)))) ||
+      (c === '.' && isDigit(next))
+    ) {
       const m = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?/.exec(text.slice(i, i + 64));
       const numText = (m as RegExpExecArray)[0];
       push('number', numText, line, col);
@@ -146,7 +198,10 @@ class TokenReader {
   }
   optionalPunct(text: string): boolean {
     const tok = this.peek();
-    if (tok?.kind === 'punct' && tok.text === text) { this.pos++; return true; }
+    if (tok?.kind === 'punct' && tok.text === text) {
+      this.pos++;
+      return true;
+    }
     return false;
   }
   /**
@@ -160,7 +215,9 @@ class TokenReader {
       this.pos++;
       if (tok.kind === 'punct' && tok.text === ';') return;
     }
-    warnings.push(`${this.file}:${keyword.line}: ${keyword.text} statement has no terminating ';'; read up to ${this.pos < this.tokens.length ? `line ${(this.tokens[this.pos] as Token).line}` : 'the end of the file'}`);
+    warnings.push(
+      `${this.file}:${keyword.line}: ${keyword.text} statement has no terminating ';'; read up to ${this.pos < this.tokens.length ? `line ${(this.tokens[this.pos] as Token).line}` : 'the end of the file'}`,
+    );
   }
   /** After a statement that could not be read: on to the next statement. */
   skipToNextStatement(): void {
@@ -169,7 +226,8 @@ class TokenReader {
   /** Tokens up to the next statement (a node list may continue over several lines). */
   untilNextStatement(): Token[] {
     const out: Token[] = [];
-    while (this.pos < this.tokens.length && !startsStatement(this.tokens[this.pos] as Token)) out.push(this.tokens[this.pos++] as Token);
+    while (this.pos < this.tokens.length && !startsStatement(this.tokens[this.pos] as Token))
+      out.push(this.tokens[this.pos++] as Token);
     return out;
   }
   /** Tokens up to the end of the given line. */
@@ -193,7 +251,13 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
   const valueTypes: Array<{ id: number; signal: string; type: number; line: number }> = [];
   const choices: Array<{ id: number; signal: string; table: Map<number, string>; line: number }> = [];
   const longNames: LongName[] = [];
-  const extendedMux: Array<{ id: number; signal: string; switchName: string; ranges: Array<[number, number]>; line: number }> = [];
+  const extendedMux: Array<{
+    id: number;
+    signal: string;
+    switchName: string;
+    ranges: Array<[number, number]>;
+    line: number;
+  }> = [];
   let current: DbcMessage | null = null;
   let skippingMessage = false;
   let statements = 0;
@@ -224,7 +288,10 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
           break;
         case 'BU_':
           r.punct(':');
-          db.nodes = r.untilNextStatement().filter((t) => t.kind === 'ident').map((t) => t.text);
+          db.nodes = r
+            .untilNextStatement()
+            .filter((t) => t.kind === 'ident')
+            .map((t) => t.text);
           break;
         case 'BO_': {
           current = null;
@@ -233,7 +300,9 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
           if (msg === null) break;
           const twin = byId.get(msg.id);
           if (twin !== undefined) {
-            db.warnings.push(`${file}:${tok.line}: message id 0x${msg.id.toString(16)} is defined twice (also by ${twin.name} at line ${twin.line}); this one refused`);
+            db.warnings.push(
+              `${file}:${tok.line}: message id 0x${msg.id.toString(16)} is defined twice (also by ${twin.name} at line ${twin.line}); this one refused`,
+            );
             break;
           }
           skippingMessage = false;
@@ -243,7 +312,8 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
           break;
         }
         case 'SG_': {
-          if (current === null && !skippingMessage) throw new DbcSyntaxError(file, tok.line, 'SG_ outside a message: expected a BO_ before it');
+          if (current === null && !skippingMessage)
+            throw new DbcSyntaxError(file, tok.line, 'SG_ outside a message: expected a BO_ before it');
           const target = current;
           try {
             const sig = readSignal(r, tok);
@@ -260,7 +330,10 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
         }
         case 'VAL_': {
           const first = r.peek();
-          if (first?.kind !== 'number') { r.skipStatement(tok, db.warnings); break; } // environment-variable table
+          if (first?.kind !== 'number') {
+            r.skipStatement(tok, db.warnings);
+            break;
+          } // environment-variable table
           const id = r.integer('a message id');
           const signal = r.ident('a signal name');
           const table = new Map<number, string>();
@@ -269,7 +342,9 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
             const next = r.peek();
             // A table without its ';' (often at the end of a file): keep what was read.
             if (next === undefined || startsStatement(next)) {
-              db.warnings.push(`${file}:${tok.line}: VAL_ for ${signal} has no terminating ';'; read up to ${next === undefined ? 'the end of the file' : `line ${next.line}`}`);
+              db.warnings.push(
+                `${file}:${tok.line}: VAL_ for ${signal} has no terminating ';'; read up to ${next === undefined ? 'the end of the file' : `line ${next.line}`}`,
+              );
               break;
             }
             const value = r.number('a raw value or ;');
@@ -310,7 +385,12 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
           break;
         }
         default:
-          if (!SKIPPED.has(tok.text)) throw new DbcSyntaxError(file, tok.line, `unknown keyword '${tok.text}': expected BO_, SG_, VAL_, SIG_VALTYPE_, CM_, BA_… `);
+          if (!SKIPPED.has(tok.text))
+            throw new DbcSyntaxError(
+              file,
+              tok.line,
+              `unknown keyword '${tok.text}': expected BO_, SG_, VAL_, SIG_VALTYPE_, CM_, BA_… `,
+            );
           r.skipStatement(tok, db.warnings);
       }
     } catch (err) {
@@ -326,7 +406,8 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
   const find = (rawId: number, signal: string, line: number, what: string): DbcSignal | undefined => {
     const msg = byId.get(normaliseId(rawId, line, db).id);
     const sig = msg?.signals.find((s) => s.name === signal);
-    if (sig === undefined) db.warnings.push(`${file}:${line}: ${what} for unknown signal ${signal} of message ${rawId}; ignored`);
+    if (sig === undefined)
+      db.warnings.push(`${file}:${line}: ${what} for unknown signal ${signal} of message ${rawId}; ignored`);
     return sig;
   };
   for (const v of valueTypes) {
@@ -336,7 +417,10 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
     if (v.type === 1 || v.type === 2) {
       const bits = v.type === 1 ? 32 : 64;
       if (sig.length !== bits) {
-        refuse(msg, `${file}:${v.line}: signal ${sig.name} is ${sig.length} bits but SIG_VALTYPE_ ${v.type} needs ${bits}`);
+        refuse(
+          msg,
+          `${file}:${v.line}: signal ${sig.name} is ${sig.length} bits but SIG_VALTYPE_ ${v.type} needs ${bits}`,
+        );
         continue;
       }
       sig.valueType = v.type === 1 ? 'float32' : 'double';
@@ -352,14 +436,18 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
     if (sig === undefined || msg === undefined) continue;
     const sw = msg.signals.find((s) => s.name === m.switchName);
     if (sw === undefined || !sw.isMultiplexer) {
-      refuse(msg, `${file}:${m.line}: SG_MUL_VAL_ names ${m.switchName} as the switch of ${m.signal}, but it is not a multiplexor (M) of ${msg.name}`);
+      refuse(
+        msg,
+        `${file}:${m.line}: SG_MUL_VAL_ names ${m.switchName} as the switch of ${m.signal}, but it is not a multiplexor (M) of ${msg.name}`,
+      );
       continue;
     }
     sig.multiplexer = { switchName: m.switchName, ranges: m.ranges };
   }
   for (const msg of [...byId.values()]) {
     const cycle = multiplexCycle(msg);
-    if (cycle !== null) refuse(msg, `${file}:${msg.line}: the multiplexors of ${msg.name} select each other (${cycle})`);
+    if (cycle !== null)
+      refuse(msg, `${file}:${msg.line}: the multiplexors of ${msg.name} select each other (${cycle})`);
   }
   for (const msg of refused) {
     const at = db.messages.indexOf(msg);
@@ -368,7 +456,12 @@ export function parseDbc(text: string, file = '<dbc>'): DbcDatabase {
   }
   applyLongNames(longNames, byId, db);
   if (db.messages.length === 0) {
-    const why = db.warnings.length > 0 ? `; ${db.warnings.length} problem(s), the first: ${db.warnings[0]}` : statements === 0 ? ': the file is empty' : '';
+    const why =
+      db.warnings.length > 0
+        ? `; ${db.warnings.length} problem(s), the first: ${db.warnings[0]}`
+        : statements === 0
+          ? ': the file is empty'
+          : '';
     throw new DbcSyntaxError(file, r.lastLine, `no usable message (BO_) in the file${why}`);
   }
   return db;
@@ -402,7 +495,8 @@ interface LongName {
  */
 function readLongName(r: TokenReader, tok: Token): LongName | null {
   const attr = r.peek();
-  if (attr?.kind !== 'string' || (attr.text !== 'SystemMessageLongSymbol' && attr.text !== 'SystemSignalLongSymbol')) return null;
+  if (attr?.kind !== 'string' || (attr.text !== 'SystemMessageLongSymbol' && attr.text !== 'SystemSignalLongSymbol'))
+    return null;
   r.pos++;
   const signal = attr.text === 'SystemSignalLongSymbol';
   r.next('ident', signal ? 'SG_' : 'BO_', signal ? 'SG_' : 'BO_');
@@ -433,7 +527,10 @@ function normaliseId(raw: number, line: number, db: DbcDatabase): { id: number; 
   if (raw >= EXTENDED_FLAG) return { id: (raw - EXTENDED_FLAG) & 0x1fffffff, extended: true };
   if (raw > 0x7ff) {
     const id = raw & 0x1fffffff;
-    if (id !== raw) db.warnings.push(`${db.file}:${line}: id ${raw} (0x${raw.toString(16)}) has bits above 29 without the extended flag; read as extended 0x${id.toString(16)}`);
+    if (id !== raw)
+      db.warnings.push(
+        `${db.file}:${line}: id ${raw} (0x${raw.toString(16)}) has bits above 29 without the extended flag; read as extended 0x${id.toString(16)}`,
+      );
     return { id, extended: true };
   }
   return { id: raw, extended: false };
@@ -446,8 +543,10 @@ function readMessage(r: TokenReader, tok: Token, db: DbcDatabase): DbcMessage | 
   const length = r.integer('the message length in bytes');
   const transmitter = r.ident('a transmitter node name');
   if (rawId === INDEPENDENT_SIGNALS_ID || name === INDEPENDENT_SIGNALS_NAME) return null;
-  if (rawId < 0 || rawId > 0xffffffff) throw new DbcSyntaxError(r.file, tok.line, `message id ${rawId} is out of range`);
-  if (length < 0 || length > 64) throw new DbcSyntaxError(r.file, tok.line, `message ${name} length ${length}: expected 0-64 bytes`);
+  if (rawId < 0 || rawId > 0xffffffff)
+    throw new DbcSyntaxError(r.file, tok.line, `message id ${rawId} is out of range`);
+  if (length < 0 || length > 64)
+    throw new DbcSyntaxError(r.file, tok.line, `message ${name} length ${length}: expected 0-64 bytes`);
   const { id, extended } = normaliseId(rawId, tok.line, db);
   return { id, extended, name, length, transmitter, signals: [], line: tok.line };
 }
@@ -485,11 +584,30 @@ function readSignal(r: TokenReader, tok: Token): DbcSignal {
   r.punct(']');
   const unitTok = r.next('string', 'a quoted unit');
   const unit = unitTok.text;
-  const receivers = r.restOfLine(unitTok.line).filter((t) => t.kind === 'ident').map((t) => t.text);
-  if (length < 1 || length > 64) throw new DbcSyntaxError(r.file, tok.line, `signal ${name} length ${length}: expected 1-64 bits`);
+  const receivers = r
+    .restOfLine(unitTok.line)
+    .filter((t) => t.kind === 'ident')
+    .map((t) => t.text);
+  if (length < 1 || length > 64)
+    throw new DbcSyntaxError(r.file, tok.line, `signal ${name} length ${length}: expected 1-64 bits`);
   return {
-    name, startBit, length, littleEndian: orderTok.text === '1', signed: signTok.text === '-', valueType: 'integer',
-    factor, offset, min, max, unit, receivers, isMultiplexer, multiplexValue, multiplexer: null, choices: null, line: tok.line,
+    name,
+    startBit,
+    length,
+    littleEndian: orderTok.text === '1',
+    signed: signTok.text === '-',
+    valueType: 'integer',
+    factor,
+    offset,
+    min,
+    max,
+    unit,
+    receivers,
+    isMultiplexer,
+    multiplexValue,
+    multiplexer: null,
+    choices: null,
+    line: tok.line,
   };
 }
 
@@ -513,7 +631,11 @@ function checkSignalFits(sig: DbcSignal, msg: DbcMessage, file: string): void {
   const bits = signalBitPositions(sig);
   const outside = bits.find((b) => b < 0 || b >= msg.length * 8);
   if (outside !== undefined) {
-    throw new DbcSyntaxError(file, sig.line, `signal ${sig.name} (start ${sig.startBit}, ${sig.length} bits, ${sig.littleEndian ? 'little' : 'big'} endian) reaches bit ${outside}, outside message ${msg.name}'s ${msg.length} bytes`);
+    throw new DbcSyntaxError(
+      file,
+      sig.line,
+      `signal ${sig.name} (start ${sig.startBit}, ${sig.length} bits, ${sig.littleEndian ? 'little' : 'big'} endian) reaches bit ${outside}, outside message ${msg.name}'s ${msg.length} bytes`,
+    );
   }
 }
 
@@ -535,12 +657,14 @@ export function decodeDbcBytes(bytes: Uint8Array): string {
 
 /** Windows-1252's characters for bytes 0x80-0x9F (0 = undefined, kept as the C1 code point). */
 const CP1252_HIGH = [
-  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0,
-  0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0, 0,
+  0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
 ];
 
 /** Node's TextDecoder('windows-1252') decodes as ISO-8859-1 (C1 controls for 0x80-0x9F): mapped here. */
 function decodeWindows1252(bytes: Uint8Array): string {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  return text.replace(/[\u0080-\u009f]/g, (c) => String.fromCharCode(CP1252_HIGH[c.charCodeAt(0) - 0x80] || c.charCodeAt(0)));
+  return text.replace(/[\u0080-\u009f]/g, (c) =>
+    String.fromCharCode(CP1252_HIGH[c.charCodeAt(0) - 0x80] || c.charCodeAt(0)),
+  );
 }

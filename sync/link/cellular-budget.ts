@@ -58,7 +58,10 @@ export class CellularBudget {
       return true;
     } catch (err) {
       rmSync(tmp, { force: true });
-      if (!this.failing) this.log(`link: cannot save the cellular byte count to ${this.file} (${(err as Error).message}); counting in memory`);
+      if (!this.failing)
+        this.log(
+          `link: cannot save the cellular byte count to ${this.file} (${(err as Error).message}); counting in memory`,
+        );
       this.failing = true;
       return false;
     }

@@ -43,22 +43,40 @@ export class LinkController {
 
   /** Each new decision (a change of mode, bulk permission or reason). */
   get decisions(): Observable<LinkDecision> {
-    return this.subject.pipe(distinctUntilChanged((a, b) => a.mode === b.mode && a.sendBulk === b.sendBulk && a.metered === b.metered));
+    return this.subject.pipe(
+      distinctUntilChanged((a, b) => a.mode === b.mode && a.sendBulk === b.sendBulk && a.metered === b.metered),
+    );
   }
 
   start(): void {
     this.monitor.start();
     this.subscriptions.push(this.monitor.links.subscribe(() => this.update()));
     if (this.ignition !== null) this.subscriptions.push(this.ignition.changes.subscribe(() => this.update()));
-    this.subscriptions.push(this.decisions.subscribe((d) => this.log(`link: ${describeLink(this.monitor.current)} -> ${d.mode}: ${d.reason}`)));
+    this.subscriptions.push(
+      this.decisions.subscribe((d) =>
+        this.log(`link: ${describeLink(this.monitor.current)} -> ${d.mode}: ${d.reason}`),
+      ),
+    );
     // Parking is a duration and the budget a day: both change without an event.
     this.timer = setInterval(() => {
       this.update();
       if (this.counting || this.now() - this.backlogCountedAtMs < this.backlogRefreshMs) return;
       this.counting = true;
       this.backlogCountedAtMs = this.now();
-      void this.countBacklog().then((n) => { this.backlog = n; this.update(); }, (err: unknown) => this.countLog(`link: cannot count the backlog: ${(err as Error).message}; the policy keeps the last count (${this.backlog})`))
-        .finally(() => { this.counting = false; });
+      void this.countBacklog()
+        .then(
+          (n) => {
+            this.backlog = n;
+            this.update();
+          },
+          (err: unknown) =>
+            this.countLog(
+              `link: cannot count the backlog: ${(err as Error).message}; the policy keeps the last count (${this.backlog})`,
+            ),
+        )
+        .finally(() => {
+          this.counting = false;
+        });
     }, this.tickMs);
   }
 
@@ -82,10 +100,16 @@ export class LinkController {
   }
 
   private decide(): LinkDecision {
-    return decideLink({
-      link: this.monitor.current, ignitionOn: this.ignition?.isOn ?? null, ignitionOffForMs: this.ignition?.offForMs() ?? 0,
-      backlogRecords: this.backlog, cellularBytesToday: this.budget.usedToday(),
-    }, this.settings);
+    return decideLink(
+      {
+        link: this.monitor.current,
+        ignitionOn: this.ignition?.isOn ?? null,
+        ignitionOffForMs: this.ignition?.offForMs() ?? 0,
+        backlogRecords: this.backlog,
+        cellularBytesToday: this.budget.usedToday(),
+      },
+      this.settings,
+    );
   }
 }
 

@@ -107,10 +107,17 @@ export class SystemLinkMonitor implements LinkMonitor {
     this.polling = true;
     try {
       const ssid = await this.wifiSsid();
-      const cellular = this.settings.cellularInterfaces.find((i) => interfaceUp(this.settings.sysNetDir ?? '/sys/class/net', i));
-      const link: LinkState = ssid !== null && ssid !== undefined ? { kind: 'wifi', ssid }
-        : cellular !== undefined ? { kind: 'cellular', iface: cellular }
-          : ssid === undefined ? { kind: 'unknown' } : { kind: 'none' };
+      const cellular = this.settings.cellularInterfaces.find((i) =>
+        interfaceUp(this.settings.sysNetDir ?? '/sys/class/net', i),
+      );
+      const link: LinkState =
+        ssid !== null && ssid !== undefined
+          ? { kind: 'wifi', ssid }
+          : cellular !== undefined
+            ? { kind: 'cellular', iface: cellular }
+            : ssid === undefined
+              ? { kind: 'unknown' }
+              : { kind: 'none' };
       if (!this.subject.closed) this.subject.next(link);
       return link;
     } finally {
@@ -130,7 +137,9 @@ export class SystemLinkMonitor implements LinkMonitor {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       this.nmcliAbsent = e.code === 'ENOENT';
-      const why = this.nmcliAbsent ? 'nmcli is not installed (NetworkManager), so WiFi cannot be seen until the gateway restarts with it' : `nmcli failed: ${e.message.split('\n')[0] ?? ''}`;
+      const why = this.nmcliAbsent
+        ? 'nmcli is not installed (NetworkManager), so WiFi cannot be seen until the gateway restarts with it'
+        : `nmcli failed: ${e.message.split('\n')[0] ?? ''}`;
       // Said once, not at every poll.
       if (this.wifiUnavailable !== why) this.log(`link: ${why}; WiFi state unknown`);
       this.wifiUnavailable = why;

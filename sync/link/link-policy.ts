@@ -55,19 +55,48 @@ export interface PolicyInput {
 export function decideLink(input: PolicyInput, s: PolicySettings): LinkDecision {
   const parked = input.ignitionOn === false && input.ignitionOffForMs >= s.parkedAfterMs;
   const { link } = input;
-  if (link.kind === 'none') return { mode: 'store', sendBulk: false, metered: false, batchMaxRecords: s.batchMaxRecords, drainAll: false, reason: 'no link: storing' };
-  if (link.kind === 'unknown') return { mode: 'realtime', sendBulk: true, metered: false, batchMaxRecords: s.batchMaxRecords, drainAll: false, reason: 'link unknown: sending as configured, unmetered' };
+  if (link.kind === 'none')
+    return {
+      mode: 'store',
+      sendBulk: false,
+      metered: false,
+      batchMaxRecords: s.batchMaxRecords,
+      drainAll: false,
+      reason: 'no link: storing',
+    };
+  if (link.kind === 'unknown')
+    return {
+      mode: 'realtime',
+      sendBulk: true,
+      metered: false,
+      batchMaxRecords: s.batchMaxRecords,
+      drainAll: false,
+      reason: 'link unknown: sending as configured, unmetered',
+    };
   if (link.kind === 'wifi') {
     const trusted = link.ssid !== undefined && s.allowedSsids.includes(link.ssid);
     if (trusted || parked) {
       const why = trusted ? `allow-listed WiFi "${link.ssid ?? ''}"` : `parked on WiFi "${link.ssid ?? ''}"`;
-      return { mode: 'offload', sendBulk: true, metered: false, batchMaxRecords: s.offloadBatchRecords, drainAll: true, reason: `${why}: offloading ${input.backlogRecords} records` };
+      return {
+        mode: 'offload',
+        sendBulk: true,
+        metered: false,
+        batchMaxRecords: s.offloadBatchRecords,
+        drainAll: true,
+        reason: `${why}: offloading ${input.backlogRecords} records`,
+      };
     }
   }
   const withinBudget = input.cellularBytesToday < s.dailyCellularBudgetBytes;
   const via = link.kind === 'wifi' ? `untrusted WiFi "${link.ssid ?? ''}" (metered like cellular)` : 'cellular';
   return {
-    mode: 'realtime', sendBulk: withinBudget, metered: true, batchMaxRecords: s.batchMaxRecords, drainAll: false,
-    reason: withinBudget ? `${via}: P0/P1 now, P2 in batches` : `${via}: daily budget of ${s.dailyCellularBudgetBytes} bytes used; P2 waits`,
+    mode: 'realtime',
+    sendBulk: withinBudget,
+    metered: true,
+    batchMaxRecords: s.batchMaxRecords,
+    drainAll: false,
+    reason: withinBudget
+      ? `${via}: P0/P1 now, P2 in batches`
+      : `${via}: daily budget of ${s.dailyCellularBudgetBytes} bytes used; P2 waits`,
   };
 }

@@ -52,7 +52,13 @@ export class HttpsOffloadUploader implements BatchUploader {
   /** Kept-alive connections: one TLS handshake per socket, not per batch. */
   private makeAgent(t: HttpsOffloadSettings['tls']): Agent {
     return new Agent({
-      keepAlive: true, maxSockets: this.settings.concurrency, ca: t.ca, cert: t.cert, key: t.key, minVersion: t.minVersion, rejectUnauthorized: true,
+      keepAlive: true,
+      maxSockets: this.settings.concurrency,
+      ca: t.ca,
+      cert: t.cert,
+      key: t.key,
+      minVersion: t.minVersion,
+      rejectUnauthorized: true,
       ...(t.servername !== undefined ? { servername: t.servername } : {}),
     });
   }
@@ -72,20 +78,36 @@ export class HttpsOffloadUploader implements BatchUploader {
     const path = `${this.base.pathname.replace(/\/$/, '')}/${encodeURIComponent(this.settings.vehicleId)}/batches/${encodeURIComponent(batch.batchId)}`;
     const sentAt = this.clock.monoMs();
     return new Promise((resolve, reject) => {
-      const req = request({
-        method: 'PUT', host: this.base.hostname, port: this.base.port === '' ? 443 : Number(this.base.port), path, agent: this.agent,
-        headers: batchHeaders(batch), timeout: this.settings.timeoutMs,
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => { if (chunks.length < 16) chunks.push(c); });
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          this.timeReference(res.headers.date, sentAt);
-          if (status >= 200 && status < 300) resolve();
-          else reject(new UploadError(`PUT ${path}: HTTP ${status} ${Buffer.concat(chunks).toString('utf8').slice(0, 200).trim()}`, status));
-        });
-        res.on('error', (err) => reject(new UploadError(`PUT ${path}: ${err.message}`, null)));
-      });
+      const req = request(
+        {
+          method: 'PUT',
+          host: this.base.hostname,
+          port: this.base.port === '' ? 443 : Number(this.base.port),
+          path,
+          agent: this.agent,
+          headers: batchHeaders(batch),
+          timeout: this.settings.timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => {
+            if (chunks.length < 16) chunks.push(c);
+          });
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            this.timeReference(res.headers.date, sentAt);
+            if (status >= 200 && status < 300) resolve();
+            else
+              reject(
+                new UploadError(
+                  `PUT ${path}: HTTP ${status} ${Buffer.concat(chunks).toString('utf8').slice(0, 200).trim()}`,
+                  status,
+                ),
+              );
+          });
+          res.on('error', (err) => reject(new UploadError(`PUT ${path}: ${err.message}`, null)));
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.settings.timeoutMs} ms`)));
       req.on('error', (err) => reject(new UploadError(`PUT ${path}: ${err.message}`, null)));
       req.end(batch.payload);

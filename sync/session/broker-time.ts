@@ -8,7 +8,10 @@ import type { MqttSession } from './mqtt-session.js';
 import type { ClockCorrector } from '../time/clock-corrector.js';
 
 export function timeTopics(region: string, vehicleId: string): { request: string; response: string } {
-  return { request: `v2c/v1/${region}/${vehicleId}/time/request`, response: `v2c/v1/${region}/${vehicleId}/time/response` };
+  return {
+    request: `v2c/v1/${region}/${vehicleId}/time/request`,
+    response: `v2c/v1/${region}/${vehicleId}/time/response`,
+  };
 }
 
 export class BrokerTimeSource {
@@ -27,7 +30,11 @@ export class BrokerTimeSource {
   ) {}
 
   start(): void {
-    this.subscriptions.push(this.session.messages.pipe(filter((m) => m.topic === this.topics.response)).subscribe((m) => this.onAnswer(m.payload, m.packet.properties?.correlationData)));
+    this.subscriptions.push(
+      this.session.messages
+        .pipe(filter((m) => m.topic === this.topics.response))
+        .subscribe((m) => this.onAnswer(m.payload, m.packet.properties?.correlationData)),
+    );
     this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.ask()));
     this.timer = setInterval(() => this.ask(), this.intervalMs);
   }
@@ -42,7 +49,13 @@ export class BrokerTimeSource {
     const correlation = randomBytes(8);
     this.pending = { correlation, sentMonoMs: this.clock.monoMs() };
     this.counters.requests++;
-    this.session.publish(this.topics.request, Buffer.from('{}'), { contentType: 'application/json', userProperties: {}, responseTopic: this.topics.response, correlationData: correlation })
+    this.session
+      .publish(this.topics.request, Buffer.from('{}'), {
+        contentType: 'application/json',
+        userProperties: {},
+        responseTopic: this.topics.response,
+        correlationData: correlation,
+      })
       .catch((err: unknown) => this.log(`clock: time request not delivered: ${(err as Error).message}`));
   }
 
@@ -55,7 +68,13 @@ export class BrokerTimeSource {
     } catch {
       nowMs = undefined;
     }
-    if (pending === null || correlation === undefined || !pending.correlation.equals(correlation) || typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
+    if (
+      pending === null ||
+      correlation === undefined ||
+      !pending.correlation.equals(correlation) ||
+      typeof nowMs !== 'number' ||
+      !Number.isFinite(nowMs)
+    ) {
       this.counters.ignored++;
       return;
     }
@@ -63,6 +82,11 @@ export class BrokerTimeSource {
     this.counters.answers++;
     const halfRtt = (now - pending.sentMonoMs) / 2;
     // +1 ms: the answer's clock counts whole milliseconds.
-    this.corrector.offer({ source: 'broker', wallMs: nowMs, monoMs: pending.sentMonoMs + halfRtt, errorMs: halfRtt + 1 });
+    this.corrector.offer({
+      source: 'broker',
+      wallMs: nowMs,
+      monoMs: pending.sentMonoMs + halfRtt,
+      errorMs: halfRtt + 1,
+    });
   }
 }

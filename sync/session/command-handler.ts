@@ -3,7 +3,8 @@
 // Anything else gets an error response and a metric; nothing a command says can crash the gateway.
 import type { IncomingMessage, MqttSession } from './mqtt-session.js';
 
-export type CommandResult = 'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic' | 'foreign_response_topic';
+export type CommandResult =
+  'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic' | 'foreign_response_topic';
 
 export interface CommandActions {
   status(): Promise<Record<string, unknown>>;
@@ -27,8 +28,19 @@ export function commandFilter(vehicleId: string): string {
 /** Whether `topic` is a command request for this vehicle (the session also carries time and certificate answers). */
 export function isCommandTopic(topic: string, vehicleId: string): boolean {
   const parts = topic.split('/');
-  return parts.length === 6 && parts[0] === 'v2c' && parts[1] === 'v1' && parts[3] === vehicleId && parts[4] === 'command' && parts[5] === 'request';
+  return (
+    parts.length === 6 &&
+    parts[0] === 'v2c' &&
+    parts[1] === 'v1' &&
+    parts[3] === vehicleId &&
+    parts[4] === 'command' &&
+    parts[5] === 'request'
+  );
 }
+
+// Wildcards, and a NUL (MQTT refuses it in a topic): never in a topic we answer on.
+// eslint-disable-next-line no-control-regex
+const WILDCARD_OR_NUL = /[+#\u0000]/;
 
 /**
  * Whether a command's answer may go to `responseTopic`: only this vehicle's own command responses
@@ -37,12 +49,16 @@ export function isCommandTopic(topic: string, vehicleId: string): boolean {
  */
 export function isOwnResponseTopic(responseTopic: string, requestTopic: string): boolean {
   const own = `${requestTopic.slice(0, requestTopic.length - 'request'.length)}response`;
-  return requestTopic.endsWith('/command/request') && (responseTopic === own || (responseTopic.startsWith(`${own}/`) && !/[+#\u0000]/.test(responseTopic)));
+  return (
+    requestTopic.endsWith('/command/request') &&
+    (responseTopic === own || (responseTopic.startsWith(`${own}/`) && !WILDCARD_OR_NUL.test(responseTopic)))
+  );
 }
 
 /** Parses a request: JSON `{ "command": "...", "args": { ... } }`, or why it is not one. */
 export function parseCommand(payload: Buffer): CommandRequest | string {
-  if (payload.byteLength > MAX_REQUEST_BYTES) return `request of ${payload.byteLength} bytes, at most ${MAX_REQUEST_BYTES} expected`;
+  if (payload.byteLength > MAX_REQUEST_BYTES)
+    return `request of ${payload.byteLength} bytes, at most ${MAX_REQUEST_BYTES} expected`;
   let body: unknown;
   try {
     body = JSON.parse(payload.toString('utf8'));
@@ -52,7 +68,8 @@ export function parseCommand(payload: Buffer): CommandRequest | string {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return 'expected a JSON object';
   const { command, args } = body as { command?: unknown; args?: unknown };
   if (typeof command !== 'string' || command === '') return 'expected "command" to be a non-empty string';
-  if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args))) return 'expected "args" to be an object';
+  if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args)))
+    return 'expected "args" to be an object';
   return { command, args: (args ?? {}) as Record<string, unknown> };
 }
 
@@ -74,7 +91,9 @@ export class CommandHandler {
     if (responseTopic !== undefined && !isOwnResponseTopic(responseTopic, message.topic)) {
       // Neither run nor answered: a requester must not make this vehicle publish where it chooses.
       this.counts.set(`${name}|foreign_response_topic`, (this.counts.get(`${name}|foreign_response_topic`) ?? 0) + 1);
-      this.log(`command: SECURITY: "${name}" asks for its answer on ${responseTopic}, not this vehicle's command responses; refused`);
+      this.log(
+        `command: SECURITY: "${name}" asks for its answer on ${responseTopic}, not this vehicle's command responses; refused`,
+      );
       return;
     }
     let result: CommandResult;
@@ -82,7 +101,10 @@ export class CommandHandler {
     if (typeof parsed === 'string') {
       [result, body] = ['malformed', { error: 'malformed', detail: parsed }];
     } else {
-      [result, body] = await this.run(parsed).catch((err: unknown): [CommandResult, Record<string, unknown>] => ['failed', { error: 'failed', detail: (err as Error).message }]);
+      [result, body] = await this.run(parsed).catch((err: unknown): [CommandResult, Record<string, unknown>] => [
+        'failed',
+        { error: 'failed', detail: (err as Error).message },
+      ]);
     }
     if (responseTopic === undefined) {
       result = result === 'ok' ? 'no_response_topic' : result;
@@ -95,7 +117,8 @@ export class CommandHandler {
     }
     const key = `${name}|${result}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
-    if (result !== 'ok' && result !== 'no_response_topic') this.log(`command: "${name}" refused: ${result}${typeof body.detail === 'string' ? ` (${body.detail})` : ''}`);
+    if (result !== 'ok' && result !== 'no_response_topic')
+      this.log(`command: "${name}" refused: ${result}${typeof body.detail === 'string' ? ` (${body.detail})` : ''}`);
   }
 
   private async run(request: CommandRequest): Promise<[CommandResult, Record<string, unknown>]> {
@@ -110,13 +133,19 @@ export class CommandHandler {
       case 'set_interval': {
         const seconds = request.args.heartbeat_s;
         if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 5 || seconds > 3600) {
-          return ['invalid_args', { error: 'invalid_args', detail: 'expected args.heartbeat_s to be an integer 5..3600' }];
+          return [
+            'invalid_args',
+            { error: 'invalid_args', detail: 'expected args.heartbeat_s to be an integer 5..3600' },
+          ];
         }
         this.actions.setIntervalS(seconds);
         return ['ok', { heartbeat_s: seconds }];
       }
       default:
-        return ['unknown', { error: 'unknown_command', detail: `"${request.command}" is not one of ping, status, flush, set_interval` }];
+        return [
+          'unknown',
+          { error: 'unknown_command', detail: `"${request.command}" is not one of ping, status, flush, set_interval` },
+        ];
     }
   }
 }

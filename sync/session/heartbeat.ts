@@ -46,7 +46,13 @@ export class Heartbeat {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => void this.beat().finally(() => { if (this.timer !== null) this.schedule(); }), this.intervalMs);
+    this.timer = setTimeout(
+      () =>
+        void this.beat().finally(() => {
+          if (this.timer !== null) this.schedule();
+        }),
+      this.intervalMs,
+    );
   }
 
   private async beat(): Promise<void> {
@@ -55,7 +61,12 @@ export class Heartbeat {
     this.counters.sent++;
     try {
       const payload = Buffer.from(JSON.stringify({ time_ms: this.clock.wallMs(), ...this.status() }));
-      await this.session.publish(this.topic, payload, { contentType: 'application/json', userProperties: {} }, { timeoutMs: this.timeoutMs });
+      await this.session.publish(
+        this.topic,
+        payload,
+        { contentType: 'application/json', userProperties: {} },
+        { timeoutMs: this.timeoutMs },
+      );
       this.counters.acked++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'PUBACK_TIMEOUT') return;

@@ -7,12 +7,24 @@
 // mqtt.js keeps unacknowledged publishes in an in-memory store and replays them after a reconnect.
 // The outbox is our only source of truth (docs/decisions.md): when a connection ends, every
 // publish in flight is withdrawn from mqtt.js and fails here, and the outbox sends it again.
-import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, {
+  type IClientOptions,
+  type IConnackPacket,
+  type IDisconnectPacket,
+  type IPublishPacket,
+  type MqttClient,
+} from 'mqtt';
 import { generate } from 'mqtt-packet';
 import type { SecureContextOptions } from 'node:tls';
 import { BehaviorSubject, filter, Subject, type Observable, type Subscription } from 'rxjs';
 import { SendQuota, SendQuotaClosedError } from './send-quota.js';
-import { isCertificateError, nextAttempt, type ConnectOutcome, type ReconnectSettings, type SessionState } from './reconnect-policy.js';
+import {
+  isCertificateError,
+  nextAttempt,
+  type ConnectOutcome,
+  type ReconnectSettings,
+  type SessionState,
+} from './reconnect-policy.js';
 
 export interface MqttSessionSettings {
   url: string;
@@ -50,7 +62,8 @@ export interface PublishProperties {
   correlationData?: Buffer;
 }
 
-export type PublishErrorCode = 'PACKET_TOO_LARGE' | 'NOT_CONNECTED' | 'PUBACK_TIMEOUT' | 'PUBACK_ERROR' | 'CONNECTION_LOST';
+export type PublishErrorCode =
+  'PACKET_TOO_LARGE' | 'NOT_CONNECTED' | 'PUBACK_TIMEOUT' | 'PUBACK_ERROR' | 'CONNECTION_LOST';
 
 /** A publish that did not get a successful PUBACK; `reasonCode` is the PUBACK's when there was one. */
 export class PublishError extends Error {
@@ -98,25 +111,54 @@ const MQTT_RECEIVE_MAXIMUM = 65_535;
  * Bytes a QoS 1 MQTT 5 PUBLISH takes on the wire. With `topicAlias`, the topic name is left out
  * (a publish after the first one on an aliased topic).
  */
-export function publishPacketBytes(topic: string, payload: Uint8Array, properties: Partial<PublishProperties>, topicAlias?: number): number {
-  return generate({
-    cmd: 'publish', topic: topicAlias === undefined ? topic : '', payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
-    qos: 1, dup: false, retain: false, messageId: 1, properties: topicAlias === undefined ? properties : { ...properties, topicAlias },
-  }, { protocolVersion: 5 }).byteLength;
+export function publishPacketBytes(
+  topic: string,
+  payload: Uint8Array,
+  properties: Partial<PublishProperties>,
+  topicAlias?: number,
+): number {
+  return generate(
+    {
+      cmd: 'publish',
+      topic: topicAlias === undefined ? topic : '',
+      payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      qos: 1,
+      dup: false,
+      retain: false,
+      messageId: 1,
+      properties: topicAlias === undefined ? properties : { ...properties, topicAlias },
+    },
+    { protocolVersion: 5 },
+  ).byteLength;
 }
 
 /** node:tls options for mutual TLS: TLS 1.2 at least, the broker's certificate and name verified. */
 function tlsOptions(tls: SessionTls): Partial<IClientOptions> & Pick<SecureContextOptions, 'minVersion'> {
   return {
-    ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: tls.minVersion, rejectUnauthorized: true,
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    minVersion: tls.minVersion,
+    rejectUnauthorized: true,
     ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
   };
 }
 
 export class MqttSession {
-  readonly counters: SessionCounters = { attempts: 0, successes: 0, failures: 0, pubackTimeouts: 0, serverDisconnects: new Map(), connackRefusals: new Map() };
+  readonly counters: SessionCounters = {
+    attempts: 0,
+    successes: 0,
+    failures: 0,
+    pubackTimeouts: 0,
+    serverDisconnects: new Map(),
+    connackRefusals: new Map(),
+  };
   private readonly connectedSubject = new BehaviorSubject<boolean>(false);
-  private readonly stateSubject = new BehaviorSubject<StateChange>({ state: 'connecting', delayMs: 0, reason: 'start' });
+  private readonly stateSubject = new BehaviorSubject<StateChange>({
+    state: 'connecting',
+    delayMs: 0,
+    reason: 'start',
+  });
   private readonly messagesSubject = new Subject<IncomingMessage>();
   private readonly client: MqttClient;
   private failuresInRow = 0;
@@ -177,7 +219,9 @@ export class MqttSession {
       this.counters.serverDisconnects.set(code, (this.counters.serverDisconnects.get(code) ?? 0) + 1);
       this.lastOutcome = { kind: 'server-disconnect', reasonCode: code };
       const why = packet.properties?.reasonString;
-      this.log(`mqtt: the broker sent DISCONNECT 0x${code.toString(16)}${why !== undefined ? ` (${why})` : ''}${packet.properties?.serverReference !== undefined ? `, server reference ${packet.properties.serverReference}` : ''}`);
+      this.log(
+        `mqtt: the broker sent DISCONNECT 0x${code.toString(16)}${why !== undefined ? ` (${why})` : ''}${packet.properties?.serverReference !== undefined ? `, server reference ${packet.properties.serverReference}` : ''}`,
+      );
     });
     this.client.on('message', (topic, payload, packet) => this.messagesSubject.next({ topic, payload, packet }));
   }
@@ -235,12 +279,21 @@ export class MqttSession {
    * and the publish fails with PUBACK_TIMEOUT. A payload over the broker's limit is refused before
    * it is sent.
    */
-  async publish(topic: string, payload: Uint8Array, publishProperties: PublishProperties, options: { dup?: boolean; timeoutMs?: number } = {}): Promise<number> {
+  async publish(
+    topic: string,
+    payload: Uint8Array,
+    publishProperties: PublishProperties,
+    options: { dup?: boolean; timeoutMs?: number } = {},
+  ): Promise<number> {
     // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
     const { userProperties, ...rest } = publishProperties;
     const properties = Object.keys(userProperties).length > 0 ? publishProperties : rest;
     const bytes = publishPacketBytes(topic, payload, properties);
-    if (bytes > this.maxPacketBytes) throw new PublishError('PACKET_TOO_LARGE', `a ${bytes}-byte PUBLISH exceeds the broker's maximum packet size of ${this.maxPacketBytes} bytes`);
+    if (bytes > this.maxPacketBytes)
+      throw new PublishError(
+        'PACKET_TOO_LARGE',
+        `a ${bytes}-byte PUBLISH exceeds the broker's maximum packet size of ${this.maxPacketBytes} bytes`,
+      );
     if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
     const slot = await this.sendQuota.acquire().catch((err: unknown) => {
       throw err instanceof SendQuotaClosedError ? new PublishError('NOT_CONNECTED', err.message) : err;
@@ -262,11 +315,22 @@ export class MqttSession {
     }
     // The slot stays taken: the broker may still hold this PUBLISH until the connection ends.
     this.counters.pubackTimeouts++;
-    this.dropConnection(`no PUBACK within ${timeoutMs} ms for a PUBLISH to ${topic} (MQTT 5 resends only on a new connection)`);
-    throw new PublishError('PUBACK_TIMEOUT', `no PUBACK from the broker within ${timeoutMs} ms; the connection was closed`);
+    this.dropConnection(
+      `no PUBACK within ${timeoutMs} ms for a PUBLISH to ${topic} (MQTT 5 resends only on a new connection)`,
+    );
+    throw new PublishError(
+      'PUBACK_TIMEOUT',
+      `no PUBACK from the broker within ${timeoutMs} ms; the connection was closed`,
+    );
   }
 
-  private publishOnce(topic: string, payload: Uint8Array, properties: Partial<PublishProperties>, dup: boolean, timeoutMs: number): Promise<number | 'timeout'> {
+  private publishOnce(
+    topic: string,
+    payload: Uint8Array,
+    properties: Partial<PublishProperties>,
+    dup: boolean,
+    timeoutMs: number,
+  ): Promise<number | 'timeout'> {
     return new Promise((resolve, reject) => {
       let packetId: number | null = null;
       let settled = false;
@@ -279,7 +343,8 @@ export class MqttSession {
       };
       const withdraw = (): void => {
         // mqtt.js would otherwise keep the packet and replay it after a reconnect.
-        if (packetId !== null && this.client.outgoing[packetId] !== undefined) this.client.removeOutgoingMessage(packetId);
+        if (packetId !== null && this.client.outgoing[packetId] !== undefined)
+          this.client.removeOutgoingMessage(packetId);
       };
       // After a stall of our own (a CPU-starved Pi), timers run before the socket is read: a PUBACK
       // that arrived during the stall is still unread. The deadline is judged only after one more
@@ -291,22 +356,43 @@ export class MqttSession {
           resolve('timeout');
         });
       }, timeoutMs);
-      this.client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), {
-        qos: 1, dup, properties,
-        // Runs synchronously when mqtt.js stores the packet, right after it allocated the packet id.
-        cbStorePut: () => {
-          packetId = this.client.getLastMessageId();
-          this.waiting.set(packetId, (err) => { if (settle()) { withdraw(); reject(err); } });
+      this.client.publish(
+        topic,
+        Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+        {
+          qos: 1,
+          dup,
+          properties,
+          // Runs synchronously when mqtt.js stores the packet, right after it allocated the packet id.
+          cbStorePut: () => {
+            packetId = this.client.getLastMessageId();
+            this.waiting.set(packetId, (err) => {
+              if (settle()) {
+                withdraw();
+                reject(err);
+              }
+            });
+          },
         },
-      }, (err, packet) => {
-        if (!settle()) return;
-        if (err === undefined || err === null) {
-          resolve((packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0);
-          return;
-        }
-        const code = typeof (err as Error & { code?: unknown }).code === 'number' ? (err as Error & { code: number }).code : null;
-        reject(new PublishError(code !== null ? 'PUBACK_ERROR' : 'CONNECTION_LOST', `publish to ${topic}: ${err.message}`, code));
-      });
+        (err, packet) => {
+          if (!settle()) return;
+          if (err === undefined || err === null) {
+            resolve((packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0);
+            return;
+          }
+          const code =
+            typeof (err as Error & { code?: unknown }).code === 'number'
+              ? (err as Error & { code: number }).code
+              : null;
+          reject(
+            new PublishError(
+              code !== null ? 'PUBACK_ERROR' : 'CONNECTION_LOST',
+              `publish to ${topic}: ${err.message}`,
+              code,
+            ),
+          );
+        },
+      );
     });
   }
 
@@ -325,15 +411,22 @@ export class MqttSession {
     let confirmed = false;
     return this.connected.pipe(filter((up) => up)).subscribe(() => {
       if (this.connack?.sessionPresent !== true) confirmed = false;
-      const subscribed = confirmed ? Promise.resolve() : this.subscribe(topicFilter).then(() => { confirmed = true; });
-      subscribed.then(onReady, (err: unknown) => this.log(`mqtt: cannot subscribe to ${topicFilter}: ${(err as Error).message}`));
+      const subscribed = confirmed
+        ? Promise.resolve()
+        : this.subscribe(topicFilter).then(() => {
+            confirmed = true;
+          });
+      subscribed.then(onReady, (err: unknown) =>
+        this.log(`mqtt: cannot subscribe to ${topicFilter}: ${(err as Error).message}`),
+      );
     });
   }
 
   /** Publishes a reply without waiting for its PUBACK (command responses); it still takes a send slot. */
   reply(topic: string, payload: Buffer, properties: { contentType: string; correlationData?: Buffer }): void {
-    this.publish(topic, payload, { ...properties, userProperties: {} })
-      .catch((err: unknown) => this.log(`mqtt: reply on ${topic} not delivered: ${(err as Error).message}`));
+    this.publish(topic, payload, { ...properties, userProperties: {} }).catch((err: unknown) =>
+      this.log(`mqtt: reply on ${topic} not delivered: ${(err as Error).message}`),
+    );
   }
 
   /** Closes the socket without DISCONNECT (split brain: the socket looks alive, nothing gets through). */
@@ -402,7 +495,9 @@ export class MqttSession {
     this.failuresInRow = 0;
     this.maxPacketBytes = Math.min(connack.properties?.maximumPacketSize ?? MQTT_MAX_PACKET, this.ownMaxPacketBytes);
     this.sendQuota.reset(connack.properties?.receiveMaximum ?? MQTT_RECEIVE_MAXIMUM);
-    this.log(`mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, receive maximum: ${this.sendQuota.limit}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`);
+    this.log(
+      `mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, receive maximum: ${this.sendQuota.limit}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`,
+    );
     this.setState({ state: 'online', delayMs: 0, reason: 'CONNACK 0x00' });
     this.connectedSubject.next(true);
   }
@@ -417,8 +512,14 @@ export class MqttSession {
     const failures = wasConnected && outcome.kind !== 'server-disconnect' ? 0 : this.failuresInRow + 1;
     const next = nextAttempt(outcome, failures, this.settings.reconnect, this.random);
     if (next.countsAsFailure) this.failuresInRow = Math.max(failures, 1);
-    const reason = outcome.kind === 'connack' || outcome.kind === 'server-disconnect' ? `${outcome.kind} 0x${outcome.reasonCode.toString(16)}` : `${outcome.kind}: ${outcome.detail}`;
-    if (next.state === 'certificate-renewal') this.log(`mqtt: the broker refuses our credentials (${reason}); no fast retries, next attempt in ${Math.round(next.delayMs / 1000)} s (certificate renewal needed)`);
+    const reason =
+      outcome.kind === 'connack' || outcome.kind === 'server-disconnect'
+        ? `${outcome.kind} 0x${outcome.reasonCode.toString(16)}`
+        : `${outcome.kind}: ${outcome.detail}`;
+    if (next.state === 'certificate-renewal')
+      this.log(
+        `mqtt: the broker refuses our credentials (${reason}); no fast retries, next attempt in ${Math.round(next.delayMs / 1000)} s (certificate renewal needed)`,
+      );
     else this.log(`mqtt: ${next.state}: next attempt in ${(next.delayMs / 1000).toFixed(1)} s (${reason})`);
     this.setState({ state: next.state, delayMs: next.delayMs, reason });
     this.retryTimer = setTimeout(() => this.attempt(), next.delayMs);

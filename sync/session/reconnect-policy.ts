@@ -16,7 +16,13 @@ export interface ReconnectSettings {
 }
 
 export const DEFAULT_RECONNECT: ReconnectSettings = {
-  baseMs: 2000, capMs: 60_000, jitter: 0.2, offlineAfterFailures: 5, offlineRetryMs: 300_000, quotaWaitMs: 60_000, quotaJitterMs: 30_000,
+  baseMs: 2000,
+  capMs: 60_000,
+  jitter: 0.2,
+  offlineAfterFailures: 5,
+  offlineRetryMs: 300_000,
+  quotaWaitMs: 60_000,
+  quotaJitterMs: 30_000,
 };
 
 /** Why the last attempt ended. */
@@ -27,7 +33,8 @@ export type ConnectOutcome =
   | { kind: 'server-disconnect'; reasonCode: number }
   | { kind: 'lost'; detail: string };
 
-export type SessionState = 'connecting' | 'online' | 'backoff' | 'offline' | 'quota-wait' | 'certificate-renewal' | 'stopped';
+export type SessionState =
+  'connecting' | 'online' | 'backoff' | 'offline' | 'quota-wait' | 'certificate-renewal' | 'stopped';
 
 export interface NextAttempt {
   state: SessionState;
@@ -44,9 +51,15 @@ const QUOTA = 0x97;
  * `failures` counts failed attempts in a row including this one (0 when a working connection was
  * lost: the first retry then waits baseMs). `random` returns [0, 1).
  */
-export function nextAttempt(outcome: ConnectOutcome, failures: number, s: ReconnectSettings, random: () => number): NextAttempt {
+export function nextAttempt(
+  outcome: ConnectOutcome,
+  failures: number,
+  s: ReconnectSettings,
+  random: () => number,
+): NextAttempt {
   const code = outcome.kind === 'connack' || outcome.kind === 'server-disconnect' ? outcome.reasonCode : null;
-  if (code === QUOTA) return { state: 'quota-wait', delayMs: s.quotaWaitMs + random() * s.quotaJitterMs, countsAsFailure: false };
+  if (code === QUOTA)
+    return { state: 'quota-wait', delayMs: s.quotaWaitMs + random() * s.quotaJitterMs, countsAsFailure: false };
   if (outcome.kind === 'tls-certificate' || (code !== null && CREDENTIAL_CODES.has(code))) {
     // No hot loop: a renewed certificate (issue 6) or a fixed policy is picked up at the slow retry.
     return { state: 'certificate-renewal', delayMs: s.offlineRetryMs, countsAsFailure: false };
@@ -61,5 +74,7 @@ export function nextAttempt(outcome: ConnectOutcome, failures: number, s: Reconn
 /** TLS errors that mean our certificate or key is refused (as opposed to a network fault). */
 export function isCertificateError(err: Error & { code?: unknown }): boolean {
   const code = typeof err.code === 'string' ? err.code : '';
-  return /CERT|SSLV3_ALERT_(CERTIFICATE|BAD_CERTIFICATE|UNKNOWN_CA|HANDSHAKE_FAILURE)|TLSV1_ALERT_(UNKNOWN_CA|ACCESS_DENIED)|KEY_VALUES_MISMATCH/.test(code);
+  return /CERT|SSLV3_ALERT_(CERTIFICATE|BAD_CERTIFICATE|UNKNOWN_CA|HANDSHAKE_FAILURE)|TLSV1_ALERT_(UNKNOWN_CA|ACCESS_DENIED)|KEY_VALUES_MISMATCH/.test(
+    code,
+  );
 }

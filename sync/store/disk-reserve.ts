@@ -17,7 +17,8 @@ export class DiskReserve {
       fd = openSync(this.path, 'w', 0o600);
       // Real blocks, not a sparse file: the room must exist when it is given back.
       const chunk = Buffer.alloc(64 * 1024);
-      for (let written = 0; written < this.bytes; written += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, this.bytes - written));
+      for (let written = 0; written < this.bytes; written += chunk.length)
+        writeSync(fd, chunk, 0, Math.min(chunk.length, this.bytes - written));
       closeSync(fd);
       return true;
     } catch {

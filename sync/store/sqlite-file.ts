@@ -1,6 +1,16 @@
 // One SQLite database file: opened once per process, configured for power cuts, checked at open.
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { restrictToOwner } from '../../core/private-files.js';
 import { Worker } from 'node:worker_threads';
 import { dirname } from 'node:path';
@@ -66,7 +76,9 @@ export function acquireSqliteFile(path: string, options: SqliteFileOptions): Sql
   }
   const { db, checkedAtOpen } = openConfigured(path, options);
   // Below FULL there is nothing to lighten; outside WAL, NORMAL would risk the file itself.
-  const canLighten = (options.synchronous === 'FULL' || options.synchronous === 'EXTRA') && db.pragma('journal_mode', { simple: true }) === 'wal';
+  const canLighten =
+    (options.synchronous === 'FULL' || options.synchronous === 'EXTRA') &&
+    db.pragma('journal_mode', { simple: true }) === 'wal';
   const guard = <T>(fn: () => T): T => {
     try {
       return fn();
@@ -192,7 +204,8 @@ export function checkInBackground(path: string): Promise<string> {
     worker.once('message', (raw: string) => {
       const verdict = raw.trim().split('\n').join('; ');
       try {
-        if (verdict !== 'ok' && !verdict.startsWith('cannot check')) writeFileSync(damagedMarker(path), `${verdict}\n`, { mode: 0o600 });
+        if (verdict !== 'ok' && !verdict.startsWith('cannot check'))
+          writeFileSync(damagedMarker(path), `${verdict}\n`, { mode: 0o600 });
         resolve(verdict);
       } catch (err) {
         // The marker could not be written (full or read-only disk): the verdict still counts, said once.
@@ -243,7 +256,11 @@ function openAndCheck(path: string, options: SqliteFileOptions): Opened {
       db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
     }
     if (existsSync(damagedMarker(path))) {
-      throw storageError('STORAGE_CORRUPT', path, `a background check found it damaged: ${readFileSync(damagedMarker(path), 'utf8').trim()}`);
+      throw storageError(
+        'STORAGE_CORRUPT',
+        path,
+        `a background check found it damaged: ${readFileSync(damagedMarker(path), 'utf8').trim()}`,
+      );
     }
     const checkedAtOpen = statSync(path).size <= options.checkOnOpenMaxBytes;
     if (checkedAtOpen) {

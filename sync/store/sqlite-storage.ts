@@ -59,9 +59,16 @@ const CLEANUP_BATCH = 5_000;
 
 // Small pages and a 10 MiB WAL: about half the bytes written per record of SQLite's defaults
 // (4096-byte pages, 1000-page WAL), measured by `npm run bench` (docs/decisions.md).
-const DEFAULTS: SqliteFileOptions = { synchronous: 'FULL', pageSize: 1024, walAutocheckpointPages: 10_000, checkOnOpenMaxBytes: 64 * 1024 * 1024 };
+const DEFAULTS: SqliteFileOptions = {
+  synchronous: 'FULL',
+  pageSize: 1024,
+  walAutocheckpointPages: 10_000,
+  checkOnOpenMaxBytes: 64 * 1024 * 1024,
+};
 
-export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<SqliteStorageInternals, Record<string, never>> {
+export function getRxStorageSQLite(
+  settings: SqliteStorageSettings,
+): RxStorage<SqliteStorageInternals, Record<string, never>> {
   // Options left undefined keep their defaults.
   const given = Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
   const fileOptions: SqliteFileOptions = { ...DEFAULTS, ...given };
@@ -72,12 +79,18 @@ export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<S
       ensureRxStorageInstanceParamsAreCorrect(params);
       const path = databasePath(settings.directory, params.databaseName);
       if (params.schema.attachments) {
-        return Promise.reject(storageError('STORAGE_ATTACHMENTS_UNSUPPORTED', path, `collection "${params.collectionName}" declares attachments`));
+        return Promise.reject(
+          storageError(
+            'STORAGE_ATTACHMENTS_UNSUPPORTED',
+            path,
+            `collection "${params.collectionName}" declares attachments`,
+          ),
+        );
       }
       try {
         return Promise.resolve(new SqliteStorageInstance(acquireSqliteFile(path, fileOptions), params));
       } catch (err) {
-        return Promise.reject(err as Error);
+        return Promise.reject(err);
       }
     },
   };
@@ -85,7 +98,11 @@ export function getRxStorageSQLite(settings: SqliteStorageSettings): RxStorage<S
 
 export function databasePath(directory: string, databaseName: string): string {
   if (!/^[A-Za-z0-9_.-]+$/.test(databaseName) || databaseName.startsWith('.')) {
-    throw storageError('STORAGE_OPEN_FAILED', join(directory, databaseName), 'expected a database name of letters, digits, "_", "-" or "."');
+    throw storageError(
+      'STORAGE_OPEN_FAILED',
+      join(directory, databaseName),
+      'expected a database name of letters, digits, "_", "-" or "."',
+    );
   }
   return join(directory, `${databaseName}.sqlite`);
 }
@@ -101,7 +118,12 @@ interface IndexColumn {
   key: (doc: RxDocumentData<unknown>) => string;
 }
 
-export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStorageInternals, Record<string, never>, RxStorageDefaultCheckpoint> {
+export class SqliteStorageInstance<T> implements RxStorageInstance<
+  T,
+  SqliteStorageInternals,
+  Record<string, never>,
+  RxStorageDefaultCheckpoint
+> {
   readonly databaseName: string;
   readonly collectionName: string;
   readonly schema: Readonly<RxJsonSchema<RxDocumentData<T>>>;
@@ -115,7 +137,10 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
   private readonly statements = new Map<string, Database.Statement>();
   private closed = false;
 
-  constructor(private readonly file: SqliteFile, params: RxStorageInstanceCreationParams<T, Record<string, never>>) {
+  constructor(
+    private readonly file: SqliteFile,
+    params: RxStorageInstanceCreationParams<T, Record<string, never>>,
+  ) {
     this.databaseName = params.databaseName;
     this.collectionName = params.collectionName;
     this.schema = params.schema;
@@ -146,19 +171,35 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
     const t = quote(this.internals.table);
     const indexList = JSON.stringify(this.columns.map((c) => c.fields));
     this.file.transaction(() => {
-      this.file.db.exec('CREATE TABLE IF NOT EXISTS v2c_tables (name TEXT PRIMARY KEY NOT NULL, indexes TEXT NOT NULL)');
-      const known = this.file.db.prepare('SELECT indexes FROM v2c_tables WHERE name = ?').get(this.internals.table) as { indexes: string } | undefined;
+      this.file.db.exec(
+        'CREATE TABLE IF NOT EXISTS v2c_tables (name TEXT PRIMARY KEY NOT NULL, indexes TEXT NOT NULL)',
+      );
+      const known = this.file.db.prepare('SELECT indexes FROM v2c_tables WHERE name = ?').get(this.internals.table) as
+        { indexes: string } | undefined;
       if (known && known.indexes !== indexList) {
-        throw storageError('STORAGE_SCHEMA_MISMATCH', this.file.path, `table ${this.internals.table} has indexes ${known.indexes}, the schema asks for ${indexList}`);
+        throw storageError(
+          'STORAGE_SCHEMA_MISMATCH',
+          this.file.path,
+          `table ${this.internals.table} has indexes ${known.indexes}, the schema asks for ${indexList}`,
+        );
       }
       const ixColumns = this.columns.map((c) => `, ${c.column} BLOB NOT NULL`).join('');
-      this.file.db.exec(`CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY NOT NULL, deleted INTEGER NOT NULL, rev TEXT NOT NULL, lwt REAL NOT NULL, data TEXT NOT NULL${ixColumns})`);
+      this.file.db.exec(
+        `CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY NOT NULL, deleted INTEGER NOT NULL, rev TEXT NOT NULL, lwt REAL NOT NULL, data TEXT NOT NULL${ixColumns})`,
+      );
       for (const c of this.columns) {
-        this.file.db.exec(`CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__${c.column}`)} ON ${t} (${c.column})`);
+        this.file.db.exec(
+          `CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__${c.column}`)} ON ${t} (${c.column})`,
+        );
       }
       // Only tombstones are indexed for cleanup(): live rows pay nothing for it.
-      this.file.db.exec(`CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__tombstones`)} ON ${t} (lwt) WHERE deleted = 1`);
-      if (!known) this.file.db.prepare('INSERT INTO v2c_tables (name, indexes) VALUES (?, ?)').run(this.internals.table, indexList);
+      this.file.db.exec(
+        `CREATE INDEX IF NOT EXISTS ${quote(`${this.internals.table}__tombstones`)} ON ${t} (lwt) WHERE deleted = 1`,
+      );
+      if (!known)
+        this.file.db
+          .prepare('INSERT INTO v2c_tables (name, indexes) VALUES (?, ?)')
+          .run(this.internals.table, indexList);
     });
   }
 
@@ -172,12 +213,19 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
   }
 
   private ensureOpen(): void {
-    if (this.closed) throw storageError('STORAGE_CLOSED', this.file.path, `collection "${this.collectionName}" is closed`);
+    if (this.closed)
+      throw storageError('STORAGE_CLOSED', this.file.path, `collection "${this.collectionName}" is closed`);
   }
 
   /** One row's values, named by column, for both the INSERT and the UPDATE statement. */
   private rowValues(doc: RxDocumentData<T>): Record<string, unknown> {
-    const values: Record<string, unknown> = { id: (doc as Record<string, unknown>)[this.primaryPath], deleted: doc._deleted ? 1 : 0, rev: doc._rev, lwt: doc._meta.lwt, data: JSON.stringify(doc) };
+    const values: Record<string, unknown> = {
+      id: (doc as Record<string, unknown>)[this.primaryPath],
+      deleted: doc._deleted ? 1 : 0,
+      rev: doc._rev,
+      lwt: doc._meta.lwt,
+      data: JSON.stringify(doc),
+    };
     for (const c of this.columns) values[c.column] = indexKey(c.key(doc));
     return values;
   }
@@ -187,31 +235,52 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       this.ensureOpen();
       const ids = documentWrites.map((row) => (row.document as Record<string, unknown>)[this.primaryPath] as string);
       const docsInDb = new Map<string, RxDocumentData<T>>();
-      for (const doc of this.readByIds(ids)) docsInDb.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
-      const categorized = categorizeBulkWriteRows<T>(this, this.primaryPath as never, docsInDb, documentWrites, context);
+      for (const doc of this.readByIds(ids))
+        docsInDb.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+      const categorized = categorizeBulkWriteRows<T>(
+        this,
+        this.primaryPath as never,
+        docsInDb,
+        documentWrites,
+        context,
+      );
       if (categorized.bulkInsertDocs.length + categorized.bulkUpdateDocs.length > 0) {
         const t = quote(this.internals.table);
         const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
-        const insert = this.statement('insert', () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
-        const update = this.statement('update', () => `UPDATE ${t} SET ${cols.slice(1).map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`);
+        const insert = this.statement(
+          'insert',
+          () => `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`,
+        );
+        const update = this.statement(
+          'update',
+          () =>
+            `UPDATE ${t} SET ${cols
+              .slice(1)
+              .map((c) => `${c} = @${c}`)
+              .join(', ')} WHERE id = @id`,
+        );
         const write = (): void => {
           for (const row of categorized.bulkInsertDocs) insert.run(this.rowValues(row.document));
           for (const row of categorized.bulkUpdateDocs) update.run(this.rowValues(row.document));
         };
         // Only deletions: losing them to a power cut resends records (at least once), never loses one.
-        const onlyDeletions = categorized.bulkInsertDocs.length === 0 && categorized.bulkUpdateDocs.every((row) => row.document._deleted);
+        const onlyDeletions =
+          categorized.bulkInsertDocs.length === 0 && categorized.bulkUpdateDocs.every((row) => row.document._deleted);
         if (onlyDeletions) this.file.lightTransaction(write);
         else this.file.transaction(write);
       }
       // Events go out only after the commit: a listener never sees a write that a power cut could undo.
       if (categorized.eventBulk.events.length > 0 && categorized.newestRow) {
         const last = categorized.newestRow.document;
-        categorized.eventBulk.checkpoint = { id: (last as Record<string, unknown>)[this.primaryPath] as string, lwt: last._meta.lwt };
+        categorized.eventBulk.checkpoint = {
+          id: (last as Record<string, unknown>)[this.primaryPath] as string,
+          lwt: last._meta.lwt,
+        };
         this.changes.next(categorized.eventBulk as ChangeBulk<unknown>);
       }
       return Promise.resolve({ error: categorized.errors });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   }
 
@@ -227,7 +296,8 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
     try {
       this.ensureOpen();
       const byId = new Map<string, RxDocumentData<T>>();
-      for (const doc of this.readByIds(ids)) byId.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+      for (const doc of this.readByIds(ids))
+        byId.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
       // Same order and duplicates as the request, like RxDB's memory storage.
       const out: RxDocumentData<T>[] = [];
       for (const id of ids) {
@@ -236,17 +306,22 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       }
       return Promise.resolve(out);
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   }
 
   private range(prepared: PreparedQuery<T>): { column: IndexColumn; lower: Buffer; upper: Buffer; where: string } {
     const plan = prepared.queryPlan;
-    const index = plan.index as string[];
+    const index = plan.index;
     const column = this.columnsByIndex.get(index.join(','));
-    if (!column) throw storageError('STORAGE_SCHEMA_MISMATCH', this.file.path, `no index ${index.join(',')} on ${this.internals.table}`);
-    const lower = indexKey(getStartIndexStringFromLowerBound(this.schema, index, plan.startKeys as never));
-    const upper = indexKey(getStartIndexStringFromUpperBound(this.schema, index, plan.endKeys as never));
+    if (!column)
+      throw storageError(
+        'STORAGE_SCHEMA_MISMATCH',
+        this.file.path,
+        `no index ${index.join(',')} on ${this.internals.table}`,
+      );
+    const lower = indexKey(getStartIndexStringFromLowerBound(this.schema, index, plan.startKeys));
+    const upper = indexKey(getStartIndexStringFromUpperBound(this.schema, index, plan.endKeys));
     const where = `${column.column} ${plan.inclusiveStart ? '>=' : '>'} ? AND ${column.column} ${plan.inclusiveEnd ? '<=' : '<'} ?`;
     return { column, lower, upper, where };
   }
@@ -263,11 +338,19 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       const resort = !prepared.queryPlan.sortSatisfiedByIndex;
       if (!matcher && !resort) {
         // The index range is the answer: SQLite skips and limits.
-        const stmt = this.statement(`page:${where}`, () => `SELECT data FROM ${t} WHERE ${where} ORDER BY ${column.column} LIMIT ? OFFSET ?`);
-        const rows = this.file.guard(() => stmt.all(lower, upper, Number.isFinite(limit) ? limit : -1, skip) as { data: string }[]);
+        const stmt = this.statement(
+          `page:${where}`,
+          () => `SELECT data FROM ${t} WHERE ${where} ORDER BY ${column.column} LIMIT ? OFFSET ?`,
+        );
+        const rows = this.file.guard(
+          () => stmt.all(lower, upper, Number.isFinite(limit) ? limit : -1, skip) as { data: string }[],
+        );
         return Promise.resolve({ documents: rows.map((r) => JSON.parse(r.data) as RxDocumentData<T>) });
       }
-      const stmt = this.statement(`scan:${where}`, () => `SELECT id, data FROM ${t} WHERE ${where} ORDER BY ${column.column}`);
+      const stmt = this.statement(
+        `scan:${where}`,
+        () => `SELECT id, data FROM ${t} WHERE ${where} ORDER BY ${column.column}`,
+      );
       let docs: RxDocumentData<T>[] = [];
       const wanted = skip + limit;
       // Rows the selector rules out by primary key ($nin: the outbox's records in flight) are skipped
@@ -286,7 +369,7 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       if (skip !== 0 || docs.length > wanted) docs = docs.slice(skip, wanted);
       return Promise.resolve({ documents: docs });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   }
 
@@ -310,18 +393,23 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
       });
       return Promise.resolve({ count, mode: 'fast' });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   }
 
-  async getChangedDocumentsSince(limit: number, checkpoint?: RxStorageDefaultCheckpoint): Promise<{ documents: RxDocumentData<T>[]; checkpoint: RxStorageDefaultCheckpoint }> {
+  async getChangedDocumentsSince(
+    limit: number,
+    checkpoint?: RxStorageDefaultCheckpoint,
+  ): Promise<{ documents: RxDocumentData<T>[]; checkpoint: RxStorageDefaultCheckpoint }> {
     // Ordered by (lwt, id) over the ['_meta.lwt', primary key] index RxDB adds to every schema.
     const query = prepareQuery(this.schema, getChangedDocumentsSinceQuery(this, limit, checkpoint));
     const { documents } = await this.query(query);
     const last = documents[documents.length - 1];
     return {
       documents,
-      checkpoint: last ? { id: (last as Record<string, unknown>)[this.primaryPath] as string, lwt: last._meta.lwt } : checkpoint ?? { id: '', lwt: 0 },
+      checkpoint: last
+        ? { id: (last as Record<string, unknown>)[this.primaryPath] as string, lwt: last._meta.lwt }
+        : (checkpoint ?? { id: '', lwt: 0 }),
     };
   }
 
@@ -334,16 +422,22 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<T, SqliteStor
     try {
       this.ensureOpen();
       const t = quote(this.internals.table);
-      const purge = this.statement('cleanup', () => `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE deleted = 1 AND lwt <= ? ORDER BY lwt LIMIT ${CLEANUP_BATCH})`);
+      const purge = this.statement(
+        'cleanup',
+        () =>
+          `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE deleted = 1 AND lwt <= ? ORDER BY lwt LIMIT ${CLEANUP_BATCH})`,
+      );
       const { changes } = this.file.transaction(() => purge.run(now() - minimumDeletedTime));
       return Promise.resolve(changes < CLEANUP_BATCH);
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   }
 
   getAttachmentData(): Promise<Blob> {
-    return Promise.reject(storageError('STORAGE_ATTACHMENTS_UNSUPPORTED', this.file.path, 'getAttachmentData() was called'));
+    return Promise.reject(
+      storageError('STORAGE_ATTACHMENTS_UNSUPPORTED', this.file.path, 'getAttachmentData() was called'),
+    );
   }
 
   close(): Promise<void> {

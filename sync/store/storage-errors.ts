@@ -25,8 +25,10 @@ export class StorageError extends Error {
 
 /** The hint printed with each kind of failure: what to do about it, in one line. */
 const hints: Record<StorageErrorCode, string> = {
-  STORAGE_FULL: 'free space on the device or raise store.maxBytes; new records evict the oldest of the lowest priority meanwhile',
-  STORAGE_READ_ONLY: 'make the file and its directory writable by the gateway user and check the filesystem is mounted read-write (`mount | grep " ro,"`)',
+  STORAGE_FULL:
+    'free space on the device or raise store.maxBytes; new records evict the oldest of the lowest priority meanwhile',
+  STORAGE_READ_ONLY:
+    'make the file and its directory writable by the gateway user and check the filesystem is mounted read-write (`mount | grep " ro,"`)',
   STORAGE_CORRUPT: 'the file was moved aside and a new one started; keep the moved file for analysis',
   STORAGE_IO: 'the storage device reported an I/O error; check `dmesg` for failing flash or a loose connection',
   STORAGE_OPEN_FAILED: 'check that store.dir exists or can be created and is writable by the gateway user',
@@ -45,9 +47,12 @@ export function fromSqliteError(err: unknown, path: string): Error {
   const code = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : '';
   const message = err instanceof Error ? err.message : String(err);
   if (code === 'SQLITE_FULL') return storageError('STORAGE_FULL', path, `database or disk is full (${message})`, code);
-  if (code.startsWith('SQLITE_READONLY')) return storageError('STORAGE_READ_ONLY', path, `cannot write (${message})`, code);
-  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return storageError('STORAGE_CORRUPT', path, `not a valid database (${message})`, code);
+  if (code.startsWith('SQLITE_READONLY'))
+    return storageError('STORAGE_READ_ONLY', path, `cannot write (${message})`, code);
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB')
+    return storageError('STORAGE_CORRUPT', path, `not a valid database (${message})`, code);
   if (code.startsWith('SQLITE_IOERR')) return storageError('STORAGE_IO', path, `I/O error (${message})`, code);
-  if (code.startsWith('SQLITE_CANTOPEN')) return storageError('STORAGE_OPEN_FAILED', path, `cannot open (${message})`, code);
+  if (code.startsWith('SQLITE_CANTOPEN'))
+    return storageError('STORAGE_OPEN_FAILED', path, `cannot open (${message})`, code);
   return err instanceof Error ? err : new Error(message);
 }

@@ -42,7 +42,9 @@ function startTicksOf(pid: number): string | null {
 function readHolder(path: string): Holder | null {
   try {
     const h = JSON.parse(readFileSync(path, 'utf8')) as Partial<Holder>;
-    return typeof h.pid === 'number' && typeof h.bootId === 'string' && typeof h.startTicks === 'string' ? (h as Holder) : null;
+    return typeof h.pid === 'number' && typeof h.bootId === 'string' && typeof h.startTicks === 'string'
+      ? (h as Holder)
+      : null;
   } catch {
     return null;
   }
@@ -64,7 +66,10 @@ export function lockStoreDir(dir: string, bootId: string): StoreLock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
       const holder = readHolder(path);
       if (holder !== null && alive(holder, bootId)) {
-        throw new StoreLockedError(`${dir} is in use by another v2c-gateway (pid ${holder.pid}); stop it, or give this one its own store.dir`, holder.pid);
+        throw new StoreLockedError(
+          `${dir} is in use by another v2c-gateway (pid ${holder.pid}); stop it, or give this one its own store.dir`,
+          holder.pid,
+        );
       }
       // Stale (its holder is gone) or half-written by a start that was cut off: take it over.
       unlinkSync(path);

@@ -1,10 +1,29 @@
 // The local record store (RxDB). Records stay here until their PUBACK arrives.
-import { createRevision, createRxDatabase, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDatabase, type RxDocumentData, type RxJsonSchema, type RxStorage } from 'rxdb';
+import {
+  createRevision,
+  createRxDatabase,
+  normalizeMangoQuery,
+  now,
+  prepareQuery,
+  type RxCollection,
+  type RxDatabase,
+  type RxDocumentData,
+  type RxJsonSchema,
+  type RxStorage,
+} from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { Subject, type Observable } from 'rxjs';
 import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 import { DiskReserve } from './disk-reserve.js';
-import { checkInBackground, shrinkSqliteWal, sqliteFileBytes, sqliteFileCheckedAtOpen, sqliteFileUsedBytes, withSqliteEvictionRoom, type SqliteSynchronous } from './sqlite-file.js';
+import {
+  checkInBackground,
+  shrinkSqliteWal,
+  sqliteFileBytes,
+  sqliteFileCheckedAtOpen,
+  sqliteFileUsedBytes,
+  withSqliteEvictionRoom,
+  type SqliteSynchronous,
+} from './sqlite-file.js';
 import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import { StorageError, storageError } from './storage-errors.js';
 import { rateLimited, type Log } from '../../core/log.js';
@@ -61,7 +80,11 @@ export interface TelemetryStoreOptions {
 export type DropReason = 'evicted' | 'quota' | 'store_full' | 'store_error';
 
 /** A record that left the store without being delivered. */
-export interface RecordDrop { id: string; priority: number; reason: DropReason }
+export interface RecordDrop {
+  id: string;
+  priority: number;
+  reason: DropReason;
+}
 
 export interface StoreCounters {
   /** Records dropped, by priority and reason. */
@@ -144,7 +167,8 @@ export class TelemetryStore {
    */
   private ensureCounted(): Promise<void> {
     this.counting ??= (async () => {
-      for (let p = 0; p <= MAX_PRIORITY; p++) this.stored[p] = await this.records.count({ selector: { priority: p } }).exec();
+      for (let p = 0; p <= MAX_PRIORITY; p++)
+        this.stored[p] = await this.records.count({ selector: { priority: p } }).exec();
     })().catch((err: unknown) => {
       // Counted again next time (a store that recovers is not stuck with a failed count).
       this.counting = null;
@@ -157,7 +181,9 @@ export class TelemetryStore {
   private async measureClasses(): Promise<void> {
     for (let p = 0; p <= MAX_PRIORITY; p++) {
       for (let skip = 0; ; skip += 500) {
-        const page = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip, limit: 500 }).exec();
+        const page = await this.records
+          .find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip, limit: 500 })
+          .exec();
         for (const doc of page) this.classBytes[p] = (this.classBytes[p] ?? 0) + recordBytes(doc.record);
         if (page.length < 500) break;
       }
@@ -170,7 +196,9 @@ export class TelemetryStore {
     if (quota === undefined) return;
     let dropped = 0;
     while ((this.classBytes[priority] ?? 0) + incoming > quota) {
-      const victims = await this.records.find({ selector: { priority }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
+      const victims = await this.records
+        .find({ selector: { priority }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH })
+        .exec();
       if (victims.length === 0) break;
       let freed = 0;
       const chosen: string[] = [];
@@ -183,7 +211,8 @@ export class TelemetryStore {
       for (const id of chosen) this.countDrop(id, priority, 'quota');
       dropped += chosen.length;
     }
-    if (dropped > 0) this.quietLog(`store: priority ${priority} is at its ${quota}-byte quota; dropped its ${dropped} oldest records`);
+    if (dropped > 0)
+      this.quietLog(`store: priority ${priority} is at its ${quota}-byte quota; dropped its ${dropped} oldest records`);
   }
 
   /**
@@ -192,7 +221,13 @@ export class TelemetryStore {
    * once in the log and in `counters.degraded`, instead of exiting and losing what arrives.
    */
   static async open(options: TelemetryStoreOptions, log: Log = () => {}): Promise<TelemetryStore> {
-    const counters: StoreCounters = { dropped: new Map(), writeErrors: 0, degraded: null, movedAside: null, integrity: 'not-checked' };
+    const counters: StoreCounters = {
+      dropped: new Map(),
+      writeErrors: 0,
+      degraded: null,
+      movedAside: null,
+      integrity: 'not-checked',
+    };
     const name = options.name ?? 'v2c';
     if (options.kind === 'sqlite') {
       const path = databasePath(options.dir, name);
@@ -210,34 +245,72 @@ export class TelemetryStore {
       });
       const reserve = new DiskReserve(`${path}.reserve`, options.reserveBytes ?? DEFAULT_RESERVE_BYTES);
       try {
-        const store = await TelemetryStore.create(storage as RxStorage<unknown, unknown>, name, { path, usedBytes: () => sqliteFileUsedBytes(path), reserve }, options, log, counters);
+        const store = await TelemetryStore.create(
+          storage,
+          name,
+          { path, usedBytes: () => sqliteFileUsedBytes(path), reserve },
+          options,
+          log,
+          counters,
+        );
         const checkedAtOpen = sqliteFileCheckedAtOpen(path);
         counters.integrity = checkedAtOpen ? 'ok' : 'checking';
         if (!checkedAtOpen) {
           void checkInBackground(path).then((verdict) => {
-            counters.integrity = verdict === 'ok' ? 'ok' : verdict.startsWith('cannot check') ? 'not-checked' : 'damaged';
-            if (verdict !== 'ok') log(`store: background check of ${path}: ${verdict}${counters.integrity === 'damaged' ? '; it will be moved aside at the next start, records not yet sent may be lost' : ''}`);
+            counters.integrity =
+              verdict === 'ok' ? 'ok' : verdict.startsWith('cannot check') ? 'not-checked' : 'damaged';
+            if (verdict !== 'ok')
+              log(
+                `store: background check of ${path}: ${verdict}${counters.integrity === 'damaged' ? '; it will be moved aside at the next start, records not yet sent may be lost' : ''}`,
+              );
           });
         }
-        if (!reserve.ensure()) log(`store: no room for the ${reserve.bytes}-byte reserve beside ${path}; a full disk will drop new records instead of evicting old ones`);
+        if (!reserve.ensure())
+          log(
+            `store: no room for the ${reserve.bytes}-byte reserve beside ${path}; a full disk will drop new records instead of evicting old ones`,
+          );
         store.startPurging(options.purgeIntervalMs ?? 60_000);
         return store;
       } catch (err) {
         if (!(err instanceof StorageError)) throw err;
         counters.degraded = err.code;
-        log(`store: ${err.message}. Capturing in memory until this is fixed and the gateway restarts; records in memory do not survive a power cut`);
+        log(
+          `store: ${err.message}. Capturing in memory until this is fixed and the gateway restarts; records in memory do not survive a power cut`,
+        );
       }
     }
     // RxDB's memory storage is shared per name within a process; keep each store apart.
     const memoryName = `${name}-mem-${process.pid}-${memoryInstances++}`;
-    return TelemetryStore.create(getRxStorageMemory() as RxStorage<unknown, unknown>, memoryName, null, options, log, counters);
+    return TelemetryStore.create(
+      getRxStorageMemory() as RxStorage<unknown, unknown>,
+      memoryName,
+      null,
+      options,
+      log,
+      counters,
+    );
   }
 
-  private static async create(storage: RxStorage<unknown, unknown>, name: string, disk: DiskFile | null, options: TelemetryStoreOptions, log: Log, counters: StoreCounters): Promise<TelemetryStore> {
+  private static async create(
+    storage: RxStorage<unknown, unknown>,
+    name: string,
+    disk: DiskFile | null,
+    options: TelemetryStoreOptions,
+    log: Log,
+    counters: StoreCounters,
+  ): Promise<TelemetryStore> {
     const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
     try {
       const collections = await db.addCollections({ telemetry: { schema: telemetrySchema } });
-      const store = new TelemetryStore(db, collections.telemetry as RxCollection<StoredRecord>, disk, options.maxBytes, options.quotaBytes ?? [], log, counters);
+      const store = new TelemetryStore(
+        db,
+        collections.telemetry as RxCollection<StoredRecord>,
+        disk,
+        options.maxBytes,
+        options.quotaBytes ?? [],
+        log,
+        counters,
+      );
       if (store.tracksBytes) await store.measureClasses();
       return store;
     } catch (err) {
@@ -257,7 +330,13 @@ export class TelemetryStore {
    * counted. A write error never escapes: capture must go on.
    */
   async insert(record: VehicleTelemetry, createdMs: number): Promise<boolean> {
-    const doc: StoredRecord = { id: record.messageId, priority: record.priority, seq: record.sequence, createdMs, record };
+    const doc: StoredRecord = {
+      id: record.messageId,
+      priority: record.priority,
+      seq: record.sequence,
+      createdMs,
+      record,
+    };
     const bytes = this.tracksBytes ? recordBytes(record) : 0;
     try {
       await this.ensureCounted();
@@ -265,17 +344,35 @@ export class TelemetryStore {
       if (this.nearlyFull()) {
         await this.makeRoom(record.priority, LOW_WATER);
         // Nothing of this priority or lower left to evict: the headroom stays for higher priorities.
-        if (this.nearlyFull()) throw storageError('STORAGE_FULL', this.disk?.path ?? '', `at its size cap with nothing of priority >= ${record.priority} to evict`);
+        if (this.nearlyFull())
+          throw storageError(
+            'STORAGE_FULL',
+            this.disk?.path ?? '',
+            `at its size cap with nothing of priority >= ${record.priority} to evict`,
+          );
       }
       try {
         await this.records.insert(doc);
       } catch (err) {
         if (!isStorageFull(err)) throw err;
         // SQLITE_FULL means the configured cap (max_page_count) or a full filesystem: only the latter bounds the store anew.
-        if (this.diskFullAt === null && this.disk !== null && this.disk.reserve.filesystemFreeBytes() < FILESYSTEM_FULL_BYTES) {
+        if (
+          this.diskFullAt === null &&
+          this.disk !== null &&
+          this.disk.reserve.filesystemFreeBytes() < FILESYSTEM_FULL_BYTES
+        ) {
           this.adoptDiskSize();
           // The reserve and the WAL gave room back: this record may fit without evicting anything.
-          if (await this.records.insert(doc).then(() => true, (again: unknown) => { if (isStorageFull(again)) return false; throw again; })) return this.wasStored(record, bytes);
+          if (
+            await this.records.insert(doc).then(
+              () => true,
+              (again: unknown) => {
+                if (isStorageFull(again)) return false;
+                throw again;
+              },
+            )
+          )
+            return this.wasStored(record, bytes);
         }
         // The cap was hit inside one write: free a batch and try once more.
         if ((await this.makeRoom(record.priority, LOW_WATER)) === 0) throw err;
@@ -286,7 +383,9 @@ export class TelemetryStore {
       // A full store is policy (counted as a drop), not a failed write.
       if (!isStorageFull(err)) this.counters.writeErrors++;
       this.countDrop(record.messageId, record.priority, isStorageFull(err) ? 'store_full' : 'store_error');
-      this.quietLog(`store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`);
+      this.quietLog(
+        `store: record ${record.messageId} (priority ${record.priority}) not stored: ${storageMessage(err)}`,
+      );
       return false;
     }
   }
@@ -321,8 +420,13 @@ export class TelemetryStore {
     // pages (free ones are reused first) plus the free room, less what the WAL and deletions need.
     // Never less than the data stored: a full disk stops growth, it does not shrink what is kept.
     const fileBytes = sqliteFileBytes(disk.path);
-    this.diskFullAt = Math.max(disk.usedBytes(), fileBytes + disk.reserve.filesystemFreeBytes() - FULL_DISK_HEADROOM_BYTES);
-    this.log(`store: the filesystem holding ${disk.path} is full; keeping the database within ${(this.diskFullAt / 2 ** 20).toFixed(1)} MiB, oldest lowest-priority records make room${released ? ' (reserve released)' : ', and there was no reserve to release'}`);
+    this.diskFullAt = Math.max(
+      disk.usedBytes(),
+      fileBytes + disk.reserve.filesystemFreeBytes() - FULL_DISK_HEADROOM_BYTES,
+    );
+    this.log(
+      `store: the filesystem holding ${disk.path} is full; keeping the database within ${(this.diskFullAt / 2 ** 20).toFixed(1)} MiB, oldest lowest-priority records make room${released ? ' (reserve released)' : ', and there was no reserve to release'}`,
+    );
   }
 
   /**
@@ -349,7 +453,9 @@ export class TelemetryStore {
     for (let p = MAX_PRIORITY; p >= priority && this.disk !== null && this.disk.usedBytes() > limit; p--) {
       for (;;) {
         // One priority at a time keeps this an index range scan on [priority, seq].
-        const victims = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH }).exec();
+        const victims = await this.records
+          .find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit: EVICT_BATCH })
+          .exec();
         if (victims.length === 0) break;
         await this.removeIds(victims.map((v) => v.id));
         for (const v of victims) this.countDrop(v.id, v.priority, 'evicted');
@@ -358,7 +464,8 @@ export class TelemetryStore {
         if (this.disk.usedBytes() <= limit) break;
       }
     }
-    if (evicted > 0) this.quietLog(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
+    if (evicted > 0)
+      this.quietLog(`store: at its size cap; evicted ${evicted} oldest records of priority >= ${priority}`);
     return evicted;
   }
 
@@ -397,24 +504,31 @@ export class TelemetryStore {
   async pending(limit: number, exclude: ReadonlySet<string>, priority?: number): Promise<StoredRecord[]> {
     // Straight from the storage: the outbox needs plain records, not RxDocuments kept in the
     // collection's document and query caches (a drain asks for a new page every batch).
-    const schema = this.records.schema.jsonSchema as RxJsonSchema<RxDocumentData<StoredRecord>>;
+    const schema = this.records.schema.jsonSchema;
     // `$nin` on the id: the SQLite storage skips those rows before parsing them.
-    const selector = { ...(priority !== undefined ? { priority } : {}), ...(exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}) };
-    const query = normalizeMangoQuery<StoredRecord>(schema, { selector, sort: [{ priority: 'asc' }, { seq: 'asc' }], limit });
+    const selector = {
+      ...(priority !== undefined ? { priority } : {}),
+      ...(exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}),
+    };
+    const query = normalizeMangoQuery<StoredRecord>(schema, {
+      selector,
+      sort: [{ priority: 'asc' }, { seq: 'asc' }],
+      limit,
+    });
     // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
     (query.selector as Record<string, unknown>)._deleted = { $eq: false };
     const { documents } = await this.records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
     return documents.map((doc) => {
       const { _meta, _rev, _attachments, _deleted, ...record } = doc;
-      this.documents.set(record as StoredRecord, doc);
-      return record as StoredRecord;
+      this.documents.set(record, doc);
+      return record;
     });
   }
 
   /** Removes delivered (or dead-lettered) records. */
   async remove(records: readonly StoredRecord[]): Promise<void> {
     const known = records.map((r) => this.documents.get(r));
-    if (known.every((doc) => doc !== undefined)) await this.removeDocuments(known as RxDocumentData<StoredRecord>[]);
+    if (known.every((doc) => doc !== undefined)) await this.removeDocuments(known);
     else await this.removeIds(records.map((r) => r.id));
   }
 
@@ -425,7 +539,7 @@ export class TelemetryStore {
    */
   async count(priority?: number): Promise<number> {
     await this.ensureCounted();
-    return priority !== undefined ? this.stored[priority] ?? 0 : this.stored.reduce((a, b) => a + b, 0);
+    return priority !== undefined ? (this.stored[priority] ?? 0) : this.stored.reduce((a, b) => a + b, 0);
   }
 
   /** Removes by id (the records' stored documents read first). */
@@ -445,14 +559,23 @@ export class TelemetryStore {
     const storage = this.records.storageInstance;
     if (current.length === 0) return;
     const token = this.records.database.token;
-    const writes = current.map((previous) => ({ previous, document: { ...previous, _deleted: true, _rev: createRevision(token, previous), _meta: { ...previous._meta, lwt: now() } } }));
+    const writes = current.map((previous) => ({
+      previous,
+      document: {
+        ...previous,
+        _deleted: true,
+        _rev: createRevision(token, previous),
+        _meta: { ...previous._meta, lwt: now() },
+      },
+    }));
     const { error } = await storage.bulkWrite(writes, 'telemetry-store-remove');
     // A conflict is a record removed meanwhile (an acknowledgement and an eviction at once).
     const notRemoved = new Set(error.map((e) => e.documentId));
     for (const doc of current) {
       if (notRemoved.has(doc.id)) continue;
       this.stored[doc.priority] = Math.max(0, (this.stored[doc.priority] ?? 0) - 1);
-      if (this.tracksBytes) this.classBytes[doc.priority] = (this.classBytes[doc.priority] ?? 0) - recordBytes(doc.record);
+      if (this.tracksBytes)
+        this.classBytes[doc.priority] = (this.classBytes[doc.priority] ?? 0) - recordBytes(doc.record);
     }
   }
 
@@ -471,7 +594,9 @@ export class TelemetryStore {
     for (let p = 0; p <= MAX_PRIORITY; p++) {
       const n = this.stored[p] ?? 0;
       if (n === 0) continue;
-      const [last] = await this.records.find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip: n - 1, limit: 1 }).exec();
+      const [last] = await this.records
+        .find({ selector: { priority: p }, sort: [{ priority: 'asc' }, { seq: 'asc' }], skip: n - 1, limit: 1 })
+        .exec();
       max = Math.max(max, last?.seq ?? -1);
     }
     return max;

@@ -83,13 +83,20 @@ export class ClockCorrector {
     this.adopted.next(ref);
     const offset = this.offsetMs() ?? 0;
     if (first || Math.abs(offset) > 1000) {
-      this.log(`clock: ${first ? 'first ' : ''}reference from ${ref.source} (±${ref.errorMs.toFixed(0)} ms): the system clock is ${(Math.abs(offset) / 1000).toFixed(1)} s ${offset >= 0 ? 'behind' : 'ahead'}; records of this boot are sent corrected`);
+      this.log(
+        `clock: ${first ? 'first ' : ''}reference from ${ref.source} (±${ref.errorMs.toFixed(0)} ms): the system clock is ${(Math.abs(offset) / 1000).toFixed(1)} s ${offset >= 0 ? 'behind' : 'ahead'}; records of this boot are sent corrected`,
+      );
     }
     return true;
   }
 
   private implausible(ref: TimeReference, now: number): { reason: RefusalReason; detail: string } | null {
-    if (!Number.isFinite(ref.wallMs) || !Number.isFinite(ref.monoMs) || !Number.isFinite(ref.errorMs) || ref.errorMs < 0) {
+    if (
+      !Number.isFinite(ref.wallMs) ||
+      !Number.isFinite(ref.monoMs) ||
+      !Number.isFinite(ref.errorMs) ||
+      ref.errorMs < 0
+    ) {
       return { reason: 'implausible', detail: 'not a finite time with an error bound' };
     }
     const trueNow = ref.wallMs + (now - ref.monoMs);
@@ -100,7 +107,11 @@ export class ClockCorrector {
     if (held === null) return null;
     const gap = Math.abs(trueNow - (held.wallMs + (now - held.monoMs)));
     const allowed = this.errorAt(ref, now) + this.errorAt(held, now) + AGREEMENT_SLACK_MS;
-    if (gap > allowed) return { reason: 'disagrees', detail: `it differs from the ${held.source} reference by ${(gap / 1000).toFixed(1)} s (allowed ${(allowed / 1000).toFixed(1)} s)` };
+    if (gap > allowed)
+      return {
+        reason: 'disagrees',
+        detail: `it differs from the ${held.source} reference by ${(gap / 1000).toFixed(1)} s (allowed ${(allowed / 1000).toFixed(1)} s)`,
+      };
     return null;
   }
 

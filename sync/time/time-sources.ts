@@ -38,11 +38,20 @@ export class NtpStateSource {
       if (err !== null) {
         // Not installed: not asked again (a process every interval for nothing).
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.stop();
-        if (!this.unavailable) this.log(`clock: timedatectl cannot tell the NTP state (${err.message.split('\n')[0] ?? ''}); NTP is not used as a reference`);
+        if (!this.unavailable)
+          this.log(
+            `clock: timedatectl cannot tell the NTP state (${err.message.split('\n')[0] ?? ''}); NTP is not used as a reference`,
+          );
         this.unavailable = true;
         return;
       }
-      if (stdout.trim() === 'yes') this.corrector.offer({ source: 'ntp', wallMs: this.clock.wallMs(), monoMs: this.clock.monoMs(), errorMs: this.settings.errorMs });
+      if (stdout.trim() === 'yes')
+        this.corrector.offer({
+          source: 'ntp',
+          wallMs: this.clock.wallMs(),
+          monoMs: this.clock.monoMs(),
+          errorMs: this.settings.errorMs,
+        });
     });
   }
 }
@@ -71,7 +80,12 @@ export class GpsTimeSource {
         return;
       }
       this.counters.references++;
-      this.corrector.offer({ source: 'gps', wallMs: time.utcMs, monoMs: this.clock.monoMs(), errorMs: this.settings.errorMs });
+      this.corrector.offer({
+        source: 'gps',
+        wallMs: time.utcMs,
+        monoMs: this.clock.monoMs(),
+        errorMs: this.settings.errorMs,
+      });
     });
   }
 
