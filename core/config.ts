@@ -346,7 +346,7 @@ export const configSchema = z
          */
         zstdLevel: z.number().int().min(1).max(22).default(9),
         /** Batches packed or waiting for their PUBACK at once: each holds its records and a compression context. */
-        inflight: z.number().int().min(1).max(100).default(4),
+        inflight: z.number().int().min(1).max(100).default(2),
         /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
         quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       })
