@@ -217,7 +217,13 @@ async function prefilledStore(dir: string, n: number, name = 'backlog'): Promise
  * RSS peak over the first minute, while the drain begins. Both environments use the same store, one
  * after the other (the first drains a few thousand of its records).
  */
-async function bigStoreScenario(dir: string, limits: PiLimits, figures: Partial<Figures>, storeDir: string, name: string): Promise<void> {
+async function bigStoreScenario(
+  dir: string,
+  limits: PiLimits,
+  figures: Partial<Figures>,
+  storeDir: string,
+  name: string,
+): Promise<void> {
   const broker = await startLocalBroker();
   const cgroup = PiCgroup.create(`v2c-envelope-bigstore-${name}-${process.pid}`, limits);
   const metricsPort = await freePort();
@@ -226,7 +232,8 @@ async function bigStoreScenario(dir: string, limits: PiLimits, figures: Partial<
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   try {
     const spawned = Date.now();
-    const acked = async (): Promise<number> => (await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0;
+    const acked = async (): Promise<number> =>
+      (await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0;
     await until('the first PUBACK', async () => (await acked()) > 0, gateway, 600_000);
     figures.bigStartPubackS = (Date.now() - spawned) / 1000;
     await until('a minute after the start', () => Date.now() - spawned >= 60_000, gateway, 120_000);
@@ -533,7 +540,10 @@ function report(free: Partial<Figures>, pi: Partial<Figures>): void {
     row(
       `start-up with ${n} stored: max RSS (1st minute)`,
       ...cells('bigStartMaxRssMiB', mib),
-      verdict(pi.bigStartMaxRssMiB === undefined ? undefined : pi.bigStartMaxRssMiB <= 160 && pi.bigStartOomKills === 0, '≤ 160 MiB, no OOM kill'),
+      verdict(
+        pi.bigStartMaxRssMiB === undefined ? undefined : pi.bigStartMaxRssMiB <= 160 && pi.bigStartOomKills === 0,
+        '≤ 160 MiB, no OOM kill',
+      ),
     );
   }
   if (free.idleCpuShare !== undefined || pi.idleCpuShare !== undefined) {
