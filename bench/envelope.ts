@@ -279,7 +279,7 @@ async function busScenario(
     figures.startDecodedS = (Date.now() - spawned) / 1000;
     const acked = async (): Promise<number> =>
       ((await metricValue(metricsPort, 'v2c_telemetry_records_acked_total')) ?? 0) +
-      ((await metricValue(metricsPort, 'v2c_heartbeats_total')) ?? 0);
+      ((await metricValue(metricsPort, 'v2c_heartbeats_total', { result: 'acked' })) ?? 0);
     await until('the first PUBACK', async () => (await acked()) > 0, gateway, 120_000);
     figures.startPubackS = (Date.now() - spawned) / 1000;
     const before = cgroup.usage();

@@ -52,12 +52,24 @@ export function integrityOf(path: string): string {
   }
 }
 
-/** A counter's value from the gateway's /metrics endpoint (null while it does not answer). */
-export async function metricValue(port: number, name: string): Promise<number | null> {
+/**
+ * A metric's value from the gateway's /metrics endpoint: the sum of its series whose labels include `labels` (all of them by default),
+ * or null when the endpoint does not answer or has no such series.
+ */
+export async function metricValue(
+  port: number,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | null> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const line = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
-    return line === null ? null : Number(line[1]);
+    const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    let sum: number | null = null;
+    for (const line of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+      const have = (line[1] ?? '').split(',');
+      if (wanted.every((w) => have.includes(w))) sum = (sum ?? 0) + Number(line[2]);
+    }
+    return sum;
   } catch {
     return null;
   }
