@@ -23,7 +23,6 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -177,7 +176,7 @@ function nodeGyp() {
 }
 
 /** npm ci for the target's CPU without install scripts, then the compiled addons cross-built. */
-function installFor(target, nodeDir, dir, { dev }) {
+function installFor(target, dir, { dev }) {
   cpSync(join(root, 'package.json'), join(dir, 'package.json'));
   cpSync(join(root, 'package-lock.json'), join(dir, 'package-lock.json'));
   sh(
@@ -238,14 +237,14 @@ function crossBuildAddons(target, nodeDir, dir) {
       env,
     });
     // Only the addon itself ships: object files and the SQLite amalgamation's build are megabytes.
-    const release = join(pkgDir, 'build', 'Release');
-    const addons = readdirSync(release).filter((f) => f.endsWith('.node') && f !== 'test_extension.node');
-    const keep = mkdtempSync(join(tmpdir(), 'v2c-addon-'));
-    for (const f of addons) cpSync(join(release, f), join(keep, f));
-    rmSync(join(pkgDir, 'build'), { recursive: true, force: true });
-    mkdirSync(release, { recursive: true });
-    for (const f of addons) cpSync(join(keep, f), join(release, f));
-    rmSync(keep, { recursive: true, force: true });
+    const build = join(pkgDir, 'build');
+    for (const entry of readdirSync(build))
+      if (entry !== 'Release') rmSync(join(build, entry), { recursive: true, force: true });
+    const release = join(build, 'Release');
+    for (const entry of readdirSync(release)) {
+      if (!entry.endsWith('.node') || entry === 'test_extension.node')
+        rmSync(join(release, entry), { recursive: true, force: true });
+    }
     // Their C/C++ sources (SQLite's amalgamation alone is 9 MB) are not needed once built.
     for (const sources of ['deps', 'src']) rmSync(join(pkgDir, sources), { recursive: true, force: true });
   }
@@ -257,17 +256,6 @@ function copyAddons(from, to) {
 }
 
 const sha256 = (s) => createHash('sha256').update(s).digest('hex');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** A child whose stderr is collected; resolves its exit code. */
 function start(cmd, args, options) {
@@ -354,6 +342,7 @@ async function smoke(target, stage) {
   // `run` of the drive with the broker unreachable (records stay in the SQLite store), then `run`
   // again with Mosquitto up: the backlog drains as zstd batches, checked by the reference sink here.
   const work = mkdtempSync(join(tmpdir(), 'v2c-release-smoke-'));
+  const { freePort } = await import(join(root, 'dist', 'bench', 'rig', 'local-broker.js'));
   const port = await freePort();
   writeFileSync(join(work, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
   writeFileSync(join(work, 'empty.log'), '');
@@ -420,7 +409,7 @@ async function smoke(target, stage) {
 function testSuites(target, nodeDir, stage, dir) {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  installFor(target, nodeDir, dir, { dev: true });
+  installFor(target, dir, { dev: true });
   copyAddons(stage, dir);
   cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
   for (const f of ['proto/telemetry.proto', 'drivers/reference-vehicle'])
@@ -489,7 +478,7 @@ async function release(arch) {
   const stage = join(out, name);
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
-  step('npm ci --omit=dev for the target', () => installFor(target, nodeDir, stage, { dev: false }));
+  step('npm ci --omit=dev for the target', () => installFor(target, stage, { dev: false }));
   step(`cross-building ${COMPILED.join(', ')}`, () => crossBuildAddons(target, nodeDir, stage));
   const kept = step("node_modules pruned to the bundle's externals", () => pruneToExternals(stage));
   console.log(`    ${kept} packages kept (${sh('du', ['-sh', join(stage, 'node_modules')]).stdout.split('\t')[0]})`);

@@ -474,6 +474,7 @@ export class OutboxSender {
     if (!(err instanceof PublishError)) throw err;
     this.counters.failed++;
     const ids = records.map((r) => r.id);
+    const what = ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`;
     if (err.code === 'PUBACK_ERROR' && err.reasonCode === 0x87) {
       this.counters.notAuthorised++;
       if (!this.blockedTopics.has(topic))
@@ -508,15 +509,13 @@ export class OutboxSender {
       if (timeouts <= this.settings.resends) return;
       for (const id of ids) this.unanswered.delete(id);
       this.log(
-        `outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`,
+        `outbox: ${what} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`,
       );
       this.rest(records);
       return;
     }
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
-    this.log(
-      `outbox: ${ids.length === 1 ? `record ${ids[0]}` : `${ids.length} records`} not acknowledged${reason}: ${err.message}; kept for the next cycle`,
-    );
+    this.log(`outbox: ${what} not acknowledged${reason}: ${err.message}; kept for the next cycle`);
     this.rest(records);
   }
 

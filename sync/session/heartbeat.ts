@@ -1,6 +1,7 @@
 // Split-brain detection (FMEA "network partition", DESIGN §5): a QoS 1 heartbeat whose PUBACK must
-// arrive within the timeout. A socket that looks alive but carries nothing is closed, so the
-// session reconnects instead of waiting for TCP or the 5-minute keep-alive to notice.
+// arrive within the timeout. A socket that looks alive but carries nothing is closed (by the session,
+// as for any PUBLISH whose PUBACK does not come), so it reconnects instead of waiting for TCP or the
+// 5-minute keep-alive to notice.
 import type { MqttSession } from './mqtt-session.js';
 import type { Clock } from '../../core/clock.js';
 
@@ -70,8 +71,8 @@ export class Heartbeat {
       this.counters.acked++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'PUBACK_TIMEOUT') return;
+      // The session has closed the connection already (PUBACK_TIMEOUT always does).
       this.counters.missed++;
-      this.session.dropConnection(`no PUBACK for the heartbeat within ${this.timeoutMs} ms (network partition)`);
       this.counters.lastDetectionMs = this.clock.monoMs() - sentAt;
     }
   }
