@@ -101,9 +101,12 @@ t.test(
     t.equal(dropped >= 4, true, 'four PUBACKs withheld');
     const timeouts = rig.gateway.session.counters.pubackTimeouts;
     t.ok(timeouts >= 1, `PUBACK timeouts counted (${timeouts})`);
+    // Several publishes can time out on one loop turn of a stalled machine: they close one connection.
+    const closes = rig.logs.filter((l) => /closing the connection: no PUBACK/.test(l)).length;
+    t.ok(closes >= 1 && closes <= timeouts, `the timeouts closed ${closes} connection(s), as the log says`);
     t.ok(
-      rig.proxy.connections >= timeouts + 1,
-      `each timeout closed its connection (${rig.proxy.connections} connections)`,
+      rig.proxy.connections >= closes + 1,
+      `each connection closed for a timeout was followed by a new one (${rig.proxy.connections} connections)`,
     );
     t.ok(dupPublishes >= 4, `resends carry DUP (${dupPublishes} seen by the broker side)`);
     t.equal(resentOnLiveConnection, 0, 'nothing was resent on the connection that first carried it (MQTT 5 §4.4)');
