@@ -347,6 +347,11 @@ export const configSchema = z
         zstdLevel: z.number().int().min(1).max(22).default(9),
         /** Batches packed or waiting for their PUBACK at once: each holds its records and a compression context. */
         inflight: z.number().int().min(1).max(100).default(2),
+        /**
+         * Share of the CPU the process may use (its cgroup quota, at most one core) at which a new batch
+         * may start: the rest is kept for live records. 1 turns pacing off.
+         */
+        drainCpuShare: z.number().gt(0).max(1).default(0.7),
         /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
         quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       })

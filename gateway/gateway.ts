@@ -13,6 +13,8 @@ import { DeadLetterFile } from '../sync/store/dead-letter.js';
 import { Heartbeat } from '../sync/session/heartbeat.js';
 import { MqttSession } from '../sync/session/mqtt-session.js';
 import { OutboxSender, type Route } from '../sync/outbox-sender.js';
+import { DrainPacer } from '../sync/drain-pacer.js';
+import { cpuAllowanceCores } from '../core/cpu-allowance.js';
 import { HttpsOffloadUploader } from '../sync/offload/https-offload.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
 import { makePrivateDir } from '../core/private-files.js';
@@ -40,6 +42,8 @@ import { resolutionTable } from './wire-resolution.js';
 
 export type { Log } from '../core/log.js';
 
+/** CPU-ms of credit a drain may start with after an idle spell (about one 50-record batch at level 9). */
+const DRAIN_BURST_CPU_MS = 20;
 const routeLabel: Record<Route, string> = { single: 'individual', batch: 'batch', upload: 'offload' };
 
 export interface GatewayHandle {
@@ -266,28 +270,6 @@ async function wire(
           log,
         );
   const deadLetters = new DeadLetterFile(config.store.deadLetterFile ?? join(config.store.dir, 'dead-letter.jsonl'));
-  const sender = new OutboxSender(
-    store,
-    session,
-    deadLetters,
-    {
-      vehicleId: config.vehicle.id,
-      vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'),
-      batchTopic: vehicleTopic(config, 'telemetry/batch'),
-      inflight: m.inflight,
-      batchMinRecords: config.batch.minRecords,
-      batchMaxRecords: config.batch.maxRecords,
-      batchInflight: config.batch.inflight,
-      batchMaxAgeMs: config.batch.maxAgeMs,
-      retryDelayMs: m.retryDelayMs,
-      resends: m.resends,
-      quotaBackoffMs: config.batch.quotaBackoffMs,
-      zstdLevel: config.batch.zstdLevel,
-      resolution: resolutionTable(decoder.db, config.pipeline.fields),
-    },
-    clock,
-    log,
-  );
   const status = async (): Promise<Record<string, unknown>> => ({
     state: session.state,
     pending: await store.count(),
@@ -346,8 +328,6 @@ async function wire(
     log,
     () => clock.monoMs(),
   );
-  sender.link = link;
-  link.decisions.subscribe(() => sender.kick());
   // A link that comes back ends the reconnect wait at once.
   link.monitor.links.subscribe((state) => {
     if (state.kind !== 'none') session.retryNow();
@@ -357,16 +337,10 @@ async function wire(
 
   const k = config.clock;
   const corrector = new ClockCorrector(bootId, clock, { driftPpm: k.driftPpm, windowMs: k.windowMs }, log);
-  sender.prepare = (record) => corrector.correct(record);
   let onlineSinceMs: number | null = null;
   session.connected.subscribe((up) => {
     onlineSinceMs = up ? clock.monoMs() : null;
   });
-  sender.timeHoldMs = () =>
-    corrector.reference !== null || !k.brokerTime || onlineSinceMs === null
-      ? 0
-      : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs());
-  corrector.references.subscribe(() => sender.kick());
   const uploader =
     config.offload.url === undefined || tls === null
       ? null
@@ -381,11 +355,50 @@ async function wire(
           corrector,
           clock,
         );
-  sender.uploader = uploader;
   if (certificate !== null && uploader !== null && tls !== null) {
     certificate.onRenewed = (c) =>
       uploader.useCredentials(sessionTls(c, tls.settings.minVersion, tls.settings.servername));
   }
+  const metrics = new GatewayMetrics();
+  const pacer = new DrainPacer(
+    { allowedCores: cpuAllowanceCores(), share: config.batch.drainCpuShare, burstMs: DRAIN_BURST_CPU_MS },
+    clock,
+  );
+  const sender = new OutboxSender(
+    {
+      vehicleId: config.vehicle.id,
+      vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'),
+      batchTopic: vehicleTopic(config, 'telemetry/batch'),
+      inflight: m.inflight,
+      batchMinRecords: config.batch.minRecords,
+      batchMaxRecords: config.batch.maxRecords,
+      batchInflight: config.batch.inflight,
+      batchMaxAgeMs: config.batch.maxAgeMs,
+      retryDelayMs: m.retryDelayMs,
+      resends: m.resends,
+      quotaBackoffMs: config.batch.quotaBackoffMs,
+      zstdLevel: config.batch.zstdLevel,
+      resolution: resolutionTable(decoder.db, config.pipeline.fields),
+    },
+    {
+      store,
+      session,
+      deadLetters,
+      clock,
+      log,
+      link,
+      prepare: (record) => corrector.correct(record),
+      uploader,
+      timeHoldMs: () =>
+        corrector.reference !== null || !k.brokerTime || onlineSinceMs === null
+          ? 0
+          : Math.max(0, onlineSinceMs + k.unsyncedHoldMs - clock.monoMs()),
+      onAck: (route, s) => metrics.publishLatency.observe({ topic: routeLabel[route] }, s),
+      pacer,
+    },
+  );
+  link.decisions.subscribe(() => sender.kick());
+  corrector.references.subscribe(() => sender.kick());
   const brokerTime = k.brokerTime
     ? new BrokerTimeSource(
         session,
@@ -404,7 +417,6 @@ async function wire(
       ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log)
       : null;
 
-  const metrics = new GatewayMetrics();
   // How late the event loop runs (a CPU-starved board, a blocking write): what every deadline lives with.
   // 100 ms: enough to see the stalls that matter (hundreds of ms), at 10 wake-ups a second instead of 50.
   const loopDelay = monitorEventLoopDelay({ resolution: 100 });
@@ -427,6 +439,7 @@ async function wire(
     counters,
     serial?.counters ?? null,
     sender,
+    pacer,
     session,
     store,
     heartbeat,
@@ -437,7 +450,6 @@ async function wire(
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
   registerClockMetrics(metrics, corrector);
-  sender.onAck = (route, s) => metrics.publishLatency.observe({ topic: routeLabel[route] }, s);
   let metricsPort: number | null = null;
   try {
     metricsPort = config.metrics.port > 0 ? await metrics.listen(config.metrics.host, config.metrics.port) : null;
@@ -589,6 +601,7 @@ function registerMetrics(
   p: PipelineCounters,
   serial: SlcanSourceCounters | null,
   sender: OutboxSender,
+  pacer: DrainPacer,
   session: MqttSession,
   store: TelemetryStore,
   heartbeat: Heartbeat,
@@ -644,6 +657,9 @@ function registerMetrics(
   ]);
   m.counter('v2c_batch_splits_total', "Batches split to fit the broker's maximum packet size", [], () => [
     [{}, sender.counters.splits],
+  ]);
+  m.counter('v2c_drain_paced_total', 'Times a batch was held back to keep CPU for live records', [], () => [
+    [{}, pacer.counters.holds],
   ]);
   m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () =>
     [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]),

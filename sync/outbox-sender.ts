@@ -12,6 +12,7 @@ import { publishPacketBytes, PublishError, type MqttSession, type PublishPropert
 import type { LinkDecision } from './link/link-policy.js';
 import { UploadError, type BatchUploader } from './offload/https-offload.js';
 import type { StoredRecord, TelemetryStore } from './store/telemetry-store.js';
+import type { DrainPacer } from './drain-pacer.js';
 
 export interface OutboxSettings {
   vehicleId: string;
@@ -62,6 +63,42 @@ export interface SenderCounters {
 
 export type Route = 'single' | 'batch' | 'upload';
 
+/** What the sender needs of the store: the records waiting, their removal once delivered. */
+export type OutboxStore = Pick<TelemetryStore, 'inserted' | 'pending' | 'remove' | 'count'>;
+/** What it needs of the MQTT session. */
+export type PublishChannel = Pick<
+  MqttSession,
+  'connected' | 'isConnected' | 'sendQuota' | 'publish' | 'maxPacketBytes' | 'ownMaxPacketBytes'
+>;
+export type DeadLetterSink = Pick<DeadLetterFile, 'write' | 'path'>;
+/** What the link allows now (link-controller.ts), and the meter for what a metered link carries. */
+export interface LinkView {
+  readonly current: LinkDecision;
+  meter(bytes: number): void;
+}
+
+/** The sender's collaborators; all but the first five are optional. */
+export interface OutboxParts {
+  store: OutboxStore;
+  session: PublishChannel;
+  deadLetters: DeadLetterSink;
+  clock: Clock;
+  log: (msg: string) => void;
+  /** Without one, everything goes and nothing is metered. */
+  link?: LinkView;
+  /** Applied to each record as it is encoded: the clock-skew correction (clock-corrector.ts). */
+  prepare?: (record: VehicleTelemetry) => VehicleTelemetry;
+  /** HTTPS offload; when set, an offload decision sends every batch through it instead of MQTT. */
+  uploader?: BatchUploader | null;
+  /** How long P1/P2 wait for a time reference (so they go out corrected); 0 = send now. P0 never waits. */
+  timeHoldMs?: () => number;
+  /** Publish → PUBACK latency in seconds by path, for the metrics histogram. */
+  onAck?: (route: Route, latencyS: number) => void;
+  /** Holds bulk messages back while the process uses its CPU share (a drain never starves live records). */
+  pacer?: DrainPacer | null;
+  random?: () => number;
+}
+
 export class OutboxSender {
   readonly counters: SenderCounters = {
     singles: 0,
@@ -79,8 +116,6 @@ export class OutboxSender {
     uploads: 0,
     uploadedRecords: 0,
   };
-  /** Publish → PUBACK latencies in seconds by path, for the metrics histogram. */
-  onAck: (route: Route, latencyS: number) => void = () => undefined;
   /**
    * Topics the broker said we may not publish to (PUBACK 0x87) on this connection; their records
    * are parked. A new connection tries each once more: a fixed policy is picked up then.
@@ -108,28 +143,33 @@ export class OutboxSender {
   private retryTimer: NodeJS.Timeout | null = null;
   private wakeTimer: NodeJS.Timeout | null = null;
   private readonly subscriptions = new Subscription();
-  /** What the link allows now (link-controller.ts); without one, everything goes and nothing is metered. */
-  link: { readonly current: LinkDecision; meter(bytes: number): void };
-  /** Applied to each record as it is encoded: the clock-skew correction (clock-corrector.ts). */
-  prepare: (record: VehicleTelemetry) => VehicleTelemetry = (record) => record;
-  /** HTTPS offload; when set, an offload decision sends every batch through it instead of MQTT. */
-  uploader: BatchUploader | null = null;
-  /** How long P1/P2 wait for a time reference (so they go out corrected); 0 = send now. P0 never waits. */
-  timeHoldMs: () => number = () => 0;
   private idleWaiters: Array<() => void> = [];
   private readonly failureLog: (msg: string) => void;
 
+  private readonly store: OutboxStore;
+  private readonly session: PublishChannel;
+  private readonly deadLetters: DeadLetterSink;
+  private readonly clock: Clock;
+  private readonly log: (msg: string) => void;
+  private readonly link: LinkView;
+  private readonly prepare: (record: VehicleTelemetry) => VehicleTelemetry;
+  private readonly uploader: BatchUploader | null;
+  private readonly timeHoldMs: () => number;
+  private readonly onAck: (route: Route, latencyS: number) => void;
+  private readonly pacer: DrainPacer | null;
+  private readonly random: () => number;
+
   constructor(
-    private readonly store: TelemetryStore,
-    private readonly session: MqttSession,
-    private readonly deadLetters: DeadLetterFile,
     private readonly settings: OutboxSettings,
-    private readonly clock: Clock,
-    private readonly log: (msg: string) => void,
-    private readonly random: () => number = Math.random,
+    parts: OutboxParts,
   ) {
-    this.failureLog = rateLimited(log, 60_000);
-    this.link = {
+    this.store = parts.store;
+    this.session = parts.session;
+    this.deadLetters = parts.deadLetters;
+    this.clock = parts.clock;
+    this.log = parts.log;
+    this.failureLog = rateLimited(parts.log, 60_000);
+    this.link = parts.link ?? {
       current: {
         mode: 'realtime',
         sendBulk: true,
@@ -140,6 +180,12 @@ export class OutboxSender {
       },
       meter: () => undefined,
     };
+    this.prepare = parts.prepare ?? ((record) => record);
+    this.uploader = parts.uploader ?? null;
+    this.timeHoldMs = parts.timeHoldMs ?? (() => 0);
+    this.onAck = parts.onAck ?? (() => undefined);
+    this.pacer = parts.pacer ?? null;
+    this.random = parts.random ?? Math.random;
   }
 
   start(): void {
@@ -279,7 +325,8 @@ export class OutboxSender {
 
   /**
    * The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. While
-   * `batchInflight` batches are out, only P0 goes (a drain never delays an event).
+   * `batchInflight` batches are out, or while the pacer holds bulk back, only P0 goes (a drain never
+   * delays an event; a live P1 waits for the pacer as a batch would, a fraction of a second).
    */
   private async nextMessage(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
     const s = this.settings;
@@ -292,7 +339,7 @@ export class OutboxSender {
       const route = this.routeFor('single');
       if (route === 'single' || (route === 'batch' && batchSlot)) return { route, records: [event] };
     }
-    if (!batchSlot) return null;
+    if (!batchSlot || this.paced()) return null;
     const holdMs = this.timeHoldMs();
     if (holdMs > 0) {
       this.wakeIn(holdMs);
@@ -319,9 +366,17 @@ export class OutboxSender {
     return null;
   }
 
+  /** True when the pacer holds bulk sending back for now; the sender looks again when it allows. */
+  private paced(): boolean {
+    const delayMs = this.pacer?.delayMs() ?? 0;
+    if (delayMs > 0) this.wakeIn(delayMs);
+    return delayMs > 0;
+  }
+
   /** Offloading over HTTPS: the oldest records of the highest priority waiting, as one large batch. */
   private async nextUpload(exclude: ReadonlySet<string>): Promise<{ route: Route; records: StoredRecord[] } | null> {
     for (const priority of [0, 1, 2]) {
+      if (priority > 0 && this.paced()) return null;
       const records = await this.store.pending(this.link.current.batchMaxRecords, exclude, priority);
       if (records.length > 0) return { route: 'upload', records };
     }

@@ -289,9 +289,6 @@ t.test('mutual TLS', async (t) => {
     // The sync engine aimed at the other vehicle's topics (as a mis-provisioned device would be).
     gateway.sender.stop();
     const rogue = new OutboxSender(
-      gateway.store,
-      gateway.session,
-      new DeadLetterFile(join(rig.dir, 'rogue-dead-letter.jsonl')),
       {
         vehicleId: BENCH_OTHER_VEHICLE_ID,
         vehicleTopic: other,
@@ -307,8 +304,13 @@ t.test('mutual TLS', async (t) => {
         zstdLevel: 3,
         resolution: resolutionTable(loadDecoder(config.dbc).db, config.pipeline.fields),
       },
-      systemClock,
-      (m) => logs.push(m),
+      {
+        store: gateway.store,
+        session: gateway.session,
+        deadLetters: new DeadLetterFile(join(rig.dir, 'rogue-dead-letter.jsonl')),
+        clock: systemClock,
+        log: (m) => logs.push(m),
+      },
     );
     rogue.start();
     t.teardown(() => rogue.stop());

@@ -234,9 +234,11 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<
     try {
       this.ensureOpen();
       const ids = documentWrites.map((row) => (row.document as Record<string, unknown>)[this.primaryPath] as string);
+      // The revision check needs only each stored revision: parsing whole documents here was a
+      // tenth of a drain's CPU (issue 14). A conflict reports the stored document in full.
       const docsInDb = new Map<string, RxDocumentData<T>>();
-      for (const doc of this.readByIds(ids))
-        docsInDb.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+      for (const row of this.readRevisions(ids))
+        docsInDb.set(row.id, { [this.primaryPath]: row.id, _rev: row.rev } as unknown as RxDocumentData<T>);
       const categorized = categorizeBulkWriteRows<T>(
         this,
         this.primaryPath as never,
@@ -244,6 +246,13 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<
         documentWrites,
         context,
       );
+      const conflicts = categorized.errors.filter((e) => e.status === 409);
+      if (conflicts.length > 0) {
+        const stored = new Map<string, RxDocumentData<T>>();
+        for (const doc of this.readByIds(conflicts.map((e) => e.documentId)))
+          stored.set((doc as Record<string, unknown>)[this.primaryPath] as string, doc);
+        for (const e of conflicts) (e as { documentInDb?: RxDocumentData<T> }).documentInDb = stored.get(e.documentId);
+      }
       if (categorized.bulkInsertDocs.length + categorized.bulkUpdateDocs.length > 0) {
         const t = quote(this.internals.table);
         const cols = ['id', 'deleted', 'rev', 'lwt', 'data', ...this.columns.map((c) => c.column)];
@@ -282,6 +291,13 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  private readRevisions(ids: string[]): Array<{ id: string; rev: string }> {
+    if (ids.length === 0) return [];
+    const t = quote(this.internals.table);
+    const revs = this.statement('revs', () => `SELECT id, rev FROM ${t} WHERE id IN (SELECT value FROM json_each(?))`);
+    return this.file.guard(() => revs.all(JSON.stringify(ids)) as Array<{ id: string; rev: string }>);
   }
 
   private readByIds(ids: string[]): RxDocumentData<T>[] {
