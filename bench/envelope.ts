@@ -41,6 +41,7 @@ import { TelemetrySink } from '../receiver/telemetry-sink.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
 import { FaultProxy } from './rig/fault-proxy.js';
 import { metricValue } from './rig/gateway-process.js';
+import { serviceUnitLaunch } from './rig/service-unit.js';
 
 const MiB = 2 ** 20;
 const PI: PiLimits = { cpuCores: 0.2, memoryBytes: 192 * MiB };
@@ -62,6 +63,9 @@ const ENVIRONMENTS = new Set((process.env.V2C_ENVELOPE_ENVIRONMENTS ?? 'unconstr
 const IDLE_SETTLE_S = 30;
 const DRIVE = join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
 const CLI = join(projectRoot(), 'dist', 'app', 'cli.js');
+
+/** As the service unit runs it (provisioning/v2c-gateway.service). */
+const SERVICE = serviceUnitLaunch();
 
 interface Figures {
   busSent: number;
@@ -99,9 +103,15 @@ class MeasuredGateway {
   ) {
     // V2C_ENVELOPE_NODE_ARGS: extra node flags for the gateway (a --cpu-prof to see where a figure goes).
     const nodeArgs = (process.env.V2C_ENVELOPE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-    const [cmd, args] = cgroup.wrap(process.execPath, [...nodeArgs, CLI, 'run', '--config', configPath]);
-    // As the service unit runs it (provisioning/v2c-gateway.service).
-    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, MALLOC_ARENA_MAX: '2' } });
+    const [cmd, args] = cgroup.wrap(process.execPath, [
+      ...SERVICE.nodeFlags,
+      ...nodeArgs,
+      CLI,
+      'run',
+      '--config',
+      configPath,
+    ]);
+    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, ...SERVICE.env } });
     this.child.stderr?.on('data', (d: Buffer) => {
       this.log = (this.log + d.toString()).slice(-20_000);
     });
@@ -380,6 +390,8 @@ async function drainScenario(
   // To compare batches in flight (P0 latency against drain rate).
   if (process.env.V2C_ENVELOPE_BATCH_INFLIGHT !== undefined)
     config.batch.inflight = Number(process.env.V2C_ENVELOPE_BATCH_INFLIGHT);
+  if (process.env.V2C_ENVELOPE_DRAIN_CPU_SHARE !== undefined)
+    config.batch.drainCpuShare = Number(process.env.V2C_ENVELOPE_DRAIN_CPU_SHARE);
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   const { low, normal } = await batteryFrames();
   try {

@@ -356,6 +356,11 @@ export const configSchema = z
         quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       })
       .strict()
+      // A batch smaller than minRecords would send every backlog one record at a time.
+      .refine((b) => b.maxRecords >= b.minRecords, {
+        message: 'expected at least batch.minRecords',
+        path: ['maxRecords'],
+      })
       .default({}),
     metrics: z
       .object({

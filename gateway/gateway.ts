@@ -42,8 +42,8 @@ import { resolutionTable } from './wire-resolution.js';
 
 export type { Log } from '../core/log.js';
 
-/** CPU-ms of credit a drain may start with after an idle spell (about one 50-record batch at level 9). */
-const DRAIN_BURST_CPU_MS = 20;
+/** The drain pacer's averaging time: a few batches long, so one batch's burst does not hold the next back. */
+const DRAIN_USAGE_WINDOW_MS = 500;
 const routeLabel: Record<Route, string> = { single: 'individual', batch: 'batch', upload: 'offload' };
 
 export interface GatewayHandle {
@@ -52,6 +52,8 @@ export interface GatewayHandle {
   /** Records written to the store. */
   stored: () => number;
   sender: OutboxSender;
+  /** Holds batches back while the process uses its CPU share. */
+  pacer: DrainPacer;
   session: MqttSession;
   heartbeat: Heartbeat;
   commands: CommandHandler;
@@ -361,7 +363,7 @@ async function wire(
   }
   const metrics = new GatewayMetrics();
   const pacer = new DrainPacer(
-    { allowedCores: cpuAllowanceCores(), share: config.batch.drainCpuShare, burstMs: DRAIN_BURST_CPU_MS },
+    { allowedCores: cpuAllowanceCores(), share: config.batch.drainCpuShare, windowMs: DRAIN_USAGE_WINDOW_MS },
     clock,
   );
   const sender = new OutboxSender(
@@ -518,6 +520,7 @@ async function wire(
     serial: serial?.counters ?? null,
     stored: () => stored,
     sender,
+    pacer,
     session,
     heartbeat,
     commands,

@@ -9,8 +9,11 @@ export interface DrainPacerSettings {
   allowedCores: number;
   /** Share of them the process may be using when a bulk message starts; 1 = no pacing. */
   share: number;
-  /** CPU-ms of credit that can build up while idle: how large a burst a drain may start with. */
-  burstMs: number;
+  /**
+   * Time constant of the usage average, ms: a batch's burst is smoothed over it, and a busy spell
+   * (start-up, a purge) is forgotten after a few of it instead of owed for ever.
+   */
+  windowMs: number;
 }
 
 /** Process CPU time (all threads: the event loop, compression, GC), in microseconds. */
@@ -22,8 +25,8 @@ const processCpuMicros: CpuMicros = () => {
 };
 
 export class DrainPacer {
-  /** CPU-ms the process may still spend before a bulk message has to wait. */
-  private credit: number;
+  /** Cores in use, averaged exponentially over `windowMs`. */
+  private usage = 0;
   private lastWallMs: number;
   private lastCpuMicros: number;
   /** Times the next bulk message was held back. */
@@ -34,28 +37,28 @@ export class DrainPacer {
     private readonly clock: Clock,
     private readonly cpuMicros: CpuMicros = processCpuMicros,
   ) {
-    this.credit = settings.burstMs;
     this.lastWallMs = clock.monoMs();
     this.lastCpuMicros = cpuMicros();
   }
 
-  private get ratePerMs(): number {
-    return this.settings.allowedCores * this.settings.share;
-  }
-
   /** Milliseconds until the next bulk message may start; 0 = now. */
   delayMs(): number {
-    if (this.settings.share >= 1) return 0;
+    const { allowedCores, share, windowMs } = this.settings;
+    if (share >= 1) return 0;
     const now = this.clock.monoMs();
-    const cpu = this.cpuMicros();
-    this.credit = Math.min(
-      this.settings.burstMs,
-      this.credit + (now - this.lastWallMs) * this.ratePerMs - (cpu - this.lastCpuMicros) / 1000,
-    );
-    this.lastWallMs = now;
-    this.lastCpuMicros = cpu;
-    if (this.credit >= 0) return 0;
+    const elapsed = now - this.lastWallMs;
+    if (elapsed > 0) {
+      const cpu = this.cpuMicros();
+      const cores = (cpu - this.lastCpuMicros) / 1000 / elapsed;
+      this.usage += (1 - Math.exp(-elapsed / windowMs)) * (cores - this.usage);
+      this.lastWallMs = now;
+      this.lastCpuMicros = cpu;
+    }
+    const target = allowedCores * share;
+    if (this.usage <= target) return 0;
     this.counters.holds++;
-    return Math.ceil(-this.credit / this.ratePerMs);
+    // Idle from now on, the average falls to the target in this long; at least a tenth of the
+    // window, so a usage just over the target does not become a timer firing every millisecond.
+    return Math.ceil(windowMs * Math.max(0.1, Math.log(this.usage / target)));
   }
 }

@@ -82,35 +82,46 @@ class StepClock implements Clock {
   }
 }
 
-t.test(
-  'the pacer holds bulk back once the process uses more than its share, and lets it go when it is below',
-  async (t) => {
-    const clock = new StepClock();
-    let cpuUs = 0;
-    const pacer = new DrainPacer({ allowedCores: 0.2, share: 0.5, burstMs: 10 }, clock, () => cpuUs);
-    t.equal(pacer.delayMs(), 0, 'idle: a drain may start at once');
-    // A batch took 30 ms of CPU in 50 ms of wall time: 0.6 cores against 0.1 allowed.
-    clock.now += 50;
-    cpuUs += 30_000;
-    const wait = pacer.delayMs();
-    // Credit: 10 + 50 × 0.1 − 30 = −15 CPU-ms, repaid at 0.1 CPU-ms per ms.
-    t.equal(wait, 150, 'held until the average is back within the share');
-    t.equal(pacer.counters.holds, 1);
-    clock.now += wait;
-    t.equal(pacer.delayMs(), 0, 'after the wait it may go');
-    // Long idle builds credit only up to the burst.
-    clock.now += 60_000;
-    t.equal(pacer.delayMs(), 0);
-    clock.now += 1;
-    cpuUs += 15_000;
-    t.ok(pacer.delayMs() > 0, 'idle time does not bank more than the burst');
-  },
-);
+t.test('the pacer holds bulk back while the process uses more than its share, and not for ever', async (t) => {
+  const clock = new StepClock();
+  let cpuUs = 0;
+  const pacer = new DrainPacer({ allowedCores: 0.2, share: 0.5, windowMs: 500 }, clock, () => cpuUs);
+  t.equal(pacer.delayMs(), 0, 'idle: a drain may start at once');
+  // One batch's burst (20 ms of CPU in 25 ms) is smoothed over the window: the next may start.
+  clock.now += 25;
+  cpuUs += 20_000;
+  t.equal(pacer.delayMs(), 0, 'one burst does not hold the next batch back');
+  // Batches back to back at 0.8 cores against 0.1 allowed: held back once the average is over.
+  let wait = 0;
+  for (let i = 0; i < 40 && wait === 0; i++) {
+    clock.now += 25;
+    cpuUs += 20_000;
+    wait = pacer.delayMs();
+  }
+  t.ok(wait > 0, `held back after a busy spell (${wait} ms)`);
+  t.ok(wait <= Math.ceil(500 * Math.log(0.8 / 0.1)), 'no longer than the average takes to fall from 0.8 to 0.1 cores');
+  t.ok(pacer.counters.holds >= 1);
+  clock.now += wait;
+  t.equal(pacer.delayMs(), 0, 'idle for that long, it may go');
+});
+
+t.test('a long busy spell (start-up, a purge) is not owed afterwards', async (t) => {
+  const clock = new StepClock();
+  let cpuUs = 0;
+  const pacer = new DrainPacer({ allowedCores: 1, share: 0.1, windowMs: 500 }, clock, () => cpuUs);
+  // 30 s at a full core, then 2 s idle.
+  clock.now += 30_000;
+  cpuUs += 30_000_000;
+  const wait = pacer.delayMs();
+  t.ok(wait > 0 && wait <= 1_200, `held for at most the window's decay from 1 core to 0.1 (${wait} ms)`);
+  clock.now += 2_000;
+  t.equal(pacer.delayMs(), 0, 'two seconds later the debt is gone');
+});
 
 t.test('a share of 1 never holds anything back', async (t) => {
   const clock = new StepClock();
   let cpuUs = 0;
-  const pacer = new DrainPacer({ allowedCores: 0.2, share: 1, burstMs: 10 }, clock, () => cpuUs);
+  const pacer = new DrainPacer({ allowedCores: 0.2, share: 1, windowMs: 500 }, clock, () => cpuUs);
   cpuUs += 10_000_000;
   clock.now += 1;
   t.equal(pacer.delayMs(), 0);

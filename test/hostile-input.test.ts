@@ -127,6 +127,13 @@ t.test(
         with_('can', { reopenDelaysMs: [250, 3e9] }),
         /can\.reopenDelaysMs\.1: at most 2147483647 ms/,
       ],
+      [
+        'batches smaller than the backlog threshold',
+        with_('batch', { minRecords: 25, maxRecords: 20 }),
+        /batch\.maxRecords: expected at least batch\.minRecords/,
+      ],
+      ['a drain CPU share of 0', with_('batch', { drainCpuShare: 0 }), /batch\.drainCpuShare/],
+      ['a drain CPU share over 1', with_('batch', { drainCpuShare: 1.5 }), /batch\.drainCpuShare/],
     ];
     for (const [label, raw, message] of rows)
       t.throws(() => validateConfig(raw, 'cfg.yaml'), { name: 'ConfigError', message }, label);

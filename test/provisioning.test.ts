@@ -233,7 +233,7 @@ t.test(
     }
     t.match(
       unit,
-      `ExecStart=${process.execPath} ${projectRoot()}/dist/app/cli.js run --config /etc/v2c-gateway/gateway.yaml`,
+      `ExecStart=${process.execPath} --single-threaded-gc --max-semi-space-size=2 ${projectRoot()}/dist/app/cli.js run --config /etc/v2c-gateway/gateway.yaml`,
     );
     t.notMatch(unit, /@[A-Z_]+@/, 'every field filled in');
     // verify resolves ExecStart and WorkingDirectory, so the paths must exist: point them into the test's tree.

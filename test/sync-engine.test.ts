@@ -115,6 +115,22 @@ t.test(
   },
 );
 
+t.test('a drain keeps to its CPU share; events go out at once while it is held back', async (t) => {
+  // A fifth of the CPU this process may use: the drain is still going when the events come.
+  const rig = await syncRig(t, { tune: (c) => (c.batch.drainCpuShare = 0.2) });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  const backlog = await rig.insert(1, 2_000, () => 2);
+  rig.gateway.sender.flush();
+  await rig.waitFor('the drain started', () => rig.sink.counts.unique > 0);
+  const events = await rig.insert(10_001, 3, () => 0);
+  await rig.waitFor('the events delivered', () => events.every((id) => rig.seen.has(id)));
+  const waiting = backlog.filter((id) => !rig.seen.has(id)).length;
+  t.ok(waiting > 0, `the events went out while ${waiting} backlog records still waited`);
+  await rig.waitFor('the backlog delivered', () => backlog.every((id) => rig.seen.has(id)));
+  t.ok(rig.gateway.pacer.counters.holds > 0, `batches were held back (${rig.gateway.pacer.counters.holds} times)`);
+  t.equal(rig.sink.counts.duplicates, 0, 'pacing resends nothing');
+});
+
 t.test(
   'FMEA network partition (split brain): the heartbeat PUBACK is missing, the socket is closed, the session comes back',
   async (t) => {

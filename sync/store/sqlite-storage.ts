@@ -54,8 +54,11 @@ type ChangeBulk<T> = EventBulk<RxStorageChangeEvent<RxDocumentData<T>>, RxStorag
 /** Change subjects shared by every instance of the same table in this process (as RxDB's memory storage does). */
 const changeSubjects = new Map<string, { subject: Subject<ChangeBulk<unknown>>; refs: number }>();
 
-/** Rows removed by one cleanup() call at most, so a large purge does not block the event loop for long. */
-const CLEANUP_BATCH = 5_000;
+/**
+ * Rows removed by one cleanup() call at most, so a purge does not block the event loop for long (the
+ * store yields between calls): after a drain, 5,000 at a time held a live record back for the batch.
+ */
+const CLEANUP_BATCH = 500;
 
 // Small pages and a 10 MiB WAL: about half the bytes written per record of SQLite's defaults
 // (4096-byte pages, 1000-page WAL), measured by `npm run bench` (docs/decisions.md).
@@ -443,7 +446,8 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<
         () =>
           `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE deleted = 1 AND lwt <= ? ORDER BY lwt LIMIT ${CLEANUP_BATCH})`,
       );
-      const { changes } = this.file.transaction(() => purge.run(now() - minimumDeletedTime));
+      // Not fsynced on its own: a power cut can only bring tombstones back, for the next purge.
+      const { changes } = this.file.lightTransaction(() => purge.run(now() - minimumDeletedTime));
       return Promise.resolve(changes < CLEANUP_BATCH);
     } catch (err) {
       return Promise.reject(err);

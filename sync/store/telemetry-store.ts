@@ -482,7 +482,8 @@ export class TelemetryStore {
 
   /** Removes acknowledged records' tombstones from the file (nothing replicates from this store). */
   async purge(): Promise<void> {
-    while (!(await this.records.storageInstance.cleanup(0)));
+    // A turn of the event loop between batches: live records are stored and sent meanwhile.
+    while (!(await this.records.storageInstance.cleanup(0))) await new Promise((resolve) => setImmediate(resolve));
   }
 
   private startPurging(intervalMs: number): void {
