@@ -13,6 +13,12 @@ import { DeadLetterFile } from '../sync/store/dead-letter.js';
 import { Heartbeat } from '../sync/session/heartbeat.js';
 import { MqttSession } from '../sync/session/mqtt-session.js';
 import { OutboxSender, type Route } from '../sync/outbox-sender.js';
+import { registerOutboxMetrics } from '../sync/outbox/outbox-metrics.js';
+import { registerSessionMetrics } from '../sync/session/session-metrics.js';
+import { registerStoreMetrics } from '../sync/store/store-metrics.js';
+import { registerLinkMetrics } from '../sync/link/link-metrics.js';
+import { registerClockMetrics } from '../sync/time/clock-metrics.js';
+import { registerCertificateMetrics } from '../provisioning/certificate-metrics.js';
 import { DrainPacer } from '../sync/drain-pacer.js';
 import { cpuAllowanceCores } from '../core/cpu-allowance.js';
 import { HttpsOffloadUploader } from '../sync/offload/https-offload.js';
@@ -23,7 +29,7 @@ import { CellularBudget } from '../sync/link/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/session/broker-time.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { GpsTimeSource, NtpStateSource } from '../sync/time/time-sources.js';
-import { SCHEMA_VERSION, TimeQuality } from '../proto/telemetry-codec.js';
+import { SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import { validateRecord } from '../proto/record-validation.js';
 import { zstdChoice } from '../proto/zstd.js';
 import { LinkController } from '../sync/link/link-controller.js';
@@ -435,20 +441,13 @@ async function wire(
       return figures;
     },
   );
-  registerMetrics(
-    metrics,
-    config,
-    counters,
-    serial?.counters ?? null,
-    sender,
-    pacer,
-    session,
-    store,
-    heartbeat,
-    commands,
-    deadLetters,
-    () => stored,
-  );
+  registerPipelineMetrics(metrics, config.can.source, counters, serial?.counters ?? null, () => stored);
+  registerOutboxMetrics(metrics, sender, pacer, config.vehicle.region);
+  registerSessionMetrics(metrics, session, heartbeat, commands, {
+    region: config.vehicle.region,
+    vehicleModel: config.vehicle.model,
+  });
+  registerStoreMetrics(metrics, store, deadLetters, config.vehicle.id);
   if (certificate !== null) registerCertificateMetrics(metrics, certificate);
   registerLinkMetrics(metrics, link);
   registerClockMetrics(metrics, corrector);
@@ -598,22 +597,13 @@ function announceZstd(m: GatewayMetrics, log: Log): void {
   );
 }
 
-function registerMetrics(
+function registerPipelineMetrics(
   m: GatewayMetrics,
-  config: GatewayConfig,
+  source: string,
   p: PipelineCounters,
   serial: SlcanSourceCounters | null,
-  sender: OutboxSender,
-  pacer: DrainPacer,
-  session: MqttSession,
-  store: TelemetryStore,
-  heartbeat: Heartbeat,
-  commands: CommandHandler,
-  deadLetters: DeadLetterFile,
   stored: () => number,
 ): void {
-  const source = config.can.source;
-  const region = config.vehicle.region;
   m.counter('v2c_can_frames_total', 'CAN frames received', ['source'], () => [[{ source }, p.frames]]);
   m.counter('v2c_can_malformed_lines_total', 'Input lines that were not valid frames', ['source'], () => [
     [{ source }, p.malformed],
@@ -636,170 +626,4 @@ function registerMetrics(
     [{ kind: 'event' }, p.events],
   ]);
   m.counter('v2c_store_records_total', 'Records written to the local store', [], () => [[{}, stored()]]);
-  m.counter(
-    'v2c_telemetry_publish_total',
-    'Telemetry messages published by path and outcome',
-    ['region', 'topic', 'status'],
-    () => [
-      [{ region, topic: 'individual', status: 'sent' }, sender.counters.singles],
-      [{ region, topic: 'batch', status: 'sent' }, sender.counters.batches],
-      [{ region, topic: 'offload', status: 'sent' }, sender.counters.uploads],
-      [{ region, topic: 'any', status: 'failure' }, sender.counters.failed],
-    ],
-  );
-  m.counter('v2c_telemetry_records_acked_total', 'Records whose PUBACK arrived', ['topic'], () => [
-    [
-      { topic: 'individual' },
-      sender.counters.acked - sender.counters.batchAckedRecords - sender.counters.uploadedRecords,
-    ],
-    [{ topic: 'batch' }, sender.counters.batchAckedRecords],
-    [{ topic: 'offload' }, sender.counters.uploadedRecords],
-  ]);
-  m.gauge('v2c_batch_compression_ratio', 'Compressed / uncompressed bytes of the batches sent', [], () => [
-    [{}, sender.counters.batchPlainBytes === 0 ? 0 : sender.counters.batchWireBytes / sender.counters.batchPlainBytes],
-  ]);
-  m.counter('v2c_batch_splits_total', "Batches split to fit the broker's maximum packet size", [], () => [
-    [{}, sender.counters.splits],
-  ]);
-  m.counter('v2c_drain_paced_total', 'Times a batch was held back to keep CPU for live records', [], () => [
-    [{}, pacer.counters.holds],
-  ]);
-  m.counter('v2c_dead_letter_total', 'Records moved to the dead-letter file', ['reason'], () =>
-    [...deadLetters.counts].map(([reason, n]) => [{ reason }, n]),
-  );
-  m.counter(
-    'v2c_security_events_total',
-    'Publishes the broker refused as not authorised (PUBACK 0x87)',
-    ['kind'],
-    () => [[{ kind: 'publish_not_authorised' }, sender.counters.notAuthorised]],
-  );
-  m.gauge(
-    'v2c_parked_records',
-    "Records kept but not sent: their topic is not authorised, or they exceed this broker's maximum packet size",
-    ['reason'],
-    () => {
-      const parked = sender.parkedByReason;
-      return [
-        [{ reason: 'not_authorised' }, parked.notAuthorised],
-        [{ reason: 'exceeds_broker_packet_size' }, parked.exceedsBrokerPacketSize],
-      ];
-    },
-  );
-  m.counter('v2c_puback_timeouts_total', 'PUBACKs that did not arrive in time', [], () => [
-    [{}, session.counters.pubackTimeouts],
-  ]);
-  m.counter(
-    'v2c_publish_resends_total',
-    'Records published again with DUP (after a lost connection or a PUBACK timeout)',
-    [],
-    () => [[{}, sender.counters.resends]],
-  );
-  m.counter('v2c_connection_attempts_total', 'MQTT connection attempts', ['region', 'vehicle_model', 'result'], () => [
-    [{ region, vehicle_model: config.vehicle.model, result: 'success' }, session.counters.successes],
-    [
-      { region, vehicle_model: config.vehicle.model, result: 'failure' },
-      Math.max(0, session.counters.attempts - session.counters.successes - (session.state === 'connecting' ? 1 : 0)),
-    ],
-  ]);
-  m.counter('v2c_connack_refusals_total', 'CONNACKs refusing the connection, by reason code', ['reason_code'], () =>
-    [...session.counters.connackRefusals].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]),
-  );
-  m.counter('v2c_server_disconnects_total', 'DISCONNECTs sent by the broker, by reason code', ['reason_code'], () =>
-    [...session.counters.serverDisconnects].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]),
-  );
-  m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, session.isConnected ? 1 : 0]]);
-  m.gauge('v2c_mqtt_state', '1 for the state the MQTT session is in', ['state'], () => [[{ state: session.state }, 1]]);
-  m.gauge(
-    'v2c_certificate_renewal_required',
-    '1 while the broker refuses our credentials (CONNACK 0x86/0x87/0x8C, TLS certificate errors)',
-    [],
-    () => [[{}, session.state === 'certificate-renewal' ? 1 : 0]],
-  );
-  m.counter('v2c_heartbeats_total', 'Application heartbeats by outcome', ['result'], () => [
-    [{ result: 'acked' }, heartbeat.counters.acked],
-    [{ result: 'missed' }, heartbeat.counters.missed],
-  ]);
-  m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () =>
-    [...commands.counts].map(([key, n]) => {
-      const [command = '', result = ''] = key.split('|');
-      return [{ command, result }, n];
-    }),
-  );
-  m.gauge('v2c_local_buffer_depth', 'Records stored and not yet acknowledged', ['vehicle_id'], async () => [
-    [{ vehicle_id: config.vehicle.id }, await store.count()],
-  ]);
-  m.counter('v2c_dropped_total', 'Records dropped before delivery', ['priority', 'reason'], () =>
-    [...store.counters.dropped].map(([key, n]) => {
-      const [priority = '', reason = ''] = key.split('|');
-      return [{ priority, reason }, n];
-    }),
-  );
-  m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [
-    [{}, store.counters.writeErrors],
-  ]);
-  m.gauge(
-    'v2c_store_degraded',
-    '1 while records are kept in memory because the database cannot be used',
-    ['reason'],
-    () => [[{ reason: store.counters.degraded ?? 'none' }, store.counters.degraded === null ? 0 : 1]],
-  );
-  m.gauge('v2c_store_integrity', '1 for the state the database file check is in', ['state'], () => [
-    [{ state: store.counters.integrity }, 1],
-  ]);
-  m.gauge('v2c_store_used_bytes', 'Bytes of live pages in the local database', [], () => [
-    [{}, store.usedBytes() ?? 0],
-  ]);
-}
-
-function registerCertificateMetrics(m: GatewayMetrics, certificate: CertificateLifecycle): void {
-  m.gauge('v2c_certificate_expiry_days', 'Days until the device certificate expires (negative: expired)', [], () => [
-    [{}, Math.round(certificate.daysToExpiry() * 100) / 100],
-  ]);
-  m.counter('v2c_certificate_renewals_total', 'Certificate renewals by outcome', ['result'], () =>
-    Object.entries(certificate.counters).map(([result, n]): [Record<string, string>, number] => [
-      { result },
-      Number(n),
-    ]),
-  );
-}
-
-function registerLinkMetrics(m: GatewayMetrics, link: LinkController): void {
-  m.gauge('v2c_link_state', '1 for the link the gateway has now', ['kind'], () => [[{ kind: link.link.kind }, 1]]);
-  m.gauge('v2c_link_mode', '1 for what the link policy allows now', ['mode'], () => [[{ mode: link.current.mode }, 1]]);
-  m.gauge('v2c_cellular_bytes_today', 'Bytes published over a metered link this UTC day', [], () => [
-    [{}, link.budget.usedToday()],
-  ]);
-  m.gauge('v2c_cellular_budget_bytes', 'Daily cellular byte budget for P2', [], () => [[{}, link.budget.budgetBytes]]);
-  if (link.ignition !== null)
-    m.gauge('v2c_ignition_on', '1 while the ignition is on', [], () => [[{}, link.ignition?.isOn === true ? 1 : 0]]);
-}
-
-function registerClockMetrics(m: GatewayMetrics, corrector: ClockCorrector): void {
-  m.gauge(
-    'v2c_clock_offset_seconds',
-    'True time minus the system clock, from the best reference of this boot (0 before one)',
-    [],
-    () => [[{}, (corrector.offsetMs() ?? 0) / 1000]],
-  );
-  m.gauge('v2c_time_quality', '1 for the quality of the time records get now', ['quality'], () => [
-    [{ quality: corrector.quality() === TimeQuality.Synced ? 'synced' : 'unsynced' }, 1],
-  ]);
-  m.gauge(
-    'v2c_time_reference_error_seconds',
-    'Error bound of the best time reference now, drift included (-1 before one)',
-    [],
-    () => [[{}, corrector.reference === null ? -1 : corrector.reference.errorMs / 1000]],
-  );
-  m.counter(
-    'v2c_time_references_refused_total',
-    'Time references refused: implausible (outside 2025-2100) or disagreeing with the reference held',
-    ['reason'],
-    () => [...corrector.counters.refused].map(([reason, n]) => [{ reason }, n]),
-  );
-  m.counter(
-    'v2c_time_outside_window_total',
-    'Records sent with a corrected time more than the window from true time (flagged, not dropped)',
-    [],
-    () => [[{}, corrector.counters.flagged]],
-  );
 }

@@ -2,10 +2,9 @@
 // objects at scrape time, so the hot path keeps plain integer increments.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MetricSample as Sample, MetricsRegistry } from '../core/metrics-registry.js';
 
-type Sample = [Record<string, string>, number];
-
-export class GatewayMetrics {
+export class GatewayMetrics implements MetricsRegistry {
   readonly registry = new Registry();
   readonly publishLatency: Histogram;
   private server: Server | null = null;

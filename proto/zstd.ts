@@ -25,15 +25,38 @@ export interface ZstdCodec {
 
 const require = createRequire(import.meta.url);
 
+interface NativeZstd {
+  compress(data: Buffer, level: number): Promise<Buffer>;
+  decompress(data: Buffer): Promise<Buffer>;
+}
+
+/**
+ * The binding from its platform package. On Linux @mongodb-js/zstd's own loader tells glibc from
+ * musl with process.report.getReport(), and a report waits for every worker thread: with the store's
+ * integrity check busy in a large file, start-up stalled for as long as the check ran (3.6 s on a
+ * 200,000-record store in the Pi envelope, about a minute at 1,000,000).
+ */
+function nativeBinding(): NativeZstd {
+  if (process.platform !== 'linux') return require('@mongodb-js/zstd/bindings.js') as NativeZstd;
+  const tried: string[] = [];
+  // A binary for the other C library fails to load; one of the two is the right one.
+  for (const libc of ['gnu', 'musl']) {
+    const pkg = `@mongodb-js/zstd-linux-${process.arch}-${libc}`;
+    try {
+      return require(pkg) as NativeZstd;
+    } catch (err) {
+      tried.push(`${pkg}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no native zstd binary loads (${tried.join('; ')})`);
+}
+
 /**
  * @mongodb-js/zstd 1.2.2's `compress(buf, level)` drops the level before calling its native binding
  * (it always compresses at the default, 3); the binding itself honours it, so we call the binding.
  */
 function loadNative(): Promise<ZstdCodec> {
-  const binding = require('@mongodb-js/zstd/bindings.js') as {
-    compress(data: Buffer, level: number): Promise<Buffer>;
-    decompress(data: Buffer): Promise<Buffer>;
-  };
+  const binding = nativeBinding();
   return Promise.resolve({
     implementation: 'native',
     compress: (data, level) => binding.compress(data, level),

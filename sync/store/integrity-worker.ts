@@ -1,9 +1,19 @@
 // Worker thread: `PRAGMA quick_check` on its own read-only connection, so a large database is
 // checked while the gateway already captures (WAL lets the two run side by side).
 import Database from 'better-sqlite3';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const { path } = workerData as { path: string };
+// This thread only (Linux: a thread id is a pid for setpriority), at the lowest priority: reading a
+// multi-GB file, it otherwise took half of a Pi's CPU share from capture and sending (issue 14).
+// Where /proc or the call is not available the check still runs, at normal priority.
+try {
+  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19);
+} catch {
+  /* not Linux, or not permitted */
+}
 let verdict: string;
 try {
   const db = new Database(path, { readonly: true, fileMustExist: true });

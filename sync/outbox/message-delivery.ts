@@ -1,0 +1,191 @@
+// Sends one message the outbox picked: a record singly, a batch (split in halves while it exceeds
+// the broker's packet limit), or an upload over HTTPS; on delivery the records leave the store, on
+// failure the broker's answer becomes a hold (record-holds.ts).
+import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../../proto/batch-packer.js';
+import { encodeTelemetry, SCHEMA_VERSION } from '../../proto/telemetry-codec.js';
+import { publishPacketBytes, type PublishProperties } from '../session/mqtt-session.js';
+import { UploadError, type BatchUploader } from '../offload/https-offload.js';
+import type { StoredRecord } from '../store/telemetry-store.js';
+import type { OutboxCollaborators, OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
+import type { RecordHolds } from './record-holds.js';
+
+export class MessageDelivery {
+  /** Records published at least once: a resend carries DUP. */
+  private readonly sentBefore = new Set<string>();
+
+  constructor(
+    private readonly settings: OutboxSettings,
+    private readonly parts: OutboxCollaborators,
+    private readonly counters: SenderCounters,
+    private readonly holds: RecordHolds,
+  ) {}
+
+  /** The records as a batch, each corrected as it leaves. */
+  private pack(records: readonly StoredRecord[]): Promise<PackedBatch> {
+    const s = this.settings;
+    return packBatch(
+      records.map((r) => this.parts.prepare(r.record)),
+      {
+        vehicleId: s.vehicleId,
+        createdMs: this.parts.clock.wallMs(),
+        resolution: s.resolution,
+        zstdLevel: s.zstdLevel,
+      },
+    );
+  }
+
+  /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
+  private countBatch(packed: PackedBatch): void {
+    this.counters.batchPlainBytes += packed.uncompressedBytes;
+    this.counters.batchWireBytes += packed.payload.byteLength;
+  }
+
+  async sendUpload(records: readonly StoredRecord[], uploader: BatchUploader): Promise<void> {
+    const packed = await this.pack(records);
+    this.counters.uploads++;
+    this.countBatch(packed);
+    this.counters.bytesSent += packed.payload.byteLength;
+    const sentAt = this.parts.clock.monoMs();
+    try {
+      await uploader.upload(packed);
+    } catch (err) {
+      this.counters.failed++;
+      // 413 (too large) and 400 (refused content) answer the same way every time: split to find what
+      // fits, or the one record refused, instead of retrying the same PUT forever.
+      const status = err instanceof UploadError ? err.status : null;
+      if ((status === 413 || status === 400) && records.length > 1) {
+        this.counters.splits++;
+        const half = Math.ceil(records.length / 2);
+        await Promise.all([
+          this.sendUpload(records.slice(0, half), uploader),
+          this.sendUpload(records.slice(half), uploader),
+        ]);
+        return;
+      }
+      if (status === 413 || status === 400) {
+        const stored = records[0] as StoredRecord;
+        this.parts.deadLetters.write(
+          {
+            reason: status === 413 ? 'exceeds_upload_limit' : 'refused_by_receiver',
+            topic: `upload/${packed.batchId}`,
+            detail: (err as Error).message,
+            record: stored.record,
+          },
+          this.parts.clock.wallMs(),
+        );
+        await this.parts.store.remove([stored]);
+        this.parts.log(
+          `outbox: the offload receiver refuses record ${stored.id} on its own (HTTP ${status}); moved to ${this.parts.deadLetters.path}`,
+        );
+        return;
+      }
+      this.parts.log(
+        `outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`,
+      );
+      this.holds.rest(records);
+      return;
+    }
+    await this.settle('upload', records, sentAt);
+  }
+
+  async sendSingle(stored: StoredRecord): Promise<void> {
+    const payload = encodeTelemetry(this.parts.prepare(stored.record));
+    const properties: PublishProperties = {
+      contentType: 'application/x-protobuf',
+      userProperties: { schema_version: SCHEMA_VERSION },
+    };
+    const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
+    if (bytes > this.parts.session.maxPacketBytes) {
+      await this.tooLarge(stored, this.settings.vehicleTopic, bytes);
+      return;
+    }
+    this.counters.singles++;
+    await this.deliver('single', [stored], this.settings.vehicleTopic, payload, properties);
+  }
+
+  /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
+  async sendBatch(records: readonly StoredRecord[]): Promise<void> {
+    const s = this.settings;
+    const packed = await this.pack(records);
+    const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
+    const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
+    if (bytes > this.parts.session.maxPacketBytes) {
+      if (records.length === 1) {
+        await this.tooLarge(records[0] as StoredRecord, s.batchTopic, bytes);
+        return;
+      }
+      this.counters.splits++;
+      const half = Math.ceil(records.length / 2);
+      await Promise.all([this.sendBatch(records.slice(0, half)), this.sendBatch(records.slice(half))]);
+      return;
+    }
+    this.counters.batches++;
+    this.countBatch(packed);
+    await this.deliver('batch', records, s.batchTopic, packed.payload, properties);
+  }
+
+  private async deliver(
+    route: Route,
+    records: readonly StoredRecord[],
+    topic: string,
+    payload: Uint8Array,
+    properties: PublishProperties,
+  ): Promise<void> {
+    const sentAt = this.parts.clock.monoMs();
+    this.parts.link.meter(publishPacketBytes(topic, payload, properties));
+    const dup = records.some((r) => this.sentBefore.has(r.id));
+    if (dup) this.counters.resends++;
+    for (const r of records) this.sentBefore.add(r.id);
+    this.counters.bytesSent += payload.byteLength;
+    try {
+      await this.parts.session.publish(topic, payload, properties, { dup });
+    } catch (err) {
+      this.holds.failed(err, records, topic);
+      return;
+    }
+    await this.settle(route, records, sentAt);
+  }
+
+  /** Delivered (PUBACK or 2xx): the records leave the store. */
+  private async settle(route: Route, records: readonly StoredRecord[], sentAt: number): Promise<void> {
+    try {
+      await this.parts.store.remove(records);
+    } catch (err) {
+      // Delivered but still stored: it goes out again and the receiver counts a duplicate.
+      this.parts.log(
+        `outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`,
+      );
+      return;
+    }
+    for (const r of records) this.sentBefore.delete(r.id);
+    this.holds.delivered(records);
+    this.counters.acked += records.length;
+    if (route === 'batch') this.counters.batchAckedRecords += records.length;
+    if (route === 'upload') this.counters.uploadedRecords += records.length;
+    this.parts.onAck(route, (this.parts.clock.monoMs() - sentAt) / 1000);
+  }
+
+  /**
+   * A record whose packet exceeds the broker's limit. Over our own maximum no broker will ever take
+   * it: dead-letter file. Over only this broker's: parked in the store until a CONNACK allows it.
+   */
+  private async tooLarge(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
+    const own = this.parts.session.ownMaxPacketBytes;
+    if (packetBytes <= own) {
+      if (this.holds.keepOversize(stored.id))
+        this.parts.log(
+          `outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than this broker's maximum of ${this.parts.session.maxPacketBytes}; kept stored and tried again after the next connect (v2c_parked_records)`,
+        );
+      return;
+    }
+    const reason = 'exceeds_max_packet_size';
+    this.parts.deadLetters.write(
+      { reason, topic, packetBytes, maxPacketBytes: own, record: stored.record },
+      this.parts.clock.wallMs(),
+    );
+    await this.parts.store.remove([stored]);
+    this.parts.log(
+      `outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.parts.deadLetters.path}`,
+    );
+  }
+}
