@@ -6,8 +6,8 @@ import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 const { path } = workerData as { path: string };
-// This thread only (Linux: a thread id is a pid for setpriority), at the lowest priority: reading a
-// multi-GB file, it otherwise took half of a Pi's CPU share from capture and sending (issue 14).
+// This thread only (Linux: a thread id is a pid for setpriority), at the lowest priority: on a large
+// store it reads the whole file for minutes, competing for the same CPU quota as capture and sending.
 // Where /proc or the call is not available the check still runs, at normal priority.
 try {
   setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19);
