@@ -8,7 +8,8 @@ import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { SampleRecords } from './rig/sample-records.js';
 import { checkInBackground } from '../sync/store/sqlite-file.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
-import { TelemetryStore, telemetrySchema, type StoredRecord } from '../sync/store/telemetry-store.js';
+import { telemetrySchema, type StoredRecord } from '../sync/store/stored-record.js';
+import { TelemetryStore } from '../sync/store/telemetry-store.js';
 
 export interface StorageFigures {
   kind: string;

@@ -3,7 +3,7 @@
 // leaves the store only when the PUBACK of the message carrying it arrives (DESIGN §5, issue 4).
 import { Subscription } from 'rxjs';
 import type { BatchUploader } from './offload/https-offload.js';
-import type { StoredRecord } from './store/telemetry-store.js';
+import type { StoredRecord } from './store/stored-record.js';
 import {
   newSenderCounters,
   withDefaults,

@@ -17,7 +17,7 @@ import {
 } from 'rxdb';
 import type { Subscription } from 'rxjs';
 import { SeededRandom } from '../bench/rig/seeded-random.js';
-import { telemetrySchema } from '../sync/store/telemetry-store.js';
+import { telemetrySchema } from '../sync/store/stored-record.js';
 
 type Doc = Record<string, unknown>;
 type Instance = RxStorageInstance<Doc, unknown, unknown, RxStorageDefaultCheckpoint>;

@@ -5,7 +5,7 @@ import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../../proto/bat
 import { encodeTelemetry, SCHEMA_VERSION } from '../../proto/telemetry-codec.js';
 import { publishPacketBytes, type PublishProperties } from '../session/mqtt-session.js';
 import { UploadError, type BatchUploader } from '../offload/https-offload.js';
-import type { StoredRecord } from '../store/telemetry-store.js';
+import type { StoredRecord } from '../store/stored-record.js';
 import type { OutboxCollaborators, OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 import type { RecordHolds } from './record-holds.js';
 

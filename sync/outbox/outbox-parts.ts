@@ -7,7 +7,8 @@ import type { DeadLetterFile } from '../store/dead-letter.js';
 import type { MqttSession } from '../session/mqtt-session.js';
 import type { LinkDecision } from '../link/link-policy.js';
 import type { BatchUploader } from '../offload/https-offload.js';
-import type { StoredRecord, TelemetryStore } from '../store/telemetry-store.js';
+import type { StoredRecord } from '../store/stored-record.js';
+import type { TelemetryStore } from '../store/telemetry-store.js';
 import type { DrainPacer } from '../drain-pacer.js';
 
 export interface OutboxSettings {

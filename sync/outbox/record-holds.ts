@@ -5,7 +5,7 @@
 import type { Clock } from '../../core/clock.js';
 import { rateLimited } from '../../core/log.js';
 import { PublishError } from '../session/mqtt-session.js';
-import type { StoredRecord } from '../store/telemetry-store.js';
+import type { StoredRecord } from '../store/stored-record.js';
 import type { OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 
 export class RecordHolds {

@@ -1,0 +1,55 @@
+// Reads and removals straight in the collection's storage instance, bypassing RxDB's document and
+// query caches: the outbox needs plain records, and every RxDocument a drain made stayed in the
+// document cache (with its record) until a finalizer ran — a 100,000-record drain held ~240 MB of
+// them live and was OOM-killed in 192 MiB. RxDB still sees each change through the storage's stream.
+import { createRevision, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDocumentData } from 'rxdb';
+import type { StoredRecord } from './stored-record.js';
+
+/**
+ * Stored documents not yet deleted, oldest first, highest priority (lowest number) first, or of
+ * one priority only; skips `exclude`.
+ */
+export async function readPending(
+  records: RxCollection<StoredRecord>,
+  limit: number,
+  exclude: ReadonlySet<string>,
+  priority?: number,
+): Promise<RxDocumentData<StoredRecord>[]> {
+  const schema = records.schema.jsonSchema;
+  // `$nin` on the id: the SQLite storage skips those rows before parsing them.
+  const selector = {
+    ...(priority !== undefined ? { priority } : {}),
+    ...(exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}),
+  };
+  const query = normalizeMangoQuery<StoredRecord>(schema, {
+    selector,
+    sort: [{ priority: 'asc' }, { seq: 'asc' }],
+    limit,
+  });
+  // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
+  (query.selector as Record<string, unknown>)._deleted = { $eq: false };
+  const { documents } = await records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
+  return documents;
+}
+
+/**
+ * Marks stored documents deleted (tombstones, purged later) and returns the ids that were not: a
+ * revision conflict is a record removed meanwhile (an acknowledgement and an eviction at once).
+ */
+export async function deleteDocuments(
+  records: RxCollection<StoredRecord>,
+  current: readonly RxDocumentData<StoredRecord>[],
+): Promise<Set<string>> {
+  const token = records.database.token;
+  const writes = current.map((previous) => ({
+    previous,
+    document: {
+      ...previous,
+      _deleted: true,
+      _rev: createRevision(token, previous),
+      _meta: { ...previous._meta, lwt: now() },
+    },
+  }));
+  const { error } = await records.storageInstance.bulkWrite(writes, 'telemetry-store-remove');
+  return new Set(error.map((e) => e.documentId));
+}
