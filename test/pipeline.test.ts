@@ -1,6 +1,6 @@
 import t from 'tap';
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { EventDetector, WindowAggregator, formatDtc } from '../gateway/aggregation.js';
+import { EventDetector, WindowAggregator, formatDtc } from '../gateway/pipeline/aggregation.js';
 import { referenceVehicleConfig, validateConfig } from '../core/config.js';
 import { loadDecoder } from '../gateway/gateway.js';
 import { newPipelineCounters, telemetryPipeline } from '../gateway/telemetry-pipeline.js';

@@ -11,6 +11,8 @@ export interface DecodedMessage {
   id: number;
   extended: boolean;
   signals: Record<string, SignalValue>;
+  /** The DBC message it was decoded with. */
+  message: DbcMessage;
 }
 
 export type DecodeErrorCode = 'unknown-id' | 'wrong-length' | 'error-frame' | 'remote-frame';
@@ -237,6 +239,6 @@ export class DbcDecoder {
       if (sig.isSwitch ? present[i] === 0 : isPresent(sig, present, switchValues) === 0) continue;
       out[sig.name] = physical(sig, rawValue(sig, data), choices);
     }
-    return { name: msg.name, id: msg.id, extended: msg.extended, signals: out };
+    return { name: msg.name, id: msg.id, extended: msg.extended, signals: out, message: msg };
   }
 }

@@ -1,6 +1,6 @@
 // Pure building blocks of the pipeline: per-signal windows and event rules. No I/O, no timers.
-import type { EventRule } from '../core/config.js';
-import type { SignalStats, TelemetryEvent } from '../proto/telemetry-codec.js';
+import type { EventRule } from '../../core/config.js';
+import type { SignalStats, TelemetryEvent } from '../../proto/telemetry-codec.js';
 
 interface RunningStats {
   min: number;
@@ -53,6 +53,13 @@ export class WindowAggregator {
   /** The most recent value of a signal in the open window. */
   last(name: string): number | undefined {
     return this.stats.get(name)?.last;
+  }
+
+  /** The most recent value of each signal in the open window. */
+  lastValues(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, s] of this.stats) out.set(name, s.last);
+    return out;
   }
 
   /** Whether the open window ended before `tMono` (for closing it after silence). */

@@ -1,0 +1,65 @@
+// Stage 1: CAN frames (and lines no parser understood) to decoded signal values.
+import { Observable, type OperatorFunction } from 'rxjs';
+import { MalformedLine, type CanFrame } from '../../drivers/can-frame.js';
+import type { DbcMessage } from '../../drivers/dbc/model.js';
+import { DecodeError, type DbcDecoder, type DecodeErrorCode, type SignalValue } from '../../drivers/dbc/decoder.js';
+
+/** Where wall-clock time was last known: a frame's monotonic and wall capture times (candump -L). */
+export interface WallAnchor {
+  mono: number;
+  wallMs: number;
+}
+
+/** One decoded frame: its capture time and its signals' scaled values. */
+export interface DecodedFrame {
+  kind: 'frame';
+  tsMono: number;
+  /** The latest frame up to this one that carried a wall-clock time; null for live sources. */
+  wall: WallAnchor | null;
+  signals: Readonly<Record<string, SignalValue>>;
+  /** The DBC message the frame was decoded with. */
+  message: DbcMessage;
+}
+
+export interface DecodeCounters {
+  frames: number;
+  malformed: number;
+  decoded: number;
+  decodeErrors: Record<DecodeErrorCode, number>;
+}
+
+/** Decodes each frame with the DBC; malformed lines and frames it cannot decode are counted, not passed on. */
+export function decodeFrames(
+  decoder: DbcDecoder,
+  counters: DecodeCounters,
+): OperatorFunction<CanFrame | MalformedLine, DecodedFrame> {
+  return (source) =>
+    new Observable<DecodedFrame>((subscriber) => {
+      let wall: WallAnchor | null = null;
+      return source.subscribe({
+        next: (item) => {
+          if (item instanceof MalformedLine) {
+            counters.malformed++;
+            return;
+          }
+          counters.frames++;
+          const decoded = decoder.decode(item, false);
+          if (decoded instanceof DecodeError) {
+            counters.decodeErrors[decoded.code]++;
+            return;
+          }
+          counters.decoded++;
+          if (item.tsWall !== null) wall = { mono: item.tsMono, wallMs: item.tsWall * 1000 };
+          subscriber.next({
+            kind: 'frame',
+            tsMono: item.tsMono,
+            wall,
+            signals: decoded.signals,
+            message: decoded.message,
+          });
+        },
+        error: (err: unknown) => subscriber.error(err),
+        complete: () => subscriber.complete(),
+      });
+    });
+}
