@@ -11,3 +11,18 @@ export interface MetricsRegistry {
   /** A gauge whose value is read from `read` at each scrape. */
   gauge(name: string, help: string, labelNames: string[], read: () => MetricSample[] | Promise<MetricSample[]>): void;
 }
+
+/** Counts keyed by a pair of label values (`"<a>|<b>"`, e.g. priority and reason), read as one two-label counter. */
+export class PairCounts extends Map<string, number> {
+  add(a: string | number, b: string): void {
+    const key = `${a}|${b}`;
+    this.set(key, (this.get(key) ?? 0) + 1);
+  }
+
+  samples(labelA: string, labelB: string): MetricSample[] {
+    return [...this].map(([key, n]) => {
+      const [a = '', b = ''] = key.split('|');
+      return [{ [labelA]: a, [labelB]: b }, n];
+    });
+  }
+}

@@ -2,6 +2,7 @@
 // allow-list, each answered on the MQTT 5 response topic with the request's correlation data.
 // Anything else gets an error response and a metric; nothing a command says can crash the gateway.
 import type { IncomingMessage, MqttSession } from './mqtt-session.js';
+import { PairCounts } from '../../core/metrics-registry.js';
 
 export type CommandResult =
   'ok' | 'unknown' | 'malformed' | 'invalid_args' | 'failed' | 'no_response_topic' | 'foreign_response_topic';
@@ -75,7 +76,8 @@ export function parseCommand(payload: Buffer): CommandRequest | string {
 
 export class CommandHandler {
   /** Commands handled, by command (or "-" when unparseable) and result. */
-  readonly counts = new Map<string, number>();
+  /** Commands handled, by command and result. */
+  readonly counts = new PairCounts();
 
   constructor(
     private readonly session: MqttSession,
@@ -90,7 +92,7 @@ export class CommandHandler {
     const name = typeof parsed === 'string' ? '-' : parsed.command;
     if (responseTopic !== undefined && !isOwnResponseTopic(responseTopic, message.topic)) {
       // Neither run nor answered: a requester must not make this vehicle publish where it chooses.
-      this.counts.set(`${name}|foreign_response_topic`, (this.counts.get(`${name}|foreign_response_topic`) ?? 0) + 1);
+      this.counts.add(name, 'foreign_response_topic');
       this.log(
         `command: SECURITY: "${name}" asks for its answer on ${responseTopic}, not this vehicle's command responses; refused`,
       );
@@ -115,8 +117,7 @@ export class CommandHandler {
         ...(props?.correlationData !== undefined ? { correlationData: props.correlationData } : {}),
       });
     }
-    const key = `${name}|${result}`;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    this.counts.add(name, result);
     if (result !== 'ok' && result !== 'no_response_topic')
       this.log(`command: "${name}" refused: ${result}${typeof body.detail === 'string' ? ` (${body.detail})` : ''}`);
   }

@@ -41,9 +41,6 @@ export function registerSessionMetrics(
     [{ result: 'missed' }, heartbeat.counters.missed],
   ]);
   m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () =>
-    [...commands.counts].map(([key, n]) => {
-      const [command = '', result = ''] = key.split('|');
-      return [{ command, result }, n];
-    }),
+    commands.counts.samples('command', 'result'),
   );
 }

@@ -16,10 +16,7 @@ export function registerStoreMetrics(
     [{ vehicle_id: vehicleId }, await store.count()],
   ]);
   m.counter('v2c_dropped_total', 'Records dropped before delivery', ['priority', 'reason'], () =>
-    [...store.counters.dropped].map(([key, n]) => {
-      const [priority = '', reason = ''] = key.split('|');
-      return [{ priority, reason }, n];
-    }),
+    store.counters.dropped.samples('priority', 'reason'),
   );
   m.counter('v2c_store_write_errors_total', 'Records the store could not write', [], () => [
     [{}, store.counters.writeErrors],

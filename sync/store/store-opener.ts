@@ -14,6 +14,7 @@ import type { DiskFile } from './store-capacity.js';
 import { StorageError } from './storage-errors.js';
 import { MAX_PRIORITY, recordBytes, telemetrySchema, type StoredRecord } from './stored-record.js';
 import type { Log } from '../../core/log.js';
+import { PairCounts } from '../../core/metrics-registry.js';
 
 export type StorageKind = 'sqlite' | 'memory';
 
@@ -35,7 +36,7 @@ export interface StoreFileOptions {
 
 export interface StoreCounters {
   /** Records dropped, by priority and reason. */
-  dropped: Map<string, number>;
+  dropped: PairCounts;
   writeErrors: number;
   /** Why the store runs in memory instead of on disk; null while durable. */
   degraded: string | null;
@@ -71,7 +72,7 @@ export async function openStoreDatabase(
   log: Log,
 ): Promise<OpenedStore> {
   const counters: StoreCounters = {
-    dropped: new Map(),
+    dropped: new PairCounts(),
     writeErrors: 0,
     degraded: null,
     movedAside: null,

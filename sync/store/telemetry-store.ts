@@ -131,8 +131,7 @@ export class TelemetryStore {
   }
 
   private countDrop(id: string, priority: number, reason: DropReason): void {
-    const key = `${priority}|${reason}`;
-    this.counters.dropped.set(key, (this.counters.dropped.get(key) ?? 0) + 1);
+    this.counters.dropped.add(priority, reason);
     this.dropsSubject.next({ id, priority, reason });
   }
 
