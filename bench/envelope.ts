@@ -93,6 +93,8 @@ interface Figures {
 class MeasuredGateway {
   readonly child: ChildProcess;
   private peakKiB = 0;
+  /** What the largest RSS sampled was made of: anonymous memory (heap, native) and mapped files (code). */
+  private peakParts = { rss: 0, anon: 0, file: 0 };
   private readonly sampler: NodeJS.Timeout;
   log = '';
 
@@ -127,10 +129,19 @@ class MeasuredGateway {
     return this.peakKiB / 1024;
   }
 
+  /** The largest RSS sampled, split into anonymous and file-backed pages. */
+  get peakComposition(): string {
+    const { rss, anon, file } = this.peakParts;
+    return `${(rss / 1024).toFixed(0)} MiB sampled at most: anon ${(anon / 1024).toFixed(0)}, file ${(file / 1024).toFixed(0)} MiB`;
+  }
+
   private sample(): void {
     try {
-      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
-      if (hwm !== null) this.peakKiB = Math.max(this.peakKiB, Number(hwm[1]));
+      const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+      const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+      this.peakKiB = Math.max(this.peakKiB, kib('VmHWM'));
+      const rss = kib('VmRSS');
+      if (rss > this.peakParts.rss) this.peakParts = { rss, anon: kib('RssAnon'), file: kib('RssFile') };
     } catch {
       /* exited */
     }
@@ -448,6 +459,7 @@ async function drainScenario(
     figures.drainRecordsPerS = figures.drained / ((Date.now() - drainStart) / 1000);
     figures.duplicates = sink.counts.duplicates;
     figures.drainMaxRssMiB = gateway.maxRssMiB;
+    console.log(`    drain (${cgroup.name}): RSS ${gateway.peakComposition}`);
     figures.oomKills = cgroup.usage().oomKills;
   } finally {
     gateway.child.stdin?.end();

@@ -154,6 +154,45 @@ t.test(
   },
 );
 
+t.test(
+  'heartbeats only when idle: none while PUBACKs keep coming, back when quiet; a partition right after traffic is noticed as fast',
+  async (t) => {
+    const rig = await syncRig(t);
+    const beats = rig.gateway.heartbeat.counters;
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    await rig.waitFor('a heartbeat acknowledged', () => beats.acked > 0);
+    // Steady traffic: the next record as soon as the last one is acknowledged, for several intervals.
+    const [sentBefore, skippedBefore] = [beats.sent, beats.skipped];
+    let seq = 1;
+    // Bounded, so a heartbeat that never skips fails here instead of looping.
+    while (beats.skipped - skippedBefore < 4 && seq <= 400) {
+      const [id] = await rig.insert(seq, 1, () => 1);
+      seq++;
+      await rig.waitFor(`record ${seq - 1} acknowledged`, () => rig.seen.has(id as string));
+    }
+    t.ok(beats.skipped - skippedBefore >= 4, `${beats.skipped - skippedBefore} heartbeats skipped`);
+    t.ok(
+      beats.sent - sentBefore <= 1,
+      `${beats.sent - sentBefore} heartbeats sent while ${seq - 1} records were acknowledged (${beats.skipped - skippedBefore} skipped; one may have been due as traffic began)`,
+    );
+    const sentWhileBusy = beats.sent;
+    await rig.waitFor('a heartbeat once the traffic stopped', () => beats.sent > sentWhileBusy);
+
+    // Partition right after a record's PUBACK (the heartbeat was last skipped for it): the beat is
+    // due an interval after that PUBACK, so detection stays within interval + PUBACK deadline.
+    const [last] = await rig.insert(seq, 1, () => 1);
+    await rig.waitFor('the last record acknowledged', () => rig.seen.has(last as string));
+    const cutAt = Date.now();
+    rig.proxy.blackhole = true;
+    await rig.waitFor('the dead socket noticed', () => !rig.gateway.session.isConnected, 10_000);
+    const detectedMs = Date.now() - cutAt;
+    t.comment(`split brain detected ${detectedMs} ms after a partition that followed a record's PUBACK`);
+    t.ok(detectedMs <= 500 + 600 + 400, `detected within interval + timeout (${detectedMs} ms)`);
+    rig.proxy.blackhole = false;
+    await rig.waitFor('back online', () => rig.gateway.session.isConnected);
+  },
+);
+
 t.test('FMEA connection reset / cut mid-packet / latency: nothing lost', async (t) => {
   const rig = await syncRig(t);
   await rig.waitFor('online', () => rig.gateway.session.isConnected);

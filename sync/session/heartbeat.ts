@@ -1,12 +1,17 @@
 // Split-brain detection (FMEA "network partition", DESIGN §5): a QoS 1 heartbeat whose PUBACK must
 // arrive within the timeout. A socket that looks alive but carries nothing is closed (by the session,
 // as for any PUBLISH whose PUBACK does not come), so it reconnects instead of waiting for TCP or the
-// 5-minute keep-alive to notice.
+// 5-minute keep-alive to notice. Any PUBACK proves the same (issue 15): a heartbeat goes out only
+// when nothing was acknowledged for a whole interval, and is due an interval after the last PUBACK,
+// so a partition is noticed no later than with a beat every interval.
+import type { Subscription } from 'rxjs';
 import type { MqttSession } from './mqtt-session.js';
 import type { Clock } from '../../core/clock.js';
 
 export interface HeartbeatCounters {
   sent: number;
+  /** Beats not sent because another PUBACK within the interval had shown the connection alive. */
+  skipped: number;
   acked: number;
   missed: number;
   /** How long the last missed heartbeat took to close the connection, from its publish. */
@@ -14,8 +19,11 @@ export interface HeartbeatCounters {
 }
 
 export class Heartbeat {
-  readonly counters: HeartbeatCounters = { sent: 0, acked: 0, missed: 0, lastDetectionMs: null };
+  readonly counters: HeartbeatCounters = { sent: 0, skipped: 0, acked: 0, missed: 0, lastDetectionMs: null };
   private timer: NodeJS.Timeout | null = null;
+  private pubacks: Subscription | null = null;
+  /** When the broker last acknowledged anything (monotonic ms); null before the first PUBACK. */
+  private lastPubackMs: number | null = null;
 
   constructor(
     private readonly session: MqttSession,
@@ -27,10 +35,19 @@ export class Heartbeat {
   ) {}
 
   start(): void {
-    this.schedule();
+    this.pubacks ??= this.session.pubacks.subscribe(() => {
+      this.lastPubackMs = this.clock.monoMs();
+    });
+    this.schedule(this.intervalMs);
   }
 
   stop(): void {
+    this.pubacks?.unsubscribe();
+    this.pubacks = null;
+    this.cancel();
+  }
+
+  private cancel(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -42,18 +59,23 @@ export class Heartbeat {
   /** Changes the interval (the `set_interval` command); takes effect from the next beat. */
   setInterval(ms: number): void {
     this.intervalMs = ms;
-    this.stop();
-    this.schedule();
+    this.cancel();
+    this.schedule(this.intervalMs);
   }
 
-  private schedule(): void {
-    this.timer = setTimeout(
-      () =>
-        void this.beat().finally(() => {
-          if (this.timer !== null) this.schedule();
-        }),
-      this.intervalMs,
-    );
+  private schedule(delayMs: number): void {
+    this.timer = setTimeout(() => {
+      const quietMs = this.lastPubackMs === null ? Infinity : this.clock.monoMs() - this.lastPubackMs;
+      // A timer may fire a hair before the interval is over by the clock: that is not "recently".
+      if (quietMs < this.intervalMs - Math.min(1000, this.intervalMs / 10)) {
+        this.counters.skipped++;
+        this.schedule(this.intervalMs - quietMs);
+        return;
+      }
+      void this.beat().finally(() => {
+        if (this.timer !== null) this.schedule(this.intervalMs);
+      });
+    }, delayMs);
   }
 
   private async beat(): Promise<void> {

@@ -160,6 +160,7 @@ export class MqttSession {
     reason: 'start',
   });
   private readonly messagesSubject = new Subject<IncomingMessage>();
+  private readonly pubacksSubject = new Subject<void>();
   private readonly client: MqttClient;
   private failuresInRow = 0;
   private lastOutcome: ConnectOutcome | null = null;
@@ -272,6 +273,11 @@ export class MqttSession {
     return this.messagesSubject.asObservable();
   }
 
+  /** Each PUBACK the broker sent, whatever its reason code: proof that the connection carries data both ways. */
+  get pubacks(): Observable<void> {
+    return this.pubacksSubject.asObservable();
+  }
+
   /**
    * Publishes at QoS 1 and resolves with the PUBACK reason code (0x00, or 0x10 no matching
    * subscribers) once it arrives. No PUBACK within the timeout: the connection is closed (a broker
@@ -307,10 +313,12 @@ export class MqttSession {
       outcome = await this.publishOnce(topic, payload, properties, options.dup ?? false, timeoutMs);
     } catch (err) {
       this.sendQuota.release(slot);
+      if (err instanceof PublishError && err.code === 'PUBACK_ERROR') this.pubacksSubject.next();
       throw err;
     }
     if (outcome !== 'timeout') {
       this.sendQuota.release(slot);
+      this.pubacksSubject.next();
       return outcome;
     }
     // The slot stays taken: the broker may still hold this PUBLISH until the connection ends.
@@ -461,6 +469,7 @@ export class MqttSession {
     this.connectedSubject.complete();
     this.stateSubject.complete();
     this.messagesSubject.complete();
+    this.pubacksSubject.complete();
   }
 
   /** DISCONNECT and close; a broker that does not let go within END_TIMEOUT_MS gets the socket dropped. */

@@ -39,6 +39,8 @@ export function registerSessionMetrics(
   m.counter('v2c_heartbeats_total', 'Application heartbeats by outcome', ['result'], () => [
     [{ result: 'acked' }, heartbeat.counters.acked],
     [{ result: 'missed' }, heartbeat.counters.missed],
+    // Not sent: another PUBACK within the interval had shown the connection alive.
+    [{ result: 'skipped' }, heartbeat.counters.skipped],
   ]);
   m.counter('v2c_commands_total', 'Remote commands by command and result', ['command', 'result'], () =>
     commands.counts.samples('command', 'result'),
