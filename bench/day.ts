@@ -2,6 +2,7 @@
 // (1-minute windows sent live as single records, heartbeat after 30 s without a PUBACK, broker time hourly), over
 // mutual TLS, counted on the TCP connection by a relay in front of Mosquitto. A day of heartbeats
 // cannot run in a bench's minutes, so each part is measured and the day is their sum.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,10 +10,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { referenceDriveRecords } from './rig/drive-records.js';
 import { startLocalBroker } from './rig/local-broker.js';
-import { SampleRecords } from './rig/sample-records.js';
 import { systemClock } from '../core/clock.js';
-import { referenceVehicleConfig } from '../core/config.js';
-import { startGateway } from '../gateway/gateway.js';
+import { referenceVehicleConfig, type GatewayConfig } from '../core/config.js';
+import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { recordId, traceIdOf } from '../proto/record-id.js';
+import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
 import { TelemetrySink } from '../receiver/telemetry-sink.js';
@@ -46,6 +48,39 @@ async function countingRelay(
   };
 }
 
+/**
+ * A gateway started on `config`: the bytes of its connection (TLS, CONNECT, SUBSCRIBEs, first time
+ * exchange) and of 1,440 one-minute windows of the reference drive, each sent live as a gateway
+ * does once a minute. The gateway is left running.
+ */
+async function liveDay(
+  config: GatewayConfig,
+  relay: { bytes: () => number },
+  drive: readonly VehicleTelemetry[],
+): Promise<{ gateway: GatewayHandle; connectBytes: number; recordBytes: number }> {
+  const start = relay.bytes();
+  const gateway = await startGateway(config, systemClock, () => undefined, {
+    linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }),
+    ignition: null,
+    led: null,
+  });
+  while (!gateway.session.isConnected || gateway.time.reference === null) await sleep(20);
+  await sleep(200);
+  const connectBytes = relay.bytes() - start;
+  const run = randomUUID();
+  const before = relay.bytes();
+  for (let i = 0; i < 1440; i++) {
+    const template = drive[i % drive.length] as VehicleTelemetry;
+    // Ids as the pipeline makes them: derived from the run and the sequence.
+    const messageId = recordId(run, i + 1);
+    const record = { ...template, correlationId: run, messageId, traceId: traceIdOf(messageId), sequence: i + 1 };
+    await gateway.store.insert(record, Date.now());
+    while ((await gateway.store.count()) > 0) await sleep(1);
+  }
+  await sleep(200);
+  return { gateway, connectBytes, recordBytes: relay.bytes() - before };
+}
+
 export async function daySection(): Promise<void> {
   console.log(
     '\nday: cellular bytes per vehicle per day at the default configuration (mutual TLS, counted on the TCP connection)',
@@ -61,38 +96,27 @@ export async function daySection(): Promise<void> {
     tls: benchCloudTls(pki),
   });
   const relay = await countingRelay(broker.port);
-  // Records come from the bench, not from CAN: an empty trace.
-  const config = referenceVehicleConfig({
-    mqttUrl: `mqtts://127.0.0.1:${relay.port}`,
-    storeDir: join(dir, 'store'),
-    tls: { ca: pki.ca.cert, ...pki.devices.valid },
-    trace: '/dev/null',
-  });
-  config.clock.ntp = false;
-  // The defaults, except a heartbeat long enough not to fall into the record measurement.
-  config.mqtt.heartbeatS = 3600;
-  const gateway = await startGateway(config, systemClock, () => undefined, {
-    linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }),
-    ignition: null,
-    led: null,
-  });
-  while (!gateway.session.isConnected || gateway.time.reference === null) await sleep(20);
-  await sleep(200);
-  const connectBytes = relay.bytes();
-
-  // 1,440 one-minute windows of the reference drive, each sent live (as a gateway does once a minute).
   const drive = (await referenceDriveRecords(60_000)).records.filter((r) => r.priority === 1);
-  const ids = new SampleRecords(1);
-  const before = relay.bytes();
-  for (let i = 0; i < 1440; i++) {
-    const template = drive[i % drive.length] ?? drive[0];
-    if (template === undefined) throw new Error('no windows in the reference drive');
-    const record = { ...template, messageId: ids.record(i + 1, 1).messageId, sequence: i + 1 };
-    await gateway.store.insert(record, Date.now());
-    while ((await gateway.store.count()) > 0) await sleep(1);
-  }
-  await sleep(200);
-  const recordBytes = relay.bytes() - before;
+  if (drive.length === 0) throw new Error('no windows in the reference drive');
+  // Records come from the bench, not from CAN: an empty trace.
+  const configFor = (liveEncoding: 'compact' | 'row', store: string): GatewayConfig => {
+    const c = referenceVehicleConfig({
+      mqttUrl: `mqtts://127.0.0.1:${relay.port}`,
+      storeDir: join(dir, store),
+      tls: { ca: pki.ca.cert, ...pki.devices.valid },
+      trace: '/dev/null',
+    });
+    c.clock.ntp = false;
+    c.mqtt.liveEncoding = liveEncoding;
+    // The defaults, except a heartbeat long enough not to fall into the record measurement.
+    c.mqtt.heartbeatS = 3600;
+    return c;
+  };
+  // The baseline first, from the same run: row-wise protobuf records, as before issue 15.
+  const rowWise = await liveDay(configFor('row', 'store-row'), relay, drive);
+  await rowWise.gateway.stop(2000);
+  const config = configFor('compact', 'store');
+  const { gateway, connectBytes, recordBytes } = await liveDay(config, relay, drive);
 
   // Heartbeats and broker-time exchanges, a few of each.
   const hb0 = relay.bytes();
@@ -109,8 +133,9 @@ export async function daySection(): Promise<void> {
   gateway.heartbeat.setInterval(300);
   const beats0 = gateway.heartbeat.counters.sent;
   for (let i = 0; i < SCALED_MINUTES; i++) {
-    const template = drive[i % drive.length] as (typeof drive)[number];
-    const record = { ...template, messageId: ids.record(5000 + i, 1).messageId, sequence: 5000 + i };
+    const template = drive[i % drive.length] as VehicleTelemetry;
+    const messageId = recordId(template.correlationId, 5000 + i);
+    const record = { ...template, messageId, traceId: traceIdOf(messageId), sequence: 5000 + i };
     await gateway.store.insert(record, Date.now());
     await sleep(600);
   }
@@ -147,18 +172,21 @@ export async function daySection(): Promise<void> {
   };
   const total = day.records + day.heartbeats + day.time + day.connect;
   const kb = (b: number): string => `${(b / 1024).toFixed(1).padStart(8)} KiB`;
-  const row = (label: string, bytes: number): void => console.log(`    ${label.padEnd(86)} ${kb(bytes)}`);
-  row(`1,440 P1 records (measured: ${(recordBytes / 1440).toFixed(0)} B each with PUBACK and TLS)`, day.records);
-  row(
+  const line = (label: string, bytes: number): void => console.log(`    ${label.padEnd(86)} ${kb(bytes)}`);
+  line(
+    `1,440 P1 records, compact (measured: ${(recordBytes / 1440).toFixed(0)} B each with PUBACK and TLS)`,
+    day.records,
+  );
+  line(
     `${heartbeatsPerDay.toLocaleString('en-US')} heartbeats (30 s with no other PUBACK; ${perHeartbeat.toFixed(0)} B each measured)`,
     day.heartbeats,
   );
-  row(`24 broker-time exchanges (hourly; ${perTime.toFixed(0)} B each measured)`, day.time);
-  row('1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)', day.connect);
-  row(`total per vehicle per day = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`, total);
-  const everyInterval = total - day.heartbeats + 2880 * perHeartbeat;
-  row(
-    `baseline, same run: a heartbeat every 30 s whatever else went (2,880) = ${(everyInterval / 1e6).toFixed(2)} MB`,
-    everyInterval,
-  );
+  line(`24 broker-time exchanges (hourly; ${perTime.toFixed(0)} B each measured)`, day.time);
+  line('1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)', day.connect);
+  line(`total per vehicle per day = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`, total);
+  const baseline = rowWise.recordBytes + 2880 * perHeartbeat + day.time + rowWise.connectBytes;
+  console.log('  baseline, same run: records row-wise, a heartbeat every 30 s whatever else went (as before issue 15)');
+  line(`1,440 P1 records, row-wise (measured: ${(rowWise.recordBytes / 1440).toFixed(0)} B each)`, rowWise.recordBytes);
+  line(`2,880 heartbeats (${perHeartbeat.toFixed(0)} B each)`, 2880 * perHeartbeat);
+  line(`total = ${(baseline / 1e6).toFixed(2)} MB; now ${((100 * total) / baseline).toFixed(0)} % of it`, baseline);
 }

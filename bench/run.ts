@@ -25,6 +25,7 @@ import { projectRoot } from '../core/project-root.js';
 import type { StorageFigures } from './storage.js';
 import { referenceDriveRecords } from './rig/drive-records.js';
 import { packBatch } from '../proto/batch-packer.js';
+import { CompactEncoder } from '../proto/compact-record.js';
 import { encodeBatch, encodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import { zstdCompress } from '../proto/zstd.js';
 import { publishPacketBytes, type PublishProperties } from '../sync/session/mqtt-session.js';
@@ -190,6 +191,14 @@ async function wireSection(): Promise<void> {
       batch.map((r) => encodeTelemetry(r)),
       topic('vehicle'),
       single,
+    );
+    // Live records since issue 15: values under a layout sent once (its bytes are not in this row).
+    const compact = new CompactEncoder(resolution);
+    perMessage(
+      'compact, one message per record (ours, live)',
+      batch.map((r) => compact.encode(r).payload),
+      topic('compact'),
+      { userProperties: {} },
     );
     const rowWise = encodeBatch({
       batchId: BASELINE_BATCH_ID,

@@ -209,6 +209,12 @@ export const configSchema = z
         retryDelayMs: z.number().int().min(10).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),
         /** Messages (single records or batches) in flight (published, PUBACK pending) at most. */
         inflight: z.number().int().min(1).max(1000).default(50),
+        /**
+         * Live P0/P1 records: `compact` (values under a layout published once, retained; issue 15)
+         * or `row` (a whole protobuf record each). Compact falls back to row-wise on a broker
+         * without retained messages.
+         */
+        liveEncoding: z.enum(['compact', 'row']).default('compact'),
         heartbeatS: z.number().min(0.05).max(3600).default(30),
         /** PUBACK deadline for the heartbeat; missing it closes the socket (split brain). */
         heartbeatTimeoutMs: z.number().int().min(50).max(MAX_TIMER_MS, TIMER_LIMIT).default(5000),

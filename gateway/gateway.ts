@@ -92,7 +92,7 @@ export function readBootId(): string {
 /** `v2c/v1/{region}/{vehicle_id}/{suffix}` (the spec's topic tree). */
 export function vehicleTopic(
   config: GatewayConfig,
-  suffix: 'telemetry/vehicle' | 'telemetry/batch' | 'status/heartbeat',
+  suffix: 'telemetry/vehicle' | 'telemetry/batch' | 'telemetry/compact' | 'telemetry/layout' | 'status/heartbeat',
 ): string {
   return `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/${suffix}`;
 }
@@ -377,6 +377,9 @@ async function wire(
       vehicleId: config.vehicle.id,
       vehicleTopic: vehicleTopic(config, 'telemetry/vehicle'),
       batchTopic: vehicleTopic(config, 'telemetry/batch'),
+      liveEncoding: m.liveEncoding,
+      compactTopic: vehicleTopic(config, 'telemetry/compact'),
+      layoutTopicPrefix: vehicleTopic(config, 'telemetry/layout'),
       inflight: m.inflight,
       batchMinRecords: config.batch.minRecords,
       batchMaxRecords: config.batch.maxRecords,

@@ -98,10 +98,29 @@ export interface TelemetryBatch {
   columns?: RecordColumns;
 }
 
+/** A live record in the compact encoding (proto/compact-record.ts): values under a RecordLayout. */
+export interface CompactRecord {
+  version: number;
+  layoutId: Uint8Array;
+  values: number[];
+  exact: number[];
+  texts: string[];
+  rest?: Partial<VehicleTelemetry>;
+}
+
+export interface RecordLayout {
+  layoutId: Uint8Array;
+  numbers: Array<{ path: string; scale: number; offset: number }>;
+  texts: string[];
+  context: Partial<VehicleTelemetry>;
+}
+
 const root = protobuf.loadSync(join(projectRoot(), 'proto', 'telemetry.proto'));
 /** The VehicleTelemetry message type, for code that walks its fields (proto/record-columns.ts). */
 export const recordType = root.lookupType('v2c.telemetry.v1.VehicleTelemetry');
 const batchType = root.lookupType('v2c.telemetry.v1.TelemetryBatch');
+const compactType = root.lookupType('v2c.telemetry.v1.CompactRecord');
+const layoutType = root.lookupType('v2c.telemetry.v1.RecordLayout');
 const toObjectOptions: protobuf.IConversionOptions = {
   longs: Number,
   enums: Number,
@@ -133,6 +152,22 @@ export function encodeBatch(batch: TelemetryBatch): Uint8Array {
 
 export function decodeBatch(payload: Uint8Array): TelemetryBatch {
   return fromWire(batchType, payload) as unknown as TelemetryBatch;
+}
+
+export function encodeCompact(record: CompactRecord): Uint8Array {
+  return compactType.encode(compactType.fromObject(record)).finish();
+}
+
+export function decodeCompact(payload: Uint8Array): CompactRecord {
+  return fromWire(compactType, payload) as unknown as CompactRecord;
+}
+
+export function encodeLayout(layout: RecordLayout): Uint8Array {
+  return layoutType.encode(layoutType.fromObject(layout)).finish();
+}
+
+export function decodeLayout(payload: Uint8Array): RecordLayout {
+  return fromWire(layoutType, payload) as unknown as RecordLayout;
 }
 
 function fromWire(type: protobuf.Type, payload: Uint8Array): Record<string, unknown> {

@@ -8,7 +8,11 @@ import { makePrivateDir } from '../core/private-files.js';
 import { join } from 'node:path';
 import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';
+import { CompactRecordError, decodeCompactRecord, layoutKey } from '../proto/compact-record.js';
+import { RecordColumnsError } from '../proto/record-columns.js';
+import { LayoutCache } from './layout-cache.js';
 import {
+  decodeCompact,
   decodeTelemetry,
   SCHEMA_VERSION,
   TelemetryDecodeError,
@@ -43,7 +47,7 @@ export interface SinkCounts {
 const DEAD_LETTER_PAYLOAD_BYTES = 1 << 20;
 const DEFAULT_MAX_DEAD_LETTER_BYTES = 64 << 20;
 
-const TOPIC = /^v2c\/v1\/([a-z0-9-]+)\/([A-Za-z0-9_-]+)\/telemetry\/(vehicle|batch)$/;
+const TOPIC = /^v2c\/v1\/([a-z0-9-]+)\/([A-Za-z0-9_-]+)\/telemetry\/(vehicle|batch|compact|layout\/([0-9a-f]{16}))$/;
 
 const TIME_REQUEST = /^v2c\/v1\/[^/]+\/[^/]+\/time\/request$/;
 
@@ -63,6 +67,8 @@ export class TelemetrySink {
   /** Refusals counted but not written (the directory at its limit, or a write that failed). */
   deadLettersNotKept = 0;
   private lastMessageAt = Date.now();
+  /** Layouts of compact records, and the records that came before their layout. */
+  private readonly layouts = new LayoutCache<{ topic: string; payload: Buffer; packet: IPublishPacket }>();
   /** Subscriptions made: 1 at start, one more after each reconnect to a broker that had lost the session. */
   subscribed = 0;
 
@@ -154,8 +160,17 @@ export class TelemetrySink {
     const match = TOPIC.exec(topic);
     if (match === null) return this.reject(topic, payload, props, 'topic', `not a telemetry topic: ${topic}`);
     const vehicleId = match[2] as string;
+    for (const late of this.layouts.expired(Date.now()))
+      this.reject(late.item.topic, late.item.payload, {}, 'unknown_layout', `no layout ${late.key} arrived`);
     let records: VehicleTelemetry[];
-    if (match[3] === 'batch') {
+    if (match[4] !== undefined) {
+      await this.learnLayout(topic, match[4], payload, props);
+      return;
+    } else if (match[3] === 'compact') {
+      const record = this.decodeCompact(topic, payload, packet, props);
+      if (record === null) return;
+      records = [record];
+    } else if (match[3] === 'batch') {
       const batch = await this.unpack(topic, payload, props);
       if (batch === null) return;
       records = batch.records;
@@ -168,6 +183,54 @@ export class TelemetrySink {
       }
     }
     this.accept(topic, vehicleId, records, props);
+  }
+
+  /** A layout (retained on the broker): learnt, then the records that waited for it are taken in. */
+  private async learnLayout(
+    topic: string,
+    key: string,
+    payload: Buffer,
+    props: Record<string, string | string[]>,
+  ): Promise<void> {
+    // An empty retained message clears a layout at the broker; it is not a layout.
+    if (payload.byteLength === 0) return;
+    let waiting;
+    try {
+      waiting = this.layouts.learn(key, payload);
+    } catch (err) {
+      if (err instanceof CompactRecordError || err instanceof TelemetryDecodeError)
+        return this.reject(topic, payload, props, 'layout', err.message);
+      throw err;
+    }
+    for (const w of waiting) await this.handle(w.topic, w.payload, w.packet);
+  }
+
+  /** A compact record; null when refused or kept until its layout arrives. */
+  private decodeCompact(
+    topic: string,
+    payload: Buffer,
+    packet: IPublishPacket,
+    props: Record<string, string | string[]>,
+  ): VehicleTelemetry | null {
+    try {
+      return decodeCompactRecord(payload, this.layouts.get);
+    } catch (err) {
+      if (err instanceof CompactRecordError && err.code === 'COMPACT_UNKNOWN_LAYOUT') {
+        const key = layoutKey(decodeCompact(payload).layoutId);
+        if (this.layouts.park(key, { topic, payload, packet }, Date.now())) return null;
+        this.reject(topic, payload, props, 'unknown_layout', `${err.message}, and too many records wait for theirs`);
+        return null;
+      }
+      if (
+        err instanceof CompactRecordError ||
+        err instanceof TelemetryDecodeError ||
+        err instanceof RecordColumnsError
+      ) {
+        this.reject(topic, payload, props, 'decode', err.message);
+        return null;
+      }
+      throw err;
+    }
   }
 
   /**

@@ -1,3 +1,7 @@
+import type { ResolutionTable } from '../proto/record-columns.js';
+import { LayoutCache } from '../receiver/layout-cache.js';
+import { decodeCompactRecord } from '../proto/compact-record.js';
+import { decodeTelemetry, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SampleRecords } from '../bench/rig/sample-records.js';
 import type { TelemetryStore } from '../sync/store/telemetry-store.js';
@@ -78,4 +82,52 @@ export async function insertSamples(
     if (await store.insert(record, Date.now())) ids.push(record.messageId);
   }
   return ids;
+}
+
+/**
+ * Reads live records off the wire as a receiver does: learns each layout published on
+ * telemetry/layout/<id> and decodes compact and row-wise records with them.
+ */
+export class LiveReader {
+  private readonly layouts = new LayoutCache<never>();
+
+  /** The record a PUBLISH carries; null for a layout or any other topic. */
+  read(topic: string, payload: Uint8Array): VehicleTelemetry | null {
+    const layout = /\/telemetry\/layout\/([0-9a-f]{16})$/.exec(topic);
+    if (layout !== null) {
+      this.layouts.learn(layout[1] as string, payload);
+      return null;
+    }
+    if (topic.endsWith('/telemetry/compact')) return decodeCompactRecord(payload, this.layouts.get);
+    if (topic.endsWith('/telemetry/vehicle')) return decodeTelemetry(payload);
+    return null;
+  }
+}
+
+/** Every scalar leaf of a record by its dotted path (what a round trip must keep). */
+function leaves(value: unknown, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array)) {
+    for (const [k, v] of Object.entries(value)) leaves(v, prefix === '' ? k : `${prefix}.${k}`, out);
+  } else out.set(prefix, Array.isArray(value) ? JSON.stringify(value) : value);
+  return out;
+}
+
+/** Differences between two records beyond each numeric field's resolution; `ignore` names paths left out. */
+export function recordDifferences(
+  a: VehicleTelemetry,
+  b: VehicleTelemetry,
+  resolution: ResolutionTable,
+  ignore: ReadonlySet<string> = new Set(),
+): string[] {
+  const [la, lb] = [leaves(a), leaves(b)];
+  const problems: string[] = [];
+  for (const path of new Set([...la.keys(), ...lb.keys()])) {
+    if (ignore.has(path)) continue;
+    const [x, y] = [la.get(path), lb.get(path)];
+    if (typeof x === 'number' && typeof y === 'number') {
+      const step = resolution(path)?.scale ?? 0;
+      if (Math.abs(x - y) > step / 2 + 1e-9 * Math.max(1, Math.abs(x))) problems.push(`${path}: ${x} → ${y}`);
+    } else if (x !== y) problems.push(`${path}: ${String(x)} → ${String(y)}`);
+  }
+  return problems;
 }

@@ -293,6 +293,10 @@ t.test('mutual TLS', async (t) => {
         vehicleId: BENCH_OTHER_VEHICLE_ID,
         vehicleTopic: other,
         batchTopic: other.replace('/vehicle', '/batch'),
+        // Row-wise: the vehicle topic itself is what the broker must refuse here.
+        liveEncoding: 'row',
+        compactTopic: other.replace('/vehicle', '/compact'),
+        layoutTopicPrefix: other.replace('/vehicle', '/layout'),
         inflight: 10,
         batchMinRecords: 25,
         batchMaxRecords: 50,

@@ -1,6 +1,6 @@
 // simulator → pty → gateway → Mosquitto → subscriber, checked against the trace's ground truth.
 import t from 'tap';
-import { waitUntil } from './helpers.js';
+import { LiveReader, waitUntil } from './helpers.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { systemClock } from '../core/clock.js';
 import { openTrace, readTrace } from '../drivers/trace-source.js';
 import { DecodeError } from '../drivers/dbc/decoder.js';
 import { MalformedLine } from '../drivers/can-frame.js';
-import { RecordKind, decodeTelemetry, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import { RecordKind, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { projectRoot } from '../core/project-root.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
@@ -64,9 +64,10 @@ async function subscribe(
     clientId: `test-sub-${process.pid}-${Math.random()}`,
     ...benchCloudTls(pki),
   });
-  client.on('message', (_topic, payload) => {
-    const r = decodeTelemetry(payload);
-    received.set(r.messageId, r);
+  const reader = new LiveReader();
+  client.on('message', (topic, payload) => {
+    const r = reader.read(topic, payload);
+    if (r !== null) received.set(r.messageId, r);
   });
   await client.subscribeAsync('v2c/v1/+/+/telemetry/#', { qos: 1 });
   return { received, close: () => client.endAsync() };

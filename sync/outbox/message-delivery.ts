@@ -2,7 +2,8 @@
 // the broker's packet limit), or an upload over HTTPS; on delivery the records leave the store, on
 // failure the broker's answer becomes a hold (record-holds.ts).
 import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../../proto/batch-packer.js';
-import { encodeTelemetry, SCHEMA_VERSION } from '../../proto/telemetry-codec.js';
+import type { IConnackPacket } from 'mqtt';
+import { LiveEncoding, type LiveMessage } from './live-encoding.js';
 import { publishPacketBytes, type PublishProperties } from '../session/mqtt-session.js';
 import { UploadError, type BatchUploader } from '../offload/https-offload.js';
 import type { StoredRecord } from '../store/stored-record.js';
@@ -12,13 +13,29 @@ import type { RecordHolds } from './record-holds.js';
 export class MessageDelivery {
   /** Records published at least once: a resend carries DUP. */
   private readonly sentBefore = new Set<string>();
+  private readonly live: LiveEncoding;
+  /** Layout PUBLISHes waiting for their PUBACK, by topic. */
+  private readonly announcing = new Map<string, Promise<void>>();
+  /** The CONNACK the layouts were announced under: a new session at the broker may have lost them. */
+  private connack: IConnackPacket | null = null;
 
   constructor(
     private readonly settings: OutboxSettings,
     private readonly parts: OutboxCollaborators,
     private readonly counters: SenderCounters,
     private readonly holds: RecordHolds,
-  ) {}
+  ) {
+    this.live = new LiveEncoding(
+      {
+        mode: settings.liveEncoding,
+        vehicleTopic: settings.vehicleTopic,
+        compactTopic: settings.compactTopic,
+        layoutTopic: (key) => `${settings.layoutTopicPrefix}/${key}`,
+        resolution: settings.resolution,
+      },
+      parts.clock,
+    );
+  }
 
   /** The records as a batch, each corrected as it leaves. */
   private pack(records: readonly StoredRecord[]): Promise<PackedBatch> {
@@ -89,18 +106,46 @@ export class MessageDelivery {
   }
 
   async sendSingle(stored: StoredRecord): Promise<void> {
-    const payload = encodeTelemetry(this.parts.prepare(stored.record));
-    const properties: PublishProperties = {
-      contentType: 'application/x-protobuf',
-      userProperties: { schema_version: SCHEMA_VERSION },
-    };
-    const bytes = publishPacketBytes(this.settings.vehicleTopic, payload, properties);
-    if (bytes > this.parts.session.maxPacketBytes) {
-      await this.tooLarge(stored, this.settings.vehicleTopic, bytes);
+    const connack = this.parts.session.connack;
+    if (connack !== this.connack) {
+      this.connack = connack;
+      if (connack?.sessionPresent !== true) this.live.forgetLayouts();
+    }
+    const prepared = this.parts.prepare(stored.record);
+    let { layout, record } = this.live.encode(prepared, connack?.properties?.retainAvailable !== false);
+    // A layout over this broker's packet limit could never be learnt: the record goes row-wise.
+    const max = this.parts.session.maxPacketBytes;
+    if (layout !== null && publishPacketBytes(layout.topic, layout.payload, layout.properties) > max)
+      ({ layout, record } = this.live.encode(prepared, false));
+    const bytes = publishPacketBytes(record.topic, record.payload, record.properties);
+    if (bytes > max) {
+      await this.tooLarge(stored, record.topic, bytes);
       return;
     }
+    if (layout !== null) {
+      // The receiver must be able to have the layout before the record that needs it. Records
+      // sent meanwhile wait for the same PUBLISH instead of making their own.
+      let announcing = this.announcing.get(layout.topic);
+      if (announcing === undefined) {
+        announcing = this.publishLayout(layout).finally(() => this.announcing.delete(layout.topic));
+        this.announcing.set(layout.topic, announcing);
+      }
+      try {
+        await announcing;
+      } catch (err) {
+        this.holds.failed(err, [stored], layout.topic);
+        return;
+      }
+    }
     this.counters.singles++;
-    await this.deliver('single', [stored], this.settings.vehicleTopic, payload, properties);
+    await this.deliver('single', [stored], record.topic, record.payload, record.properties);
+  }
+
+  private async publishLayout(layout: LiveMessage): Promise<void> {
+    this.parts.link.meter(publishPacketBytes(layout.topic, layout.payload, layout.properties));
+    this.counters.bytesSent += layout.payload.byteLength;
+    await this.parts.session.publish(layout.topic, layout.payload, layout.properties, { retain: true });
+    this.live.layoutPublished(layout.topic);
   }
 
   /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */

@@ -10,11 +10,17 @@ import type { BatchUploader } from '../offload/https-offload.js';
 import type { StoredRecord } from '../store/stored-record.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import type { DrainPacer } from '../drain-pacer.js';
+import type { LiveEncodingMode } from './live-encoding.js';
 
 export interface OutboxSettings {
   vehicleId: string;
   vehicleTopic: string;
   batchTopic: string;
+  /** Live records: compact (values under a layout the receiver learns once) or row-wise protobuf. */
+  liveEncoding: LiveEncodingMode;
+  compactTopic: string;
+  /** Layouts are published retained on `${layoutTopicPrefix}/<layout id in hex>`. */
+  layoutTopicPrefix: string;
   /** Messages (single records or batches) waiting for their PUBACK at most. */
   inflight: number;
   /** A P1 backlog longer than this goes out in batches; P2 waits until it has this many... */
@@ -65,7 +71,7 @@ export type OutboxStore = Pick<TelemetryStore, 'inserted' | 'pending' | 'remove'
 /** What it needs of the MQTT session. */
 export type PublishChannel = Pick<
   MqttSession,
-  'connected' | 'isConnected' | 'sendQuota' | 'publish' | 'maxPacketBytes' | 'ownMaxPacketBytes'
+  'connected' | 'isConnected' | 'sendQuota' | 'publish' | 'maxPacketBytes' | 'ownMaxPacketBytes' | 'connack'
 >;
 export type DeadLetterSink = Pick<DeadLetterFile, 'write' | 'path'>;
 /** What the link allows now (link-controller.ts), and the meter for what a metered link carries. */

@@ -55,8 +55,11 @@ export interface SessionTls {
 }
 
 export interface PublishProperties {
-  contentType: string;
+  /** Left out where the topic says what the payload is (compact records: every byte counts). */
+  contentType?: string;
   userProperties: Record<string, string>;
+  /** Seconds the broker keeps the message (a retained layout must not outlive its use for ever). */
+  messageExpiryInterval?: number;
   /** Request/response (MQTT 5): where the answer goes and what it must carry back. */
   responseTopic?: string;
   correlationData?: Buffer;
@@ -289,7 +292,7 @@ export class MqttSession {
     topic: string,
     payload: Uint8Array,
     publishProperties: PublishProperties,
-    options: { dup?: boolean; timeoutMs?: number } = {},
+    options: { dup?: boolean; timeoutMs?: number; retain?: boolean } = {},
   ): Promise<number> {
     // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
     const { userProperties, ...rest } = publishProperties;
@@ -310,7 +313,7 @@ export class MqttSession {
     try {
       // The connection may have ended while this publish waited for a slot.
       if (!this.isConnected) throw new PublishError('NOT_CONNECTED', 'not connected to the broker');
-      outcome = await this.publishOnce(topic, payload, properties, options.dup ?? false, timeoutMs);
+      outcome = await this.publishOnce(topic, payload, properties, options, timeoutMs);
     } catch (err) {
       this.sendQuota.release(slot);
       if (err instanceof PublishError && err.code === 'PUBACK_ERROR') this.pubacksSubject.next();
@@ -336,7 +339,7 @@ export class MqttSession {
     topic: string,
     payload: Uint8Array,
     properties: Partial<PublishProperties>,
-    dup: boolean,
+    { dup = false, retain = false }: { dup?: boolean; retain?: boolean },
     timeoutMs: number,
   ): Promise<number | 'timeout'> {
     return new Promise((resolve, reject) => {
@@ -370,6 +373,7 @@ export class MqttSession {
         {
           qos: 1,
           dup,
+          retain,
           properties,
           // Runs synchronously when mqtt.js stores the packet, right after it allocated the packet id.
           cbStorePut: () => {
