@@ -3,7 +3,7 @@
 // mutual TLS, counted on the TCP connection by a relay in front of Mosquitto. A day of heartbeats
 // cannot run in a bench's minutes, so each part is measured and the day is their sum.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +96,8 @@ export async function daySection(): Promise<void> {
     tls: benchCloudTls(pki),
   });
   const relay = await countingRelay(broker.port);
+  const emptyTrace = join(dir, 'empty.log');
+  writeFileSync(emptyTrace, '');
   const drive = (await referenceDriveRecords(60_000)).records.filter((r) => r.priority === 1);
   if (drive.length === 0) throw new Error('no windows in the reference drive');
   // Records come from the bench, not from CAN: an empty trace.
@@ -104,7 +106,7 @@ export async function daySection(): Promise<void> {
       mqttUrl: `mqtts://127.0.0.1:${relay.port}`,
       storeDir: join(dir, store),
       tls: { ca: pki.ca.cert, ...pki.devices.valid },
-      trace: '/dev/null',
+      trace: emptyTrace,
     });
     c.clock.ntp = false;
     c.mqtt.liveEncoding = liveEncoding;
@@ -141,6 +143,16 @@ export async function daySection(): Promise<void> {
   }
   const beatsPerMinute = (gateway.heartbeat.counters.sent - beats0) / SCALED_MINUTES;
   gateway.heartbeat.setInterval(3_600_000);
+  // The heartbeat as it was before issue 15 (the baseline): JSON status, content type.
+  const old0 = relay.bytes();
+  for (let i = 0; i < 20; i++)
+    await gateway.session.publish(
+      `v2c/v1/${config.vehicle.region}/${config.vehicle.id}/status/heartbeat`,
+      Buffer.from(JSON.stringify({ time_ms: Date.now(), state: 'online', acked: 1440 + i })),
+      { contentType: 'application/json', userProperties: {} },
+    );
+  await sleep(200);
+  const perOldHeartbeat = (relay.bytes() - old0) / 20;
   // Broker time: measured the same way through the session's own request.
   const t0 = relay.bytes();
   for (let i = 0; i < 5; i++) {
@@ -178,15 +190,15 @@ export async function daySection(): Promise<void> {
     day.records,
   );
   line(
-    `${heartbeatsPerDay.toLocaleString('en-US')} heartbeats (30 s with no other PUBACK; ${perHeartbeat.toFixed(0)} B each measured)`,
+    `${heartbeatsPerDay.toLocaleString('en-US')} heartbeats (30 s with no other PUBACK, empty; ${perHeartbeat.toFixed(0)} B each measured)`,
     day.heartbeats,
   );
   line(`24 broker-time exchanges (hourly; ${perTime.toFixed(0)} B each measured)`, day.time);
   line('1 connection: TLS handshake, CONNECT, SUBSCRIBEs, first time exchange (measured)', day.connect);
   line(`total per vehicle per day = ${(total / 1e6).toFixed(2)} MB (events and P2 on top)`, total);
-  const baseline = rowWise.recordBytes + 2880 * perHeartbeat + day.time + rowWise.connectBytes;
+  const baseline = rowWise.recordBytes + 2880 * perOldHeartbeat + day.time + rowWise.connectBytes;
   console.log('  baseline, same run: records row-wise, a heartbeat every 30 s whatever else went (as before issue 15)');
   line(`1,440 P1 records, row-wise (measured: ${(rowWise.recordBytes / 1440).toFixed(0)} B each)`, rowWise.recordBytes);
-  line(`2,880 heartbeats (${perHeartbeat.toFixed(0)} B each)`, 2880 * perHeartbeat);
+  line(`2,880 heartbeats with a JSON status (${perOldHeartbeat.toFixed(0)} B each)`, 2880 * perOldHeartbeat);
   line(`total = ${(baseline / 1e6).toFixed(2)} MB; now ${((100 * total) / baseline).toFixed(0)} % of it`, baseline);
 }

@@ -290,7 +290,6 @@ async function wire(
     vehicleTopic(config, 'status/heartbeat'),
     m.heartbeatS * 1000,
     m.heartbeatTimeoutMs,
-    () => ({ state: session.state, acked: sender.counters.acked }),
     clock,
   );
   const commands = new CommandHandler(

@@ -18,6 +18,8 @@ export interface HeartbeatCounters {
   lastDetectionMs: number | null;
 }
 
+const EMPTY = new Uint8Array(0);
+
 export class Heartbeat {
   readonly counters: HeartbeatCounters = { sent: 0, skipped: 0, acked: 0, missed: 0, lastDetectionMs: null };
   private timer: NodeJS.Timeout | null = null;
@@ -30,7 +32,6 @@ export class Heartbeat {
     private readonly topic: string,
     private intervalMs: number,
     private readonly timeoutMs: number,
-    private readonly status: () => Record<string, unknown>,
     private readonly clock: Clock,
   ) {}
 
@@ -83,11 +84,12 @@ export class Heartbeat {
     const sentAt = this.clock.monoMs();
     this.counters.sent++;
     try {
-      const payload = Buffer.from(JSON.stringify({ time_ms: this.clock.wallMs(), ...this.status() }));
       await this.session.publish(
         this.topic,
-        payload,
-        { contentType: 'application/json', userProperties: {} },
+        // Empty: its PUBACK is the point. No receiver read the JSON status it carried (bench -- day:
+        // 133 B a beat with TLS and PUBACK, 62 B empty); the `status` command and the metrics give it.
+        EMPTY,
+        { userProperties: {} },
         { timeoutMs: this.timeoutMs },
       );
       this.counters.acked++;

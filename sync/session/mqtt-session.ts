@@ -110,6 +110,14 @@ const END_TIMEOUT_MS = 2000;
 /** The Receive Maximum a CONNACK without one means (MQTT 5 §3.2.2.3.3). */
 const MQTT_RECEIVE_MAXIMUM = 65_535;
 
+/** The properties as they go on the wire. */
+function onWire(properties: Partial<PublishProperties>): Partial<PublishProperties> {
+  // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out
+  // (mqtt-packet also fails to size a packet with one).
+  const { userProperties, ...rest } = properties;
+  return userProperties !== undefined && Object.keys(userProperties).length > 0 ? properties : rest;
+}
+
 /**
  * Bytes a QoS 1 MQTT 5 PUBLISH takes on the wire. With `topicAlias`, the topic name is left out
  * (a publish after the first one on an aliased topic).
@@ -117,9 +125,10 @@ const MQTT_RECEIVE_MAXIMUM = 65_535;
 export function publishPacketBytes(
   topic: string,
   payload: Uint8Array,
-  properties: Partial<PublishProperties>,
+  publishProperties: Partial<PublishProperties>,
   topicAlias?: number,
 ): number {
+  const properties = onWire(publishProperties);
   return generate(
     {
       cmd: 'publish',
@@ -294,9 +303,7 @@ export class MqttSession {
     publishProperties: PublishProperties,
     options: { dup?: boolean; timeoutMs?: number; retain?: boolean } = {},
   ): Promise<number> {
-    // An empty user-property list is encoded as a property Mosquitto never acknowledges: leave it out.
-    const { userProperties, ...rest } = publishProperties;
-    const properties = Object.keys(userProperties).length > 0 ? publishProperties : rest;
+    const properties = onWire(publishProperties);
     const bytes = publishPacketBytes(topic, payload, properties);
     if (bytes > this.maxPacketBytes)
       throw new PublishError(
