@@ -138,37 +138,20 @@ export class TelemetryDecodeError extends Error {
   }
 }
 
-export function encodeTelemetry(record: VehicleTelemetry): Uint8Array {
-  return recordType.encode(recordType.fromObject(record)).finish();
+/** The encoder and decoder of one message type, typed as the objects the gateway uses. */
+function codec<T extends object>(
+  type: protobuf.Type,
+): [encode: (value: T) => Uint8Array, decode: (payload: Uint8Array) => T] {
+  return [
+    (value) => type.encode(type.fromObject(value)).finish(),
+    (payload) => fromWire(type, payload) as unknown as T,
+  ];
 }
 
-export function decodeTelemetry(payload: Uint8Array): VehicleTelemetry {
-  return fromWire(recordType, payload) as unknown as VehicleTelemetry;
-}
-
-export function encodeBatch(batch: TelemetryBatch): Uint8Array {
-  return batchType.encode(batchType.fromObject(batch)).finish();
-}
-
-export function decodeBatch(payload: Uint8Array): TelemetryBatch {
-  return fromWire(batchType, payload) as unknown as TelemetryBatch;
-}
-
-export function encodeCompact(record: CompactRecord): Uint8Array {
-  return compactType.encode(compactType.fromObject(record)).finish();
-}
-
-export function decodeCompact(payload: Uint8Array): CompactRecord {
-  return fromWire(compactType, payload) as unknown as CompactRecord;
-}
-
-export function encodeLayout(layout: RecordLayout): Uint8Array {
-  return layoutType.encode(layoutType.fromObject(layout)).finish();
-}
-
-export function decodeLayout(payload: Uint8Array): RecordLayout {
-  return fromWire(layoutType, payload) as unknown as RecordLayout;
-}
+export const [encodeTelemetry, decodeTelemetry] = codec<VehicleTelemetry>(recordType);
+export const [encodeBatch, decodeBatch] = codec<TelemetryBatch>(batchType);
+export const [encodeCompact, decodeCompact] = codec<CompactRecord>(compactType);
+export const [encodeLayout, decodeLayout] = codec<RecordLayout>(layoutType);
 
 function fromWire(type: protobuf.Type, payload: Uint8Array): Record<string, unknown> {
   let message: protobuf.Message;
