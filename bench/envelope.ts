@@ -36,7 +36,8 @@ import { freePort, startLocalBroker, type LocalBroker } from './rig/local-broker
 import { openPtyPair } from './rig/pty-pair.js';
 import { SampleRecords } from './rig/sample-records.js';
 import { spawnSimulator } from './rig/simulator-process.js';
-import { decodeTelemetry, RecordKind } from '../proto/telemetry-codec.js';
+import { RecordKind } from '../proto/telemetry-codec.js';
+import { LiveReader } from '../receiver/live-reader.js';
 import { TelemetrySink } from '../receiver/telemetry-sink.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
 import { FaultProxy } from './rig/fault-proxy.js';
@@ -385,10 +386,11 @@ async function drainScenario(
   const published: number[] = [];
   const pubacked = new Map<number, number>();
   const packetEvent = new Map<string, number>();
+  const live = new LiveReader();
   relay.toServer = (p: Packet, connection: number): Packet => {
-    if (p.cmd === 'publish' && !p.dup && p.properties?.contentType === 'application/x-protobuf') {
-      const record = decodeTelemetry(p.payload as Buffer);
-      if (record.priority === 0 && record.kind === RecordKind.Event) {
+    if (p.cmd === 'publish') {
+      const record = live.read(relay.topicOf(p, connection), p.payload as Buffer);
+      if (record !== null && !p.dup && record.priority === 0 && record.kind === RecordKind.Event) {
         packetEvent.set(`${connection}:${p.messageId}`, published.length);
         published.push(performance.now());
       }

@@ -1,7 +1,5 @@
 import type { ResolutionTable } from '../proto/record-columns.js';
-import { LayoutCache } from '../receiver/layout-cache.js';
-import { decodeCompactRecord } from '../proto/compact-record.js';
-import { decodeTelemetry, type VehicleTelemetry } from '../proto/telemetry-codec.js';
+import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SampleRecords } from '../bench/rig/sample-records.js';
 import type { TelemetryStore } from '../sync/store/telemetry-store.js';
@@ -82,26 +80,6 @@ export async function insertSamples(
     if (await store.insert(record, Date.now())) ids.push(record.messageId);
   }
   return ids;
-}
-
-/**
- * Reads live records off the wire as a receiver does: learns each layout published on
- * telemetry/layout/<id> and decodes compact and row-wise records with them.
- */
-export class LiveReader {
-  private readonly layouts = new LayoutCache<never>();
-
-  /** The record a PUBLISH carries; null for a layout or any other topic. */
-  read(topic: string, payload: Uint8Array): VehicleTelemetry | null {
-    const layout = /\/telemetry\/layout\/([0-9a-f]{16})$/.exec(topic);
-    if (layout !== null) {
-      this.layouts.learn(layout[1] as string, payload);
-      return null;
-    }
-    if (topic.endsWith('/telemetry/compact')) return decodeCompactRecord(payload, this.layouts.get);
-    if (topic.endsWith('/telemetry/vehicle')) return decodeTelemetry(payload);
-    return null;
-  }
 }
 
 /** Every scalar leaf of a record by its dotted path (what a round trip must keep). */

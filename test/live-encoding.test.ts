@@ -24,18 +24,13 @@ async function liveRig(
   brokerConfig: string[] = [],
 ): Promise<{ rig: SyncRig; topics: string[]; accepted: Map<string, VehicleTelemetry> }> {
   const topics: string[] = [];
-  // Topic aliases (MQTT 5): after the first PUBLISH on a topic, later ones carry only its alias.
-  const aliases = new Map<string, string>();
   const rig = await syncRig(t, {
     tune,
     broker: { extraConfig: brokerConfig },
     beforeStart: (proxy) => {
       proxy.toServer = (p: Packet, connection: number) => {
         if (p.cmd !== 'publish') return p;
-        const alias = p.properties?.topicAlias;
-        const key = `${connection}/${alias}`;
-        if (alias !== undefined && p.topic !== '') aliases.set(key, p.topic);
-        const topic = p.topic !== '' ? p.topic : (aliases.get(key) ?? '');
+        const topic = proxy.topicOf(p, connection);
         if (topic.includes('/telemetry/')) topics.push(topic);
         return p;
       };

@@ -1,6 +1,7 @@
 // simulator → pty → gateway → Mosquitto → subscriber, checked against the trace's ground truth.
 import t from 'tap';
-import { LiveReader, waitUntil } from './helpers.js';
+import { waitUntil } from './helpers.js';
+import { LiveReader } from '../receiver/live-reader.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -13,7 +13,8 @@ import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { BATCH_CONTENT_TYPE, unpackBatch } from '../proto/batch-packer.js';
 import { decodeTelemetry, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import { SendQuota } from '../sync/session/send-quota.js';
-import { insertSamples, LiveReader, waitUntil } from './helpers.js';
+import { insertSamples, waitUntil } from './helpers.js';
+import { LiveReader } from '../receiver/live-reader.js';
 import { StrictBroker } from './strict-broker.js';
 import { fastTimers, missing, syncRig } from './sync-rig.js';
 

@@ -3,7 +3,7 @@
 // after N bytes, and MQTT packet rewrites (drop a PUBACK, change a CONNACK reason, corrupt a payload).
 import { connect, type Server, type Socket } from 'node:net';
 import { loopbackServer } from './local-broker.js';
-import { generate, parser as mqttParser, type Packet } from 'mqtt-packet';
+import { generate, parser as mqttParser, type IPublishPacket, type Packet } from 'mqtt-packet';
 
 /** What a rewrite may do to the connection a packet came on, besides forwarding or dropping it. */
 export interface LinkControl {
@@ -38,6 +38,8 @@ export class FaultProxy {
   /** Bytes swallowed by the blackhole. */
   blackholedBytes = 0;
   private readonly links = new Set<Link>();
+  /** Topic aliases (MQTT 5) the gateway set up, by connection and alias. */
+  private readonly aliases = new Map<string, string>();
 
   private constructor(
     private readonly server: Server,
@@ -54,6 +56,18 @@ export class FaultProxy {
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * The topic of a gateway → broker PUBLISH, its alias resolved: after the first PUBLISH on an
+   * aliased topic, later ones carry only the alias. Call it for each PUBLISH a rewrite sees.
+   */
+  topicOf(packet: IPublishPacket, connection: number): string {
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) return packet.topic;
+    const key = `${connection}/${alias}`;
+    if (packet.topic !== '') this.aliases.set(key, packet.topic);
+    return packet.topic !== '' ? packet.topic : (this.aliases.get(key) ?? '');
   }
 
   /** Resets every open connection (TCP RST). */
