@@ -64,8 +64,11 @@ class ChaosNet {
       .digest('hex')
       .slice(0, 24);
     const sends = this.sends.get(digest) ?? [];
-    sends.push({ atMs: Date.now(), dup: p.dup, connection, messageId: p.messageId as number });
-    this.sends.set(digest, sends);
+    // Heartbeats are empty: each is a new message, though every payload is the same.
+    if ((p.payload as Buffer).byteLength > 0) {
+      sends.push({ atMs: Date.now(), dup: p.dup, connection, messageId: p.messageId as number });
+      this.sends.set(digest, sends);
+    }
     const id = p.messageId as number;
     const strict = this.strict.get(connection);
     if (strict !== undefined) {
