@@ -32,6 +32,8 @@ export class CompactRecordError extends Error {
   constructor(
     readonly code: CompactRecordErrorCode,
     message: string,
+    /** The layout the record asked for (hex), when that is what is wrong. */
+    readonly layoutKey: string | null = null,
   ) {
     super(message);
     this.name = 'CompactRecordError';
@@ -159,6 +161,9 @@ export function checkedLayout(layout: RecordLayout): RecordLayout {
   return normalised;
 }
 
+/** Predictors of each layout a receiver decodes with (its layouts are kept objects). */
+const decodePredictors = new WeakMap<RecordLayout, Int32Array>();
+
 /** Rebuilds a record from its compact payload; `layoutOf` finds a checked layout by its key. */
 export function decodeCompactRecord(
   payload: Uint8Array,
@@ -169,7 +174,7 @@ export function decodeCompactRecord(
     throw new CompactRecordError('COMPACT_VERSION', `compact record version ${compact.version}; expected 1`);
   const key = layoutKey(compact.layoutId);
   const layout = layoutOf(key);
-  if (layout === undefined) throw new CompactRecordError('COMPACT_UNKNOWN_LAYOUT', `no layout ${key} received`);
+  if (layout === undefined) throw new CompactRecordError('COMPACT_UNKNOWN_LAYOUT', `no layout ${key} received`, key);
   const scaled = layout.numbers.filter((n) => n.scale !== 0).length;
   if (compact.values.length !== scaled || compact.exact.length !== layout.numbers.length - scaled)
     throw new CompactRecordError(
@@ -181,7 +186,8 @@ export function decodeCompactRecord(
       'COMPACT_INVALID',
       `layout ${key} has ${layout.texts.length} texts; the record has ${compact.texts.length}`,
     );
-  const predict = predictors(layout.numbers);
+  let predict = decodePredictors.get(layout);
+  if (predict === undefined) decodePredictors.set(layout, (predict = predictors(layout.numbers)));
   const quantised: number[] = [];
   let [v, x] = [0, 0];
   const numbers = layout.numbers.map((n, i) => {

@@ -8,11 +8,10 @@ import { makePrivateDir } from '../core/private-files.js';
 import { join } from 'node:path';
 import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
 import { validateRecord } from '../proto/record-validation.js';
-import { CompactRecordError, decodeCompactRecord, layoutKey } from '../proto/compact-record.js';
+import { CompactRecordError, decodeCompactRecord } from '../proto/compact-record.js';
 import { RecordColumnsError } from '../proto/record-columns.js';
 import { LayoutCache } from './layout-cache.js';
 import {
-  decodeCompact,
   decodeTelemetry,
   SCHEMA_VERSION,
   TelemetryDecodeError,
@@ -216,8 +215,7 @@ export class TelemetrySink {
       return decodeCompactRecord(payload, this.layouts.get);
     } catch (err) {
       if (err instanceof CompactRecordError && err.code === 'COMPACT_UNKNOWN_LAYOUT') {
-        const key = layoutKey(decodeCompact(payload).layoutId);
-        if (this.layouts.park(key, { topic, payload, packet }, Date.now())) return null;
+        if (this.layouts.park(err.layoutKey as string, { topic, payload, packet }, Date.now())) return null;
         this.reject(topic, payload, props, 'unknown_layout', `${err.message}, and too many records wait for theirs`);
         return null;
       }

@@ -44,12 +44,19 @@ const FILESYSTEM_FULL_BYTES = 1024 * 1024;
 /** Room kept free on a full filesystem for the WAL (FULL_DISK_WAL_PAGES) and for recording deletions. */
 const FULL_DISK_HEADROOM_BYTES = 2 * FILESYSTEM_FULL_BYTES;
 
+/** Quotas are byte counts of stored JSON: only with one configured is each record weighed. */
+export function weighsRecords(limits: CapacityLimits): boolean {
+  return (limits.quotaBytes ?? []).some((q) => q !== undefined);
+}
+
 export class StoreCapacity {
   /** Bytes stored per priority (the records' JSON), kept only when quotas are configured. */
   private readonly classBytes: number[];
   /** The size the filesystem allowed when it filled up; from then on the store keeps within it. */
   private diskFullAt: number | null = null;
   private readonly quotaBytes: ReadonlyArray<number | undefined>;
+  /** Whether records are weighed at all (weighsRecords). */
+  private readonly tracksBytes: boolean;
   private readonly maxBytes: number | undefined;
   private readonly quietLog: Log;
 
@@ -62,14 +69,10 @@ export class StoreCapacity {
     classBytes: readonly number[] = [],
   ) {
     this.quotaBytes = limits.quotaBytes ?? [];
+    this.tracksBytes = weighsRecords(limits);
     this.maxBytes = limits.maxBytes;
     this.classBytes = Array.from({ length: MAX_PRIORITY + 1 }, (_, p) => classBytes[p] ?? 0);
     this.quietLog = rateLimited(log, 60_000);
-  }
-
-  /** Quotas are byte counts of stored JSON: only then is each record weighed. */
-  get tracksBytes(): boolean {
-    return this.quotaBytes.some((q) => q !== undefined);
   }
 
   /** What `record` weighs against its quota (0 when there are no quotas). */

@@ -7,6 +7,7 @@ import {
   type CapacityLimits,
   type DropReason,
   type EvictableRecords,
+  weighsRecords,
 } from './store-capacity.js';
 import { openStoreDatabase, type OpenedStore, type StoreCounters, type StoreFileOptions } from './store-opener.js';
 import { deleteDocuments, readPending } from './record-documents.js';
@@ -50,8 +51,7 @@ export class TelemetryStore {
    * the gateway capturing in memory) and starts purging tombstones from a file on disk.
    */
   static async open(options: TelemetryStoreOptions, log: Log = () => {}): Promise<TelemetryStore> {
-    const weighClasses = (options.quotaBytes ?? []).some((q) => q !== undefined);
-    const store = new TelemetryStore(await openStoreDatabase(options, weighClasses, log), options, log);
+    const store = new TelemetryStore(await openStoreDatabase(options, weighsRecords(options), log), options, log);
     if (store.capacity.onDisk) store.startPurging(options.purgeIntervalMs ?? 60_000);
     return store;
   }
