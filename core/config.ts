@@ -227,6 +227,8 @@ export const configSchema = z
             minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
             /** Name the broker's certificate must carry, when it differs from the URL's host. */
             servername: z.string().min(1).optional(),
+            /** Resume the last TLS session from its ticket on reconnect (no certificates resent). */
+            sessionResumption: z.boolean().default(true),
           })
           .strict()
           .optional(),

@@ -250,7 +250,12 @@ async function wire(
       reconnect: m.reconnect,
       vehicleModel: config.vehicle.model,
       firmwareVersion: config.firmwareVersion,
-      ...(tls !== null ? { tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername) } : {}),
+      ...(tls !== null
+        ? {
+            tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
+            tlsSessionResumption: tls.settings.sessionResumption,
+          }
+        : {}),
     },
     log,
   );

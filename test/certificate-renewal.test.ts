@@ -152,6 +152,12 @@ t.test('certificate renewal', async (t) => {
       await waitUntil('the renewal', () => certificate.counters.installed === 1, 20_000, logs);
       t.equal(signer.signed, 1, 'one CSR signed');
       await waitUntil('online with the new certificate', () => gateway.session.isConnected, 10_000, logs);
+      // The old session's ticket would carry the old certificate's identity: not offered after a renewal.
+      t.same(
+        gateway.session.counters.tlsHandshakes,
+        { full: 2, resumed: 0 },
+        'the new certificate shook hands in full',
+      );
       const release = readlinkSync(join(configDir, 'current'));
       t.not(release, before.release, 'current points at a new release');
       t.same(

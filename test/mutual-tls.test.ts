@@ -42,6 +42,44 @@ t.test('mutual TLS', async (t) => {
     await gateway.stop(2000);
   });
 
+  t.test('a reconnect resumes the TLS session from its ticket; the broker still knows the device', async (t) => {
+    const logFrom = rig.broker.log().length;
+    for (const resume of [true, false]) {
+      const config = rig.config(rig.pki.devices.valid);
+      if (config.mqtt.tls) config.mqtt.tls.sessionResumption = resume;
+      const { gateway, logs } = await rig.start(config);
+      const handshakes = gateway.session.counters.tlsHandshakes;
+      await waitUntil('online over TLS', () => gateway.session.isConnected, 10_000, logs);
+      for (let drop = 1; drop <= 2; drop++) {
+        // A ticket arrives after the handshake: wait for one before dropping (the data path proves it is up).
+        await rig.insert(gateway, 200 + 10 * drop + (resume ? 0 : 100), 2);
+        gateway.session.dropConnection('test: cellular drop');
+        await waitUntil(
+          'back online',
+          () => gateway.session.isConnected && handshakes.full + handshakes.resumed === drop + 1,
+          10_000,
+          logs,
+        );
+      }
+      const ids = await rig.insert(gateway, resume ? 300 : 400, 3);
+      await waitUntil('records after the resumed reconnects', () => ids.every((id) => rig.seen.has(id)), 10_000, logs);
+      if (resume) t.same(handshakes, { full: 1, resumed: 2 }, 'one full handshake, then two resumed');
+      else t.same(handshakes, { full: 3, resumed: 0 }, 'resumption off: every handshake is full');
+      t.match(await gateway.metrics.text(), `v2c_tls_handshakes_total{kind="resumed"} ${resume ? 2 : 0}`);
+      await gateway.stop(2000);
+    }
+    const identities =
+      rig.broker
+        .log()
+        .slice(logFrom)
+        .match(/as V2CREF00000000001 .*u'V2CREF00000000001'/g) ?? [];
+    t.equal(
+      identities.length,
+      6,
+      `every connection, resumed or not, had the certificate's identity (${identities.length})`,
+    );
+  });
+
   t.test('a certificate with 5 days left connects and logs the 7-day warning once', async (t) => {
     const keyPem = await generateEcKey();
     const certPem = await issueCertificate({

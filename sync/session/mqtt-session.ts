@@ -18,6 +18,7 @@ import { generate } from 'mqtt-packet';
 import type { SecureContextOptions } from 'node:tls';
 import { BehaviorSubject, filter, Subject, type Observable, type Subscription } from 'rxjs';
 import { SendQuota, SendQuotaClosedError } from './send-quota.js';
+import { TlsResumption, type TlsHandshakeCounts } from './tls-resumption.js';
 import {
   isCertificateError,
   nextAttempt,
@@ -43,6 +44,8 @@ export interface MqttSessionSettings {
   firmwareVersion: string;
   /** Mutual TLS: the device's credentials; the broker's certificate is always verified. */
   tls?: SessionTls;
+  /** Offer the broker's last session ticket when reconnecting (an abbreviated handshake). */
+  tlsSessionResumption?: boolean;
 }
 
 export interface SessionTls {
@@ -89,6 +92,8 @@ export interface SessionCounters {
   serverDisconnects: Map<number, number>;
   /** CONNACK refusals by reason code. */
   connackRefusals: Map<number, number>;
+  /** TLS handshakes, full and resumed. */
+  tlsHandshakes: TlsHandshakeCounts;
 }
 
 export interface StateChange {
@@ -157,14 +162,7 @@ function tlsOptions(tls: SessionTls): Partial<IClientOptions> & Pick<SecureConte
 }
 
 export class MqttSession {
-  readonly counters: SessionCounters = {
-    attempts: 0,
-    successes: 0,
-    failures: 0,
-    pubackTimeouts: 0,
-    serverDisconnects: new Map(),
-    connackRefusals: new Map(),
-  };
+  readonly counters: SessionCounters;
   private readonly connectedSubject = new BehaviorSubject<boolean>(false);
   private readonly stateSubject = new BehaviorSubject<StateChange>({
     state: 'connecting',
@@ -174,6 +172,7 @@ export class MqttSession {
   private readonly messagesSubject = new Subject<IncomingMessage>();
   private readonly pubacksSubject = new Subject<void>();
   private readonly client: MqttClient;
+  private readonly tlsResumption: TlsResumption;
   private failuresInRow = 0;
   private lastOutcome: ConnectOutcome | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -214,6 +213,16 @@ export class MqttSession {
       ...(settings.tls !== undefined ? tlsOptions(settings.tls) : {}),
     };
     this.client = mqtt.connect(settings.url, options);
+    this.tlsResumption = new TlsResumption(this.client.options, settings.tlsSessionResumption ?? true);
+    this.counters = {
+      attempts: 0,
+      successes: 0,
+      failures: 0,
+      pubackTimeouts: 0,
+      serverDisconnects: new Map(),
+      connackRefusals: new Map(),
+      tlsHandshakes: this.tlsResumption.counts,
+    };
     this.client.on('connect', (connack) => this.onConnect(connack));
     this.client.on('close', () => this.onClose());
     this.client.on('error', (err: Error & { code?: unknown }) => {
@@ -221,6 +230,7 @@ export class MqttSession {
         this.lastOutcome = { kind: 'connack', reasonCode: err.code };
         this.counters.connackRefusals.set(err.code, (this.counters.connackRefusals.get(err.code) ?? 0) + 1);
       } else if (isCertificateError(err)) {
+        this.tlsResumption.forget();
         this.lastOutcome = { kind: 'tls-certificate', detail: err.message };
       } else {
         this.lastOutcome ??= { kind: 'network', detail: err.message };
@@ -255,6 +265,7 @@ export class MqttSession {
   /** Connects with new credentials from now on (a renewed certificate, or the old one put back). */
   useCredentials(tls: SessionTls): void {
     Object.assign(this.client.options, tlsOptions(tls));
+    this.tlsResumption.forget();
     // Connected: the socket is closed and the reconnect schedule's first wait applies.
     if (this.isConnected) {
       this.dropConnection('reconnecting with new credentials');
@@ -507,6 +518,7 @@ export class MqttSession {
     // A fresh in-memory store each time: mqtt.js has nothing of its own to replay.
     if (this.counters.attempts === 1) this.client.connect();
     else this.client.reconnect();
+    this.tlsResumption.watch(this.client.stream);
   }
 
   private onConnect(connack: IConnackPacket): void {

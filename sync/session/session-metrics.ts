@@ -28,6 +28,15 @@ export function registerSessionMetrics(
   m.counter('v2c_server_disconnects_total', 'DISCONNECTs sent by the broker, by reason code', ['reason_code'], () =>
     [...session.counters.serverDisconnects].map(([code, n]) => [{ reason_code: `0x${code.toString(16)}` }, n]),
   );
+  m.counter(
+    'v2c_tls_handshakes_total',
+    'TLS handshakes with the broker, full or resumed from a ticket',
+    ['kind'],
+    () => [
+      [{ kind: 'full' }, session.counters.tlsHandshakes.full],
+      [{ kind: 'resumed' }, session.counters.tlsHandshakes.resumed],
+    ],
+  );
   m.gauge('v2c_mqtt_connected', '1 while the MQTT session is up', [], () => [[{}, session.isConnected ? 1 : 0]]);
   m.gauge('v2c_mqtt_state', '1 for the state the MQTT session is in', ['state'], () => [[{ state: session.state }, 1]]);
   m.gauge(

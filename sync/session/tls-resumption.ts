@@ -1,0 +1,44 @@
+// TLS session resumption for the broker connection: the latest session ticket the broker sent is
+// offered on the next connection, so a cellular drop costs an abbreviated handshake (no certificate
+// chains either way) instead of a full one. mqtt.js builds each TLS socket from the client's
+// options, so the ticket is handed over there.
+import { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+
+export interface TlsHandshakeCounts {
+  /** Handshakes that sent certificates both ways. */
+  full: number;
+  /** Handshakes that resumed an earlier session from its ticket. */
+  resumed: number;
+}
+
+export class TlsResumption {
+  readonly counts: TlsHandshakeCounts = { full: 0, resumed: 0 };
+  private watched: Duplex | null = null;
+
+  constructor(
+    /** Where mqtt.js reads the next socket's options from (the client's options; tls.connect's `session`). */
+    private readonly options: object,
+    private readonly enabled: boolean,
+  ) {}
+
+  /** Keeps the tickets `stream` receives for the next connection, and counts how it shook hands. */
+  watch(stream: Duplex | undefined): void {
+    if (!(stream instanceof TLSSocket) || stream === this.watched) return;
+    this.watched = stream;
+    stream.once('secureConnect', () => {
+      if (stream.isSessionReused()) this.counts.resumed++;
+      else this.counts.full++;
+    });
+    if (!this.enabled) return;
+    // TLS 1.3 sends tickets after the handshake; the last one is the freshest.
+    stream.on('session', (ticket: Buffer) => {
+      if (this.watched === stream) Object.assign(this.options, { session: ticket });
+    });
+  }
+
+  /** New credentials, or a broker that refused ours: the next handshake is a full one. */
+  forget(): void {
+    Reflect.deleteProperty(this.options, 'session');
+  }
+}
