@@ -3,50 +3,13 @@
 // mutual TLS, counted on the TCP connection by a relay in front of Mosquitto. A day of heartbeats
 // cannot run in a bench's minutes, so each part is measured and the day is their sum.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { referenceDriveRecords } from './rig/drive-records.js';
-import { startLocalBroker } from './rig/local-broker.js';
-import { systemClock } from '../core/clock.js';
-import { referenceVehicleConfig, type GatewayConfig } from '../core/config.js';
-import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { withCellularRig, type CellularRig } from './rig/cellular-rig.js';
+import type { GatewayConfig } from '../core/config.js';
+import type { GatewayHandle } from '../gateway/gateway.js';
 import { recordId, traceIdOf } from '../proto/record-id.js';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
-import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
-import { BenchLinkMonitor } from '../sync/link/link-monitor.js';
-import { TelemetrySink } from '../receiver/telemetry-sink.js';
-
-/** A TCP relay that counts the bytes each way. */
-async function countingRelay(
-  targetPort: number,
-): Promise<{ port: number; bytes: () => number; close: () => Promise<void> }> {
-  let total = 0;
-  const server: Server = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
-    client.on('data', (d: Buffer) => {
-      total += d.byteLength;
-      upstream.write(d);
-    });
-    upstream.on('data', (d: Buffer) => {
-      total += d.byteLength;
-      client.write(d);
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address !== null ? address.port : 0,
-    bytes: () => total,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 /**
  * A gateway started on `config`: the bytes of its connection (TLS, CONNECT, SUBSCRIBEs, first time
@@ -54,17 +17,13 @@ async function countingRelay(
  * does once a minute. The gateway is left running.
  */
 async function liveDay(
+  rig: CellularRig,
   config: GatewayConfig,
-  relay: { bytes: () => number },
   drive: readonly VehicleTelemetry[],
 ): Promise<{ gateway: GatewayHandle; connectBytes: number; recordBytes: number }> {
+  const { relay } = rig;
   const start = relay.bytes();
-  const gateway = await startGateway(config, systemClock, () => undefined, {
-    linkMonitor: new BenchLinkMonitor({ kind: 'cellular', iface: 'wwan0' }),
-    ignition: null,
-    led: null,
-  });
-  while (!gateway.session.isConnected || gateway.time.reference === null) await sleep(20);
+  const gateway = await rig.start(config);
   await sleep(200);
   const connectBytes = relay.bytes() - start;
   const run = randomUUID();
@@ -85,40 +44,25 @@ export async function daySection(): Promise<void> {
   console.log(
     '\nday: cellular bytes per vehicle per day at the default configuration (mutual TLS, counted on the TCP connection)',
   );
-  const dir = mkdtempSync(join(tmpdir(), 'v2c-bench-day-'));
-  const pki = await createDevPki(join(dir, 'pki'));
-  const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
-  const sink = await TelemetrySink.start({
-    url: broker.url,
-    clientId: 'bench-day-sink',
-    deadLetterDir: join(dir, 'dl'),
-    dedupWindowMs: 3_600_000,
-    tls: benchCloudTls(pki),
-  });
-  const relay = await countingRelay(broker.port);
-  const emptyTrace = join(dir, 'empty.log');
-  writeFileSync(emptyTrace, '');
   const drive = (await referenceDriveRecords(60_000)).records.filter((r) => r.priority === 1);
   if (drive.length === 0) throw new Error('no windows in the reference drive');
-  // Records come from the bench, not from CAN: an empty trace.
+  await withCellularRig('v2c-bench-day-', (rig) => measureDay(rig, drive));
+}
+
+async function measureDay(rig: CellularRig, drive: readonly VehicleTelemetry[]): Promise<void> {
+  const { relay } = rig;
   const configFor = (liveEncoding: 'compact' | 'row', store: string): GatewayConfig => {
-    const c = referenceVehicleConfig({
-      mqttUrl: `mqtts://127.0.0.1:${relay.port}`,
-      storeDir: join(dir, store),
-      tls: { ca: pki.ca.cert, ...pki.devices.valid },
-      trace: emptyTrace,
-    });
-    c.clock.ntp = false;
+    const c = rig.config(store);
     c.mqtt.liveEncoding = liveEncoding;
     // The defaults, except a heartbeat long enough not to fall into the record measurement.
     c.mqtt.heartbeatS = 3600;
     return c;
   };
   // The baseline first, from the same run: row-wise protobuf records, as before issue 15.
-  const rowWise = await liveDay(configFor('row', 'store-row'), relay, drive);
-  await rowWise.gateway.stop(2000);
+  const rowWise = await liveDay(rig, configFor('row', 'store-row'), drive);
+  await rig.stop(rowWise.gateway);
   const config = configFor('compact', 'store');
-  const { gateway, connectBytes, recordBytes } = await liveDay(config, relay, drive);
+  const { gateway, connectBytes, recordBytes } = await liveDay(rig, config, drive);
 
   // Heartbeats and broker-time exchanges, a few of each.
   const hb0 = relay.bytes();
@@ -169,11 +113,7 @@ export async function daySection(): Promise<void> {
   }
   await sleep(300);
   const perTime = (relay.bytes() - t0) / 5;
-  await gateway.stop(2000);
-  await sink.close();
-  await relay.close();
-  await broker.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await rig.stop(gateway);
 
   const heartbeatsPerDay = Math.round(1440 * beatsPerMinute);
   const day = {

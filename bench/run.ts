@@ -4,6 +4,7 @@
 // RxStorage against rxdb's memory storage, and bytes written per record (flash wear).
 import { daySection } from './day.js';
 import { envelopeSection } from './envelope.js';
+import { monthSection } from './month.js';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -140,6 +141,7 @@ const sections: Record<string, () => Promise<void>> = {
   ingest: ingestSection,
   wire: wireSection,
   day: daySection,
+  month: monthSection,
   storage: storageSection,
   envelope: envelopeSection,
 };

@@ -12,6 +12,7 @@ import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { GpsTimeSource } from '../sync/time/time-sources.js';
 import { waitUntil } from './helpers.js';
 import { syncRig } from './sync-rig.js';
+import type { Packet } from 'mqtt-packet';
 
 const DAY = 86_400_000;
 
@@ -228,4 +229,51 @@ t.test('cold boot 3 days behind: a reference 10 minutes later corrects every rec
   );
   t.match(metrics, /v2c_time_quality\{quality="synced"\} 1/);
   t.ok(rig.logs.some((l) => /clock: first reference from broker .* 259200\.\d s behind/.test(l)));
+});
+
+t.test('a reconnect asks the broker for its time only once the last answer is an interval old', async (t) => {
+  const intervalMs = 3000;
+  const requests: { connection: number; atMs: number }[] = [];
+  const connects = new Map<number, number>();
+  const rig = await syncRig(t, {
+    beforeStart: (proxy) => {
+      proxy.toServer = (p: Packet, connection: number) => {
+        if (p.cmd === 'connect') connects.set(connection, performance.now());
+        if (p.cmd === 'publish' && proxy.topicOf(p, connection).endsWith('/time/request'))
+          requests.push({ connection, atMs: performance.now() });
+        return p;
+      };
+    },
+    tune: (c) => {
+      c.clock.brokerTime = true;
+      c.clock.brokerTimeIntervalMs = intervalMs;
+    },
+  });
+  await rig.waitFor('the first reference', () => rig.gateway.time.reference !== null);
+  const first = requests[0];
+  t.same(
+    requests.map((r) => r.connection),
+    [1],
+    'one request on the first connection',
+  );
+  // A drop soon after the answer: the reference stands, so no request until an interval has passed.
+  rig.proxy.resetAll();
+  await rig.waitFor('a request on the second connection', () => requests.some((r) => r.connection === 2));
+  const second = requests.find((r) => r.connection === 2);
+  t.ok(
+    first !== undefined && second !== undefined && second.atMs - first.atMs >= intervalMs - 50,
+    `the second connection asked an interval after the first request (${((second?.atMs ?? 0) - (first?.atMs ?? 0)).toFixed(0)} ms), not on connecting`,
+  );
+  // Unanswered (nothing gets through), then a new connection: that one asks as it connects.
+  rig.proxy.blackhole = true;
+  await sleep(intervalMs + 500);
+  rig.proxy.blackhole = false;
+  rig.proxy.resetAll();
+  await rig.waitFor('a request on a later connection', () => requests.some((r) => r.connection >= 3));
+  const later = requests.find((r) => r.connection >= 3);
+  const connected = later === undefined ? undefined : connects.get(later.connection);
+  t.ok(
+    later !== undefined && connected !== undefined && later.atMs - connected < intervalMs / 2,
+    `asked ${((later?.atMs ?? 0) - (connected ?? 0)).toFixed(0)} ms after connecting, the last answer being old`,
+  );
 });

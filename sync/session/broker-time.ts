@@ -1,6 +1,8 @@
 // The broker time reference: an MQTT 5 request on …/time/request with a response topic and
 // correlation data; the cloud answers `{"now_ms"}` on …/time/response. Half the round trip is the
-// error bound, and the reference instant is the middle of the round trip.
+// error bound, and the reference instant is the middle of the round trip. A reconnect asks only
+// when the last answer is an interval old: the monotonic clock did not stop with the link, and
+// each exchange costs a cellular link about 350 B.
 import { randomBytes } from 'node:crypto';
 import { filter, type Subscription } from 'rxjs';
 import type { Clock } from '../../core/clock.js';
@@ -17,6 +19,7 @@ export function timeTopics(region: string, vehicleId: string): { request: string
 export class BrokerTimeSource {
   private pending: { correlation: Buffer; sentMonoMs: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private lastAnswerMonoMs: number | null = null;
   private readonly subscriptions: Subscription[] = [];
   readonly counters = { requests: 0, answers: 0, ignored: 0 };
 
@@ -35,16 +38,23 @@ export class BrokerTimeSource {
         .pipe(filter((m) => m.topic === this.topics.response))
         .subscribe((m) => this.onAnswer(m.payload, m.packet.properties?.correlationData)),
     );
-    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.ask()));
-    this.timer = setInterval(() => this.ask(), this.intervalMs);
+    this.subscriptions.push(this.session.keepSubscribed(this.topics.response, () => this.askIfDue()));
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) clearTimeout(this.timer);
     for (const s of this.subscriptions) s.unsubscribe();
   }
 
+  private askIfDue(): void {
+    const last = this.lastAnswerMonoMs;
+    if (last === null || this.clock.monoMs() - last >= this.intervalMs) this.ask();
+  }
+
+  /** Asks now, and again an interval later (a connect in between asks if that one went unanswered). */
   ask(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.ask(), this.intervalMs);
     if (!this.session.isConnected) return;
     const correlation = randomBytes(8);
     this.pending = { correlation, sentMonoMs: this.clock.monoMs() };
@@ -80,6 +90,7 @@ export class BrokerTimeSource {
     }
     this.pending = null;
     this.counters.answers++;
+    this.lastAnswerMonoMs = now;
     const halfRtt = (now - pending.sentMonoMs) / 2;
     // +1 ms: the answer's clock counts whole milliseconds.
     this.corrector.offer({
