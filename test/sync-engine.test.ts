@@ -1,6 +1,7 @@
 // The sync engine against a real Mosquitto, one test per MQTT-side FMEA row (DESIGN §8): each
 // injects its fault through the proxy or the broker's configuration and checks nothing is lost.
 import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -194,6 +195,27 @@ t.test(
     await rig.waitFor('back online', () => rig.gateway.session.isConnected);
   },
 );
+
+t.test('no heartbeat while a record racing it waits for a PUBACK due as soon as the beat would be', async (t) => {
+  const rig = await syncRig(t);
+  const beats = rig.gateway.heartbeat.counters;
+  const interval = rig.gateway.heartbeat.interval;
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  await rig.waitFor('a heartbeat acknowledged', () => beats.acked > 0);
+  // 300 ms round trips: a record published shortly before the beat is due is still in flight then.
+  rig.proxy.latencyMs = 150;
+  const sentBefore = beats.sent;
+  const sender = rig.gateway.sender.counters;
+  for (let seq = 1; seq <= 6; seq++) {
+    const acked = sender.acked;
+    await rig.insert(seq, 1, () => 1);
+    await rig.waitFor(`record ${seq} acknowledged`, () => sender.acked > acked);
+    // The next record goes out 250 ms before the beat is due; its PUBACK comes 50 ms after.
+    await sleep(interval - 250);
+  }
+  t.ok(beats.sent - sentBefore <= 1, `${beats.sent - sentBefore} heartbeats sent while 6 records raced them`);
+  rig.proxy.latencyMs = 0;
+});
 
 t.test('FMEA connection reset / cut mid-packet / latency: nothing lost', async (t) => {
   const rig = await syncRig(t);

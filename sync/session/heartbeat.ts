@@ -3,7 +3,9 @@
 // as for any PUBLISH whose PUBACK does not come), so it reconnects instead of waiting for TCP or the
 // 5-minute keep-alive to notice. Any PUBACK proves the same (issue 15): a heartbeat goes out only
 // when nothing was acknowledged for a whole interval, and is due an interval after the last PUBACK,
-// so a partition is noticed no later than with a beat every interval.
+// so a partition is noticed no later than with a beat every interval. Nor does one go out while a
+// publish is waiting for a PUBACK due before the beat's would be (a record racing the beat): that
+// PUBACK, or the connection closed for want of it, answers the same question as soon.
 import type { Subscription } from 'rxjs';
 import type { MqttSession } from './mqtt-session.js';
 import type { Clock } from '../../core/clock.js';
@@ -68,9 +70,14 @@ export class Heartbeat {
     this.timer = setTimeout(() => {
       const quietMs = this.lastPubackMs === null ? Infinity : this.clock.monoMs() - this.lastPubackMs;
       // A timer may fire a hair before the interval is over by the clock: that is not "recently".
-      if (quietMs < this.intervalMs - Math.min(1000, this.intervalMs / 10)) {
+      const slackMs = Math.min(1000, this.intervalMs / 10);
+      if (quietMs < this.intervalMs - slackMs) {
         this.counters.skipped++;
         this.schedule(this.intervalMs - quietMs);
+        return;
+      }
+      if (this.session.awaitsPubackWithin(this.timeoutMs)) {
+        this.schedule(slackMs);
         return;
       }
       void this.beat().finally(() => {

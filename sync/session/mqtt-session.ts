@@ -177,8 +177,8 @@ export class MqttSession {
   private lastOutcome: ConnectOutcome | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** Publishes waiting for their PUBACK, by MQTT packet id, so a lost connection can fail them. */
-  private readonly waiting = new Map<number, (err: PublishError) => void>();
+  /** Publishes waiting for their PUBACK, by MQTT packet id: their deadline, and how a lost connection fails them. */
+  private readonly waiting = new Map<number, { deadlineMs: number; fail: (err: PublishError) => void }>();
   /** Largest packet the broker lets us send (its CONNACK Maximum Packet Size, or our setting). */
   maxPacketBytes: number;
   /** Largest packet we ever send, whatever the broker: a record over it can never be delivered. */
@@ -302,6 +302,16 @@ export class MqttSession {
   }
 
   /**
+   * Whether a publish sent on this connection must be acknowledged within `withinMs`: its PUBACK,
+   * or the connection closed for want of it, will come no later than that.
+   */
+  awaitsPubackWithin(withinMs: number): boolean {
+    const by = performance.now() + withinMs;
+    for (const { deadlineMs } of this.waiting.values()) if (deadlineMs <= by) return true;
+    return false;
+  }
+
+  /**
    * Publishes at QoS 1 and resolves with the PUBACK reason code (0x00, or 0x10 no matching
    * subscribers) once it arrives. No PUBACK within the timeout: the connection is closed (a broker
    * that still holds the PUBLISH counts it against its Receive Maximum until the connection ends)
@@ -361,6 +371,7 @@ export class MqttSession {
     timeoutMs: number,
   ): Promise<number | 'timeout'> {
     return new Promise((resolve, reject) => {
+      const deadlineMs = performance.now() + timeoutMs;
       let packetId: number | null = null;
       let settled = false;
       const settle = (): boolean => {
@@ -396,11 +407,14 @@ export class MqttSession {
           // Runs synchronously when mqtt.js stores the packet, right after it allocated the packet id.
           cbStorePut: () => {
             packetId = this.client.getLastMessageId();
-            this.waiting.set(packetId, (err) => {
-              if (settle()) {
-                withdraw();
-                reject(err);
-              }
+            this.waiting.set(packetId, {
+              deadlineMs,
+              fail: (err) => {
+                if (settle()) {
+                  withdraw();
+                  reject(err);
+                }
+              },
             });
           },
         },
@@ -558,7 +572,7 @@ export class MqttSession {
   }
 
   private failWaiting(why: string): void {
-    for (const fail of [...this.waiting.values()]) fail(new PublishError('CONNECTION_LOST', why));
+    for (const { fail } of [...this.waiting.values()]) fail(new PublishError('CONNECTION_LOST', why));
   }
 
   private setState(change: StateChange): void {
