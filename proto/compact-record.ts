@@ -2,8 +2,10 @@
 // record repeats every signal name, both UUIDs and a random id, and sends each statistic as a
 // double: 1,651 B on the wire for a reference window. Here the field paths, resolutions and the
 // run's context go once into a RecordLayout the receiver keeps, and the record carries integers at
-// their DBC resolution, each less a prediction made from the same record only (never from another
-// record, which QoS 1 redelivery or reordering could keep from the receiver).
+// their DBC resolution, each less a prediction made from the same record and its layout only (never
+// from another record, which QoS 1 redelivery or reordering could keep from the receiver). Version 2
+// adds the layout's bases (the values of the record that made it) to predict from: slow signals,
+// odometer, position and the clocks then cost a byte or two less each (bench -- wire).
 import { createHash } from 'node:crypto';
 import { fromColumns, toColumns, type ResolutionTable } from './record-columns.js';
 import {
@@ -16,7 +18,9 @@ import {
   type VehicleTelemetry,
 } from './telemetry-codec.js';
 
-export const COMPACT_VERSION = 1;
+export const COMPACT_VERSION = 2;
+/** Versions a receiver decodes: 1 from gateways not yet upgraded (no bases), and this one. */
+const DECODABLE_VERSIONS = new Set([1, COMPACT_VERSION]);
 /** The run's context: the same in every record of a run, so it lives in the layout. */
 const CONTEXT_PATHS = ['vehicleId', 'schemaVersion', 'correlationId', 'bootId'] as const;
 const CONTEXT = new Set<string>(CONTEXT_PATHS);
@@ -44,7 +48,9 @@ type NumberLayout = RecordLayout['numbers'][number];
 
 /** The id a layout must carry: the first 8 bytes of the SHA-256 of its encoding without the id. */
 export function layoutIdOf(layout: Omit<RecordLayout, 'layoutId'>): Uint8Array {
-  const bytes = encodeLayout({ ...layout, layoutId: new Uint8Array(0) });
+  // A base of 0 is no base: left off, as proto3 leaves it off the wire (so version 1 ids still hold).
+  const numbers = layout.numbers.map(({ base, ...n }) => (base === undefined || base === 0 ? n : { ...n, base }));
+  const bytes = encodeLayout({ ...layout, numbers, layoutId: new Uint8Array(0) });
   return new Uint8Array(createHash('sha256').update(bytes).digest().subarray(0, 8));
 }
 
@@ -53,19 +59,32 @@ export function layoutKey(id: Uint8Array): string {
 }
 
 /**
- * For each layout number, the index of the number it is predicted from, or -1. Predictors come
- * first in a layout's order (see canonicalOrder), so a decoder has them when it needs them.
+ * How each layout number is predicted: `from` the index of the number it is predicted from (-1:
+ * from its base alone), and whether the prediction is that number `shifted` by the two bases'
+ * difference. Predictors come first in a layout's order (see canonicalOrder), so a decoder has
+ * them when it needs them.
  */
-function predictors(numbers: readonly NumberLayout[]): Int32Array {
+interface Predictors {
+  from: Int32Array;
+  shifted: Uint8Array;
+}
+
+function predictors(numbers: readonly NumberLayout[], version: number): Predictors {
   const index = new Map(numbers.map((n, i) => [n.path, i]));
+  const shifted = new Uint8Array(numbers.length);
   let previousCount = -1;
-  return Int32Array.from(numbers, (n, i) => {
+  const from = Int32Array.from(numbers, (n, i) => {
     const same = (j: number | undefined): number => {
       const p = j === undefined ? undefined : numbers[j];
       return p !== undefined && j !== undefined && j < i && p.scale === n.scale && p.offset === n.offset ? j : -1;
     };
     if (n.scale === 0) return -1;
     if (n.path === 'correctedTimeMs') return same(index.get('deviceTimeMs'));
+    if (n.path === 'monoTimeMs' && version >= 2) {
+      const j = same(index.get('deviceTimeMs'));
+      shifted[i] = j >= 0 ? 1 : 0;
+      return j;
+    }
     const stat = STAT.exec(n.path);
     if (stat === null) return -1;
     if (stat[2] === 'count') {
@@ -75,6 +94,20 @@ function predictors(numbers: readonly NumberLayout[]): Int32Array {
     }
     return stat[2] === 'mean' ? -1 : same(index.get(`signals.${stat[1] as string}.mean`));
   });
+  return { from, shifted };
+}
+
+/** Whether number `i`'s prediction starts from its base (so the layout must carry one). */
+function usesBase(p: Predictors, i: number): boolean {
+  return (p.from[i] as number) < 0 || p.shifted[i] === 1;
+}
+
+function predicted(p: Predictors, numbers: readonly NumberLayout[], quantised: readonly number[], i: number): number {
+  const j = p.from[i] as number;
+  const base = (numbers[i] as NumberLayout).base ?? 0;
+  if (j < 0) return base;
+  const q = quantised[j] as number;
+  return p.shifted[i] === 1 ? base + q - ((numbers[j] as NumberLayout).base ?? 0) : q;
 }
 
 /** Paths in a layout's order: each signal's mean before its other statistics, device time before corrected. */
@@ -91,7 +124,7 @@ function canonicalOrder(a: NumberLayout, b: NumberLayout): number {
 interface KnownLayout {
   layout: RecordLayout;
   key: string;
-  predict: Int32Array;
+  predict: Predictors;
 }
 
 /** Encodes live records compactly; a record whose fields differ from every layout so far makes a new one. */
@@ -103,18 +136,18 @@ export class CompactEncoder {
   /** The payload of `record`, and the layout it follows (a receiver must have it first). */
   encode(record: VehicleTelemetry): { layout: RecordLayout; key: string; payload: Uint8Array } {
     const columns = toColumns([record], this.resolution);
+    const byPath = new Map(columns.numbers.map((c) => [c.path, c]));
     const numbers = columns.numbers.map(({ path, scale, offset }) => ({ path, scale, offset })).sort(canonicalOrder);
     const texts = columns.texts.map((c) => c.path).filter((p) => !CONTEXT.has(p));
     const context: Partial<VehicleTelemetry> = {};
     for (const path of CONTEXT_PATHS) (context as Record<string, unknown>)[path] = record[path];
-    const known = this.layoutFor(numbers, texts, context);
-    const byPath = new Map(columns.numbers.map((c) => [c.path, c]));
+    const known = this.layoutFor(numbers, texts, context, (path) => byPath.get(path)?.deltas[0] ?? 0);
     const quantised = known.layout.numbers.map((n) => byPath.get(n.path)?.deltas[0] ?? 0);
     const values: number[] = [];
     const exact: number[] = [];
     known.layout.numbers.forEach((n, i) => {
       if (n.scale === 0) exact.push(byPath.get(n.path)?.exact[0] ?? 0);
-      else values.push((quantised[i] as number) - predicted(known.predict, quantised, i));
+      else values.push((quantised[i] as number) - predicted(known.predict, known.layout.numbers, quantised, i));
     });
     const textOf = new Map(columns.texts.map((c) => [c.path, c.dictionary[0] ?? '']));
     const compact: CompactRecord = {
@@ -128,21 +161,31 @@ export class CompactEncoder {
     return { layout: known.layout, key: known.key, payload: encodeCompact(compact) };
   }
 
-  private layoutFor(numbers: NumberLayout[], texts: string[], context: Partial<VehicleTelemetry>): KnownLayout {
+  /** The layout for these fields; a new one takes its bases from the record that makes it (`quantised`). */
+  private layoutFor(
+    numbers: NumberLayout[],
+    texts: string[],
+    context: Partial<VehicleTelemetry>,
+    quantised: (path: string) => number,
+  ): KnownLayout {
     const signature = JSON.stringify([numbers, texts, context]);
     const known = this.layouts.get(signature);
     if (known !== undefined) return known;
-    const layout: RecordLayout = { layoutId: layoutIdOf({ numbers, texts, context }), numbers, texts, context };
-    const made = { layout, key: layoutKey(layout.layoutId), predict: predictors(numbers) };
+    const predict = predictors(numbers, COMPACT_VERSION);
+    const based = numbers.map((n, i) =>
+      n.scale !== 0 && usesBase(predict, i) ? { ...n, base: quantised(n.path) } : n,
+    );
+    const layout: RecordLayout = {
+      layoutId: layoutIdOf({ numbers: based, texts, context }),
+      numbers: based,
+      texts,
+      context,
+    };
+    const made = { layout, key: layoutKey(layout.layoutId), predict };
     if (this.layouts.size >= MAX_LAYOUTS) this.layouts.delete(this.layouts.keys().next().value as string);
     this.layouts.set(signature, made);
     return made;
   }
-}
-
-function predicted(predict: Int32Array, quantised: readonly number[], i: number): number {
-  const j = predict[i] as number;
-  return j < 0 ? 0 : (quantised[j] as number);
 }
 
 /**
@@ -150,7 +193,12 @@ function predicted(predict: Int32Array, quantised: readonly number[], i: number)
  * and its id checked against its content, so a wrong or forged layout is never used.
  */
 export function checkedLayout(layout: RecordLayout): RecordLayout {
-  const numbers = layout.numbers.map((n) => ({ path: n.path, scale: n.scale ?? 0, offset: n.offset ?? 0 }));
+  const numbers = layout.numbers.map((n) => ({
+    path: n.path,
+    scale: n.scale ?? 0,
+    offset: n.offset ?? 0,
+    base: n.base ?? 0,
+  }));
   const normalised = { ...layout, numbers, texts: layout.texts ?? [], context: layout.context ?? {} };
   const expected = layoutKey(layoutIdOf(normalised));
   if (layoutKey(layout.layoutId) !== expected)
@@ -161,8 +209,8 @@ export function checkedLayout(layout: RecordLayout): RecordLayout {
   return normalised;
 }
 
-/** Predictors of each layout a receiver decodes with (its layouts are kept objects). */
-const decodePredictors = new WeakMap<RecordLayout, Int32Array>();
+/** Predictors of each layout a receiver decodes with, by version (its layouts are kept objects). */
+const decodePredictors = new WeakMap<RecordLayout, Map<number, Predictors>>();
 
 /** Rebuilds a record from its compact payload; `layoutOf` finds a checked layout by its key. */
 export function decodeCompactRecord(
@@ -170,8 +218,11 @@ export function decodeCompactRecord(
   layoutOf: (key: string) => RecordLayout | undefined,
 ): VehicleTelemetry {
   const compact = decodeCompact(payload);
-  if (compact.version !== COMPACT_VERSION)
-    throw new CompactRecordError('COMPACT_VERSION', `compact record version ${compact.version}; expected 1`);
+  if (!DECODABLE_VERSIONS.has(compact.version))
+    throw new CompactRecordError(
+      'COMPACT_VERSION',
+      `compact record version ${compact.version}; expected one of ${[...DECODABLE_VERSIONS].join(', ')}`,
+    );
   const key = layoutKey(compact.layoutId);
   const layout = layoutOf(key);
   if (layout === undefined) throw new CompactRecordError('COMPACT_UNKNOWN_LAYOUT', `no layout ${key} received`, key);
@@ -186,13 +237,20 @@ export function decodeCompactRecord(
       'COMPACT_INVALID',
       `layout ${key} has ${layout.texts.length} texts; the record has ${compact.texts.length}`,
     );
-  let predict = decodePredictors.get(layout);
-  if (predict === undefined) decodePredictors.set(layout, (predict = predictors(layout.numbers)));
+  if (compact.version === 1 && layout.numbers.some((n) => (n.base ?? 0) !== 0))
+    throw new CompactRecordError(
+      'COMPACT_INVALID',
+      `a version 1 record under layout ${key}, which has bases (version 2)`,
+    );
+  let byVersion = decodePredictors.get(layout);
+  if (byVersion === undefined) decodePredictors.set(layout, (byVersion = new Map()));
+  let predict = byVersion.get(compact.version);
+  if (predict === undefined) byVersion.set(compact.version, (predict = predictors(layout.numbers, compact.version)));
   const quantised: number[] = [];
   let [v, x] = [0, 0];
   const numbers = layout.numbers.map((n, i) => {
     if (n.scale === 0) return { ...n, present: new Uint8Array(0), deltas: [], exact: [compact.exact[x++] as number] };
-    quantised[i] = (compact.values[v++] as number) + predicted(predict, quantised, i);
+    quantised[i] = (compact.values[v++] as number) + predicted(predict, layout.numbers, quantised, i);
     return { ...n, present: new Uint8Array(0), deltas: [quantised[i]], exact: [] };
   });
   const text = (path: string, value: string): RecordColumns['texts'][number] => ({

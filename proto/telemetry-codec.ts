@@ -110,7 +110,8 @@ export interface CompactRecord {
 
 export interface RecordLayout {
   layoutId: Uint8Array;
-  numbers: Array<{ path: string; scale: number; offset: number }>;
+  /** `base`: the integer predictions start from (compact version 2; absent or 0: none). */
+  numbers: Array<{ path: string; scale: number; offset: number; base?: number }>;
   texts: string[];
   context: Partial<VehicleTelemetry>;
 }
