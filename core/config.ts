@@ -225,6 +225,8 @@ export const configSchema = z
             cert: z.string().min(1),
             key: z.string().min(1),
             minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+            /** TLSv1.2 resumes a session in about half the bytes of 1.3 (bench -- month); 1.3 resumes with forward secrecy. */
+            maxVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
             /** Name the broker's certificate must carry, when it differs from the URL's host. */
             servername: z.string().min(1).optional(),
             /** Resume the last TLS session from its ticket on reconnect (no certificates resent). */
@@ -253,6 +255,10 @@ export const configSchema = z
       .refine((m) => m.url.startsWith('mqtts://') || m.tls === undefined, {
         message: 'mutual TLS needs an mqtts:// url',
         path: ['url'],
+      })
+      .refine((m) => m.tls === undefined || m.tls.minVersion <= m.tls.maxVersion, {
+        message: 'expected maxVersion at least minVersion',
+        path: ['tls', 'maxVersion'],
       }),
     link: z
       .object({

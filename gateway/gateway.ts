@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { CommandHandler, commandFilter, isCommandTopic } from '../sync/session/command-handler.js';
 import { DeadLetterFile } from '../sync/store/dead-letter.js';
 import { Heartbeat } from '../sync/session/heartbeat.js';
-import { MqttSession } from '../sync/session/mqtt-session.js';
+import { MqttSession, type TlsPolicy } from '../sync/session/mqtt-session.js';
 import { OutboxSender, type Route } from '../sync/outbox-sender.js';
 import { registerOutboxMetrics } from '../sync/outbox/outbox-metrics.js';
 import { registerSessionMetrics } from '../sync/session/session-metrics.js';
@@ -80,6 +80,15 @@ export interface GatewayHandle {
 }
 
 export { DbcLoadError, loadDecoder } from './dbc-loader.js';
+
+/** The broker connection's TLS policy from the config (the offload, on WiFi, takes only the minimum version). */
+function tlsPolicy(t: NonNullable<GatewayConfig['mqtt']['tls']>): TlsPolicy {
+  return {
+    minVersion: t.minVersion,
+    maxVersion: t.maxVersion,
+    ...(t.servername !== undefined ? { servername: t.servername } : {}),
+  };
+}
 
 export function readBootId(): string {
   try {
@@ -252,7 +261,7 @@ async function wire(
       firmwareVersion: config.firmwareVersion,
       ...(tls !== null
         ? {
-            tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
+            tls: sessionTls(tls.credentials, tlsPolicy(tls.settings)),
             tlsSessionResumption: tls.settings.sessionResumption,
           }
         : {}),
@@ -276,8 +285,7 @@ async function wire(
             checkIntervalMs: c.checkIntervalMs,
             responseTimeoutMs: c.responseTimeoutMs,
             connectTimeoutMs: c.connectTimeoutMs,
-            minVersion: tls.settings.minVersion,
-            ...(tls.settings.servername !== undefined ? { servername: tls.settings.servername } : {}),
+            tls: tlsPolicy(tls.settings),
           },
           clock,
           log,
@@ -362,14 +370,13 @@ async function wire(
             vehicleId: config.vehicle.id,
             concurrency: config.offload.concurrency,
             timeoutMs: config.offload.timeoutMs,
-            tls: sessionTls(tls.credentials, tls.settings.minVersion, tls.settings.servername),
+            tls: sessionTls(tls.credentials, { minVersion: tls.settings.minVersion }),
           },
           corrector,
           clock,
         );
   if (certificate !== null && uploader !== null && tls !== null) {
-    certificate.onRenewed = (c) =>
-      uploader.useCredentials(sessionTls(c, tls.settings.minVersion, tls.settings.servername));
+    certificate.onRenewed = (c) => uploader.useCredentials(sessionTls(c, { minVersion: tls.settings.minVersion }));
   }
   const metrics = new GatewayMetrics();
   const pacer = new DrainPacer(

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { filter, firstValueFrom, skip, timeout, type Subscription } from 'rxjs';
 import type { Clock } from '../core/clock.js';
-import type { MqttSession, SessionTls } from '../sync/session/mqtt-session.js';
+import type { MqttSession, SessionTls, TlsPolicy } from '../sync/session/mqtt-session.js';
 import { CredentialError, type CertificateFacts } from './credential-checks.js';
 import type { DeviceCredentials, DeviceKeyStore, PendingRenewal } from './key-store.js';
 
@@ -18,8 +18,7 @@ export interface LifecycleSettings {
   checkIntervalMs: number;
   responseTimeoutMs: number;
   connectTimeoutMs: number;
-  minVersion: SessionTls['minVersion'];
-  servername?: string;
+  tls: TlsPolicy;
 }
 
 export interface RenewalCounters {
@@ -206,21 +205,11 @@ export class CertificateLifecycle {
   }
 
   private tls(c: DeviceCredentials): SessionTls {
-    return sessionTls(c, this.settings.minVersion, this.settings.servername);
+    return sessionTls(c, this.settings.tls);
   }
 }
 
 /** The MQTT session's TLS settings for a set of credentials. */
-export function sessionTls(
-  c: DeviceCredentials,
-  minVersion: SessionTls['minVersion'],
-  servername?: string,
-): SessionTls {
-  return {
-    ca: c.caPem,
-    cert: c.certPem,
-    key: c.keyPem,
-    minVersion,
-    ...(servername !== undefined ? { servername } : {}),
-  };
+export function sessionTls(c: DeviceCredentials, policy: TlsPolicy): SessionTls {
+  return { ...policy, ca: c.caPem, cert: c.certPem, key: c.keyPem };
 }

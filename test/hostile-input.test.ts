@@ -134,6 +134,14 @@ t.test(
       ],
       ['a drain CPU share of 0', with_('batch', { drainCpuShare: 0 }), /batch\.drainCpuShare/],
       ['a drain CPU share over 1', with_('batch', { drainCpuShare: 1.5 }), /batch\.drainCpuShare/],
+      [
+        'a TLS maximum under the minimum',
+        with_('mqtt', {
+          url: 'mqtts://127.0.0.1:8883',
+          tls: { ca: 'ca.crt', cert: 'd.crt', key: 'd.key', minVersion: 'TLSv1.3', maxVersion: 'TLSv1.2' },
+        }),
+        /mqtt\.tls\.maxVersion: expected maxVersion at least minVersion/,
+      ],
     ];
     for (const [label, raw, message] of rows)
       t.throws(() => validateConfig(raw, 'cfg.yaml'), { name: 'ConfigError', message }, label);

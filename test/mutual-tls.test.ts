@@ -44,15 +44,20 @@ t.test('mutual TLS', async (t) => {
 
   t.test('a reconnect resumes the TLS session from its ticket; the broker still knows the device', async (t) => {
     const logFrom = rig.broker.log().length;
-    for (const resume of [true, false]) {
+    const cases = [
+      { resume: true, maxVersion: 'TLSv1.3' as const },
+      { resume: true, maxVersion: 'TLSv1.2' as const },
+      { resume: false, maxVersion: 'TLSv1.3' as const },
+    ];
+    for (const [i, { resume, maxVersion }] of cases.entries()) {
       const config = rig.config(rig.pki.devices.valid);
-      if (config.mqtt.tls) config.mqtt.tls.sessionResumption = resume;
+      if (config.mqtt.tls) Object.assign(config.mqtt.tls, { sessionResumption: resume, maxVersion });
       const { gateway, logs } = await rig.start(config);
       const handshakes = gateway.session.counters.tlsHandshakes;
       await waitUntil('online over TLS', () => gateway.session.isConnected, 10_000, logs);
       for (let drop = 1; drop <= 2; drop++) {
         // A ticket arrives after the handshake: wait for one before dropping (the data path proves it is up).
-        await rig.insert(gateway, 200 + 10 * drop + (resume ? 0 : 100), 2);
+        await rig.insert(gateway, 200 + 100 * i + 10 * drop, 2);
         gateway.session.dropConnection('test: cellular drop');
         await waitUntil(
           'back online',
@@ -61,10 +66,12 @@ t.test('mutual TLS', async (t) => {
           logs,
         );
       }
-      const ids = await rig.insert(gateway, resume ? 300 : 400, 3);
+      const ids = await rig.insert(gateway, 600 + 10 * i, 3);
       await waitUntil('records after the resumed reconnects', () => ids.every((id) => rig.seen.has(id)), 10_000, logs);
-      if (resume) t.same(handshakes, { full: 1, resumed: 2 }, 'one full handshake, then two resumed');
-      else t.same(handshakes, { full: 3, resumed: 0 }, 'resumption off: every handshake is full');
+      const label = `${maxVersion}, resumption ${resume ? 'on' : 'off'}`;
+      t.same(handshakes, resume ? { full: 1, resumed: 2 } : { full: 3, resumed: 0 }, `${label}: handshakes`);
+      t.equal(gateway.session.tlsHandshake, `${maxVersion}${resume ? ', resumed' : ''}`, `${label}: the last one`);
+      t.ok(logs.some((l) => l.includes(`(${maxVersion}${resume ? ', resumed' : ''}, session present: true`)));
       t.match(await gateway.metrics.text(), `v2c_tls_handshakes_total{kind="resumed"} ${resume ? 2 : 0}`);
       await gateway.stop(2000);
     }
@@ -75,7 +82,7 @@ t.test('mutual TLS', async (t) => {
         .match(/as V2CREF00000000001 .*u'V2CREF00000000001'/g) ?? [];
     t.equal(
       identities.length,
-      6,
+      9,
       `every connection, resumed or not, had the certificate's identity (${identities.length})`,
     );
   });

@@ -48,13 +48,19 @@ export interface MqttSessionSettings {
   tlsSessionResumption?: boolean;
 }
 
-export interface SessionTls {
+/** How the device connects over TLS, whatever its credentials. */
+export interface TlsPolicy {
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** TLS 1.2 resumes a session with a smaller handshake than 1.3 (bench -- month). */
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Name to verify in the broker's certificate when it is not the URL's host. */
+  servername?: string;
+}
+
+export interface SessionTls extends TlsPolicy {
   ca: string;
   cert: string;
   key: string;
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
-  /** Name to verify in the broker's certificate when it is not the URL's host. */
-  servername?: string;
 }
 
 export interface PublishProperties {
@@ -150,12 +156,15 @@ export function publishPacketBytes(
 }
 
 /** node:tls options for mutual TLS: TLS 1.2 at least, the broker's certificate and name verified. */
-function tlsOptions(tls: SessionTls): Partial<IClientOptions> & Pick<SecureContextOptions, 'minVersion'> {
+function tlsOptions(
+  tls: SessionTls,
+): Partial<IClientOptions> & Pick<SecureContextOptions, 'minVersion' | 'maxVersion'> {
   return {
     ca: tls.ca,
     cert: tls.cert,
     key: tls.key,
     minVersion: tls.minVersion,
+    ...(tls.maxVersion !== undefined ? { maxVersion: tls.maxVersion } : {}),
     rejectUnauthorized: true,
     ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
   };
@@ -278,6 +287,11 @@ export class MqttSession {
 
   get connected(): Observable<boolean> {
     return this.connectedSubject.asObservable();
+  }
+
+  /** The broker connection's last TLS handshake ("TLSv1.2, resumed"); null without TLS or before one. */
+  get tlsHandshake(): string | null {
+    return this.tlsResumption.lastHandshake;
   }
 
   get isConnected(): boolean {
@@ -542,7 +556,7 @@ export class MqttSession {
     this.maxPacketBytes = Math.min(connack.properties?.maximumPacketSize ?? MQTT_MAX_PACKET, this.ownMaxPacketBytes);
     this.sendQuota.reset(connack.properties?.receiveMaximum ?? MQTT_RECEIVE_MAXIMUM);
     this.log(
-      `mqtt: connected to ${this.settings.url} (session present: ${connack.sessionPresent}, receive maximum: ${this.sendQuota.limit}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`,
+      `mqtt: connected to ${this.settings.url} (${this.settings.tls !== undefined ? `${this.tlsHandshake ?? 'TLS'}, ` : ''}session present: ${connack.sessionPresent}, receive maximum: ${this.sendQuota.limit}, topic alias maximum: ${connack.properties?.topicAliasMaximum ?? 0}, maximum packet size: ${this.maxPacketBytes})`,
     );
     this.setState({ state: 'online', delayMs: 0, reason: 'CONNACK 0x00' });
     this.connectedSubject.next(true);

@@ -15,6 +15,8 @@ export interface TlsHandshakeCounts {
 export class TlsResumption {
   readonly counts: TlsHandshakeCounts = { full: 0, resumed: 0 };
   private watched: Duplex | null = null;
+  /** The last handshake's protocol and whether it resumed ("TLSv1.3, resumed"); null before one. */
+  lastHandshake: string | null = null;
 
   constructor(
     /** Where mqtt.js reads the next socket's options from (the client's options; tls.connect's `session`). */
@@ -27,8 +29,10 @@ export class TlsResumption {
     if (!(stream instanceof TLSSocket) || stream === this.watched) return;
     this.watched = stream;
     stream.once('secureConnect', () => {
-      if (stream.isSessionReused()) this.counts.resumed++;
+      const resumed = stream.isSessionReused();
+      if (resumed) this.counts.resumed++;
       else this.counts.full++;
+      this.lastHandshake = `${stream.getProtocol() ?? 'TLS'}${resumed ? ', resumed' : ''}`;
     });
     if (!this.enabled) return;
     // TLS 1.3 sends tickets after the handshake; the last one is the freshest.
