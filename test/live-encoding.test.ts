@@ -128,3 +128,46 @@ t.test('a compact record that comes before its layout waits at the sink and is t
   // Clear the retained layout this test made, as a fleet operator would.
   await client.publishAsync(`${base}/layout/${key}`, Buffer.alloc(0), { qos: 1, retain: true });
 });
+
+t.test('a layout whose PUBACK is lost goes again on the next connection, with DUP, before its record', async (t) => {
+  const sends: Array<{ topic: string; dup: boolean; connection: number }> = [];
+  let dropLayoutPuback = true;
+  const layoutIds = new Map<string, number>();
+  const rig = await syncRig(t, {
+    beforeStart: (proxy) => {
+      proxy.toServer = (p: Packet, connection: number) => {
+        if (p.cmd !== 'publish') return p;
+        const topic = proxy.topicOf(p, connection);
+        if (topic.includes('/telemetry/')) sends.push({ topic, dup: p.dup, connection });
+        if (topic.includes('/telemetry/layout/')) layoutIds.set(`${connection}:${p.messageId}`, 1);
+        return p;
+      };
+      proxy.toClient = (p: Packet, connection: number) => {
+        // The first layout's PUBACK never arrives: the gateway closes the connection at its deadline.
+        if (p.cmd === 'puback' && dropLayoutPuback && layoutIds.has(`${connection}:${p.messageId}`)) {
+          dropLayoutPuback = false;
+          return null;
+        }
+        return p;
+      };
+    },
+  });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  const [id] = await rig.insert(1, 1, () => 1);
+  await rig.waitFor('the record at the sink', () => rig.seen.has(id as string));
+  const layouts = sends.filter((s) => s.topic.includes('/telemetry/layout/'));
+  t.same(
+    layouts.map((s) => [s.connection, s.dup]),
+    [
+      [1, false],
+      [2, true],
+    ],
+    'the layout on the first connection, again with DUP on the second',
+  );
+  const firstRecord = sends.findIndex((s) => s.topic.endsWith('/telemetry/compact'));
+  t.ok(
+    firstRecord > sends.indexOf(layouts[1] as (typeof sends)[number]),
+    'the record only after the layout got through',
+  );
+  t.equal(rig.sink.counts.rejected, 0);
+});

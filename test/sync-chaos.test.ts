@@ -3,13 +3,15 @@
 // strict broker's Receive Maximum and Maximum Packet Size, a broker SIGKILL, a full local buffer.
 // Each kind must be seen to take effect; the sink must see every record that was not dropped by the
 // P2 quota (and only P2 may be); every resend carries DUP; a record whose PUBACK never comes is resent
-// only on new connections (MQTT 5 §4.4) and rests after its 3rd resend.
+// only on new connections (MQTT 5 §4.4) and rests after its 3rd resend. Live records go compact (the
+// default), so layouts are lost, resent and re-announced under the same faults.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import type { IConnackPacket, Packet } from 'mqtt-packet';
+import type { IConnackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { mulberry32 } from '../bench/rig/seeded-random.js';
-import { decodeTelemetry } from '../proto/telemetry-codec.js';
-import type { LinkControl } from '../bench/rig/fault-proxy.js';
+import { checkedLayout, decodeCompactRecord, layoutKey } from '../proto/compact-record.js';
+import { decodeLayout, type RecordLayout } from '../proto/telemetry-codec.js';
+import type { FaultProxy, LinkControl } from '../bench/rig/fault-proxy.js';
 import { packetBytes } from './strict-broker.js';
 import { missing, syncRig, type SyncRig } from './sync-rig.js';
 
@@ -21,13 +23,14 @@ const SEED = Number(process.env.V2C_CHAOS_SEED ?? 20261123);
 const P2_QUOTA_BYTES = 1_000_000;
 const STRICT_RECEIVE_MAXIMUM = 2;
 const STRICT_MAX_PACKET = 2400;
-const SINGLE_CONTENT_TYPE = 'application/x-protobuf';
 
 interface Send {
   atMs: number;
   dup: boolean;
   connection: number;
   messageId: number;
+  /** The gateway had the PUBACK of this payload's previous send: this one is a new publication (a layout announced again). */
+  afterPuback: boolean;
 }
 
 /** What the fault proxy's rewrites inject and what they see, for one gateway connection after another. */
@@ -51,10 +54,18 @@ class ChaosNet {
   readonly violations: string[] = [];
   readonly refusedPublishes = new Map<number, number>();
   private readonly digests = new Map<string, string>();
+  /** Payloads whose last send's PUBACK reached the gateway. */
+  private readonly answered = new Set<string>();
+  /** Layouts as the gateway published them, so the net can read compact records. */
+  readonly layouts = new Map<string, RecordLayout>();
+  layoutSends = 0;
+  /** Layout sends after the gateway had the previous one's PUBACK: the broker began a new session. */
+  layoutsAnnouncedAgain = 0;
 
   constructor(
     private readonly random: () => number,
     private readonly latencyMs: () => number,
+    private readonly topicOf: (p: IPublishPacket, connection: number) => string,
   ) {}
 
   toServer(p: Packet, connection: number, link: LinkControl): Packet | null {
@@ -66,8 +77,16 @@ class ChaosNet {
     const sends = this.sends.get(digest) ?? [];
     // Heartbeats are empty: each is a new message, though every payload is the same.
     if ((p.payload as Buffer).byteLength > 0) {
-      sends.push({ atMs: Date.now(), dup: p.dup, connection, messageId: p.messageId as number });
+      const afterPuback = this.answered.delete(digest);
+      sends.push({ atMs: Date.now(), dup: p.dup, connection, messageId: p.messageId as number, afterPuback });
       this.sends.set(digest, sends);
+    }
+    const topic = this.topicOf(p, connection);
+    if (topic.includes('/telemetry/layout/')) {
+      this.layoutSends++;
+      if (sends.at(-1)?.afterPuback === true) this.layoutsAnnouncedAgain++;
+      const layout = checkedLayout(decodeLayout(p.payload as Buffer));
+      this.layouts.set(layoutKey(layout.layoutId), layout);
     }
     const id = p.messageId as number;
     const strict = this.strict.get(connection);
@@ -97,14 +116,17 @@ class ChaosNet {
       link.answer({ cmd: 'puback', messageId: id, reasonCode });
       return null;
     }
-    if (
-      this.withheld !== null &&
-      this.withheld.digest === null &&
-      sends.length === 1 &&
-      p.properties?.contentType === SINGLE_CONTENT_TYPE
-    ) {
-      const record = decodeTelemetry(p.payload as Buffer);
-      if (record.priority === 0) Object.assign(this.withheld, { digest, recordId: record.messageId });
+    if (this.withheld !== null && this.withheld.digest === null && sends.length === 1 && topic.endsWith('/compact')) {
+      // A record whose layout the net has not seen (a refused layout PUBLISH) is not picked.
+      const layoutOf = (key: string): RecordLayout | undefined => this.layouts.get(key);
+      const record = (() => {
+        try {
+          return decodeCompactRecord(p.payload as Buffer, layoutOf);
+        } catch {
+          return null;
+        }
+      })();
+      if (record?.priority === 0) Object.assign(this.withheld, { digest, recordId: record.messageId });
     }
     this.digests.set(`${connection}:${id}`, digest);
     return p;
@@ -127,6 +149,7 @@ class ChaosNet {
       return null;
     }
     if (this.latencyMs() > 0) this.pubacksDelayed++;
+    if (digest !== undefined) this.answered.add(digest);
     return p;
   }
 
@@ -170,20 +193,24 @@ t.test(
   async (t) => {
     const random = mulberry32(SEED);
     let rigRef: SyncRig | null = null;
+    let proxyRef: FaultProxy | null = null;
     /** When the gateway gave up on a record after its resends (by record id): its rest starts then. */
     const gaveUpAt = new Map<string, number>();
-    const net = new ChaosNet(random, () => rigRef?.proxy.latencyMs ?? 0);
+    const net = new ChaosNet(
+      random,
+      () => rigRef?.proxy.latencyMs ?? 0,
+      (p, connection) => (proxyRef as FaultProxy).topicOf(p, connection),
+    );
     const rig = await syncRig(t, {
       tune: (c) => {
         c.store.quotaBytes = { p2: P2_QUOTA_BYTES };
-        // The chaos net picks the record whose PUBACKs it withholds by decoding row-wise singles.
-        c.mqtt.liveEncoding = 'row';
       },
       onLog: (line) => {
         const gaveUp = /^outbox: record (\S+) not acknowledged after 3 resends, each on a new connection/.exec(line);
         if (gaveUp !== null) gaveUpAt.set(gaveUp[1] as string, Date.now());
       },
       beforeStart: (proxy) => {
+        proxyRef = proxy;
         proxy.toServer = (p, connection, link) => net.toServer(p, connection, link);
         proxy.toClient = (p, connection) => net.toClient(p, connection);
       },
@@ -387,8 +414,12 @@ t.test(
     t.same([...new Set(dropped.values())], ['P2 quota'], 'the store dropped only P2 records, by their quota');
     t.equal(c.rejected, 0, 'nothing rejected by the sink');
 
-    const resends = [...net.sends.values()].flatMap((sends) => sends.slice(1));
+    const resends = [...net.sends.values()].flatMap((sends) => sends.slice(1).filter((s) => !s.afterPuback));
     t.ok(resends.length > 0, `${resends.length} resends seen at the broker side`);
+    t.ok(
+      net.layoutSends > net.layouts.size,
+      `layouts sent again under the faults: ${net.layoutSends} sends of ${net.layouts.size} layouts, ${net.layoutsAnnouncedAgain} announced again after their PUBACK`,
+    );
     t.same(resends.filter((s) => !s.dup).length, 0, 'every resend of a payload carries DUP');
     // The proxy runs in this process: it may see a send late (a stalled event loop), never early. So
     // the gap from the gateway giving up (its own log line) to the next send seen is a lower bound

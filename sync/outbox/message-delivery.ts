@@ -16,6 +16,8 @@ export class MessageDelivery {
   private readonly live: LiveEncoding;
   /** Layout PUBLISHes waiting for their PUBACK, by topic. */
   private readonly announcing = new Map<string, Promise<void>>();
+  /** Layouts published without a PUBACK yet (by topic): publishing one again is a resend, with DUP. */
+  private readonly unansweredLayouts = new Set<string>();
   /** The CONNACK the layouts were announced under: a new session at the broker may have lost them. */
   private connack: IConnackPacket | null = null;
 
@@ -144,7 +146,10 @@ export class MessageDelivery {
   private async publishLayout(layout: LiveMessage): Promise<void> {
     this.parts.link.meter(publishPacketBytes(layout.topic, layout.payload, layout.properties));
     this.counters.bytesSent += layout.payload.byteLength;
-    await this.parts.session.publish(layout.topic, layout.payload, layout.properties, { retain: true });
+    const dup = this.unansweredLayouts.has(layout.topic);
+    this.unansweredLayouts.add(layout.topic);
+    await this.parts.session.publish(layout.topic, layout.payload, layout.properties, { retain: true, dup });
+    this.unansweredLayouts.delete(layout.topic);
     this.live.layoutPublished(layout.topic);
   }
 
