@@ -243,7 +243,7 @@ export function decodeCompactRecord(
       `a version 1 record under layout ${key}, which has bases (version 2)`,
     );
   let byVersion = decodePredictors.get(layout);
-  if (byVersion === undefined) decodePredictors.set(layout, (byVersion = new Map()));
+  if (byVersion === undefined) decodePredictors.set(layout, (byVersion = new Map<number, Predictors>()));
   let predict = byVersion.get(compact.version);
   if (predict === undefined) byVersion.set(compact.version, (predict = predictors(layout.numbers, compact.version)));
   const quantised: number[] = [];
