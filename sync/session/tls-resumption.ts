@@ -15,6 +15,8 @@ export interface TlsHandshakeCounts {
 export class TlsResumption {
   readonly counts: TlsHandshakeCounts = { full: 0, resumed: 0 };
   private watched: Duplex | null = null;
+  /** The socket whose tickets are kept: the last one watched, unless forgotten since. */
+  private ticketsFrom: Duplex | null = null;
   /** The last handshake's protocol and whether it resumed ("TLSv1.3, resumed"); null before one. */
   lastHandshake: string | null = null;
 
@@ -28,6 +30,7 @@ export class TlsResumption {
   watch(stream: Duplex | undefined): void {
     if (!(stream instanceof TLSSocket) || stream === this.watched) return;
     this.watched = stream;
+    this.ticketsFrom = stream;
     stream.once('secureConnect', () => {
       const resumed = stream.isSessionReused();
       if (resumed) this.counts.resumed++;
@@ -37,12 +40,16 @@ export class TlsResumption {
     if (!this.enabled) return;
     // TLS 1.3 sends tickets after the handshake; the last one is the freshest.
     stream.on('session', (ticket: Buffer) => {
-      if (this.watched === stream) Object.assign(this.options, { session: ticket });
+      if (this.ticketsFrom === stream) Object.assign(this.options, { session: ticket });
     });
   }
 
-  /** New credentials, or a broker that refused ours: the next handshake is a full one. */
+  /**
+   * New credentials, or a broker that refused ours: the next handshake is a full one. A ticket that
+   * a socket made before this still sends (TLS 1.3 sends them after the handshake) is not kept.
+   */
   forget(): void {
+    this.ticketsFrom = null;
     Reflect.deleteProperty(this.options, 'session');
   }
 }
