@@ -19,6 +19,7 @@ export function timeTopics(region: string, vehicleId: string): { request: string
 export class BrokerTimeSource {
   private pending: { correlation: Buffer; sentMonoMs: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** When the last answered request was sent. */
   private lastAnswerMonoMs: number | null = null;
   private readonly subscriptions: Subscription[] = [];
   readonly counters = { requests: 0, answers: 0, ignored: 0 };
@@ -90,7 +91,8 @@ export class BrokerTimeSource {
     }
     this.pending = null;
     this.counters.answers++;
-    this.lastAnswerMonoMs = now;
+    // From when it was asked: an answer redelivered after an outage is an old one.
+    this.lastAnswerMonoMs = pending.sentMonoMs;
     const halfRtt = (now - pending.sentMonoMs) / 2;
     // +1 ms: the answer's clock counts whole milliseconds.
     this.corrector.offer({
