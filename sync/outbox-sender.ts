@@ -24,6 +24,8 @@ export class OutboxSender {
   private readonly holds: RecordHolds;
   private readonly delivery: MessageDelivery;
   private readonly inflightIds = new Set<string>();
+  /** Records the store let go of while they were in flight: forgotten when their send is over. */
+  private readonly goneInFlight = new Set<string>();
   private inflightMessages = 0;
   private inflightBatches = 0;
   private flushRequested = false;
@@ -53,6 +55,14 @@ export class OutboxSender {
 
   start(): void {
     this.subscriptions.add(this.parts.store.inserted.subscribe(() => this.kick()));
+    // Sent, then evicted or dropped before its PUBACK: what was kept about it would stay for ever.
+    this.subscriptions.add(
+      this.parts.store.drops.subscribe(({ id }) => {
+        // In flight: its send may still fail and mark it again; forgotten once that send is over.
+        if (this.inflightIds.has(id)) this.goneInFlight.add(id);
+        else this.forget(id);
+      }),
+    );
     this.subscriptions.add(
       this.parts.session.connected.subscribe((up) => {
         if (!up) return;
@@ -60,6 +70,16 @@ export class OutboxSender {
         this.kick();
       }),
     );
+  }
+
+  private forget(id: string): void {
+    this.holds.forget(id);
+    this.delivery.forget(id);
+  }
+
+  /** Records the sender keeps state about beyond those in flight (DUP marks, resend counts, holds): bounded by the store. */
+  get trackedRecords(): number {
+    return this.delivery.tracked + this.holds.tracked;
   }
 
   stop(): void {
@@ -161,7 +181,10 @@ export class OutboxSender {
         .finally(() => {
           this.inflightMessages--;
           if (isBatch) this.inflightBatches--;
-          for (const r of next.records) this.inflightIds.delete(r.id);
+          for (const r of next.records) {
+            this.inflightIds.delete(r.id);
+            if (this.goneInFlight.delete(r.id)) this.forget(r.id);
+          }
           for (const wake of this.idleWaiters.splice(0)) wake();
           // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
           setImmediate(() => this.kick());

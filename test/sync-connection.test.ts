@@ -234,6 +234,36 @@ t.test(
 );
 
 t.test(
+  'records sent, then dropped by the P2 quota before their PUBACK, leave nothing behind in the sender',
+  async (t) => {
+    let withhold = false;
+    const rig = await syncRig(t, {
+      beforeStart: (proxy) => {
+        proxy.toClient = (p: Packet) => (withhold && p.cmd === 'puback' ? null : p);
+      },
+      tune: (c) => {
+        c.store.quotaBytes = { p2: 40_000 };
+      },
+    });
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    const sender = rig.gateway.sender;
+    const store = rig.gateway.store;
+    withhold = true;
+    await rig.insert(1, 10, () => 2);
+    t.equal(store.counters.dropped.get('2|quota') ?? 0, 0, 'the first ten fit the quota');
+    // Sent and never acknowledged: the sender marks them (a resend carries DUP) and counts their timeouts.
+    await rig.waitFor('the ten sent and unanswered', () => sender.trackedRecords >= 10);
+    // Then the quota drops the oldest P2, those ten among them, while they wait for a PUBACK.
+    await rig.insert(11, 100, () => 2);
+    const dropped = store.counters.dropped.get('2|quota') ?? 0;
+    t.ok(dropped >= 10, `${dropped} dropped by the quota, the ten sent ones first`);
+    withhold = false;
+    await rig.waitFor('the outbox empty', async () => (await store.count()) === 0 && sender.inFlight === 0, 30_000);
+    t.equal(sender.trackedRecords, 0, 'nothing kept about records that are gone');
+  },
+);
+
+t.test(
   'a CONNACK lost on the way (connack timeout) still made a session: the next connection, "session present", subscribes again',
   async (t) => {
     let dropped = 0;

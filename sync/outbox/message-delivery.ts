@@ -153,6 +153,16 @@ export class MessageDelivery {
     this.live.layoutPublished(layout.topic);
   }
 
+  /** A record the store let go of: a later record with its id is not a resend. */
+  forget(id: string): void {
+    this.sentBefore.delete(id);
+  }
+
+  /** Records marked as sent before (a resend of one carries DUP). */
+  get tracked(): number {
+    return this.sentBefore.size;
+  }
+
   /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
   async sendBatch(records: readonly StoredRecord[]): Promise<void> {
     const s = this.settings;

@@ -87,6 +87,19 @@ export class RecordHolds {
     return first;
   }
 
+  /** A record the store let go of (evicted, dropped): nothing is kept about it any more. */
+  forget(id: string): void {
+    this.resting.delete(id);
+    this.parked.delete(id);
+    this.oversize.delete(id);
+    this.unanswered.delete(id);
+  }
+
+  /** Records something is kept about (resend counts and holds). */
+  get tracked(): number {
+    return this.resting.size + this.parked.size + this.oversize.size + this.unanswered.size;
+  }
+
   /** Delivered: nothing is held against these records any more. */
   delivered(records: readonly StoredRecord[]): void {
     for (const r of records) this.unanswered.delete(r.id);
