@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { referenceDriveRecords } from './rig/drive-records.js';
-import { withCellularRig, type CellularRig } from './rig/cellular-rig.js';
+import { quiet, withCellularRig, type CellularRig } from './rig/cellular-rig.js';
 import type { GatewayConfig } from '../core/config.js';
 import type { GatewayHandle } from '../gateway/gateway.js';
 import { recordId, traceIdOf } from '../proto/record-id.js';
@@ -24,7 +24,7 @@ async function liveDay(
   const { relay } = rig;
   const start = relay.bytes();
   const gateway = await rig.start(config);
-  await sleep(200);
+  await quiet(relay);
   const connectBytes = relay.bytes() - start;
   const run = randomUUID();
   const before = relay.bytes();
@@ -36,7 +36,7 @@ async function liveDay(
     await gateway.store.insert(record, Date.now());
     while ((await gateway.store.count()) > 0) await sleep(1);
   }
-  await sleep(200);
+  await quiet(relay);
   return { gateway, connectBytes, recordBytes: relay.bytes() - before };
 }
 
@@ -70,7 +70,7 @@ async function measureDay(rig: CellularRig, drive: readonly VehicleTelemetry[]):
   gateway.heartbeat.setInterval(100);
   while (gateway.heartbeat.counters.acked < acked0 + 20) await sleep(20);
   gateway.heartbeat.setInterval(3_600_000);
-  await sleep(200);
+  await quiet(relay);
   const perHeartbeat = (relay.bytes() - hb0) / (gateway.heartbeat.counters.acked - acked0);
   // How many heartbeats a day of live traffic leaves, at a hundredth of the time: a record every
   // 600 ms (a minute), the heartbeat every 300 ms (30 s). One goes out only when nothing else was
@@ -95,7 +95,7 @@ async function measureDay(rig: CellularRig, drive: readonly VehicleTelemetry[]):
       Buffer.from(JSON.stringify({ time_ms: Date.now(), state: 'online', acked: 1440 + i })),
       { contentType: 'application/json', userProperties: {} },
     );
-  await sleep(200);
+  await quiet(relay);
   const perOldHeartbeat = (relay.bytes() - old0) / 20;
   // Broker time: measured the same way through the session's own request.
   const t0 = relay.bytes();
@@ -111,7 +111,7 @@ async function measureDay(rig: CellularRig, drive: readonly VehicleTelemetry[]):
       },
     );
   }
-  await sleep(300);
+  await quiet(relay);
   const perTime = (relay.bytes() - t0) / 5;
   await rig.stop(gateway);
 

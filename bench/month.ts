@@ -158,22 +158,22 @@ async function measureEncoding(
     baseMs: config.mqtt.reconnect.baseMs / SCALE,
     capMs: config.mqtt.reconnect.capMs / SCALE,
   });
-  const before = relay(rig);
+  const before = rig.relay.bytes();
   const gateway = await rig.start(config);
   await quiet(rig.relay);
-  const connect = relay(rig) - before;
+  const connect = rig.relay.bytes() - before;
   const runner = new Runner(rig, gateway, randomUUID());
   // The first window and event publish their layouts; the second pair, the same records without.
   const firstWindow = drive.find((r) => r.priority !== 0) as VehicleTelemetry;
   const firstEvent = drive.find((r) => r.priority === 0) as VehicleTelemetry;
   const pair = async (): Promise<number> => {
-    const b0 = relay(rig);
+    const b0 = rig.relay.bytes();
     const ids = [runner.insert(firstWindow).id, runner.insert(firstEvent).id];
     const seen = new Set<string>();
     rig.sink.onRecord = (r) => seen.add(r.messageId);
     while (!ids.every((id) => seen.has(id))) await sleep(10);
     await quiet(rig.relay);
-    return relay(rig) - b0;
+    return rig.relay.bytes() - b0;
   };
   const layouts = (await pair()) - (await pair());
   const plan = timeline(drive);
@@ -186,10 +186,6 @@ async function measureEncoding(
   const perDrop = (flaky.bytes - steady.bytes) / dropsAtMs.length;
   const month = (steady.bytes / MINUTES) * MONTH_MINUTES + perDrop * MONTH_DROPS + MONTH_BOOTS * (connect + layouts);
   return { connect, layouts, steady, flaky, perDrop, idleReconnect: idle / IDLE_RECONNECTS, handshakes, month };
-}
-
-function relay(rig: CellularRig): number {
-  return rig.relay.bytes();
 }
 
 function percentile(values: readonly number[], p: number): number {

@@ -137,12 +137,13 @@ export class CompactEncoder {
   encode(record: VehicleTelemetry): { layout: RecordLayout; key: string; payload: Uint8Array } {
     const columns = toColumns([record], this.resolution);
     const byPath = new Map(columns.numbers.map((c) => [c.path, c]));
+    const quantisedOf = (path: string): number => byPath.get(path)?.deltas[0] ?? 0;
     const numbers = columns.numbers.map(({ path, scale, offset }) => ({ path, scale, offset })).sort(canonicalOrder);
     const texts = columns.texts.map((c) => c.path).filter((p) => !CONTEXT.has(p));
     const context: Partial<VehicleTelemetry> = {};
     for (const path of CONTEXT_PATHS) (context as Record<string, unknown>)[path] = record[path];
-    const known = this.layoutFor(numbers, texts, context, (path) => byPath.get(path)?.deltas[0] ?? 0);
-    const quantised = known.layout.numbers.map((n) => byPath.get(n.path)?.deltas[0] ?? 0);
+    const known = this.layoutFor(numbers, texts, context, quantisedOf);
+    const quantised = known.layout.numbers.map((n) => quantisedOf(n.path));
     const values: number[] = [];
     const exact: number[] = [];
     known.layout.numbers.forEach((n, i) => {

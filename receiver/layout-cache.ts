@@ -1,6 +1,6 @@
 // The receiver's memory of record layouts (proto/compact-record.ts): each checked against its id
 // before use, and compact records that arrive before their layout kept a while instead of refused.
-import { checkedLayout, CompactRecordError } from '../proto/compact-record.js';
+import { checkedLayout, CompactRecordError, layoutKey } from '../proto/compact-record.js';
 import { decodeLayout, type RecordLayout } from '../proto/telemetry-codec.js';
 
 /** A compact record waiting for its layout. */
@@ -30,7 +30,7 @@ export class LayoutCache<T> {
    */
   learn(key: string, payload: Uint8Array): T[] {
     const layout = checkedLayout(decodeLayout(payload));
-    const id = Buffer.from(layout.layoutId).toString('hex');
+    const id = layoutKey(layout.layoutId);
     if (id !== key) throw new CompactRecordError('COMPACT_INVALID', `layout ${id} published as ${key}`);
     if (!this.layouts.has(key) && this.layouts.size >= this.maxLayouts)
       this.layouts.delete(this.layouts.keys().next().value as string);

@@ -9,8 +9,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import type { IConnackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { mulberry32 } from '../bench/rig/seeded-random.js';
-import { checkedLayout, decodeCompactRecord, layoutKey } from '../proto/compact-record.js';
-import { decodeLayout, type RecordLayout } from '../proto/telemetry-codec.js';
+import { LiveReader } from '../receiver/live-reader.js';
 import type { FaultProxy, LinkControl } from '../bench/rig/fault-proxy.js';
 import { packetBytes } from './strict-broker.js';
 import { missing, syncRig, type SyncRig } from './sync-rig.js';
@@ -56,8 +55,10 @@ class ChaosNet {
   private readonly digests = new Map<string, string>();
   /** Payloads whose last send's PUBACK reached the gateway. */
   private readonly answered = new Set<string>();
-  /** Layouts as the gateway published them, so the net can read compact records. */
-  readonly layouts = new Map<string, RecordLayout>();
+  /** Reads the gateway's live records as a receiver would, layouts learnt as they pass. */
+  private readonly live = new LiveReader();
+  /** Topics of the layouts published, and how many times one was. */
+  readonly layoutTopics = new Set<string>();
   layoutSends = 0;
   /** Layout sends after the gateway had the previous one's PUBACK: the broker began a new session. */
   layoutsAnnouncedAgain = 0;
@@ -85,8 +86,8 @@ class ChaosNet {
     if (topic.includes('/telemetry/layout/')) {
       this.layoutSends++;
       if (sends.at(-1)?.afterPuback === true) this.layoutsAnnouncedAgain++;
-      const layout = checkedLayout(decodeLayout(p.payload as Buffer));
-      this.layouts.set(layoutKey(layout.layoutId), layout);
+      this.layoutTopics.add(topic);
+      this.live.read(topic, p.payload as Buffer);
     }
     const id = p.messageId as number;
     const strict = this.strict.get(connection);
@@ -118,10 +119,9 @@ class ChaosNet {
     }
     if (this.withheld !== null && this.withheld.digest === null && sends.length === 1 && topic.endsWith('/compact')) {
       // A record whose layout the net has not seen (a refused layout PUBLISH) is not picked.
-      const layoutOf = (key: string): RecordLayout | undefined => this.layouts.get(key);
       const record = (() => {
         try {
-          return decodeCompactRecord(p.payload as Buffer, layoutOf);
+          return this.live.read(topic, p.payload as Buffer);
         } catch {
           return null;
         }
@@ -417,8 +417,8 @@ t.test(
     const resends = [...net.sends.values()].flatMap((sends) => sends.slice(1).filter((s) => !s.afterPuback));
     t.ok(resends.length > 0, `${resends.length} resends seen at the broker side`);
     t.ok(
-      net.layoutSends > net.layouts.size,
-      `layouts sent again under the faults: ${net.layoutSends} sends of ${net.layouts.size} layouts, ${net.layoutsAnnouncedAgain} announced again after their PUBACK`,
+      net.layoutSends > net.layoutTopics.size,
+      `layouts sent again under the faults: ${net.layoutSends} sends of ${net.layoutTopics.size} layouts, ${net.layoutsAnnouncedAgain} announced again after their PUBACK`,
     );
     t.same(resends.filter((s) => !s.dup).length, 0, 'every resend of a payload carries DUP');
     // The proxy runs in this process: it may see a send late (a stalled event loop), never early. So

@@ -15,8 +15,9 @@ export interface LiveEncodingSettings {
   mode: LiveEncodingMode;
   /** Row-wise records. */
   vehicleTopic: string;
-  /** Compact records; layouts go to `${compactTopic}/../layout/<id>`. */
+  /** Compact records. */
   compactTopic: string;
+  /** Where the layout with this key (hex) is published, retained. */
   layoutTopic: (key: string) => string;
   resolution: ResolutionTable;
 }

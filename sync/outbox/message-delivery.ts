@@ -117,8 +117,8 @@ export class MessageDelivery {
     let { layout, record } = this.live.encode(prepared, connack?.properties?.retainAvailable !== false);
     // A layout over this broker's packet limit could never be learnt: the record goes row-wise.
     const max = this.parts.session.maxPacketBytes;
-    if (layout !== null && publishPacketBytes(layout.topic, layout.payload, layout.properties) > max)
-      ({ layout, record } = this.live.encode(prepared, false));
+    const layoutBytes = layout === null ? 0 : publishPacketBytes(layout.topic, layout.payload, layout.properties);
+    if (layoutBytes > max) ({ layout, record } = this.live.encode(prepared, false));
     const bytes = publishPacketBytes(record.topic, record.payload, record.properties);
     if (bytes > max) {
       await this.tooLarge(stored, record.topic, bytes);
@@ -129,7 +129,7 @@ export class MessageDelivery {
       // sent meanwhile wait for the same PUBLISH instead of making their own.
       let announcing = this.announcing.get(layout.topic);
       if (announcing === undefined) {
-        announcing = this.publishLayout(layout).finally(() => this.announcing.delete(layout.topic));
+        announcing = this.publishLayout(layout, layoutBytes).finally(() => this.announcing.delete(layout.topic));
         this.announcing.set(layout.topic, announcing);
       }
       try {
@@ -143,8 +143,8 @@ export class MessageDelivery {
     await this.deliver('single', [stored], record.topic, record.payload, record.properties);
   }
 
-  private async publishLayout(layout: LiveMessage): Promise<void> {
-    this.parts.link.meter(publishPacketBytes(layout.topic, layout.payload, layout.properties));
+  private async publishLayout(layout: LiveMessage, packetBytes: number): Promise<void> {
+    this.parts.link.meter(packetBytes);
     this.counters.bytesSent += layout.payload.byteLength;
     const dup = this.unansweredLayouts.has(layout.topic);
     this.unansweredLayouts.add(layout.topic);
