@@ -443,6 +443,16 @@ async function drainScenario(
     );
     const framePublish = published.map((at, k) => at - (raised[k] as number));
     const publishPuback = published.map((at, k) => (pubacked.get(k) ?? NaN) - at).filter(Number.isFinite);
+    // Where the tail comes from: the slowest events and when they were raised.
+    const slowest = framePublish
+      .map((ms, k) => ({ ms, k }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 5)
+      .map(
+        ({ ms, k }) =>
+          `#${k} at +${(((raised[k] as number) - (raised[0] as number)) / 1000).toFixed(1)} s: ${ms.toFixed(0)} ms`,
+      );
+    console.log(`    slowest frame → PUBLISH: ${slowest.join(', ')}`);
     figures.latency = {
       framePublish,
       publishPuback,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { createRxDatabase, fillWithDefaultSettings, type RxJsonSchema, type RxStorage } from 'rxdb';
-import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
+import { getRxStorageSQLite, type SqliteStorageInstance } from '../sync/store/sqlite-storage.js';
 import { runDifferential, scenarios } from './storage-differential.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-diff-'));
@@ -150,4 +150,85 @@ t.test('storage instances: a shared change stream per table, and a closed instan
   await t.rejects(one.findDocumentsById(['x'], true), { code: 'STORAGE_CLOSED' }, 'a closed instance: STORAGE_CLOSED');
   t.same((await two.findDocumentsById(['x'], true)).length, 1, 'the other instance keeps working');
   await two.close();
+});
+
+t.test('counts per value of a field are kept by triggers through inserts, changes, deletions and purges', async (t) => {
+  const sub = join(dir, 'counts');
+  const schema = fillWithDefaultSettings(docSchema(['n']));
+  const params = (options: { countBy?: string }) => ({
+    databaseInstanceToken: 'c',
+    databaseName: 'counts',
+    collectionName: 'docs',
+    schema,
+    options,
+    multiInstance: false,
+    devMode: false,
+  });
+  const storage = sqliteAt(sub);
+  const doc = (id: string, n: number, rev = '1-a', deleted = false) => ({
+    id,
+    n,
+    _deleted: deleted,
+    _attachments: {},
+    _rev: rev,
+    _meta: { lwt: Date.now() },
+  });
+  // Rows written before the counts existed are counted once, when they are first asked for.
+  const plain = await storage.createStorageInstance<Doc>(params({}));
+  await plain.bulkWrite(
+    [doc('a', 1), doc('b', 1), doc('c', 2)].map((document) => ({ document })),
+    'test',
+  );
+  await plain.close();
+  const counted = (await storage.createStorageInstance<Doc>(params({ countBy: 'n' }))) as SqliteStorageInstance<Doc>;
+  const counts = () => Object.fromEntries([...counted.countsBy()].map(([v, n]) => [String(v), n]));
+  t.same(counts(), { 1: 2, 2: 1 }, 'an existing table is counted when the counts are created');
+  const steps: Array<[string, () => Promise<unknown>, Record<string, number>]> = [
+    [
+      'insert',
+      () => counted.bulkWrite([{ document: doc('d', 3) }, { document: doc('e', 1) }], 'test'),
+      { 1: 3, 2: 1, 3: 1 },
+    ],
+    [
+      'a value changes',
+      () => counted.bulkWrite([{ previous: doc('a', 1), document: doc('a', 2, '2-b') }], 'test'),
+      { 1: 2, 2: 2, 3: 1 },
+    ],
+    [
+      'deleted (a tombstone is not counted)',
+      () => counted.bulkWrite([{ previous: doc('b', 1), document: doc('b', 1, '2-b', true) }], 'test'),
+      { 1: 1, 2: 2, 3: 1 },
+    ],
+    ['tombstones purged', () => counted.cleanup(0), { 1: 1, 2: 2, 3: 1 }],
+    [
+      'a tombstone brought back',
+      () => counted.bulkWrite([{ previous: doc('b', 1, '2-b', true), document: doc('b', 3, '3-c') }], 'test'),
+      { 1: 1, 2: 2, 3: 2 },
+    ],
+  ];
+  for (const [what, step, expected] of steps) {
+    await step();
+    t.same(counts(), expected, what);
+    const queried: Record<string, number> = {};
+    for (const d of await counted.findDocumentsById(['a', 'b', 'c', 'd', 'e'], false))
+      queried[String(d.n)] = (queried[String(d.n)] ?? 0) + 1;
+    t.same(counts(), queried, `${what}: as the documents say`);
+  }
+  await counted.close();
+  const again = (await storage.createStorageInstance<Doc>(params({ countBy: 'n' }))) as SqliteStorageInstance<Doc>;
+  t.same(
+    Object.fromEntries(again.countsBy()),
+    Object.fromEntries([
+      [1, 1],
+      [2, 2],
+      [3, 2],
+    ]),
+    'kept across a reopen',
+  );
+  await again.close();
+  await t.rejects(
+    storage.createStorageInstance<Doc>({ ...params({ countBy: 'x; DROP TABLE docs' }), collectionName: 'other' }),
+    { code: 'STORAGE_SCHEMA_MISMATCH', message: /countBy "x; DROP TABLE docs" is not a top-level field/ },
+    'a field that is not in the schema is refused',
+  );
 });

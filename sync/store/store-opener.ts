@@ -125,7 +125,9 @@ async function openCollection(
 ): Promise<OpenedStore> {
   const db = await createRxDatabase({ name, storage, multiInstance: false, eventReduce: true });
   try {
-    const collections = await db.addCollections({ telemetry: { schema: telemetrySchema } });
+    // On disk, the storage keeps the records per priority counted (TelemetryStore.ensureCounted).
+    const instanceCreationOptions = disk === null ? undefined : { countBy: 'priority' };
+    const collections = await db.addCollections({ telemetry: { schema: telemetrySchema, instanceCreationOptions } });
     const records = collections.telemetry as RxCollection<StoredRecord>;
     const classBytes = weighClasses ? await measureClasses(records) : [];
     return { db, records, disk, classBytes, counters };

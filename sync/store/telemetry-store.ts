@@ -14,6 +14,7 @@ import { deleteDocuments, readPending } from './record-documents.js';
 import { MAX_PRIORITY, type StoredRecord } from './stored-record.js';
 import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 import { rateLimited, type Log } from '../../core/log.js';
+import type { SqliteStorageInstance } from './sqlite-storage.js';
 
 export interface TelemetryStoreOptions extends StoreFileOptions, CapacityLimits {
   /** How often acknowledged records' tombstones are purged from the file. */
@@ -77,13 +78,18 @@ export class TelemetryStore {
   }
 
   /**
-   * Counts what is stored per priority, once, before the first count or change (not at open: a
-   * large file opens at once and is checked in the background; this reads its whole index).
+   * Counts what is stored per priority, once, before the first count or change: on disk the
+   * storage's trigger-kept counts (instant), in memory a count query per priority.
    */
   private ensureCounted(): Promise<void> {
+    const instance = this.records.internalStorageInstance as Partial<
+      Pick<SqliteStorageInstance<StoredRecord>, 'countsBy'>
+    >;
     this.counting ??= (async () => {
+      const kept = instance.countsBy?.();
       for (let p = 0; p <= MAX_PRIORITY; p++)
-        this.stored[p] = await this.records.count({ selector: { priority: p } }).exec();
+        this.stored[p] =
+          kept !== undefined ? (kept.get(p) ?? 0) : await this.records.count({ selector: { priority: p } }).exec();
     })().catch((err: unknown) => {
       // Counted again next time (a store that recovers is not stuck with a failed count).
       this.counting = null;
