@@ -11,12 +11,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import {
   closeSync,
   copyFileSync,
-  fsyncSync,
-  openSync,
   createWriteStream,
   existsSync,
+  fsyncSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -237,11 +237,10 @@ async function prefilledStore(dir: string, n: number, name = 'backlog'): Promise
   return storeDir;
 }
 
-/** A copy of a prefilled store for one run: each environment starts from the same records. */
 /**
- * A copy of the store, on disk before the gateway starts: a copy still in the page cache made the
- * gateway's first durable commit wait for the whole copy to be written (an ext4 journal commit
- * writes out the data it orders), which a real vehicle's store never does.
+ * A copy of a prefilled store for one run (each environment starts from the same records), on disk
+ * before the gateway starts: a copy still in the page cache could make the gateway's first durable
+ * commit wait for it to be written (an ext4 journal commit writes out the data it orders).
  */
 function copyOfStore(from: string, to: string): string {
   mkdirSync(to);

@@ -173,7 +173,7 @@ t.test('counts per value of a field are kept by triggers through inserts, change
     _rev: rev,
     _meta: { lwt: Date.now() },
   });
-  // Rows written before the counts existed are counted once, when they are first asked for.
+  // Rows written before the counts existed are counted once, when the counts are created (at open).
   const plain = await storage.createStorageInstance<Doc>(params({}));
   await plain.bulkWrite(
     [doc('a', 1), doc('b', 1), doc('c', 2)].map((document) => ({ document })),
