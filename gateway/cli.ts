@@ -12,7 +12,7 @@ const USAGE = `usage: v2c-gateway <command> [options]
 commands:
   --version                         the gateway's version, and the Node and CPU it runs on
   run --config FILE                 run the gateway with a YAML/JSON config
-  decode [--dbc FILE] [--format candump|slcan] [FILE|-]
+  decode [--dbc FILE] [--format candump|slcan] [--j1939] [FILE|-]
                                     print one JSON object per input line
   simulate --port PATH [--trace FILE] [--speed X] [--timestamps] [--ignition-file FILE]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
@@ -107,20 +107,26 @@ async function main(argv: string[]): Promise<number> {
       return drained ? 0 : 1;
     }
     case 'decode': {
-      const a = args(rest, { dbc: { type: 'string' }, format: { type: 'string', default: 'candump' } });
+      const a = args(rest, {
+        dbc: { type: 'string' },
+        format: { type: 'string', default: 'candump' },
+        j1939: { type: 'boolean', default: false },
+      });
       const format = String(a.values.format);
       if (format !== 'candump' && format !== 'slcan')
         throw new UsageError(`--format ${format}: expected candump or slcan`);
-      const [{ loadDecoder }, { decodeLine }, { MAX_TRACE_LINE_CHARS, openTrace }, { readBoundedLines }] =
+      const [{ loadDecoder }, { TraceDecoder }, { MAX_TRACE_LINE_CHARS, openTrace }, { readBoundedLines }] =
         await Promise.all([
           import('./dbc-loader.js'),
           import('./decode-command.js'),
           import('../drivers/trace-source.js'),
           import('../drivers/line-reader.js'),
         ]);
-      const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc));
+      const j1939 = a.values.j1939 === true;
+      const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc), { j1939 });
       for (const warning of decoder?.db.warnings ?? []) process.stderr.write(`v2c-gateway: dbc: ${warning}\n`);
       const input = openTrace(a.positionals[0] ?? '-');
+      const lines = new TraceDecoder({ format, decoder, j1939 });
       const out: string[] = [];
       // `decode … | head` closes the pipe early: that ends the command quietly, as it does for cat.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -128,9 +134,7 @@ async function main(argv: string[]): Promise<number> {
         throw err;
       });
       for await (const line of readBoundedLines(input, MAX_TRACE_LINE_CHARS)) {
-        const json = decodeLine(line, format, decoder);
-        if (json === null) continue;
-        out.push(json);
+        out.push(...lines.decode(line));
         if (out.length >= 256) process.stdout.write(out.splice(0).join('\n') + '\n');
       }
       if (out.length > 0) process.stdout.write(out.join('\n') + '\n');

@@ -1,6 +1,6 @@
 // Loading a DBC file for the gateway and `decode`: read (bounded, regular files only), decoded from
 // Windows-1252 or UTF-8, parsed and compiled; kept apart so `decode` loads nothing else.
-import { DbcDecoder } from '../drivers/dbc/decoder.js';
+import { DbcDecoder, type DecoderOptions } from '../drivers/dbc/decoder.js';
 import { DbcSyntaxError } from '../drivers/dbc/model.js';
 import { decodeDbcBytes, parseDbc } from '../drivers/dbc/parser.js';
 import { readInputFile } from '../core/input-file.js';
@@ -13,7 +13,7 @@ export class DbcLoadError extends Error {
   readonly code = 'DBC_LOAD';
 }
 
-export function loadDecoder(path: string): DbcDecoder {
+export function loadDecoder(path: string, options: DecoderOptions = {}): DbcDecoder {
   let text: string;
   try {
     text = decodeDbcBytes(readInputFile(path, MAX_DBC_BYTES));
@@ -21,7 +21,7 @@ export function loadDecoder(path: string): DbcDecoder {
     throw new DbcLoadError(`cannot read DBC ${path}: ${(err as Error).message}`);
   }
   try {
-    return new DbcDecoder(parseDbc(text, path));
+    return new DbcDecoder(parseDbc(text, path), options);
   } catch (err) {
     if (err instanceof DbcSyntaxError) throw new DbcLoadError(err.message);
     throw err;

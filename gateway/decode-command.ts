@@ -5,6 +5,9 @@ import { DecodeError, type DbcDecoder } from '../drivers/dbc/decoder.js';
 import { parseCandumpLine } from '../drivers/candump.js';
 import { parseSlcanLine } from '../drivers/slcan.js';
 import type { TraceFormat } from '../drivers/trace-source.js';
+import { Dm1Error, PGN_DM1, decodeDm1, type Dm1 } from '../drivers/j1939/dm1.js';
+import { parseJ1939Id } from '../drivers/j1939/j1939-id.js';
+import { TransportReassembler } from '../drivers/j1939/transport.js';
 
 const BIG = '\u0000big:';
 
@@ -23,22 +26,83 @@ function frameFields(frame: CanFrame): { t: number | null; bus: string | null; i
   return { t: frame.tsWall, bus: frame.bus, id: frame.id, extended: frame.extended };
 }
 
-/** The output line for one input line, or null for lines that carry nothing (blank, comments, adapter acks). */
-export function decodeLine(line: string, format: TraceFormat, decoder: DbcDecoder | null): string | null {
-  const parsed = format === 'candump' ? parseCandumpLine(line) : parseSlcanLine(line.replace(/\r$/, ''));
-  if (parsed === null) return null;
-  if (parsed instanceof MalformedLine) return toJson({ error: `${parsed.code}: ${parsed.reason}`, line });
-  if (decoder === null) {
-    return toJson({
-      ...frameFields(parsed),
-      rtr: parsed.rtr,
-      fd: parsed.fd,
-      brs: parsed.brs,
-      ...(parsed.error ? { errorFrame: true } : {}),
-      data: parsed.rtr ? '' : bytesToHex(parsed.data),
-    });
+function rawFields(frame: CanFrame): Record<string, unknown> {
+  return {
+    ...frameFields(frame),
+    rtr: frame.rtr,
+    fd: frame.fd,
+    brs: frame.brs,
+    ...(frame.error ? { errorFrame: true } : {}),
+    data: frame.rtr ? '' : bytesToHex(frame.data),
+  };
+}
+
+/** A DM1 as `decode` prints it, or its error text. */
+function dm1Field(data: Uint8Array): { dm1: Dm1 } | { dm1Error: string } {
+  const dm1 = decodeDm1(data);
+  return dm1 instanceof Dm1Error ? { dm1Error: dm1.reason } : { dm1 };
+}
+
+export interface TraceDecoderOptions {
+  format: TraceFormat;
+  decoder: DbcDecoder | null;
+  /** Read 29-bit frames as J1939: PGN, addresses, transport-protocol messages and DM1s. */
+  j1939?: boolean;
+}
+
+/**
+ * `decode`'s per-line work. Stateful only with J1939, whose transport-protocol messages span many
+ * lines and are printed once more, whole, after their last packet.
+ */
+export class TraceDecoder {
+  private readonly transport: TransportReassembler | null;
+
+  constructor(private readonly options: TraceDecoderOptions) {
+    this.transport = options.j1939 === true ? new TransportReassembler() : null;
   }
-  const decoded = decoder.decode(parsed, true);
-  if (decoded instanceof DecodeError) return toJson({ error: `${decoded.code}: ${decoded.reason}`, line });
-  return toJson({ ...frameFields(parsed), name: decoded.name, signals: decoded.signals });
+
+  /** The output lines for one input line: none for lines that carry nothing (blank, comments, adapter acks). */
+  decode(line: string): string[] {
+    const { format, decoder } = this.options;
+    const parsed = format === 'candump' ? parseCandumpLine(line) : parseSlcanLine(line.replace(/\r$/, ''));
+    if (parsed === null) return [];
+    if (parsed instanceof MalformedLine) return [toJson({ error: `${parsed.code}: ${parsed.reason}`, line })];
+    const j1939 = this.transport !== null && parsed.extended && !parsed.error && !parsed.rtr;
+    const decoded = decoder?.decode(parsed, true);
+    // With J1939 a frame the DBC does not know still means something: it is printed raw.
+    if (decoded instanceof DecodeError && !(j1939 && decoded.code === 'unknown-id'))
+      return [toJson({ error: `${decoded.code}: ${decoded.reason}`, line })];
+    const frame =
+      decoded === undefined || decoded instanceof DecodeError
+        ? rawFields(parsed)
+        : { ...frameFields(parsed), name: decoded.name, signals: decoded.signals };
+    if (!j1939 || this.transport === null) return [toJson(frame)];
+    const { priority, pgn, sa, da } = parseJ1939Id(parsed.id);
+    const out = [
+      toJson({
+        ...frame,
+        pgn,
+        sa,
+        ...(da === null ? {} : { da }),
+        priority,
+        ...(pgn === PGN_DM1 ? dm1Field(parsed.data) : {}),
+      }),
+    ];
+    const message = this.transport.accept(parsed.id, parsed.data, parsed.tsMono);
+    if (message !== null)
+      out.push(
+        toJson({
+          t: parsed.tsWall,
+          bus: parsed.bus,
+          pgn: message.pgn,
+          sa: message.sa,
+          da: message.da,
+          transport: message.transport,
+          length: message.data.length,
+          data: bytesToHex(message.data),
+          ...(message.pgn === PGN_DM1 ? dm1Field(message.data) : {}),
+        }),
+      );
+    return out;
+  }
 }

@@ -23,7 +23,7 @@ import {
   validateConfig,
   referenceVehicleSettings,
 } from '../core/config.js';
-import { decodeLine, toJson } from '../gateway/decode-command.js';
+import { TraceDecoder, toJson } from '../gateway/decode-command.js';
 import { DbcLoadError, loadDecoder, startGateway } from '../gateway/gateway.js';
 import { projectRoot } from '../core/project-root.js';
 import { BatchRejectedError, sha256Hex, unpackBatch } from '../proto/batch-packer.js';
@@ -62,8 +62,9 @@ t.test('decode JSON keeps NaN and ±Infinity of IEEE float signals as strings', 
   const inf = Buffer.alloc(8);
   inf.writeDoubleLE(-Infinity);
   const decoder = new DbcDecoder(db);
-  t.match(decodeLine(`(1.0) can0 001#${nan.toString('hex')}`, 'candump', decoder), /"signals":\{"X":"NaN"\}/);
-  t.match(decodeLine(`(1.0) can0 001#${inf.toString('hex')}`, 'candump', decoder), /"signals":\{"X":"-Infinity"\}/);
+  const lines = new TraceDecoder({ format: 'candump', decoder });
+  t.match(lines.decode(`(1.0) can0 001#${nan.toString('hex')}`), [/"signals":\{"X":"NaN"\}/]);
+  t.match(lines.decode(`(1.0) can0 001#${inf.toString('hex')}`), [/"signals":\{"X":"-Infinity"\}/]);
 });
 
 t.test('candump times: seconds.fraction and -t A local date and time', async (t) => {
@@ -271,7 +272,11 @@ t.test('long lines are cut as they arrive, never held whole', async (t) => {
     [1025, (driveLines[0] as string).length, 4],
     'the long line cut to 1,025, the CRLF line and the last line intact',
   );
-  t.match(decodeLine(lines[0] as string, 'candump', null), /"error":"too-long/, 'and reported too long by the parser');
+  t.match(
+    new TraceDecoder({ format: 'candump', decoder: null }).decode(lines[0] as string),
+    [/"error":"too-long/],
+    'and reported too long by the parser',
+  );
   const r = spawnSync('sh', ['-c', `node ${CLI} decode --dbc ${DBC_PATH} ${join(REF, 'drive.log.gz')} | head -n 2`], {
     encoding: 'utf8',
   });
@@ -422,18 +427,22 @@ t.test(
       ['slcan', slcan],
     ] as const) {
       const rng = new SeededRandom(format === 'candump' ? 101 : 202);
+      // With and without a DBC, with and without J1939 (whose transport state spans lines).
+      const decoders = [null, decoder].flatMap((dbc) =>
+        [false, true].map((j1939) => new TraceDecoder({ format, decoder: dbc, j1939 })),
+      );
       let objects = 0;
       let errors = 0;
       let failures = 0;
       for (let i = 0; i < 100_000 * SCALE; i++) {
         const line = mutate(corpus[rng.int(0, corpus.length - 1)] as string, rng, rng.int(1, 4));
         try {
-          const out = decodeLine(line, format, rng.float() < 0.5 ? decoder : null);
-          if (out === null) continue;
-          const parsed = JSON.parse(out) as Record<string, unknown>;
-          if (typeof parsed !== 'object' || parsed === null || out.includes('\n')) failures++;
-          objects++;
-          if ('error' in parsed) errors++;
+          for (const out of (decoders[rng.int(0, 3)] as TraceDecoder).decode(line)) {
+            const parsed = JSON.parse(out) as Record<string, unknown>;
+            if (typeof parsed !== 'object' || parsed === null || out.includes('\n')) failures++;
+            objects++;
+            if ('error' in parsed) errors++;
+          }
         } catch {
           failures++;
         }

@@ -3,6 +3,7 @@
 import type { CanFrame } from '../can-frame.js';
 import type { DbcDatabase, DbcMessage, DbcSignal } from './model.js';
 import { signalBitPositions } from './parser.js';
+import { pgnOf } from '../j1939/j1939-id.js';
 
 export type SignalValue = number | bigint | string;
 
@@ -183,20 +184,37 @@ function key(id: number, extended: boolean): number {
   return extended ? id + 0x20000000 : id;
 }
 
+export interface DecoderOptions {
+  /**
+   * J1939: a 29-bit frame no DBC id matches exactly is matched by its PGN, as J1939 DBCs name each
+   * message with one sender's id (priority and source address differ on the bus).
+   */
+  j1939?: boolean;
+}
+
 /** Decodes frames with a compiled DBC database. */
 export class DbcDecoder {
   private readonly messages = new Map<number, CompiledMessage>();
+  /** Extended messages by PGN (the first in the DBC wins); null without the J1939 option. */
+  private readonly byPgn: Map<number, CompiledMessage> | null;
 
-  constructor(readonly db: DbcDatabase) {
+  constructor(
+    readonly db: DbcDatabase,
+    options: DecoderOptions = {},
+  ) {
+    this.byPgn = options.j1939 === true ? new Map() : null;
     for (const message of db.messages) {
       const { signals, switchOrder } = compileMessage(message);
-      this.messages.set(key(message.id, message.extended), {
+      const compiled = {
         message,
         signals,
         switchOrder,
         present: new Uint8Array(signals.length),
         switchValues: new Float64Array(signals.length),
-      });
+      };
+      this.messages.set(key(message.id, message.extended), compiled);
+      const pgn = pgnOf(message.id);
+      if (this.byPgn !== null && message.extended && !this.byPgn.has(pgn)) this.byPgn.set(pgn, compiled);
     }
   }
 
@@ -211,7 +229,9 @@ export class DbcDecoder {
    */
   decode(frame: CanFrame, choices = true): DecodedMessage | DecodeError {
     if (frame.error) return new DecodeError('error-frame', 'error frame: carries no message');
-    const compiled = this.messages.get(key(frame.id, frame.extended));
+    const compiled =
+      this.messages.get(key(frame.id, frame.extended)) ??
+      (frame.extended ? this.byPgn?.get(pgnOf(frame.id)) : undefined);
     if (compiled === undefined)
       return new DecodeError(
         'unknown-id',
