@@ -75,6 +75,8 @@ export const configSchema = z
         file: z.string().optional(),
         /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
         speed: z.number().nonnegative().default(0),
+        /** Protocols read beside the DBC: `j1939` (PGN matching, transport protocol, DM1). */
+        protocols: z.array(z.enum(['j1939'])).default([]),
       })
       .strict()
       .refine((c) => c.source !== 'slcan' || c.port !== undefined, {
@@ -476,6 +478,8 @@ export interface ReferenceOverrides {
   windowMs?: number;
   storeDir?: string;
   tls?: { ca: string; cert: string; key: string };
+  /** Which reference vehicle (default: the car). */
+  vehicle?: ReferenceVehicle;
 }
 
 /** The built-in defaults: the reference vehicle's DBC and drive, a local broker. */
@@ -483,19 +487,55 @@ export function referenceVehicleConfig(overrides: ReferenceOverrides): GatewayCo
   return validateConfig(referenceVehicleSettings(overrides), 'built-in defaults');
 }
 
-/** The reference vehicle's settings before validation (the provisioning command writes them as YAML). */
-export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<string, unknown> {
-  const vehicle = join(projectRoot(), 'drivers', 'reference-vehicle');
-  const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
+/** The reference vehicles: a car with a DBC of its own, and a J1939 truck. */
+export type ReferenceVehicle = 'car' | 'truck';
+
+const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
+
+/** What differs between the reference vehicles: files, identity, protocols and the field mapping. */
+function referenceProfile(vehicle: ReferenceVehicle): {
+  dir: string;
+  dbc: string;
+  identity: Record<string, string>;
+  protocols: string[];
+  pipeline: Record<string, unknown>;
+} {
+  if (vehicle === 'truck')
+    return {
+      dir: join(projectRoot(), 'drivers', 'reference-truck'),
+      dbc: 'v2c-reference-truck.dbc',
+      identity: { id: 'V2CREFTRK00000001', region: 'eu-central-1', model: 'v2c-reference-truck' },
+      protocols: ['j1939'],
+      pipeline: {
+        fields: {
+          speedKmh: field('WheelBasedVehicleSpeed', 'mean'),
+          engineRpm: field('EngSpeed', 'mean'),
+          batteryVoltageV: field('BatteryPotentialPowerInput1', 'mean'),
+          coolantTempC: field('EngCoolantTemp', 'max'),
+          fuelLevelPct: field('FuelLevel1'),
+          odometerKm: field('HiResTotalVehicleDistance'),
+          milOn: field('DM1_MilOn', 'max'),
+        },
+        exclude: ['EngTorqueMode', 'SrcAddrssOfCntrllngDvcFrEngCtrl', 'EngStarterMode'],
+        events: [
+          { kind: 'threshold', name: 'coolant_over_temperature', signal: 'EngCoolantTemp', above: 100, hysteresis: 5 },
+          {
+            kind: 'threshold',
+            name: 'low_24v_battery',
+            signal: 'BatteryPotentialPowerInput1',
+            below: 22.0,
+            hysteresis: 1,
+          },
+          { kind: 'dtc', name: 'dtc_appeared', signal: 'DM1_ActiveDtcs' },
+        ],
+      },
+    };
   return {
-    vehicle: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference' },
-    can:
-      overrides.port !== undefined
-        ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
-        : { source: 'candump', file: overrides.trace ?? join(vehicle, 'drive.log.gz'), speed: overrides.speed ?? 0 },
-    dbc: join(vehicle, 'v2c-reference.dbc'),
+    dir: join(projectRoot(), 'drivers', 'reference-vehicle'),
+    dbc: 'v2c-reference.dbc',
+    identity: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference' },
+    protocols: [],
     pipeline: {
-      windowMs: overrides.windowMs ?? 60_000,
       fields: {
         speedKmh: field('VehicleSpeed', 'mean'),
         engineRpm: field('EngineSpeed', 'mean'),
@@ -521,6 +561,26 @@ export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<
         { kind: 'dtc', name: 'dtc_appeared', signal: 'ActiveDtc' },
       ],
     },
+  };
+}
+
+/** The reference vehicle's settings before validation (the provisioning command writes them as YAML). */
+export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<string, unknown> {
+  const profile = referenceProfile(overrides.vehicle ?? 'car');
+  return {
+    vehicle: profile.identity,
+    can: {
+      ...(overrides.port !== undefined
+        ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
+        : {
+            source: 'candump',
+            file: overrides.trace ?? join(profile.dir, 'drive.log.gz'),
+            speed: overrides.speed ?? 0,
+          }),
+      ...(profile.protocols.length > 0 ? { protocols: profile.protocols } : {}),
+    },
+    dbc: join(profile.dir, profile.dbc),
+    pipeline: { windowMs: overrides.windowMs ?? 60_000, ...profile.pipeline },
     store: { dir: overrides.storeDir ?? '.v2c/data' },
     mqtt: { url: overrides.mqttUrl, ...(overrides.tls !== undefined ? { tls: overrides.tls } : {}) },
     metrics: { port: 0 },

@@ -138,6 +138,8 @@ async function main(argv: string[]): Promise<number> {
         if (out.length >= 256) process.stdout.write(out.splice(0).join('\n') + '\n');
       }
       if (out.length > 0) process.stdout.write(out.join('\n') + '\n');
+      const transport = lines.transportSummary();
+      if (transport !== null) process.stderr.write(`decode: j1939 transport ${transport}\n`);
       return 0;
     }
     case 'simulate': {

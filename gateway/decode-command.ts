@@ -61,6 +61,14 @@ export class TraceDecoder {
     this.transport = options.j1939 === true ? new TransportReassembler() : null;
   }
 
+  /** With J1939, a one-line account of the transport protocol's transfers ("bam=179 rtsCts=1 …"), else null. */
+  transportSummary(): string | null {
+    if (this.transport === null) return null;
+    return Object.entries(this.transport.counters)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+  }
+
   /** The output lines for one input line: none for lines that carry nothing (blank, comments, adapter acks). */
   decode(line: string): string[] {
     const { format, decoder } = this.options;

@@ -44,6 +44,7 @@ import { rateLimited, type Log } from '../core/log.js';
 import { checkConfigInputs, ConfigError, type GatewayConfig } from '../core/config.js';
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
+import { DM1_SIGNALS } from './pipeline/j1939-diagnostics.js';
 import { resolutionTable } from './wire-resolution.js';
 
 export type { Log } from '../core/log.js';
@@ -158,9 +159,11 @@ export async function startGateway(
   log: Log,
   devices: GatewayDevices = {},
 ): Promise<GatewayHandle> {
-  const decoder = loadDecoder(config.dbc);
+  const j1939 = config.can.protocols.includes('j1939');
+  const decoder = loadDecoder(config.dbc, { j1939 });
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
-  checkConfigInputs(config, new Set(decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name))), 'configuration');
+  const signals = decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name));
+  checkConfigInputs(config, new Set([...signals, ...(j1939 ? Object.values(DM1_SIGNALS) : [])]), 'configuration');
   const tls = loadCredentials(config, clock, log);
   const bootId = readBootId();
   const lock = lockStore(config.store.dir, bootId, log);
@@ -633,6 +636,16 @@ function registerPipelineMetrics(
     ]);
     m.counter('v2c_serial_adapter_errors_total', 'BEL error replies from the adapter', [], () => [
       [{}, serial.adapterErrors],
+    ]);
+  }
+  const j1939 = p.j1939;
+  if (j1939 !== null) {
+    m.counter('v2c_j1939_transport_total', 'J1939 transport-protocol transfers by outcome', ['outcome'], () =>
+      Object.entries(j1939.transport).map(([outcome, n]) => [{ outcome }, n]),
+    );
+    m.counter('v2c_j1939_dm1_total', 'J1939 DM1 messages read, and those too short to read', ['result'], () => [
+      [{ result: 'read' }, j1939.dm1.dm1],
+      [{ result: 'too-short' }, j1939.dm1.dm1Errors],
     ]);
   }
   m.counter('v2c_pipeline_records_total', 'Telemetry records built', ['kind'], () => [

@@ -3,10 +3,12 @@
 import type { Observable } from 'rxjs';
 import { decodeFrames, type DecodeCounters } from './pipeline/decode-stage.js';
 import { detectEvents } from './pipeline/event-stage.js';
+import { J1939Diagnostics, type J1939Counters } from './pipeline/j1939-diagnostics.js';
 import { buildRecords } from './pipeline/record-stage.js';
 import { windowSignals } from './pipeline/window-stage.js';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
 import type { DbcDecoder } from '../drivers/dbc/decoder.js';
+import type { TransportCounters } from '../drivers/j1939/transport.js';
 import type { GatewayConfig } from '../core/config.js';
 import type { Clock } from '../core/clock.js';
 import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
@@ -14,6 +16,8 @@ import type { VehicleTelemetry } from '../proto/telemetry-codec.js';
 export interface PipelineCounters extends DecodeCounters {
   windows: number;
   events: number;
+  /** Transport-protocol and DM1 counts, with J1939 on (`can.protocols`); null otherwise. */
+  j1939: { transport: TransportCounters; dm1: J1939Counters } | null;
 }
 
 export function newPipelineCounters(): PipelineCounters {
@@ -24,6 +28,7 @@ export function newPipelineCounters(): PipelineCounters {
     decodeErrors: { 'unknown-id': 0, 'wrong-length': 0, 'error-frame': 0, 'remote-frame': 0 },
     windows: 0,
     events: 0,
+    j1939: null,
   };
 }
 
@@ -46,8 +51,10 @@ export function telemetryPipeline(
 ): Observable<VehicleTelemetry> {
   const { config, counters, clock } = ctx;
   const { windowMs, idleFlushMs, events, fields, exclude } = config.pipeline;
+  const j1939 = config.can.protocols.includes('j1939') ? new J1939Diagnostics() : null;
+  if (j1939 !== null) counters.j1939 = { transport: j1939.transport.counters, dm1: j1939.counters };
   return frames.pipe(
-    decodeFrames(ctx.decoder, counters),
+    decodeFrames(ctx.decoder, counters, j1939),
     detectEvents(events, counters),
     windowSignals({ windowMs, idleFlushMs: ctx.live ? idleFlushMs : 0, clock }, counters),
     buildRecords({

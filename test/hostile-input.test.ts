@@ -410,7 +410,7 @@ function mutate(text: string, rng: SeededRandom, n: number): string {
 }
 
 t.test(
-  `fuzz: ${100_000 * SCALE} mutated lines per format through decode give one JSON object each, never an exception`,
+  `fuzz: ${100_000 * SCALE} mutated lines per format through decode (with and without J1939) give JSON objects, never an exception`,
   async (t) => {
     const decoder = loadDecoder(DBC_PATH);
     const slcan = driveLines.slice(0, 2000).map((l) => {
@@ -422,8 +422,14 @@ t.test(
             .toUpperCase()
             .padStart(f.extended ? 8 : 3, '0')}${f.data.length}${Buffer.from(f.data).toString('hex').toUpperCase()}`;
     });
+    // The truck's lines bring J1939 transport-protocol and DM1 frames to mutate.
+    const truck = gunzipSync(readFileSync(join(projectRoot(), 'drivers', 'reference-truck', 'drive.log.gz')))
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => /#[0-9A-F]{2}/.test(l) && /can0 1C(EC|EB)|can0 18FECA/.test(l))
+      .slice(0, 1000);
     for (const [format, corpus] of [
-      ['candump', driveLines.slice(0, 2000)],
+      ['candump', [...driveLines.slice(0, 2000), ...truck]],
       ['slcan', slcan],
     ] as const) {
       const rng = new SeededRandom(format === 'candump' ? 101 : 202);

@@ -76,6 +76,7 @@ t.test('decode stage: decodes, counts what it cannot, and carries the last known
       decodeErrors: { 'unknown-id': 1, 'wrong-length': 1, 'error-frame': 1, 'remote-frame': 1 },
       windows: undefined,
       events: undefined,
+      j1939: null,
     },
   );
 });
@@ -186,8 +187,8 @@ t.test('record stage: sequence, wall time from the recording or the clock, field
   const hot = decoded('ECM_EngineStatus', { CoolantTemp: 110 }, 1500);
   const out = await run<WindowClosed | EventInWindow, VehicleTelemetry>(
     [
-      { kind: 'window', window, wall: { mono: 500, wallMs: 1_700_000_000_000 } },
-      { kind: 'window', window, wall: null },
+      { kind: 'window', window, wall: { mono: 500, wallMs: 1_700_000_000_000 }, diagnostics: null },
+      { kind: 'window', window, wall: null, diagnostics: { milOn: true, dtcs: ['SPN110-FMI0', 'SPN190-FMI2'] } },
       {
         kind: 'event',
         event: { rule: 'hot', signal: 'CoolantTemp', value: 110, threshold: 105, detail: '' },
@@ -196,6 +197,7 @@ t.test('record stage: sequence, wall time from the recording or the clock, field
           ['VehicleSpeed', 44],
           ['CoolantTemp', 110],
         ]),
+        diagnostics: null,
       },
     ],
     buildRecords({
@@ -221,5 +223,11 @@ t.test('record stage: sequence, wall time from the recording or the clock, field
   t.same([recorded?.speedKmh, recorded?.coolantTempC], [20, 95], 'each field its configured statistic');
   t.same(Object.keys(recorded?.signals ?? {}), ['WheelSpeedFL'], 'mapped and excluded signals are not repeated');
   t.same([event?.speedKmh, event?.coolantTempC, event?.event?.rule], [44, 110, 'hot'], 'an event: latest values');
+  t.equal(recorded?.diagnostics, undefined, 'no diagnostics where no signal or fault report gave any');
+  t.same(
+    live?.diagnostics,
+    { milOn: true, dtcs: ['SPN110-FMI0', 'SPN190-FMI2'] },
+    'a J1939 fault report: its lamp and its DTCs as SPN/FMI',
+  );
   t.equal(new Set(out.map((r) => r.messageId)).size, 3, 'ids are unique');
 });

@@ -175,6 +175,7 @@ t.test('pipeline: frames → window records and P0 events; malformed and undecod
     decodeErrors: { 'unknown-id': 1, 'wrong-length': 1, 'error-frame': 0, 'remote-frame': 0 },
     windows: 2,
     events: 2,
+    j1939: null,
   });
   t.same(
     records.map((r) => [r.kind, r.priority, r.sequence, r.event?.rule ?? null]),

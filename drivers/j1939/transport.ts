@@ -36,7 +36,8 @@ export interface TransportMessage {
 }
 
 /** Every way a transfer can end other than complete, counted (the FMEA's "counters for every failure"). */
-export interface TransportCounters {
+// A type, not an interface: metrics read it as a record of counts (Object.entries keeps the number type).
+export type TransportCounters = {
   bam: number;
   rtsCts: number;
   /** A TP.CM_Abort from either end. */
@@ -57,7 +58,7 @@ export interface TransportCounters {
   shortFrames: number;
   /** A TP.CM with a control byte J1939-21 does not define. */
   unknownControl: number;
-}
+};
 
 export function newTransportCounters(): TransportCounters {
   return {

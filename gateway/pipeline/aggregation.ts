@@ -90,6 +90,7 @@ export class EventDetector {
   private readonly bySignal = new Map<string, EventRule[]>();
   private readonly armed = new Map<string, boolean>();
   private readonly lastDtc = new Map<string, number>();
+  private readonly lastDtcSet = new Map<string, ReadonlySet<string>>();
 
   constructor(rules: readonly EventRule[]) {
     for (const rule of rules) {
@@ -103,6 +104,23 @@ export class EventDetector {
   /** Whether any rule watches this signal (lets the caller skip the call). */
   watches(signal: string): boolean {
     return this.bySignal.has(signal);
+  }
+
+  /**
+   * `dtc` rules on a signal that stands for a set of DTCs (J1939 DM1): one event per code that
+   * was not in the previous set; the event's value is the set's size.
+   */
+  checkDtcSet(signal: string, dtcs: readonly string[]): TelemetryEvent[] {
+    const fired: TelemetryEvent[] = [];
+    for (const rule of this.bySignal.get(signal) ?? []) {
+      if (rule.kind !== 'dtc') continue;
+      const previous = this.lastDtcSet.get(rule.name);
+      for (const dtc of dtcs)
+        if (previous?.has(dtc) !== true)
+          fired.push({ rule: rule.name, signal, value: dtcs.length, threshold: 0, detail: `DTC ${dtc} appeared` });
+      this.lastDtcSet.set(rule.name, new Set(dtcs));
+    }
+    return fired;
   }
 
   check(signal: string, value: number): TelemetryEvent[] {

@@ -2,6 +2,7 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { EventDetector } from './aggregation.js';
 import type { DecodedFrame } from './decode-stage.js';
+import { DM1_SIGNALS } from './j1939-diagnostics.js';
 import type { EventRule } from '../../core/config.js';
 import type { DbcMessage } from '../../drivers/dbc/model.js';
 import type { TelemetryEvent } from '../../proto/telemetry-codec.js';
@@ -32,19 +33,22 @@ export function detectEvents(
         }
         return plan;
       };
+      const fire = (event: TelemetryEvent, frame: DecodedFrame): void => {
+        counters.events++;
+        subscriber.next({ kind: 'event', event, frame });
+      };
       return source.subscribe({
         next: (frame) => {
           subscriber.next(frame);
+          if (frame.diagnostics !== undefined)
+            for (const event of events.checkDtcSet(DM1_SIGNALS.activeDtcs, frame.diagnostics.dtcs)) fire(event, frame);
           const plan = planOf(frame.message);
           for (let i = 0; i < plan.length; i++) {
             const name = plan[i] as string;
             const raw = frame.signals[name];
             // A multiplexed signal is absent from frames of another mux value.
             if (raw === undefined) continue;
-            for (const event of events.check(name, Number(raw))) {
-              counters.events++;
-              subscriber.next({ kind: 'event', event, frame });
-            }
+            for (const event of events.check(name, Number(raw))) fire(event, frame);
           }
         },
         error: (err: unknown) => subscriber.error(err),

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Observable, type OperatorFunction } from 'rxjs';
 import { formatDtc } from './aggregation.js';
 import type { WallAnchor } from './decode-stage.js';
+import type { DiagnosticReport } from './j1939-diagnostics.js';
 import type { EventInWindow, WindowClosed } from './window-stage.js';
 import type { Clock } from '../../core/clock.js';
 import type { FieldName, GatewayConfig } from '../../core/config.js';
@@ -91,9 +92,9 @@ class RecordFactory {
     };
   }
 
-  fromWindow({ window: w, wall }: WindowClosed): VehicleTelemetry {
+  fromWindow({ window: w, wall, diagnostics }: WindowClosed): VehicleTelemetry {
     const record = this.base(RecordKind.Window, 1, w.endMono, Math.round(w.endMono - w.startMono), wall);
-    this.applyFields(record, (name, stat) => w.stats.get(name)?.[stat]);
+    this.applyFields(record, (name, stat) => w.stats.get(name)?.[stat], diagnostics);
     for (const [name, stats] of w.stats)
       if (!this.mapped.has(name) && !this.excluded.has(name)) record.signals[name] = stats;
     return record;
@@ -102,13 +103,14 @@ class RecordFactory {
   fromEvent(fired: EventInWindow): VehicleTelemetry {
     const record = this.base(RecordKind.Event, 0, fired.frame.tsMono, 0, fired.frame.wall);
     record.event = fired.event;
-    this.applyFields(record, (name) => fired.latest.get(name));
+    this.applyFields(record, (name) => fired.latest.get(name), fired.diagnostics);
     return record;
   }
 
   private applyFields(
     record: VehicleTelemetry,
     value: (signal: string, stat: keyof Omit<SignalStats, 'count'>) => number | undefined,
+    report: DiagnosticReport | null,
   ): void {
     const get = (field: FieldName): number | undefined => {
       const m = this.ctx.fields[field];
@@ -140,7 +142,10 @@ class RecordFactory {
     }
     const mil = get('milOn');
     const dtc = get('activeDtc');
-    if (mil !== undefined || dtc !== undefined)
-      record.diagnostics = { milOn: (mil ?? 0) >= 0.5, dtcs: dtc !== undefined && dtc !== 0 ? [formatDtc(dtc)] : [] };
+    if (mil !== undefined || dtc !== undefined || report !== null)
+      record.diagnostics = {
+        milOn: mil !== undefined ? mil >= 0.5 : report?.milOn === true,
+        dtcs: [...(dtc !== undefined && dtc !== 0 ? [formatDtc(dtc)] : []), ...(report?.dtcs ?? [])],
+      };
   }
 }

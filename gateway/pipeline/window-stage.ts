@@ -3,6 +3,7 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { WindowAggregator, type ClosedWindow } from './aggregation.js';
 import type { DecodedFrame, WallAnchor } from './decode-stage.js';
+import type { DiagnosticReport } from './j1939-diagnostics.js';
 import type { EventFired } from './event-stage.js';
 import type { Clock } from '../../core/clock.js';
 
@@ -11,11 +12,15 @@ export interface WindowClosed {
   kind: 'window';
   window: ClosedWindow;
   wall: WallAnchor | null;
+  /** The last fault report in the window (J1939 DM1), or null when none came. */
+  diagnostics: DiagnosticReport | null;
 }
 
 /** An event with the latest value of each signal in the open window (its frame's included). */
 export interface EventInWindow extends EventFired {
   latest: ReadonlyMap<string, number>;
+  /** The event frame's fault report, or else the open window's last one. */
+  diagnostics: DiagnosticReport | null;
 }
 
 export interface WindowOptions {
@@ -37,10 +42,12 @@ export function windowSignals(
     new Observable<WindowClosed | EventInWindow>((subscriber) => {
       const windows = new WindowAggregator(options.windowMs);
       let wall: WallAnchor | null = null;
+      let diagnostics: DiagnosticReport | null = null;
       const emit = (window: ClosedWindow | null): void => {
         if (window === null) return;
         counters.windows++;
-        subscriber.next({ kind: 'window', window, wall });
+        subscriber.next({ kind: 'window', window, wall, diagnostics });
+        diagnostics = null;
       };
       const { idleFlushMs = 0, clock } = options;
       const idle =
@@ -55,11 +62,17 @@ export function windowSignals(
       const subscription = source.subscribe({
         next: (item) => {
           if (item.kind === 'event') {
-            subscriber.next({ ...item, latest: windows.lastValues() });
+            subscriber.next({
+              ...item,
+              latest: windows.lastValues(),
+              diagnostics: item.frame.diagnostics ?? diagnostics,
+            });
             return;
           }
           wall = item.wall;
           for (const name in item.signals) emit(windows.add(item.tsMono, name, Number(item.signals[name])));
+          // After the signals: a frame that closed the last window reports on the next one.
+          if (item.diagnostics !== undefined) diagnostics = item.diagnostics;
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => {
