@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { openPtyPair } from './rig/pty-pair.js';
 import { spawnSimulator, waitUntilSteady } from './rig/simulator-process.js';
 import { startLocalBroker } from './rig/local-broker.js';
-import { referenceVehicleConfig } from '../core/config.js';
+import {
+  referenceVehicleConfig,
+  referenceVehicleId,
+  referenceVehicleTrace,
+  type ReferenceVehicle,
+} from '../core/config.js';
 import { startGateway } from '../gateway/gateway.js';
 import { systemClock } from '../core/clock.js';
 import { RecordKind, TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
@@ -14,10 +19,12 @@ import { describeLink } from '../sync/link/link-controller.js';
 import { sinkSummary, TelemetrySink } from '../receiver/telemetry-sink.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
-const DRIVE_SECONDS = 630;
+/** Length of each reference vehicle's recorded drive. */
+const DRIVE_SECONDS: Record<ReferenceVehicle, number> = { car: 630, truck: 600 };
 
 export interface DemoOptions {
   speed: number;
+  vehicle: ReferenceVehicle;
 }
 
 function describe(r: VehicleTelemetry): string {
@@ -27,30 +34,46 @@ function describe(r: VehicleTelemetry): string {
   if (r.kind === RecordKind.Event) return `  ${when} EVENT ${r.event?.rule}: ${r.event?.detail}`;
   return (
     `  ${when} speed ${fmt(r.speedKmh, 1, 'km/h')}, rpm ${fmt(r.engineRpm, 0, '')}, gear ${r.gear ?? '-'}, coolant max ${fmt(r.coolantTempC, 0, 'degC')}, ` +
-    `12V ${fmt(r.batteryVoltageV, 2, 'V')}, fuel ${fmt(r.fuelLevelPct, 1, '%')}, odo ${fmt(r.odometerKm, 1, 'km')}, DTCs [${r.diagnostics?.dtcs.join(',') ?? ''}]`
+    `battery ${fmt(r.batteryVoltageV, 2, 'V')}, fuel ${fmt(r.fuelLevelPct, 1, '%')}, odo ${fmt(r.odometerKm, 1, 'km')}, DTCs [${r.diagnostics?.dtcs.join(',') ?? ''}]`
   );
 }
 
 export async function runDemo(options: DemoOptions): Promise<number> {
+  const speed = options.speed > 0 ? options.speed : 12;
+  console.log(
+    `v2c-gateway demo: ${DRIVE_SECONDS[options.vehicle]} s reference ${options.vehicle} drive${options.vehicle === 'truck' ? ' (J1939)' : ''} at ${speed}x through a simulated USB SLCAN adapter`,
+  );
+  // Undone in reverse order whatever happens, so a gateway that refuses to start (a certificate for
+  // another vehicle, say) ends the demo with its message instead of leaving the broker and the
+  // simulator running.
+  const teardown: Array<() => unknown> = [];
+  try {
+    return await demo(options, speed, teardown);
+  } finally {
+    for (const undo of teardown.reverse()) await undo();
+  }
+}
+
+async function demo(options: DemoOptions, speed: number, teardown: Array<() => unknown>): Promise<number> {
   const log = (m: string): void => {
     process.stderr.write(`  [gateway] ${m}\n`);
   };
-  const speed = options.speed > 0 ? options.speed : 12;
   const windowMs = Math.max(1000, Math.round(60_000 / speed));
-  console.log(
-    `v2c-gateway demo: ${DRIVE_SECONDS} s reference drive at ${speed}x through a simulated USB SLCAN adapter`,
-  );
   // A bench PKI made for this run: the broker requires client certificates, like the fleet's.
   const pkiDir = mkdtempSync(join(tmpdir(), 'v2c-demo-pki-'));
-  const pki = await createDevPki(pkiDir);
+  teardown.push(() => rmSync(pkiDir, { recursive: true, force: true }));
+  const pki = await createDevPki(pkiDir, referenceVehicleId(options.vehicle));
   const broker = await startLocalBroker({ tls: benchBrokerTls(pki) });
+  teardown.push(() => broker.stop());
   const pty = await openPtyPair();
+  teardown.push(() => pty.close());
   console.log(
     `  broker: mosquitto on ${broker.url} (mutual TLS, bench PKI in ${pkiDir}); adapter: ${pty.gatewayEnd}; window ${windowMs} ms (= 60 s of drive)`,
   );
 
   const received = new Map<string, VehicleTelemetry>();
   const sinkDir = mkdtempSync(join(tmpdir(), 'v2c-demo-sink-'));
+  teardown.push(() => rmSync(sinkDir, { recursive: true, force: true }));
   const sink = await TelemetrySink.start(
     {
       url: broker.url,
@@ -61,20 +84,24 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     },
     log,
   );
+  teardown.push(() => sink.close());
   sink.onRecord = (r) => {
     received.set(r.messageId, r);
   };
 
-  const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock);
   // A fresh database, so the figures below are this run's alone.
   const storeDir = mkdtempSync(join(tmpdir(), 'v2c-demo-'));
+  teardown.push(() => rmSync(storeDir, { recursive: true, force: true }));
   const config = referenceVehicleConfig({
+    vehicle: options.vehicle,
     mqttUrl: broker.url,
     port: pty.gatewayEnd,
     windowMs,
     storeDir,
     tls: { ca: pki.ca.cert, ...pki.devices.valid },
   });
+  const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock, referenceVehicleTrace(options.vehicle));
+  teardown.push(() => simulator.stop());
   console.log(`  store: ${join(storeDir, 'v2c.sqlite')} (SQLite, WAL, synchronous=FULL)`);
   const gateway = await startGateway(config, systemClock, log);
   const started = Date.now();
@@ -89,12 +116,6 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const result = await gateway.stop(30_000);
   const deadline = Date.now() + 5000;
   while (received.size < gateway.sender.counters.acked && Date.now() < deadline) await systemClock.sleep(50);
-  await sink.close();
-  rmSync(sinkDir, { recursive: true, force: true });
-  await pty.close();
-  await broker.stop();
-  rmSync(storeDir, { recursive: true, force: true });
-  rmSync(pkiDir, { recursive: true, force: true });
 
   const p = gateway.pipeline;
   const serial = gateway.serial;
@@ -107,6 +128,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   console.log(
     `  adapter: reopens ${serial?.reopens ?? 0}, BEL errors ${serial?.adapterErrors ?? 0}; decode errors ${JSON.stringify(p.decodeErrors)}`,
   );
+  if (p.j1939 !== null)
+    console.log(`  j1939: DM1s read ${p.j1939.dm1.dm1}; transport ${JSON.stringify(p.j1939.transport)}`);
   console.log(
     `  subscriber: ${received.size} records decoded (${windows.length} windows, ${events.length} events); ${sinkSummary(sink.counts)}`,
   );

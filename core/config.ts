@@ -496,7 +496,7 @@ const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') =
 function referenceProfile(vehicle: ReferenceVehicle): {
   dir: string;
   dbc: string;
-  identity: Record<string, string>;
+  identity: { id: string; region: string; model: string };
   protocols: string[];
   pipeline: Record<string, unknown>;
 } {
@@ -564,6 +564,16 @@ function referenceProfile(vehicle: ReferenceVehicle): {
   };
 }
 
+/** The vehicle id (VIN) of a reference vehicle: its bench certificates carry it. */
+export function referenceVehicleId(vehicle: ReferenceVehicle): string {
+  return referenceProfile(vehicle).identity.id;
+}
+
+/** The recorded drive of a reference vehicle (what `simulate` and the demo play). */
+export function referenceVehicleTrace(vehicle: ReferenceVehicle): string {
+  return join(referenceProfile(vehicle).dir, 'drive.log.gz');
+}
+
 /** The reference vehicle's settings before validation (the provisioning command writes them as YAML). */
 export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<string, unknown> {
   const profile = referenceProfile(overrides.vehicle ?? 'car');
@@ -574,7 +584,7 @@ export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<
         ? { source: 'slcan', port: overrides.port, watchdogMs: 5000 }
         : {
             source: 'candump',
-            file: overrides.trace ?? join(profile.dir, 'drive.log.gz'),
+            file: overrides.trace ?? referenceVehicleTrace(overrides.vehicle ?? 'car'),
             speed: overrides.speed ?? 0,
           }),
       ...(profile.protocols.length > 0 ? { protocols: profile.protocols } : {}),

@@ -17,7 +17,9 @@ commands:
   simulate --port PATH [--trace FILE] [--speed X] [--timestamps] [--ignition-file FILE]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
                                     (and the ignition: 1 in FILE while it plays, 0 at its end)
-  demo [--speed X]                  recorded drive -> simulated adapter -> gateway -> local broker
+  demo [--speed X] [--vehicle car|truck]
+                                    recorded drive -> simulated adapter -> gateway -> local broker
+                                    (truck: J1939 with multi-packet DM1s)
   sink --url URL [--dead-letter DIR] [--idle-exit S] [--dedup-window S] [--client-id ID]
        [--ca FILE --cert FILE --key FILE] [--offload-port P --server-cert FILE --server-key FILE]
                                     receive, verify, de-duplicate and count telemetry; ends (SIGINT,
@@ -175,9 +177,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'demo': {
-      const a = args(rest, { speed: { type: 'string' } });
+      const a = args(rest, { speed: { type: 'string' }, vehicle: { type: 'string', default: 'car' } });
+      const vehicle = String(a.values.vehicle);
+      if (vehicle !== 'car' && vehicle !== 'truck') throw new UsageError(`--vehicle ${vehicle}: expected car or truck`);
       const { runDemo } = await import('../bench/demo.js');
-      return runDemo({ speed: numberOption(a.values.speed, 'speed', 12) });
+      return runDemo({ speed: numberOption(a.values.speed, 'speed', 12), vehicle });
     }
     case 'sink': {
       const a = args(rest, {

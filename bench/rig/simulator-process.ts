@@ -8,6 +8,8 @@ export interface SimulatorProcess {
   /** Resolves with the exit code once the trace has been played. */
   done: Promise<number>;
   log(): string;
+  /** Ends the simulator if it still runs (a gateway that never opened the channel leaves it waiting). */
+  stop(): void;
 }
 
 /** Starts `v2c-gateway simulate` on `port` (the reference drive, or `trace`) and resolves once the adapter listens. */
@@ -29,7 +31,13 @@ export async function spawnSimulator(
   });
   const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
   while (!output.includes('ready') && child.exitCode === null) await clock.sleep(20);
-  return { done, log: () => output };
+  return {
+    done,
+    log: () => output,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill();
+    },
+  };
 }
 
 /** Waits until `count()` stops changing for one `intervalMs` (the last bytes crossed the pty). */
