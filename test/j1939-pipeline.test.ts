@@ -30,10 +30,14 @@ const dm1 = (sa: number, hex: string, tsMono: number): CanFrame =>
 t.test('DM1s of several ECUs make one fault set; an ECU silent for 5 s drops out', async (t) => {
   const j = new J1939Diagnostics();
   const engine = j.accept(dm1(0x00, '44FF 6E000001 FFFF', 0)); // MIL + amber, SPN 110 FMI 0
-  t.same(engine !== null && engine !== TRANSPORT_FRAME && engine.diagnostics, { milOn: true, dtcs: ['SPN110-FMI0'] });
+  t.same(engine !== null && engine !== TRANSPORT_FRAME && engine.diagnostics, {
+    signal: DM1_SIGNALS.activeDtcs,
+    milOn: true,
+    dtcs: ['SPN110-FMI0'],
+  });
   const both = j.accept(dm1(0x03, '04FF B1000001 FFFF', 1000)); // amber, SPN 177 FMI 0
   t.same(both !== null && both !== TRANSPORT_FRAME && [both.diagnostics, both.signals], [
-    { milOn: true, dtcs: ['SPN110-FMI0', 'SPN177-FMI0'] },
+    { signal: DM1_SIGNALS.activeDtcs, milOn: true, dtcs: ['SPN110-FMI0', 'SPN177-FMI0'] },
     {
       [DM1_SIGNALS.milOn]: 1,
       [DM1_SIGNALS.redStop]: 0,
@@ -43,7 +47,11 @@ t.test('DM1s of several ECUs make one fault set; an ECU silent for 5 s drops out
     },
   ]);
   const later = j.accept(dm1(0x03, '04FF B1000001 FFFF', 6001));
-  t.same(later !== null && later !== TRANSPORT_FRAME && later.diagnostics, { milOn: false, dtcs: ['SPN177-FMI0'] });
+  t.same(later !== null && later !== TRANSPORT_FRAME && later.diagnostics, {
+    signal: DM1_SIGNALS.activeDtcs,
+    milOn: false,
+    dtcs: ['SPN177-FMI0'],
+  });
   t.equal(j.accept(frame(0x0cf00400, '0000000000000000', { extended: true })), null, 'other PGNs: decoded as usual');
   t.equal(j.accept(dm1(0x0b, '04FF', 7000)), TRANSPORT_FRAME, 'a DM1 too short to read is consumed…');
   t.same(j.counters, { dm1: 3, dm1Errors: 1 }, '…and counted');

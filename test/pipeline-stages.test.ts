@@ -188,7 +188,12 @@ t.test('record stage: sequence, wall time from the recording or the clock, field
   const out = await run<WindowClosed | EventInWindow, VehicleTelemetry>(
     [
       { kind: 'window', window, wall: { mono: 500, wallMs: 1_700_000_000_000 }, diagnostics: null },
-      { kind: 'window', window, wall: null, diagnostics: { milOn: true, dtcs: ['SPN110-FMI0', 'SPN190-FMI2'] } },
+      {
+        kind: 'window',
+        window,
+        wall: null,
+        diagnostics: { signal: 'DM1_ActiveDtcs', milOn: true, dtcs: ['SPN110-FMI0', 'SPN190-FMI2'] },
+      },
       {
         kind: 'event',
         event: { rule: 'hot', signal: 'CoolantTemp', value: 110, threshold: 105, detail: '' },

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { EventDetector, WindowAggregator, formatDtc } from '../gateway/pipeline/aggregation.js';
+import { EventDetector, WindowAggregator } from '../gateway/pipeline/aggregation.js';
+import { formatDtc } from '../drivers/obd/dtc.js';
 import { referenceVehicleConfig, validateConfig } from '../core/config.js';
 import { loadDecoder } from '../gateway/gateway.js';
 import { newPipelineCounters, telemetryPipeline } from '../gateway/telemetry-pipeline.js';

@@ -1,5 +1,6 @@
 // Pure building blocks of the pipeline: per-signal windows and event rules. No I/O, no timers.
 import type { EventRule } from '../../core/config.js';
+import { formatDtc } from '../../drivers/obd/dtc.js';
 import type { SignalStats, TelemetryEvent } from '../../proto/telemetry-codec.js';
 
 interface RunningStats {
@@ -152,10 +153,4 @@ export class EventDetector {
     }
     return fired;
   }
-}
-
-/** SAE J2012 two-byte DTC → text, e.g. 0x0217 → "P0217". */
-export function formatDtc(code: number): string {
-  const letter = 'PCBU'[(code >> 14) & 3] as string;
-  return letter + ((code >> 12) & 3).toString() + (code & 0xfff).toString(16).toUpperCase().padStart(3, '0');
 }

@@ -3,12 +3,21 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { MalformedLine, type CanFrame } from '../../drivers/can-frame.js';
 import type { DbcMessage } from '../../drivers/dbc/model.js';
 import { DecodeError, type DbcDecoder, type DecodeErrorCode, type SignalValue } from '../../drivers/dbc/decoder.js';
-import { DM1_MESSAGE, TRANSPORT_FRAME, type DiagnosticReport, type J1939Diagnostics } from './j1939-diagnostics.js';
+import { DM1_MESSAGE, TRANSPORT_FRAME, type J1939Diagnostics } from './j1939-diagnostics.js';
 
 /** Where wall-clock time was last known: a frame's monotonic and wall capture times (candump -L). */
 export interface WallAnchor {
   mono: number;
   wallMs: number;
+}
+
+/** The vehicle's diagnostic state as of one frame: every ECU's active faults together (J1939 DM1, OBD-II DTC answers). */
+export interface DiagnosticReport {
+  /** The signal that counts the set: `dtc` rules on it fire for each code that appears. */
+  signal: string;
+  milOn: boolean;
+  /** By SPN then FMI, without repeats: "SPN110-FMI0". */
+  dtcs: readonly string[];
 }
 
 /** One decoded frame: its capture time and its signals' scaled values. */

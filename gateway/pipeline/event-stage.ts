@@ -2,7 +2,6 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { EventDetector } from './aggregation.js';
 import type { DecodedFrame } from './decode-stage.js';
-import { DM1_SIGNALS } from './j1939-diagnostics.js';
 import type { EventRule } from '../../core/config.js';
 import type { DbcMessage } from '../../drivers/dbc/model.js';
 import type { TelemetryEvent } from '../../proto/telemetry-codec.js';
@@ -41,7 +40,8 @@ export function detectEvents(
         next: (frame) => {
           subscriber.next(frame);
           if (frame.diagnostics !== undefined)
-            for (const event of events.checkDtcSet(DM1_SIGNALS.activeDtcs, frame.diagnostics.dtcs)) fire(event, frame);
+            for (const event of events.checkDtcSet(frame.diagnostics.signal, frame.diagnostics.dtcs))
+              fire(event, frame);
           const plan = planOf(frame.message);
           for (let i = 0; i < plan.length; i++) {
             const name = plan[i] as string;

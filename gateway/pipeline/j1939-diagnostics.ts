@@ -2,17 +2,11 @@
 // frame or reassembled) folded into the vehicle's active-fault set, which leaves as signals plus
 // the set itself (a J1939 DTC is SPN/FMI, not a number a window could average).
 import type { CanFrame } from '../../drivers/can-frame.js';
+import type { DiagnosticReport } from './decode-stage.js';
 import type { DbcMessage, DbcSignal } from '../../drivers/dbc/model.js';
 import { PGN_DM1, decodeDm1, Dm1Error, formatJ1939Dtc, type Dm1, type J1939Dtc } from '../../drivers/j1939/dm1.js';
 import { pgnOf } from '../../drivers/j1939/j1939-id.js';
 import { PGN_TP_CM, PGN_TP_DT, TransportReassembler } from '../../drivers/j1939/transport.js';
-
-/** The vehicle's diagnostic state as of one frame: every ECU's active faults together. */
-export interface DiagnosticReport {
-  milOn: boolean;
-  /** By SPN then FMI, without repeats: "SPN110-FMI0". */
-  dtcs: readonly string[];
-}
 
 /** Signals a DM1 produces (vehicle-wide: a lamp is on when any ECU reports it on). */
 export const DM1_SIGNALS = {
@@ -137,6 +131,7 @@ export class J1939Diagnostics {
         [DM1_SIGNALS.activeDtcs]: dtcs.size,
       },
       diagnostics: {
+        signal: DM1_SIGNALS.activeDtcs,
         milOn: lamps.mil,
         dtcs: [...dtcs.entries()].sort(([, a], [, b]) => a.spn - b.spn || a.fmi - b.fmi).map(([text]) => text),
       },

@@ -1,9 +1,8 @@
 // Stage 4: windows and events into telemetry records; owns the sequence and the wall-clock mapping.
 import { randomUUID } from 'node:crypto';
 import { Observable, type OperatorFunction } from 'rxjs';
-import { formatDtc } from './aggregation.js';
-import type { WallAnchor } from './decode-stage.js';
-import type { DiagnosticReport } from './j1939-diagnostics.js';
+import { formatDtc } from '../../drivers/obd/dtc.js';
+import type { DiagnosticReport, WallAnchor } from './decode-stage.js';
 import type { EventInWindow, WindowClosed } from './window-stage.js';
 import type { Clock } from '../../core/clock.js';
 import type { FieldName, GatewayConfig } from '../../core/config.js';

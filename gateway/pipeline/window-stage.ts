@@ -2,8 +2,7 @@
 // signal); each event leaves with the open window's latest values, the vehicle's state when it fired.
 import { Observable, type OperatorFunction } from 'rxjs';
 import { WindowAggregator, type ClosedWindow } from './aggregation.js';
-import type { DecodedFrame, WallAnchor } from './decode-stage.js';
-import type { DiagnosticReport } from './j1939-diagnostics.js';
+import type { DecodedFrame, DiagnosticReport, WallAnchor } from './decode-stage.js';
 import type { EventFired } from './event-stage.js';
 import type { Clock } from '../../core/clock.js';
 
