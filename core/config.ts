@@ -75,8 +75,8 @@ export const configSchema = z
         file: z.string().optional(),
         /** Replay pace for traces: 1 = recorded pace, 0 = as fast as possible. */
         speed: z.number().nonnegative().default(0),
-        /** Protocols read beside the DBC: `j1939` (PGN matching, transport protocol, DM1). */
-        protocols: z.array(z.enum(['j1939'])).default([]),
+        /** Protocols read beside the DBC: `j1939` (PGN matching, transport protocol, DM1), `obd` (OBD-II answers). */
+        protocols: z.array(z.enum(['j1939', 'obd'])).default([]),
       })
       .strict()
       .refine((c) => c.source !== 'slcan' || c.port !== undefined, {

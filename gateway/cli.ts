@@ -12,7 +12,7 @@ const USAGE = `usage: v2c-gateway <command> [options]
 commands:
   --version                         the gateway's version, and the Node and CPU it runs on
   run --config FILE                 run the gateway with a YAML/JSON config
-  decode [--dbc FILE] [--format candump|slcan] [--j1939] [FILE|-]
+  decode [--dbc FILE] [--format candump|slcan] [--j1939] [--obd] [FILE|-]
                                     print one JSON object per input line
   simulate --port PATH [--trace FILE] [--speed X] [--timestamps] [--ignition-file FILE]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
@@ -113,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
         dbc: { type: 'string' },
         format: { type: 'string', default: 'candump' },
         j1939: { type: 'boolean', default: false },
+        obd: { type: 'boolean', default: false },
       });
       const format = String(a.values.format);
       if (format !== 'candump' && format !== 'slcan')
@@ -128,7 +129,7 @@ async function main(argv: string[]): Promise<number> {
       const decoder = a.values.dbc === undefined ? null : loadDecoder(String(a.values.dbc), { j1939 });
       for (const warning of decoder?.db.warnings ?? []) process.stderr.write(`v2c-gateway: dbc: ${warning}\n`);
       const input = openTrace(a.positionals[0] ?? '-');
-      const lines = new TraceDecoder({ format, decoder, j1939 });
+      const lines = new TraceDecoder({ format, decoder, j1939, obd: a.values.obd === true });
       const out: string[] = [];
       // `decode … | head` closes the pipe early: that ends the command quietly, as it does for cat.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {

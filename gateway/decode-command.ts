@@ -8,6 +8,9 @@ import type { TraceFormat } from '../drivers/trace-source.js';
 import { Dm1Error, PGN_DM1, decodeDm1, type Dm1 } from '../drivers/j1939/dm1.js';
 import { parseJ1939Id } from '../drivers/j1939/j1939-id.js';
 import { TransportReassembler } from '../drivers/j1939/transport.js';
+import { requestTarget } from '../drivers/obd/addressing.js';
+import { ObdResponses, type ObdUpdate } from './pipeline/obd-responses.js';
+import { CONSUMED } from './pipeline/protocol-reader.js';
 
 const BIG = '\u0000big:';
 
@@ -48,6 +51,15 @@ export interface TraceDecoderOptions {
   decoder: DbcDecoder | null;
   /** Read 29-bit frames as J1939: PGN, addresses, transport-protocol messages and DM1s. */
   j1939?: boolean;
+  /** Read OBD-II answers (ISO-TP reassembled) and requests. */
+  obd?: boolean;
+}
+
+/** An OBD-II answer as `decode` prints it: the service, and what the answer says. */
+function obdField(update: ObdUpdate): Record<string, unknown> {
+  const { ecu, response: r } = update;
+  const { kind: _kind, ...fields } = r;
+  return { ecu, ...fields };
 }
 
 /**
@@ -56,9 +68,22 @@ export interface TraceDecoderOptions {
  */
 export class TraceDecoder {
   private readonly transport: TransportReassembler | null;
+  private readonly obd: ObdResponses | null;
 
   constructor(private readonly options: TraceDecoderOptions) {
     this.transport = options.j1939 === true ? new TransportReassembler() : null;
+    this.obd = options.obd === true ? new ObdResponses() : null;
+  }
+
+  /** `obd` for a frame that completes an answer, `obdRequest` for a tester's single-frame request; null otherwise. */
+  private obdFields(frame: CanFrame): Record<string, unknown> | null {
+    const update = this.obd?.accept(frame) ?? null;
+    if (update !== null && update !== CONSUMED) return { obd: obdField(update) };
+    if (update === CONSUMED) return {};
+    const target = requestTarget(frame.id, frame.extended);
+    const d = frame.data;
+    if (target === null || d.length < 2 || (d[0] as number) >> 4 !== 0) return null;
+    return { obdRequest: { to: target, service: d[1], ...((d[0] as number) >= 2 ? { pid: d[2] } : {}) } };
   }
 
   /** With J1939, a one-line account of the transport protocol's transfers ("bam=179 rtsCts=1 …"), else null. */
@@ -76,14 +101,17 @@ export class TraceDecoder {
     if (parsed === null) return [];
     if (parsed instanceof MalformedLine) return [toJson({ error: `${parsed.code}: ${parsed.reason}`, line })];
     const j1939 = this.transport !== null && parsed.extended && !parsed.error && !parsed.rtr;
+    const obd = this.obd === null ? null : this.obdFields(parsed);
     const decoded = decoder?.decode(parsed, true);
-    // With J1939 a frame the DBC does not know still means something: it is printed raw.
-    if (decoded instanceof DecodeError && !(j1939 && decoded.code === 'unknown-id'))
+    // With J1939 or OBD-II a frame the DBC does not know may still mean something: it is printed raw.
+    if (decoded instanceof DecodeError && !((j1939 || obd !== null) && decoded.code === 'unknown-id'))
       return [toJson({ error: `${decoded.code}: ${decoded.reason}`, line })];
-    const frame =
-      decoded === undefined || decoded instanceof DecodeError
+    const frame = {
+      ...(decoded === undefined || decoded instanceof DecodeError
         ? rawFields(parsed)
-        : { ...frameFields(parsed), name: decoded.name, signals: decoded.signals };
+        : { ...frameFields(parsed), name: decoded.name, signals: decoded.signals }),
+      ...obd,
+    };
     if (!j1939 || this.transport === null) return [toJson(frame)];
     const { priority, pgn, sa, da } = parseJ1939Id(parsed.id);
     const out = [

@@ -4,6 +4,8 @@ import type { Observable } from 'rxjs';
 import { decodeFrames, type DecodeCounters } from './pipeline/decode-stage.js';
 import { detectEvents } from './pipeline/event-stage.js';
 import { J1939Diagnostics, type J1939Counters } from './pipeline/j1939-diagnostics.js';
+import { ObdResponses, type ObdCounters } from './pipeline/obd-responses.js';
+import type { ProtocolReader } from './pipeline/protocol-reader.js';
 import { buildRecords } from './pipeline/record-stage.js';
 import { windowSignals } from './pipeline/window-stage.js';
 import type { CanFrame, MalformedLine } from '../drivers/can-frame.js';
@@ -18,6 +20,8 @@ export interface PipelineCounters extends DecodeCounters {
   events: number;
   /** Transport-protocol and DM1 counts, with J1939 on (`can.protocols`); null otherwise. */
   j1939: { transport: TransportCounters; dm1: J1939Counters } | null;
+  /** OBD-II answers read, with `obd` on; null otherwise. */
+  obd: ObdCounters | null;
 }
 
 export function newPipelineCounters(): PipelineCounters {
@@ -29,6 +33,7 @@ export function newPipelineCounters(): PipelineCounters {
     windows: 0,
     events: 0,
     j1939: null,
+    obd: null,
   };
 }
 
@@ -51,10 +56,19 @@ export function telemetryPipeline(
 ): Observable<VehicleTelemetry> {
   const { config, counters, clock } = ctx;
   const { windowMs, idleFlushMs, events, fields, exclude } = config.pipeline;
-  const j1939 = config.can.protocols.includes('j1939') ? new J1939Diagnostics() : null;
-  if (j1939 !== null) counters.j1939 = { transport: j1939.transport.counters, dm1: j1939.counters };
+  const protocols: ProtocolReader[] = [];
+  if (config.can.protocols.includes('j1939')) {
+    const j1939 = new J1939Diagnostics();
+    counters.j1939 = { transport: j1939.transport.counters, dm1: j1939.counters };
+    protocols.push(j1939);
+  }
+  if (config.can.protocols.includes('obd')) {
+    const obd = new ObdResponses();
+    counters.obd = obd.counters;
+    protocols.push(obd);
+  }
   return frames.pipe(
-    decodeFrames(ctx.decoder, counters, j1939),
+    decodeFrames(ctx.decoder, counters, protocols),
     detectEvents(events, counters),
     windowSignals({ windowMs, idleFlushMs: ctx.live ? idleFlushMs : 0, clock }, counters),
     buildRecords({

@@ -12,7 +12,8 @@ import { systemClock } from '../core/clock.js';
 import { MalformedLine, type CanFrame } from '../drivers/can-frame.js';
 import { parseCandumpLine } from '../drivers/candump.js';
 import { EventDetector } from '../gateway/pipeline/aggregation.js';
-import { DM1_SIGNALS, J1939Diagnostics, TRANSPORT_FRAME } from '../gateway/pipeline/j1939-diagnostics.js';
+import { DM1_SIGNALS, J1939Diagnostics } from '../gateway/pipeline/j1939-diagnostics.js';
+import { CONSUMED } from '../gateway/pipeline/protocol-reader.js';
 import { loadDecoder } from '../gateway/gateway.js';
 import { newPipelineCounters, telemetryPipeline } from '../gateway/telemetry-pipeline.js';
 import { TraceDecoder } from '../gateway/decode-command.js';
@@ -30,13 +31,13 @@ const dm1 = (sa: number, hex: string, tsMono: number): CanFrame =>
 t.test('DM1s of several ECUs make one fault set; an ECU silent for 5 s drops out', async (t) => {
   const j = new J1939Diagnostics();
   const engine = j.accept(dm1(0x00, '44FF 6E000001 FFFF', 0)); // MIL + amber, SPN 110 FMI 0
-  t.same(engine !== null && engine !== TRANSPORT_FRAME && engine.diagnostics, {
+  t.same(engine !== null && engine !== CONSUMED && engine.diagnostics, {
     signal: DM1_SIGNALS.activeDtcs,
     milOn: true,
     dtcs: ['SPN110-FMI0'],
   });
   const both = j.accept(dm1(0x03, '04FF B1000001 FFFF', 1000)); // amber, SPN 177 FMI 0
-  t.same(both !== null && both !== TRANSPORT_FRAME && [both.diagnostics, both.signals], [
+  t.same(both !== null && both !== CONSUMED && [both.diagnostics, both.signals], [
     { signal: DM1_SIGNALS.activeDtcs, milOn: true, dtcs: ['SPN110-FMI0', 'SPN177-FMI0'] },
     {
       [DM1_SIGNALS.milOn]: 1,
@@ -47,13 +48,13 @@ t.test('DM1s of several ECUs make one fault set; an ECU silent for 5 s drops out
     },
   ]);
   const later = j.accept(dm1(0x03, '04FF B1000001 FFFF', 6001));
-  t.same(later !== null && later !== TRANSPORT_FRAME && later.diagnostics, {
+  t.same(later !== null && later !== CONSUMED && later.diagnostics, {
     signal: DM1_SIGNALS.activeDtcs,
     milOn: false,
     dtcs: ['SPN177-FMI0'],
   });
   t.equal(j.accept(frame(0x0cf00400, '0000000000000000', { extended: true })), null, 'other PGNs: decoded as usual');
-  t.equal(j.accept(dm1(0x0b, '04FF', 7000)), TRANSPORT_FRAME, 'a DM1 too short to read is consumed…');
+  t.equal(j.accept(dm1(0x0b, '04FF', 7000)), CONSUMED, 'a DM1 too short to read is consumed…');
   t.same(j.counters, { dm1: 3, dm1Errors: 1 }, '…and counted');
   // A three-fault DM1 from the brakes by BAM: the set changes on the last packet only.
   const bam = [
@@ -61,10 +62,10 @@ t.test('DM1s of several ECUs make one fault set; an ECU silent for 5 s drops out
     frame(0x1cebff0b, '0104FF1503050316', { extended: true, tsMono: 7150 }),
     frame(0x1cebff0b, '020305031007 0E01', { extended: true, tsMono: 7200 }),
   ].map((f) => j.accept(f));
-  t.same(bam.slice(0, 2), [TRANSPORT_FRAME, TRANSPORT_FRAME]);
+  t.same(bam.slice(0, 2), [CONSUMED, CONSUMED]);
   const last = bam[2];
   t.same(
-    last !== undefined && last !== null && last !== TRANSPORT_FRAME && last.diagnostics.dtcs,
+    last !== undefined && last !== null && last !== CONSUMED && last.diagnostics?.dtcs,
     ['SPN177-FMI0', 'SPN789-FMI5', 'SPN790-FMI5', 'SPN1808-FMI14'],
     'by SPN',
   );

@@ -77,6 +77,7 @@ t.test('decode stage: decodes, counts what it cannot, and carries the last known
       windows: undefined,
       events: undefined,
       j1939: null,
+      obd: null,
     },
   );
 });

@@ -177,6 +177,7 @@ t.test('pipeline: frames → window records and P0 events; malformed and undecod
     windows: 2,
     events: 2,
     j1939: null,
+    obd: null,
   });
   t.same(
     records.map((r) => [r.kind, r.priority, r.sequence, r.event?.rule ?? null]),

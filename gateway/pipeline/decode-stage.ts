@@ -3,7 +3,7 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { MalformedLine, type CanFrame } from '../../drivers/can-frame.js';
 import type { DbcMessage } from '../../drivers/dbc/model.js';
 import { DecodeError, type DbcDecoder, type DecodeErrorCode, type SignalValue } from '../../drivers/dbc/decoder.js';
-import { DM1_MESSAGE, TRANSPORT_FRAME, type J1939Diagnostics } from './j1939-diagnostics.js';
+import { CONSUMED, type ProtocolReader } from './protocol-reader.js';
 
 /** Where wall-clock time was last known: a frame's monotonic and wall capture times (candump -L). */
 export interface WallAnchor {
@@ -42,16 +42,40 @@ export interface DecodeCounters {
 
 /**
  * Decodes each frame with the DBC; malformed lines and frames it cannot decode are counted, not
- * passed on. With `j1939`, 29-bit transport-protocol frames and DM1s go to it instead.
+ * passed on. The `protocols` (J1939, OBD-II) see each frame first and keep those they own.
  */
 export function decodeFrames(
   decoder: DbcDecoder,
   counters: DecodeCounters,
-  j1939: J1939Diagnostics | null = null,
+  protocols: readonly ProtocolReader[] = [],
 ): OperatorFunction<CanFrame | MalformedLine, DecodedFrame> {
   return (source) =>
     new Observable<DecodedFrame>((subscriber) => {
       let wall: WallAnchor | null = null;
+      /** Whether a protocol owned the frame (and passed on what it completed). */
+      const readProtocols = (frame: CanFrame): boolean => {
+        if (frame.error || frame.rtr) return false;
+        for (const protocol of protocols) {
+          const reading = protocol.accept(frame);
+          if (reading === null) continue;
+          if (frame.tsWall !== null) wall = { mono: frame.tsMono, wallMs: frame.tsWall * 1000 };
+          if (reading === CONSUMED) return true;
+          const { signals, diagnostics } = reading;
+          if (diagnostics !== undefined)
+            subscriber.next({
+              kind: 'frame',
+              tsMono: frame.tsMono,
+              wall,
+              signals,
+              diagnostics,
+              message: protocol.message,
+            });
+          else if (Object.keys(signals).length > 0)
+            subscriber.next({ kind: 'frame', tsMono: frame.tsMono, wall, signals, message: protocol.message });
+          return true;
+        }
+        return false;
+      };
       return source.subscribe({
         next: (item) => {
           if (item instanceof MalformedLine) {
@@ -59,13 +83,7 @@ export function decodeFrames(
             return;
           }
           counters.frames++;
-          const dm1 = j1939 !== null && item.extended && !item.error && !item.rtr ? j1939.accept(item) : null;
-          if (dm1 === TRANSPORT_FRAME) return;
-          if (dm1 !== null) {
-            if (item.tsWall !== null) wall = { mono: item.tsMono, wallMs: item.tsWall * 1000 };
-            subscriber.next({ kind: 'frame', tsMono: item.tsMono, wall, ...dm1, message: DM1_MESSAGE });
-            return;
-          }
+          if (protocols.length > 0 && readProtocols(item)) return;
           const decoded = decoder.decode(item, false);
           if (decoded instanceof DecodeError) {
             counters.decodeErrors[decoded.code]++;

@@ -2,8 +2,8 @@
 // frame or reassembled) folded into the vehicle's active-fault set, which leaves as signals plus
 // the set itself (a J1939 DTC is SPN/FMI, not a number a window could average).
 import type { CanFrame } from '../../drivers/can-frame.js';
-import type { DiagnosticReport } from './decode-stage.js';
-import type { DbcMessage, DbcSignal } from '../../drivers/dbc/model.js';
+import type { DbcMessage } from '../../drivers/dbc/model.js';
+import { CONSUMED, virtualMessage, type ProtocolReader, type ProtocolReading } from './protocol-reader.js';
 import { PGN_DM1, decodeDm1, Dm1Error, formatJ1939Dtc, type Dm1, type J1939Dtc } from '../../drivers/j1939/dm1.js';
 import { pgnOf } from '../../drivers/j1939/j1939-id.js';
 import { PGN_TP_CM, PGN_TP_DT, TransportReassembler } from '../../drivers/j1939/transport.js';
@@ -21,41 +21,13 @@ export const DM1_SIGNALS = {
 /** An ECU whose DM1 (sent every second, J1939-73) has not come for this long no longer counts. */
 export const DM1_SOURCE_STALE_MS = 5000;
 
-function virtualSignal(name: string): DbcSignal {
-  return {
-    name,
-    startBit: 0,
-    length: 2,
-    littleEndian: true,
-    signed: false,
-    valueType: 'integer',
-    factor: 1,
-    offset: 0,
-    min: 0,
-    max: 1,
-    unit: '',
-    receivers: [],
-    isMultiplexer: false,
-    multiplexValue: null,
-    multiplexer: null,
-    choices: null,
-    line: 0,
-  };
-}
-
-/**
- * What DM1 reports stand for to the stages after decoding. Its signal list names the lamps only:
- * the DTC count is not a threshold quantity, and its `dtc` rules read the set instead.
- */
-export const DM1_MESSAGE: DbcMessage = {
-  id: PGN_DM1,
-  extended: true,
-  name: 'DM1',
-  length: 8,
-  transmitter: '',
-  signals: [DM1_SIGNALS.milOn, DM1_SIGNALS.redStop, DM1_SIGNALS.amberWarning, DM1_SIGNALS.protect].map(virtualSignal),
-  line: 0,
-};
+/** DM1 reports; its signal list names the lamps only: the DTC count's `dtc` rules read the set instead. */
+export const DM1_MESSAGE: DbcMessage = virtualMessage('DM1', [
+  DM1_SIGNALS.milOn,
+  DM1_SIGNALS.redStop,
+  DM1_SIGNALS.amberWarning,
+  DM1_SIGNALS.protect,
+]);
 
 export interface J1939Counters {
   /** DM1s read (single-frame and reassembled). */
@@ -64,15 +36,6 @@ export interface J1939Counters {
   dm1Errors: number;
 }
 
-/** A DM1 turned into signals and the vehicle's fault set. */
-export interface Dm1Update {
-  signals: Record<string, number>;
-  diagnostics: DiagnosticReport;
-}
-
-/** Consumed by the transport protocol: nothing to decode. */
-export const TRANSPORT_FRAME = 'transport';
-
 interface SourceFaults {
   dm1: Dm1;
   atMono: number;
@@ -80,31 +43,32 @@ interface SourceFaults {
 
 const on = (v: boolean | null): boolean => v === true;
 
-export class J1939Diagnostics {
+export class J1939Diagnostics implements ProtocolReader {
+  readonly message = DM1_MESSAGE;
   readonly transport = new TransportReassembler();
   readonly counters: J1939Counters = { dm1: 0, dm1Errors: 0 };
   private readonly sources = new Map<number, SourceFaults>();
 
   /**
-   * A DM1 update for a DM1 frame or the last packet of a DM1 transfer; TRANSPORT_FRAME for other
+   * The fault report of a DM1 frame or of the last packet of a DM1 transfer; CONSUMED for other
    * transport-protocol frames; null for every other frame (decoded with the DBC as usual).
    */
-  accept(frame: CanFrame): Dm1Update | typeof TRANSPORT_FRAME | null {
+  accept(frame: CanFrame): ProtocolReading | typeof CONSUMED | null {
     const pgn = pgnOf(frame.id);
     if (pgn === PGN_TP_CM || pgn === PGN_TP_DT) {
       const message = this.transport.accept(frame.id, frame.data, frame.tsMono);
       return message !== null && message.pgn === PGN_DM1
         ? this.update(message.sa, message.data, frame.tsMono)
-        : TRANSPORT_FRAME;
+        : CONSUMED;
     }
     return pgn === PGN_DM1 ? this.update(frame.id & 0xff, frame.data, frame.tsMono) : null;
   }
 
-  private update(sa: number, data: Uint8Array, tsMono: number): Dm1Update | typeof TRANSPORT_FRAME {
+  private update(sa: number, data: Uint8Array, tsMono: number): ProtocolReading | typeof CONSUMED {
     const dm1 = decodeDm1(data);
     if (dm1 instanceof Dm1Error) {
       this.counters.dm1Errors++;
-      return TRANSPORT_FRAME;
+      return CONSUMED;
     }
     this.counters.dm1++;
     this.sources.set(sa, { dm1, atMono: tsMono });
