@@ -20,7 +20,7 @@ import { sinkSummary, TelemetrySink } from '../receiver/telemetry-sink.js';
 import { benchBrokerTls, benchCloudTls, createDevPki } from '../provisioning/dev-pki.js';
 
 /** Length of each reference vehicle's recorded drive. */
-const DRIVE_SECONDS: Record<ReferenceVehicle, number> = { car: 630, truck: 600 };
+const DRIVE_SECONDS: Record<ReferenceVehicle, number> = { car: 630, obd: 630, truck: 600 };
 
 export interface DemoOptions {
   speed: number;
@@ -41,7 +41,7 @@ function describe(r: VehicleTelemetry): string {
 export async function runDemo(options: DemoOptions): Promise<number> {
   const speed = options.speed > 0 ? options.speed : 12;
   console.log(
-    `v2c-gateway demo: ${DRIVE_SECONDS[options.vehicle]} s reference ${options.vehicle} drive${options.vehicle === 'truck' ? ' (J1939)' : ''} at ${speed}x through a simulated USB SLCAN adapter`,
+    `v2c-gateway demo: ${DRIVE_SECONDS[options.vehicle]} s reference ${options.vehicle} drive${options.vehicle === 'truck' ? ' (J1939)' : options.vehicle === 'obd' ? ' read only through OBD-II requests' : ''} at ${speed}x through a simulated USB SLCAN adapter`,
   );
   // Undone in reverse order whatever happens, so a gateway that refuses to start (a certificate for
   // another vehicle, say) ends the demo with its message instead of leaving the broker and the
@@ -92,7 +92,7 @@ async function demo(options: DemoOptions, speed: number, teardown: Array<() => u
   // A fresh database, so the figures below are this run's alone.
   const storeDir = mkdtempSync(join(tmpdir(), 'v2c-demo-'));
   teardown.push(() => rmSync(storeDir, { recursive: true, force: true }));
-  const config = referenceVehicleConfig({
+  const reference = referenceVehicleConfig({
     vehicle: options.vehicle,
     mqttUrl: broker.url,
     port: pty.gatewayEnd,
@@ -100,7 +100,24 @@ async function demo(options: DemoOptions, speed: number, teardown: Array<() => u
     storeDir,
     tls: { ca: pki.ca.cert, ...pki.devices.valid },
   });
-  const simulator = await spawnSimulator(pty.adapterEnd, speed, systemClock, referenceVehicleTrace(options.vehicle));
+  // The drive plays `speed` times faster, so OBD-II polling does too (the simulated ECUs take it).
+  const o = reference.obd;
+  const config = {
+    ...reference,
+    obd: {
+      ...o,
+      pids: o.pids.map((p) => ({ ...p, intervalMs: Math.max(100, Math.round(p.intervalMs / speed)) })),
+      dtcIntervalMs: Math.max(1000, Math.round(o.dtcIntervalMs / speed)),
+      maxRequestsPerSecond: Math.min(50, o.maxRequestsPerSecond * speed),
+    },
+  };
+  const simulator = await spawnSimulator(
+    pty.adapterEnd,
+    speed,
+    systemClock,
+    referenceVehicleTrace(options.vehicle),
+    options.vehicle === 'obd' ? ['--obd'] : [],
+  );
   teardown.push(() => simulator.stop());
   console.log(`  store: ${join(storeDir, 'v2c.sqlite')} (SQLite, WAL, synchronous=FULL)`);
   const gateway = await startGateway(config, systemClock, log);
@@ -128,6 +145,13 @@ async function demo(options: DemoOptions, speed: number, teardown: Array<() => u
   console.log(
     `  adapter: reopens ${serial?.reopens ?? 0}, BEL errors ${serial?.adapterErrors ?? 0}; decode errors ${JSON.stringify(p.decodeErrors)}`,
   );
+  const obd = gateway.obd;
+  if (obd !== null) {
+    const c = obd.counters;
+    console.log(
+      `  obd: VIN ${obd.vin ?? '-'}; requests ${c.requests}, answers ${c.answers}, timeouts ${c.timeouts}, refusals ${JSON.stringify(c.negative)}, flow controls ${c.flowControls}`,
+    );
+  }
   if (p.j1939 !== null)
     console.log(`  j1939: DM1s read ${p.j1939.dm1.dm1}; transport ${JSON.stringify(p.j1939.transport)}`);
   console.log(
@@ -139,6 +163,7 @@ async function demo(options: DemoOptions, speed: number, teardown: Array<() => u
   console.log('  events:');
   for (const r of events) console.log(describe(r));
   const ok =
+    records > 0 &&
     result.drained &&
     result.pending === 0 &&
     acked === records &&

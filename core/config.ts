@@ -10,6 +10,29 @@ import { projectRoot } from './project-root.js';
 /** Node's timers hold at most 2^31 - 1 ms; a longer one fires after 1 ms (a spawn loop, a connect that never waits). */
 const MAX_TIMER_MS = 2_147_483_647;
 const TIMER_LIMIT = 'at most 2147483647 ms (24.8 days, the longest timer Node keeps)';
+/** The OBD-II PIDs the gateway can read (drivers/obd/pids.ts), listed here so the schema stays import-light. */
+const OBD_PIDS = new Set([
+  0x01, 0x04, 0x05, 0x0c, 0x0d, 0x0f, 0x10, 0x11, 0x1f, 0x2f, 0x31, 0x42, 0x46, 0x5b, 0x5e, 0xa6,
+]);
+/** What a fleet usually wants, at rates a car's diagnostic port takes without trouble (~3 requests/s). */
+const DEFAULT_OBD_PIDS = [
+  { pid: 0x0d, intervalMs: 1000 },
+  { pid: 0x0c, intervalMs: 1000 },
+  { pid: 0x04, intervalMs: 5000 },
+  { pid: 0x05, intervalMs: 5000 },
+  { pid: 0x11, intervalMs: 5000 },
+  { pid: 0x5e, intervalMs: 5000 },
+  { pid: 0x0f, intervalMs: 10_000 },
+  { pid: 0x10, intervalMs: 10_000 },
+  { pid: 0x42, intervalMs: 10_000 },
+  { pid: 0x2f, intervalMs: 30_000 },
+  { pid: 0x5b, intervalMs: 30_000 },
+  { pid: 0x1f, intervalMs: 60_000 },
+  { pid: 0x31, intervalMs: 60_000 },
+  { pid: 0x46, intervalMs: 60_000 },
+  { pid: 0xa6, intervalMs: 60_000 },
+];
+
 /** The largest packet MQTT can frame (a 4-byte Remaining Length plus its header). */
 const MQTT_MAX_PACKET_BYTES = 268_435_460;
 const MQTT_PACKET_LIMIT = 'at most 268435460 bytes (the largest MQTT packet)';
@@ -87,7 +110,41 @@ export const configSchema = z
         message: 'required when can.source is a trace',
         path: ['file'],
       }),
-    dbc: z.string().min(1),
+    /** The vehicle's DBC; a vehicle read only through OBD-II or J1939 may have none. */
+    dbc: z.string().min(1).optional(),
+    /** OBD-II polling through the adapter (`can.protocols: [obd]` with `can.source: slcan`). */
+    obd: z
+      .object({
+        /** ISO 15765-4: 11-bit (0x7DF / 0x7E0+n) or 29-bit (0x18DB33F1 / 0x18DAnnF1) identifiers. */
+        addressing: z.enum(['11bit', '29bit']).default('11bit'),
+        /** Service 01 PIDs to poll, each at its own interval, among those the ECUs say they support. */
+        pids: z
+          .array(
+            z
+              .object({
+                pid: z
+                  .number()
+                  .int()
+                  .refine((pid) => OBD_PIDS.has(pid), {
+                    message: `expected one of the PIDs the gateway reads: ${[...OBD_PIDS].map((p) => `0x${p.toString(16).toUpperCase().padStart(2, '0')}`).join(', ')}`,
+                  }),
+                intervalMs: z.number().int().min(100).max(MAX_TIMER_MS, TIMER_LIMIT),
+              })
+              .strict(),
+          )
+          .default(DEFAULT_OBD_PIDS),
+        /** Stored, pending and permanent DTCs and the MIL (services 03, 07, 0A and PID 01) this often. */
+        dtcIntervalMs: z.number().int().min(1000).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
+        /** Requests per second at most, all PIDs together: fast polling disturbs some cars. */
+        maxRequestsPerSecond: z.number().min(0.1).max(50).default(10),
+        /** How long an ECU has to answer (J1979 P2: 50 ms, plus the adapter's latency). */
+        responseTimeoutMs: z.number().int().min(50).max(5000).default(150),
+        /** Flow control the gateway sends for multi-frame answers: block size (0: all) and STmin. */
+        blockSize: z.number().int().min(0).max(255).default(0),
+        stMinMs: z.number().int().min(0).max(127).default(0),
+      })
+      .strict()
+      .default({}),
     pipeline: z
       .object({
         windowMs: z.number().int().min(100).max(3_600_000).default(60_000),
@@ -388,6 +445,10 @@ export const configSchema = z
       .default({}),
   })
   .strict()
+  .refine((c) => c.dbc !== undefined || c.can.protocols.length > 0, {
+    message: 'required unless can.protocols names obd or j1939 (a vehicle read without a DBC)',
+    path: ['dbc'],
+  })
   .refine((c) => c.offload.url === undefined || c.mqtt.tls !== undefined, {
     message: 'HTTPS offload authenticates with the device certificate: mqtt.tls is required',
     path: ['offload', 'url'],
@@ -416,7 +477,10 @@ export class ConfigError extends Error {
 export function checkConfigInputs(config: GatewayConfig, dbcSignals: ReadonlySet<string>, source: string): void {
   const issues: string[] = [];
   const known = (field: string, signal: string): void => {
-    if (!dbcSignals.has(signal)) issues.push(`${field}: "${signal}" is not a signal of ${config.dbc}`);
+    if (!dbcSignals.has(signal))
+      issues.push(
+        `${field}: "${signal}" is not a signal of ${config.dbc ?? 'the configured protocols (no DBC)'}${config.can.protocols.length > 0 ? ` or of ${config.can.protocols.join(', ')}` : ''}`,
+      );
   };
   for (const [name, mapping] of Object.entries(config.pipeline.fields))
     if (mapping !== undefined) known(`pipeline.fields.${name}.signal`, mapping.signal);
@@ -487,15 +551,15 @@ export function referenceVehicleConfig(overrides: ReferenceOverrides): GatewayCo
   return validateConfig(referenceVehicleSettings(overrides), 'built-in defaults');
 }
 
-/** The reference vehicles: a car with a DBC of its own, and a J1939 truck. */
-export type ReferenceVehicle = 'car' | 'truck';
+/** The reference vehicles: a car with a DBC of its own, the same car read through its OBD-II port only, and a J1939 truck. */
+export type ReferenceVehicle = 'car' | 'obd' | 'truck';
 
 const field = (signal: string, stat: 'min' | 'max' | 'mean' | 'last' = 'last') => ({ signal, stat });
 
 /** What differs between the reference vehicles: files, identity, protocols and the field mapping. */
 function referenceProfile(vehicle: ReferenceVehicle): {
   dir: string;
-  dbc: string;
+  dbc: string | null;
   identity: { id: string; region: string; model: string };
   protocols: string[];
   pipeline: Record<string, unknown>;
@@ -527,6 +591,28 @@ function referenceProfile(vehicle: ReferenceVehicle): {
             hysteresis: 1,
           },
           { kind: 'dtc', name: 'dtc_appeared', signal: 'DM1_ActiveDtcs' },
+        ],
+      },
+    };
+  if (vehicle === 'obd')
+    return {
+      dir: join(projectRoot(), 'drivers', 'reference-vehicle'),
+      dbc: null,
+      identity: { id: 'V2CREF00000000001', region: 'eu-central-1', model: 'v2c-reference-obd' },
+      protocols: ['obd'],
+      pipeline: {
+        fields: {
+          speedKmh: field('OBD_VehicleSpeed', 'mean'),
+          engineRpm: field('OBD_EngineSpeed', 'mean'),
+          batteryVoltageV: field('OBD_ModuleVoltage', 'mean'),
+          coolantTempC: field('OBD_CoolantTemp', 'max'),
+          fuelLevelPct: field('OBD_FuelLevel'),
+          odometerKm: field('OBD_Odometer'),
+          milOn: field('OBD_MilOn', 'max'),
+        },
+        events: [
+          { kind: 'threshold', name: 'coolant_over_temperature', signal: 'OBD_CoolantTemp', above: 105, hysteresis: 5 },
+          { kind: 'dtc', name: 'dtc_appeared', signal: 'OBD_StoredDtcs' },
         ],
       },
     };
@@ -589,7 +675,7 @@ export function referenceVehicleSettings(overrides: ReferenceOverrides): Record<
           }),
       ...(profile.protocols.length > 0 ? { protocols: profile.protocols } : {}),
     },
-    dbc: join(profile.dir, profile.dbc),
+    ...(profile.dbc !== null ? { dbc: join(profile.dir, profile.dbc) } : {}),
     pipeline: { windowMs: overrides.windowMs ?? 60_000, ...profile.pipeline },
     store: { dir: overrides.storeDir ?? '.v2c/data' },
     mqtt: { url: overrides.mqttUrl, ...(overrides.tls !== undefined ? { tls: overrides.tls } : {}) },

@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { MalformedLine } from './can-frame.js';
-import { formatSlcanFrame, slcanBitrateCode } from './slcan.js';
+import { formatSlcanFrame, parseSlcanLine, slcanBitrateCode } from './slcan.js';
+import type { SimulatedObdVehicle } from './obd/simulated-ecu.js';
 import { openTrace, paceReplay, readTrace, type TraceLine } from './trace-source.js';
 import type { Clock } from '../core/clock.js';
 
@@ -16,10 +17,17 @@ export interface SimulatorOptions {
   timestamps: boolean;
   /** The bench ignition line: "1" written while the drive plays, "0" when it ends (gpio.benchIgnitionFile). */
   ignitionFile?: string;
+  /**
+   * Be the vehicle's OBD-II ECUs instead of its powertrain bus: the trace drives their model and
+   * only their answers to the gateway's requests reach the port.
+   */
+  ecu?: SimulatedObdVehicle;
 }
 
 export interface SimulatorResult {
   framesSent: number;
+  /** Frames the gateway transmitted (OBD-II requests and flow control). */
+  framesReceived: number;
   /** Trace lines that were not frames (comments, malformed): not sent. */
   skippedLines: number;
   commands: number;
@@ -39,7 +47,8 @@ export async function runSimulator(
   await new Promise<void>((resolve, reject) =>
     port.open((err) => (err ? reject(new Error(`cannot open ${options.port}: ${err.message}`)) : resolve())),
   );
-  const result: SimulatorResult = { framesSent: 0, skippedLines: 0, commands: 0 };
+  const result: SimulatorResult = { framesSent: 0, framesReceived: 0, skippedLines: 0, commands: 0 };
+  const ecu = options.ecu;
   let channelOpen = false;
   let timestamps = options.timestamps;
   let wake: (() => void) | null = null;
@@ -63,6 +72,20 @@ export async function runSimulator(
     } else if (cmd === 'C') {
       reply(true);
       channelOpen = false;
+    } else if ((cmd === 't' || cmd === 'T') && ecu !== undefined && channelOpen) {
+      const frame = parseSlcanLine(line, clock.monoMs());
+      if (frame === null || frame instanceof MalformedLine) return reply(false);
+      // A transmit is acknowledged with z (standard) or Z (extended), as Lawicel adapters do.
+      port.write(cmd === 't' ? 'z\r' : 'Z\r');
+      result.framesReceived++;
+      for (const answer of ecu.onFrame(frame)) {
+        const text = formatSlcanFrame({ ...frame, ...answer, tsMono: 0 });
+        setTimeout(() => {
+          if (!channelOpen) return;
+          port.write(text, 'latin1');
+          result.framesSent++;
+        }, answer.atMs);
+      }
     } else reply(false);
   });
 
@@ -87,6 +110,10 @@ export async function runSimulator(
       continue;
     }
     if (!channelOpen) await waitOpen();
+    if (ecu !== undefined) {
+      ecu.observe(frame);
+      continue;
+    }
     const text = formatSlcanFrame(frame, timestamps ? clock.monoMs() - started : undefined);
     if (!port.write(text, 'latin1')) await new Promise<void>((resolve) => port.once('drain', () => resolve()));
     result.framesSent++;

@@ -7,7 +7,7 @@ import { ReadlineParser } from '@serialport/parser-readline';
 import { coalescingBinding } from './coalescing-binding.js';
 import { Subject, type Observable } from 'rxjs';
 import { type CanFrame, MalformedLine } from './can-frame.js';
-import { SLCAN_BEL, SLCAN_MAX_LINE, parseSlcanLine, slcanBitrateCode } from './slcan.js';
+import { SLCAN_BEL, SLCAN_MAX_LINE, formatSlcanFrame, parseSlcanLine, slcanBitrateCode } from './slcan.js';
 import type { Clock } from '../core/clock.js';
 
 export interface SlcanSourceOptions {
@@ -32,6 +32,8 @@ export interface SlcanSourceCounters {
   adapterErrors: number;
   reopens: number;
   watchdogReopens: number;
+  /** Frames transmitted (OBD-II requests and flow control). */
+  sent: number;
 }
 
 export class SlcanConfigError extends Error {
@@ -48,6 +50,7 @@ export class SlcanSerialSource {
     adapterErrors: 0,
     reopens: 0,
     watchdogReopens: 0,
+    sent: 0,
   };
   private readonly out = new Subject<CanFrame | MalformedLine>();
   private readonly status = new Subject<SlcanSourceEvent>();
@@ -79,6 +82,30 @@ export class SlcanSerialSource {
 
   get events(): Observable<SlcanSourceEvent> {
     return this.status.asObservable();
+  }
+
+  /**
+   * Transmits a classic CAN frame (an OBD-II request or flow control). False when the adapter is
+   * not open (it is reopening): the caller decides whether to ask again.
+   */
+  send(frame: { id: number; extended: boolean; data: Uint8Array }): boolean {
+    const port = this.port;
+    if (port === null || !port.isOpen || this.stopped) return false;
+    port.write(
+      formatSlcanFrame({
+        ...frame,
+        bus: null,
+        rtr: false,
+        fd: false,
+        brs: false,
+        error: false,
+        tsMono: 0,
+        tsWall: null,
+      }),
+      'latin1',
+    );
+    this.counters.sent++;
+    return true;
   }
 
   start(): void {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
 import { projectRoot } from '../core/project-root.js';
+import type { SimulatedObdVehicle } from '../drivers/obd/simulated-ecu.js';
 // Every other module is imported by the command that needs it: `decode` must not load rxdb, mqtt
 // or zstd (start-up CPU on a Pi, and a native binary that may be missing on armv7).
 
@@ -15,11 +16,14 @@ commands:
   decode [--dbc FILE] [--format candump|slcan] [--j1939] [--obd] [FILE|-]
                                     print one JSON object per input line
   simulate --port PATH [--trace FILE] [--speed X] [--timestamps] [--ignition-file FILE]
+           [--obd [--obd-addressing 11bit|29bit]]
                                     act as a USB SLCAN adapter on a serial port, playing a trace
-                                    (and the ignition: 1 in FILE while it plays, 0 at its end)
-  demo [--speed X] [--vehicle car|truck]
+                                    (and the ignition: 1 in FILE while it plays, 0 at its end);
+                                    --obd: be the car's OBD-II ECUs instead, answering requests
+  demo [--speed X] [--vehicle car|obd|truck]
                                     recorded drive -> simulated adapter -> gateway -> local broker
-                                    (truck: J1939 with multi-packet DM1s)
+                                    (obd: the car through OBD-II requests only, no DBC;
+                                    truck: J1939 with multi-packet DM1s)
   sink --url URL [--dead-letter DIR] [--idle-exit S] [--dedup-window S] [--client-id ID]
        [--ca FILE --cert FILE --key FILE] [--offload-port P --server-cert FILE --server-key FILE]
                                     receive, verify, de-duplicate and count telemetry; ends (SIGINT,
@@ -63,6 +67,17 @@ const logJson = (msg: string): void => {
 /** How long `run` waits for acknowledgements at stop, and what closing may take on top of it. */
 const DRAIN_TIMEOUT_MS = 30_000;
 const STOP_MARGIN_MS = 5_000;
+
+/** The reference car's OBD-II ECUs, their model driven by its DBC (the drive's frames are not sent). */
+async function simulatedObdVehicle(addressing: '11bit' | '29bit'): Promise<SimulatedObdVehicle> {
+  const [{ SimulatedObdVehicle }, { loadDecoder }, { referenceVehicleId }] = await Promise.all([
+    import('../drivers/obd/simulated-ecu.js'),
+    import('./dbc-loader.js'),
+    import('../core/config.js'),
+  ]);
+  const dbc = join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc');
+  return new SimulatedObdVehicle(addressing, loadDecoder(dbc), referenceVehicleId('car'));
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -152,12 +167,18 @@ async function main(argv: string[]): Promise<number> {
         speed: { type: 'string' },
         timestamps: { type: 'boolean', default: false },
         'ignition-file': { type: 'string' },
+        obd: { type: 'boolean', default: false },
+        'obd-addressing': { type: 'string', default: '11bit' },
       });
       if (a.values.port === undefined) throw new UsageError('simulate needs --port PATH (one end of a socat pty pair)');
+      const addressing = String(a.values['obd-addressing']);
+      if (addressing !== '11bit' && addressing !== '29bit')
+        throw new UsageError(`--obd-addressing ${addressing}: expected 11bit or 29bit`);
       const [{ runSimulator }, { systemClock }] = await Promise.all([
         import('../drivers/slcan-adapter-simulator.js'),
         import('../core/clock.js'),
       ]);
+      const ecu = a.values.obd === true ? await simulatedObdVehicle(addressing) : undefined;
       const result = await runSimulator(
         {
           port: String(a.values.port),
@@ -168,19 +189,21 @@ async function main(argv: string[]): Promise<number> {
           speed: numberOption(a.values.speed, 'speed', 1),
           timestamps: a.values.timestamps === true,
           ...(a.values['ignition-file'] !== undefined ? { ignitionFile: String(a.values['ignition-file']) } : {}),
+          ...(ecu !== undefined ? { ecu } : {}),
         },
         systemClock,
         (m) => process.stderr.write(`${m}\n`),
       );
       process.stderr.write(
-        `simulate: sent=${result.framesSent} skipped=${result.skippedLines} commands=${result.commands}\n`,
+        `simulate: sent=${result.framesSent} received=${result.framesReceived} skipped=${result.skippedLines} commands=${result.commands}\n`,
       );
       return 0;
     }
     case 'demo': {
       const a = args(rest, { speed: { type: 'string' }, vehicle: { type: 'string', default: 'car' } });
       const vehicle = String(a.values.vehicle);
-      if (vehicle !== 'car' && vehicle !== 'truck') throw new UsageError(`--vehicle ${vehicle}: expected car or truck`);
+      if (vehicle !== 'car' && vehicle !== 'obd' && vehicle !== 'truck')
+        throw new UsageError(`--vehicle ${vehicle}: expected car, obd or truck`);
       const { runDemo } = await import('../bench/demo.js');
       return runDemo({ speed: numberOption(a.values.speed, 'speed', 12), vehicle });
     }

@@ -13,7 +13,10 @@ export class DbcLoadError extends Error {
   readonly code = 'DBC_LOAD';
 }
 
-export function loadDecoder(path: string, options: DecoderOptions = {}): DbcDecoder {
+export function loadDecoder(path: string | undefined, options: DecoderOptions = {}): DbcDecoder {
+  // A vehicle read only through OBD-II or J1939 has no DBC: every frame is left to those protocols.
+  if (path === undefined)
+    return new DbcDecoder({ file: '', version: '', nodes: [], messages: [], warnings: [] }, options);
   let text: string;
   try {
     text = decodeDbcBytes(readInputFile(path, MAX_DBC_BYTES));

@@ -45,6 +45,8 @@ import { checkConfigInputs, ConfigError, type GatewayConfig } from '../core/conf
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
 import { DM1_SIGNALS } from './pipeline/j1939-diagnostics.js';
+import { OBD_DTC_SIGNALS, OBD_MESSAGE } from './pipeline/obd-responses.js';
+import { ObdPoller } from './obd-poller.js';
 import { resolutionTable } from './wire-resolution.js';
 
 export type { Log } from '../core/log.js';
@@ -70,6 +72,8 @@ export interface GatewayHandle {
   time: ClockCorrector;
   /** Link, ignition and cellular budget, and the decision they make. */
   link: LinkController;
+  /** OBD-II polling, when `can.protocols` names obd and the adapter is live; null otherwise. */
+  obd: ObdPoller | null;
   /** The device certificate's lifecycle; null without mutual TLS. */
   certificate: CertificateLifecycle | null;
   metrics: GatewayMetrics;
@@ -162,8 +166,13 @@ export async function startGateway(
   const j1939 = config.can.protocols.includes('j1939');
   const decoder = loadDecoder(config.dbc, { j1939 });
   for (const warning of decoder.db.warnings) log(`dbc: ${warning}`);
-  const signals = decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name));
-  checkConfigInputs(config, new Set([...signals, ...(j1939 ? Object.values(DM1_SIGNALS) : [])]), 'configuration');
+  const obd = config.can.protocols.includes('obd');
+  const signals = [
+    ...decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name)),
+    ...(j1939 ? Object.values(DM1_SIGNALS) : []),
+    ...(obd ? [...OBD_MESSAGE.signals.map((s) => s.name), ...Object.values(OBD_DTC_SIGNALS)] : []),
+  ];
+  checkConfigInputs(config, new Set(signals), 'configuration');
   const tls = loadCredentials(config, clock, log);
   const bootId = readBootId();
   const lock = lockStore(config.store.dir, bootId, log);
@@ -529,6 +538,15 @@ async function wire(
   certificate?.start();
   heartbeat.start();
   serial?.start();
+  // Asking the ECUs needs a live adapter; a trace's OBD-II answers are only read.
+  const poller =
+    config.can.protocols.includes('obd') && serial !== null
+      ? new ObdPoller(config.obd, serial, clock, log, () => gpio.ignition?.isOn ?? null)
+      : null;
+  if (poller !== null && serial !== null) {
+    poller.start(serial.frames);
+    registerObdMetrics(metrics, poller);
+  }
   announceZstd(metrics, log);
 
   return {
@@ -548,6 +566,7 @@ async function wire(
     certificate,
     link,
     time: corrector,
+    obd: poller,
     async stop(drainTimeoutMs) {
       // Every step runs whatever the one before it did: one failure must not leak the rest.
       const step = async (what: string, fn: () => unknown): Promise<void> => {
@@ -561,6 +580,7 @@ async function wire(
       let failures = 0;
       let drained = false;
       let pending = -1;
+      poller?.stop();
       await step('closing the adapter', () => serial?.stop());
       stopping.next();
       await step('ending capture', () => sourceDone);
@@ -612,6 +632,29 @@ function announceZstd(m: GatewayMetrics, log: Log): void {
       log(`zstd: ${(err as Error).message}; batches stay stored until one is installed`);
     },
   );
+}
+
+function registerObdMetrics(m: GatewayMetrics, poller: ObdPoller): void {
+  const c = poller.counters;
+  m.counter('v2c_obd_requests_total', 'OBD-II requests sent, by PID (service 01) or service', ['pid'], () =>
+    [...c.perPid].map(([pid, n]) => [{ pid: pidLabel(pid) }, n.requests]),
+  );
+  m.counter('v2c_obd_answers_total', 'OBD-II requests answered, by PID or service', ['pid'], () =>
+    [...c.perPid].map(([pid, n]) => [{ pid: pidLabel(pid) }, n.answers]),
+  );
+  m.counter('v2c_obd_timeouts_total', 'OBD-II physical requests without an answer in time', [], () => [
+    [{}, c.timeouts],
+  ]);
+  m.counter('v2c_obd_negative_responses_total', 'OBD-II refusals by negative response code', ['nrc'], () =>
+    Object.entries(c.negative).map(([nrc, n]) => [{ nrc: `0x${Number(nrc).toString(16)}` }, n]),
+  );
+}
+
+/** `0x0c` for a service-01 PID, `service_03` for a DTC service (counted as 0x100 + service). */
+function pidLabel(key: number): string {
+  return key >= 0x100
+    ? `service_${(key - 0x100).toString(16).padStart(2, '0')}`
+    : `0x${key.toString(16).padStart(2, '0')}`;
 }
 
 function registerPipelineMetrics(

@@ -92,7 +92,7 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
     tls: deviceTls,
   });
   t.equal(config.mqtt.url.slice(0, 8), 'mqtts://', 'over mutual TLS');
-  const truthPromise = groundTruth(config.dbc);
+  const truthPromise = groundTruth(config.dbc as string);
   const gateway = await startGateway(config, systemClock, () => undefined);
   // Stopped whatever happens below (a second stop after the test's own is harmless).
   t.teardown(() => gateway.stop(0).catch(() => undefined));

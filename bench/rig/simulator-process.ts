@@ -18,11 +18,22 @@ export async function spawnSimulator(
   speed: number,
   clock: Clock,
   trace?: string,
+  /** More `simulate` options (`--obd`). */
+  extra: readonly string[] = [],
 ): Promise<SimulatorProcess> {
   const cli = join(projectRoot(), 'dist', 'app', 'cli.js');
   const child = spawn(
     process.execPath,
-    [cli, 'simulate', '--port', port, '--speed', String(speed), ...(trace !== undefined ? ['--trace', trace] : [])],
+    [
+      cli,
+      'simulate',
+      '--port',
+      port,
+      '--speed',
+      String(speed),
+      ...(trace !== undefined ? ['--trace', trace] : []),
+      ...extra,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let output = '';
