@@ -55,8 +55,11 @@ interface PollItem {
 
 interface Outstanding {
   item: PollItem;
+  sentAt: number;
   deadline: number;
   answered: boolean;
+  /** ECUs that answered a functional request. */
+  answeredBy: Set<number>;
 }
 
 export interface PidCounts {
@@ -186,7 +189,13 @@ export class ObdPoller {
     }
     this.counters.requests++;
     this.countPid(item).requests++;
-    this.outstanding = { item, deadline: now + this.options.responseTimeoutMs, answered: false };
+    this.outstanding = {
+      item,
+      sentAt: now,
+      deadline: now + this.options.responseTimeoutMs,
+      answered: false,
+      answeredBy: new Set(),
+    };
     return true;
   }
 
@@ -209,7 +218,10 @@ export class ObdPoller {
     if (item.intervalMs > 0) {
       if (o.answered || item.ecu === FUNCTIONAL) {
         item.misses = 0;
-        item.nextDue = Math.max(now, item.nextDue + item.intervalMs);
+        // On time, the cadence holds (no drift); late by more than half an interval (more asked
+        // than the request rate allows), the next one is due half an interval on, so every PID
+        // keeps a share in proportion to its rate instead of all catching up at once.
+        item.nextDue = Math.max(item.nextDue + item.intervalMs, o.sentAt + item.intervalMs / 2);
       } else {
         item.misses++;
         this.counters.timeouts++;
@@ -313,9 +325,14 @@ export class ObdPoller {
     this.counters.answers++;
     if (!o.answered) this.countPid(o.item).answers++;
     o.answered = true;
-    // A physical request is done at its answer, and so is the VIN; other functional requests wait
-    // for every ECU until their deadline.
-    if (o.item.ecu !== FUNCTIONAL || r.kind === 'vin') {
+    o.answeredBy.add(ecu);
+    // A physical request is done at its answer, and so is the VIN; a functional one once every ECU
+    // discovery found has answered (during discovery: at its deadline, as any ECU may answer).
+    const everyEcu =
+      this.phase === 'polling' &&
+      this.supported.size > 0 &&
+      [...this.supported.keys()].every((e) => o.answeredBy.has(e));
+    if (o.item.ecu !== FUNCTIONAL || r.kind === 'vin' || everyEcu) {
       this.finish(this.clock.monoMs());
       this.schedule(0);
     }
