@@ -4,6 +4,7 @@
 // RxStorage against rxdb's memory storage, and bytes written per record (flash wear).
 import { daySection } from './day.js';
 import { envelopeSection } from './envelope.js';
+import { obdSection } from './obd.js';
 import { monthSection } from './month.js';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -144,6 +145,7 @@ const sections: Record<string, () => Promise<void>> = {
   month: monthSection,
   storage: storageSection,
   envelope: envelopeSection,
+  obd: obdSection,
 };
 const chosen = process.argv.slice(2);
 for (const name of chosen)
