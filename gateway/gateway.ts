@@ -28,7 +28,7 @@ import { lockStoreDir, StoreLockedError, type StoreLock } from '../sync/store/st
 import { CellularBudget } from '../sync/link/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/session/broker-time.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
-import { GpsTimeSource, NtpStateSource } from '../sync/time/time-sources.js';
+import { GnssReceiver, NtpStateSource } from '../sync/time/time-sources.js';
 import { SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import { validateRecord } from '../proto/record-validation.js';
 import { zstdChoice } from '../proto/zstd.js';
@@ -45,6 +45,7 @@ import { checkConfigInputs, ConfigError, type GatewayConfig } from '../core/conf
 import { GatewayMetrics } from './metrics.js';
 import { newPipelineCounters, telemetryPipeline, type PipelineCounters } from './telemetry-pipeline.js';
 import { DM1_SIGNALS } from './pipeline/j1939-diagnostics.js';
+import { GNSS_MESSAGE, gnssFrames } from './pipeline/gnss-stage.js';
 import { OBD_DTC_SIGNALS, OBD_MESSAGE } from './pipeline/obd-responses.js';
 import { ObdPoller } from './obd-poller.js';
 import { resolutionTable } from './wire-resolution.js';
@@ -171,6 +172,7 @@ export async function startGateway(
     ...decoder.db.messages.flatMap((m) => m.signals.map((s) => s.name)),
     ...(j1939 ? Object.values(DM1_SIGNALS) : []),
     ...(obd ? [...OBD_MESSAGE.signals.map((s) => s.name), ...Object.values(OBD_DTC_SIGNALS)] : []),
+    ...(config.clock.gpsPort !== undefined ? GNSS_MESSAGE.signals.map((s) => s.name) : []),
   ];
   checkConfigInputs(config, new Set(signals), 'configuration');
   const tls = loadCredentials(config, clock, log);
@@ -448,8 +450,20 @@ async function wire(
     : null;
   const gps =
     k.gpsPort !== undefined
-      ? new GpsTimeSource(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log)
+      ? new GnssReceiver(corrector, clock, { path: k.gpsPort, baudRate: k.gpsBaudRate, errorMs: k.gpsErrorMs }, log)
       : null;
+  if (gps !== null)
+    metrics.counter(
+      'v2c_gnss_sentences_total',
+      'NMEA sentences from the GNSS receiver, by what they gave',
+      ['result'],
+      () => [
+        [{ result: 'time' }, gps.counters.references],
+        [{ result: 'position' }, gps.counters.positions],
+        [{ result: 'no_fix' }, gps.counters.noFix],
+        [{ result: 'error' }, gps.counters.errors],
+      ],
+    );
 
   // How late the event loop runs (a CPU-starved board, a blocking write): what every deadline lives with.
   // 100 ms: enough to see the stalls that matter (hundreds of ms), at 10 wake-ups a second instead of 50.
@@ -502,6 +516,8 @@ async function wire(
       bootId,
       firstSequence,
       live: serial !== null || config.can.file === '-',
+      // A receiver's live positions belong with live capture, not with a replayed recording's time.
+      ...(gps !== null && serial !== null ? { sideSignals: gnssFrames(gps.positions).pipe(takeUntil(stopping)) } : {}),
     })
       .pipe(
         concatMap(async (record) => {

@@ -1,7 +1,7 @@
 // The pipeline from CAN frames to telemetry records, composed of its stages (gateway/pipeline/):
 // decode → events → windows → records. Each stage is an RxJS operator with its own tests.
-import type { Observable } from 'rxjs';
-import { decodeFrames, type DecodeCounters } from './pipeline/decode-stage.js';
+import { EMPTY, merge, type Observable } from 'rxjs';
+import { decodeFrames, type DecodeCounters, type DecodedFrame } from './pipeline/decode-stage.js';
 import { detectEvents } from './pipeline/event-stage.js';
 import { J1939Diagnostics, type J1939Counters } from './pipeline/j1939-diagnostics.js';
 import { ObdResponses, type ObdCounters } from './pipeline/obd-responses.js';
@@ -47,6 +47,8 @@ export interface PipelineContext {
   firstSequence: number;
   /** Live sources (serial) close windows after silence; replays close them on data time only. */
   live: boolean;
+  /** Signals from beside the CAN bus (GNSS positions), live sources only; must end when the frames do. */
+  sideSignals?: Observable<DecodedFrame>;
 }
 
 /** Frames (and malformed lines) in, telemetry records out. Completing the input flushes the open window. */
@@ -67,8 +69,7 @@ export function telemetryPipeline(
     counters.obd = obd.counters;
     protocols.push(obd);
   }
-  return frames.pipe(
-    decodeFrames(ctx.decoder, counters, protocols),
+  return merge(frames.pipe(decodeFrames(ctx.decoder, counters, protocols)), ctx.sideSignals ?? EMPTY).pipe(
     detectEvents(events, counters),
     windowSignals({ windowMs, idleFlushMs: ctx.live ? idleFlushMs : 0, clock }, counters),
     buildRecords({

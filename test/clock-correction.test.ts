@@ -9,7 +9,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { NmeaError, parseNmeaTime } from '../drivers/nmea.js';
 import { TimeQuality, type VehicleTelemetry } from '../proto/telemetry-codec.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
-import { GpsTimeSource } from '../sync/time/time-sources.js';
+import { GnssReceiver } from '../sync/time/time-sources.js';
 import { waitUntil } from './helpers.js';
 import { syncRig } from './sync-rig.js';
 import type { Packet } from 'mqtt-packet';
@@ -129,7 +129,7 @@ t.test('a serial GPS on a pty: RMC sentences become the reference, bad ones are 
     sleep: (ms) => systemClock.sleep(ms),
   };
   const c = new ClockCorrector('boot', clock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
-  const gps = new GpsTimeSource(c, clock, { path: pty.gatewayEnd, baudRate: 9600, errorMs: 1000 }, () => undefined);
+  const gps = new GnssReceiver(c, clock, { path: pty.gatewayEnd, baudRate: 9600, errorMs: 1000 }, () => undefined);
   gps.start();
   t.teardown(() => gps.stop());
   const { SerialPort } = await import('serialport');

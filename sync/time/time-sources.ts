@@ -1,9 +1,11 @@
 // Time references besides the broker's: the system's NTP synchronisation state (timedatectl) and a
-// serial GPS (NMEA RMC/ZDA). Each offers what it knows to the ClockCorrector.
+// serial GNSS receiver (NMEA RMC/ZDA). Each offers what it knows to the ClockCorrector; the GNSS
+// receiver also gives its position to the pipeline.
 import { execFile } from 'node:child_process';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { SerialPort } from 'serialport';
-import { NmeaError, parseNmeaTime } from '../../drivers/nmea.js';
+import { Subject, type Observable } from 'rxjs';
+import { NmeaError, parseNmeaPosition, parseNmeaTime, type NmeaPosition } from '../../drivers/nmea.js';
 import type { Clock } from '../../core/clock.js';
 import type { ClockCorrector } from './clock-corrector.js';
 
@@ -56,10 +58,25 @@ export class NtpStateSource {
   }
 }
 
-/** A serial GPS: every valid RMC/ZDA sentence is a reference, its error the sentence's latency. */
-export class GpsTimeSource {
+/** A position sentence and when it arrived. */
+export interface GnssFix extends NmeaPosition {
+  monoMs: number;
+}
+
+/**
+ * The modem's GNSS on a serial port: every valid RMC/ZDA sentence is a time reference (its error
+ * the sentence's latency), every RMC/GGA/VTG with a fix a position for the pipeline.
+ */
+export class GnssReceiver {
   private port: SerialPort | null = null;
-  readonly counters = { sentences: 0, references: 0, errors: 0 };
+  /** `noFix`: position sentences without a valid fix (never reported as a position). */
+  readonly counters = { sentences: 0, references: 0, errors: 0, positions: 0, noFix: 0 };
+  private readonly fixes = new Subject<GnssFix>();
+
+  /** Positions as they arrive; completes on stop(). */
+  get positions(): Observable<GnssFix> {
+    return this.fixes.asObservable();
+  }
 
   constructor(
     private readonly corrector: ClockCorrector,
@@ -74,9 +91,10 @@ export class GpsTimeSource {
     port.on('error', (err) => this.log(`gps: ${this.settings.path}: ${err.message}`));
     port.pipe(new ReadlineParser({ delimiter: '\n' })).on('data', (line: string) => {
       this.counters.sentences++;
+      this.onPosition(line);
       const time = parseNmeaTime(line);
       if (time instanceof NmeaError) {
-        if (time.code !== 'NOT_TIME') this.counters.errors++;
+        if (time.code !== 'NOT_TIME' && time.code !== 'NO_FIX') this.counters.errors++;
         return;
       }
       this.counters.references++;
@@ -89,8 +107,19 @@ export class GpsTimeSource {
     });
   }
 
+  private onPosition(line: string): void {
+    const fix = parseNmeaPosition(line);
+    if (fix instanceof NmeaError) {
+      if (fix.code === 'NO_FIX') this.counters.noFix++;
+      return;
+    }
+    this.counters.positions++;
+    this.fixes.next({ ...fix, monoMs: this.clock.monoMs() });
+  }
+
   async stop(): Promise<void> {
     const port = this.port;
     if (port?.isOpen === true) await new Promise<void>((resolve) => port.close(() => resolve()));
+    this.fixes.complete();
   }
 }
