@@ -410,7 +410,7 @@ function mutate(text: string, rng: SeededRandom, n: number): string {
 }
 
 t.test(
-  `fuzz: ${100_000 * SCALE} mutated lines per format through decode (with and without J1939) give JSON objects, never an exception`,
+  `fuzz: ${100_000 * SCALE} mutated lines per format through decode (plain, J1939, OBD-II) give JSON objects, never an exception`,
   async (t) => {
     const decoder = loadDecoder(DBC_PATH);
     const slcan = driveLines.slice(0, 2000).map((l) => {
@@ -428,14 +428,27 @@ t.test(
       .split('\n')
       .filter((l) => /#[0-9A-F]{2}/.test(l) && /can0 1C(EC|EB)|can0 18FECA/.test(l))
       .slice(0, 1000);
+    // An OBD-II session: requests, single- and multi-frame answers, flow control, a refusal.
+    const obd = [
+      '(1.000) can0 7DF#0201000000000000',
+      '(1.010) can0 7E8#064100BE1FA813AA',
+      '(1.100) can0 7DF#0209020000000000',
+      '(1.110) can0 7E8#1014490201563243',
+      '(1.115) can0 7E0#3000000000000000',
+      '(1.120) can0 7E8#2152454630303030',
+      '(1.125) can0 7E8#2230303030303031',
+      '(1.210) can0 7E8#04410C1AF8AAAAAA',
+      '(1.310) can0 18DAF110#0443010217AAAAAA',
+      '(1.410) can0 7E8#037F0112AAAAAAAA',
+    ];
     for (const [format, corpus] of [
-      ['candump', [...driveLines.slice(0, 2000), ...truck]],
+      ['candump', [...driveLines.slice(0, 2000), ...truck, ...obd, ...obd, ...obd]],
       ['slcan', slcan],
     ] as const) {
       const rng = new SeededRandom(format === 'candump' ? 101 : 202);
-      // With and without a DBC, with and without J1939 (whose transport state spans lines).
+      // With and without a DBC, plain, J1939 or OBD-II (whose transport and ISO-TP state spans lines).
       const decoders = [null, decoder].flatMap((dbc) =>
-        [false, true].map((j1939) => new TraceDecoder({ format, decoder: dbc, j1939 })),
+        [{}, { j1939: true }, { obd: true }].map((p) => new TraceDecoder({ format, decoder: dbc, ...p })),
       );
       let objects = 0;
       let errors = 0;
@@ -443,7 +456,7 @@ t.test(
       for (let i = 0; i < 100_000 * SCALE; i++) {
         const line = mutate(corpus[rng.int(0, corpus.length - 1)] as string, rng, rng.int(1, 4));
         try {
-          for (const out of (decoders[rng.int(0, 3)] as TraceDecoder).decode(line)) {
+          for (const out of (decoders[rng.int(0, decoders.length - 1)] as TraceDecoder).decode(line)) {
             const parsed = JSON.parse(out) as Record<string, unknown>;
             if (typeof parsed !== 'object' || parsed === null || out.includes('\n')) failures++;
             objects++;

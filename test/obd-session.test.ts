@@ -5,7 +5,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Subject, lastValueFrom, toArray } from 'rxjs';
+import { Subject, from, lastValueFrom, toArray } from 'rxjs';
 import { projectRoot } from '../core/project-root.js';
 import { systemClock } from '../core/clock.js';
 import { referenceVehicleConfig } from '../core/config.js';
@@ -119,7 +119,7 @@ t.test('poller: discovery, VIN, polling only what an ECU supports, never above t
   t.ok(poller.supported.get(0)?.has(0xa6), 'bitmaps followed up to 0xA0 (0xA6 odometer)');
   t.equal(poller.vin, VIN, 'the VIN, through response pending and flow control');
   t.equal(poller.counters.negative[0x78], 1, 'one "response pending"');
-  t.equal(poller.counters.flowControls, 1, 'one flow control, for the VIN');
+  t.ok(poller.counters.flowControls >= 2, 'flow control for the VIN and for the 3-code pending DTC list');
   t.notOk(poller.counters.perPid.has(0x5b), 'PID 0x5B is supported by no ECU: never asked');
   t.match(logs.join('\n'), /not supported by any ECU, not polled: PIDs 0x5B/);
   // In any second, no more requests than the limit (20/s): the 21st is at least 1 s after the 1st.
@@ -284,4 +284,89 @@ t.test('the car through its OBD port, end to end: pty, simulated ECUs, poller an
     `${(poller.counters.requests / seconds).toFixed(1)} requests/s (limit 40)`,
   );
   t.equal(counters.obd?.errors, 0, 'every answer read');
+  t.ok(
+    poller.counters.flowControls >= 2,
+    `${poller.counters.flowControls} flow controls: the VIN and the 3-code pending list`,
+  );
+  t.ok(
+    out.some((r) => r.signals.OBD_PendingDtcs?.max === 3),
+    'three pending DTCs, through a multi-frame answer',
+  );
+});
+
+t.test('29-bit addressing: the same session on 0x18DB33F1 / 0x18DAnnF1 / 0x18DAF1nn', async (t) => {
+  const vehicle = new SimulatedObdVehicle('29bit', carDecoder, VIN);
+  for (const f of drive) vehicle.observe(f);
+  const frames = new Subject<CanFrame>();
+  const ids = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+  const adapter: CanTransmitter = {
+    send: (f) => {
+      ids.add(f.id.toString(16));
+      const frame: CanFrame = {
+        ...f,
+        bus: null,
+        rtr: false,
+        fd: false,
+        brs: false,
+        error: false,
+        tsMono: performance.now(),
+        tsWall: null,
+      };
+      for (const a of vehicle.onFrame(frame)) {
+        const timer = setTimeout(
+          () => frames.next({ ...frame, id: a.id, extended: a.extended, data: a.data, tsMono: performance.now() }),
+          a.atMs,
+        );
+        timers.add(timer);
+      }
+      return true;
+    },
+  };
+  const poller = new ObdPoller(options({ addressing: '29bit' }), adapter, systemClock, () => undefined);
+  t.teardown(() => {
+    poller.stop();
+    timers.forEach(clearTimeout);
+  });
+  poller.start(frames);
+  await waitUntil('answers to PID 0x0C', () => (poller.counters.perPid.get(0x0c)?.answers ?? 0) >= 3, 10_000);
+  t.equal(poller.vin, VIN);
+  t.same([...poller.supported.keys()].sort(), [0, 1], 'ECUs by source address');
+  t.ok(ids.has('18db33f1') && ids.has('18da00f1'), `functional and physical 29-bit requests: ${[...ids].join(', ')}`);
+});
+
+t.test("passive: a scan tool's session in a recorded trace is read the same way", async (t) => {
+  // A tester polling RPM and the stored DTCs, and an ECU answering, as candump -L wrote it.
+  const trace = [
+    '(1700000000.000) can0 7DF#02010C0000000000',
+    '(1700000000.010) can0 7E8#04410C1AF8AAAAAA',
+    '(1700000000.500) can0 7DF#0103000000000000',
+    '(1700000000.510) can0 7E8#100A430402170128',
+    '(1700000000.511) can0 7E0#3000000000000000',
+    '(1700000000.520) can0 7E8#210116C158AAAAAA',
+    '(1700000001.000) can0 7E0#0201050000000000',
+    '(1700000001.010) can0 7E8#037F0131AAAAAAAA',
+    '(1700000001.500) can0 7E8#2100000000000000',
+  ].map((l) => parseCandumpLine(l) as CanFrame);
+  const config = referenceVehicleConfig({ mqttUrl: 'mqtt://127.0.0.1:1', vehicle: 'obd', windowMs: 60_000 });
+  const counters = newPipelineCounters();
+  const out = await lastValueFrom(
+    telemetryPipeline(from(trace), {
+      config,
+      decoder: loadDecoder(undefined),
+      clock: systemClock,
+      counters,
+      bootId: 'b',
+      firstSequence: 1,
+      live: false,
+    }).pipe(toArray()),
+  );
+  const window = out.find((r) => r.kind === RecordKind.Window);
+  t.equal(window?.engineRpm, 1726, 'RPM from the answer');
+  t.same(window?.diagnostics?.dtcs, ['P0116', 'P0128', 'P0217', 'U0158'], 'four stored DTCs from a two-frame answer');
+  t.same(
+    out.filter((r) => r.kind === RecordKind.Event).map((r) => r.event?.detail),
+    ['DTC P0116 appeared', 'DTC P0128 appeared', 'DTC P0217 appeared', 'DTC U0158 appeared'],
+  );
+  t.same(counters.obd, { answers: 3, negative: 1, errors: 1 }, 'a refusal counted; a stray consecutive frame counted');
 });

@@ -104,8 +104,11 @@ export class SimulatedObdVehicle {
     }
     if (service === 0x03 || service === 0x07 || service === 0x0a) {
       const dtc = spec.engine && service !== 0x0a ? (this.values.get('ActiveDtc') ?? 0) : 0;
-      const codes = dtc === 0 ? [] : [dtc >> 8, dtc & 0xff];
-      return this.send(spec, Uint8Array.of(service + 0x40, codes.length / 2, ...codes), spec.delayMs);
+      // Overheating also leaves two pending codes (thermostat, coolant sensor range): a pending
+      // list of 3 is 8 bytes, a multi-frame answer with flow control.
+      const codes = dtc === 0 ? [] : service === 0x07 ? [dtc, 0x0128, 0x0116] : [dtc];
+      const bytes = codes.flatMap((c) => [c >> 8, c & 0xff]);
+      return this.send(spec, Uint8Array.of(service + 0x40, codes.length, ...bytes), spec.delayMs);
     }
     if (service === 0x09 && pid === 0x02 && spec.engine)
       return [
