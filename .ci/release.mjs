@@ -77,6 +77,8 @@ const APP_FILES = [
   'proto/telemetry.proto',
   'drivers/reference-vehicle/v2c-reference.dbc',
   'drivers/reference-vehicle/drive.log.gz',
+  'drivers/reference-truck/v2c-reference-truck.dbc',
+  'drivers/reference-truck/drive.log.gz',
   'provisioning/setup',
   'provisioning/v2c-gateway.service',
 ];

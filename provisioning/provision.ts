@@ -129,10 +129,14 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
   const problems = urlProblem === null ? check.problems : [urlProblem, ...check.problems];
   if (problems.length > 0 || check.facts === null) throw new ProvisionError(problems);
 
-  const dbcSource = o.dbc ?? join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc');
-  const dbc = readFileSync(dbcSource);
   const dataDir = under(o.prefix, o.dataDir);
   const settings = gatewaySettings(o, installation, dataDir);
+  // A template without a `dbc` (a vehicle read through OBD-II or J1939 only) installs none.
+  const dbcSource =
+    settings.dbc === undefined
+      ? null
+      : (o.dbc ?? join(projectRoot(), 'drivers', 'reference-vehicle', 'v2c-reference.dbc'));
+  const dbc = dbcSource === null ? null : readFileSync(dbcSource);
   try {
     validateConfig(settings, 'the generated configuration');
   } catch (err) {
@@ -149,7 +153,7 @@ export async function provision(o: ProvisionOptions): Promise<ProvisionResult> {
     { name: RELEASE_FILES.key, content: texts.keyPem, mode: 0o600 },
     { name: RELEASE_FILES.cert, content: texts.certPem, mode: 0o644 },
     { name: RELEASE_FILES.ca, content: texts.caPem, mode: 0o644 },
-    { name: RELEASE_FILES.dbc, content: dbc, mode: 0o644 },
+    ...(dbc === null ? [] : [{ name: RELEASE_FILES.dbc, content: dbc, mode: 0o644 }]),
   ];
   // The installed copy is 0600 whatever the source's mode; a readable source is said, not refused.
   const modeWarning = keyModeProblem(statSync(keyFile).mode, keyFile);
@@ -243,12 +247,13 @@ function gatewaySettings(o: ProvisionOptions, installation: Installation, dataDi
     o.template !== undefined
       ? parseTemplate(o.template)
       : referenceVehicleSettings({ mqttUrl: o.broker, port: o.canPort });
+  const withDbc = o.dbc !== undefined || o.template === undefined || base.dbc !== undefined;
   const mqtt = typeof base.mqtt === 'object' && base.mqtt !== null ? base.mqtt : {};
   const store = typeof base.store === 'object' && base.store !== null ? base.store : {};
   return {
     ...base,
     vehicle: { id: o.vehicleId, region: o.region, model: o.model },
-    dbc: installation.path('dbc'),
+    ...(withDbc ? { dbc: installation.path('dbc') } : {}),
     store: { ...store, dir: dataDir },
     mqtt: {
       ...mqtt,

@@ -109,6 +109,32 @@ t.test('install: checks pass, files in place with the right modes, a valid confi
   t.notOk(readFileSync(join(configDir, 'gateway.yaml'), 'utf8').includes('BEGIN'), 'no key material in the config');
 });
 
+t.test('a vehicle read through OBD-II only: the template has no DBC, none is installed', async (t) => {
+  const template = join(dir, 'obd-template.yaml');
+  writeFileSync(
+    template,
+    [
+      'vehicle: { id: X, region: eu-central-1 }',
+      'can: { source: slcan, port: /dev/ttyACM0, protocols: [obd] }',
+      'obd: { maxRequestsPerSecond: 5 }',
+      'pipeline: { fields: { speedKmh: { signal: OBD_VehicleSpeed, stat: mean } } }',
+      'mqtt: { url: mqtt://127.0.0.1:1 }',
+      '',
+    ].join('\n'),
+  );
+  const r = install('valid', ['--template', template]);
+  t.equal(r.status, 0, r.stderr);
+  const config = loadConfigFile(join(configDir, 'gateway.yaml'));
+  t.equal(config.dbc, undefined, 'no dbc in the configuration');
+  t.same([config.can.protocols, config.obd.maxRequestsPerSecond], [['obd'], 5]);
+  t.notOk(existsSync(join(configDir, 'current', 'vehicle.dbc')), 'no vehicle.dbc installed');
+  const noProtocol = join(dir, 'no-dbc-template.yaml');
+  writeFileSync(noProtocol, 'vehicle: { id: X, region: eu-central-1 }\ncan: { source: slcan, port: /dev/ttyACM0 }\n');
+  const refused = install('valid', ['--template', noProtocol]);
+  t.equal(refused.status, 1);
+  t.match(refused.stderr, /dbc: required unless can\.protocols names obd or j1939/);
+});
+
 t.test('re-running is safe: a new release, the previous one kept for rollback, older ones removed', async (t) => {
   const first = readlinkSync(join(configDir, 'current'));
   t.equal(install('valid').status, 0);
