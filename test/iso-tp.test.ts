@@ -20,6 +20,7 @@ import {
   supportedPids,
 } from '../drivers/obd/pids.js';
 import { physicalRequestId, requestTarget, respondingEcu, responseId } from '../drivers/obd/addressing.js';
+import { referenceVehicleSettings, validateConfig } from '../core/config.js';
 
 const b = (hex: string): Uint8Array => Uint8Array.from(Buffer.from(hex.replace(/\s/g, ''), 'hex'));
 const h = (u: Uint8Array): string => Buffer.from(u).toString('hex').toUpperCase();
@@ -207,4 +208,19 @@ t.test('ISO 15765-4 addressing, 11-bit and 29-bit', async (t) => {
     ],
   );
   t.same(responseId('29bit', 0x10), { id: 0x18daf110, extended: true });
+});
+
+t.test('the configuration accepts exactly the PIDs the gateway can read', async (t) => {
+  const settings = referenceVehicleSettings({ mqttUrl: 'mqtt://127.0.0.1:1', vehicle: 'obd' });
+  const withPid = (pid: number) => ({ ...settings, obd: { pids: [{ pid, intervalMs: 1000 }] } });
+  for (const p of PIDS) t.doesNotThrow(() => validateConfig(withPid(p.pid), 'x'), `0x${p.pid.toString(16)}`);
+  t.throws(
+    () => validateConfig(withPid(0x02), 'x'),
+    /obd\.pids\.0\.pid: expected one of the PIDs the gateway reads: 0x01, 0x04/,
+  );
+  t.equal(
+    validateConfig(settings, 'x').obd.pids.filter((p) => !PID_BY_NUMBER.has(p.pid)).length,
+    0,
+    'defaults readable',
+  );
 });
