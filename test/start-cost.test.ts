@@ -95,3 +95,38 @@ t.test('timedatectl that is not installed is looked for once, not every interval
   t.equal(ntp.checks, 1, 'run once');
   t.match(logs.join('\n'), /timedatectl cannot tell the NTP state .*ENOENT/);
 });
+
+t.test(
+  'a timedatectl that fails (no systemd) is asked half as often after each failure, and again when it works',
+  async (t) => {
+    const bin = mkdtempSync(join(tmpdir(), 'v2c-fake-timedatectl-'));
+    t.teardown(() => rmSync(bin, { recursive: true, force: true }));
+    const tool = join(bin, 'timedatectl');
+    writeFileSync(
+      tool,
+      '#!/bin/sh\necho "System has not been booted with systemd as init system (PID 1)." >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
+    const path = process.env.PATH;
+    process.env.PATH = bin;
+    t.teardown(() => {
+      process.env.PATH = path;
+    });
+    const corrector = new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
+    const logs: string[] = [];
+    const ntp = new NtpStateSource(corrector, systemClock, { intervalMs: 20, errorMs: 100 }, (m) => logs.push(m));
+    ntp.start();
+    t.teardown(() => ntp.stop());
+    await waitUntil('four checks', () => ntp.checks >= 4, 10_000);
+    const started = Date.now();
+    const before = ntp.checks;
+    await waitUntil('a fifth and sixth check', () => ntp.checks >= before + 2, 10_000);
+    // After 4 failures the gaps are 320 and 640 ms (interval 20 ms): a fixed interval would have run ~48 times.
+    t.ok(Date.now() - started >= 800, `checks ${before + 1} and ${before + 2} came ${Date.now() - started} ms later`);
+    t.equal(logs.filter((l) => l.includes('timedatectl cannot tell')).length, 1, 'said once');
+    writeFileSync(tool, '#!/bin/sh\necho yes\n', { mode: 0o755 });
+    await waitUntil('NTP as a reference', () => corrector.reference?.source === 'ntp', 20_000);
+    const working = ntp.checks;
+    await waitUntil('checks at the interval again', () => ntp.checks >= working + 5, 5000);
+  },
+);

@@ -9,10 +9,19 @@ import { NmeaError, parseNmeaPosition, parseNmeaTime, type NmeaPosition } from '
 import type { Clock } from '../../core/clock.js';
 import type { ClockCorrector } from './clock-corrector.js';
 
-/** While systemd-timesyncd (or chrony) says the clock is synchronised, the system clock is a reference. */
+/** A failing timedatectl is asked at most this many intervals apart (an hour at the default minute). */
+const MAX_NTP_BACKOFF = 64;
+
+/**
+ * While systemd-timesyncd (or chrony) says the clock is synchronised, the system clock is a
+ * reference. A timedatectl that fails (no systemd: a container, a bench PC) is asked half as often
+ * after each failure, so the gateway does not spawn a failing tool every minute for ever.
+ */
 export class NtpStateSource {
   private timer: NodeJS.Timeout | null = null;
   private unavailable = false;
+  private failures = 0;
+  private stopped = true;
 
   constructor(
     private readonly corrector: ClockCorrector,
@@ -22,12 +31,13 @@ export class NtpStateSource {
   ) {}
 
   start(): void {
+    this.stopped = false;
     this.check();
-    this.timer = setInterval(() => this.check(), this.settings.intervalMs);
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
 
@@ -45,8 +55,10 @@ export class NtpStateSource {
             `clock: timedatectl cannot tell the NTP state (${err.message.split('\n')[0] ?? ''}); NTP is not used as a reference`,
           );
         this.unavailable = true;
-        return;
+        this.failures++;
+        return this.next();
       }
+      this.failures = 0;
       if (stdout.trim() === 'yes')
         this.corrector.offer({
           source: 'ntp',
@@ -54,7 +66,15 @@ export class NtpStateSource {
           monoMs: this.clock.monoMs(),
           errorMs: this.settings.errorMs,
         });
+      this.next();
     });
+  }
+
+  private next(): void {
+    if (this.stopped) return;
+    const backoff = Math.min(MAX_NTP_BACKOFF, 2 ** this.failures);
+    this.timer = setTimeout(() => this.check(), this.settings.intervalMs * backoff);
+    this.timer.unref();
   }
 }
 
