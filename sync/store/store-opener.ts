@@ -9,7 +9,7 @@ import {
   sqliteFileUsedBytes,
   type SqliteSynchronous,
 } from './sqlite-file.js';
-import { databasePath, getRxStorageSQLite, type SqliteStorageInstance } from './sqlite-storage.js';
+import { databasePath, getRxStorageSQLite } from './sqlite-storage.js';
 import type { DiskFile } from './store-capacity.js';
 import { StorageError } from './storage-errors.js';
 import { MAX_PRIORITY, recordBytes, telemetrySchema, type StoredRecord } from './stored-record.js';
@@ -30,8 +30,6 @@ export interface StoreFileOptions {
   maxBytes?: number;
   /** Larger files are checked in the background instead of at open (see SqliteFileOptions). */
   checkOnOpenMaxBytes?: number;
-  /** The background check waits for an empty outbox at most this long (default INTEGRITY_CHECK_MAX_WAIT_MS). */
-  integrityCheckMaxWaitMs?: number;
   /** Ballast kept beside the database and given back when the filesystem fills up (0: none). */
   reserveBytes?: number;
 }
@@ -99,10 +97,7 @@ export async function openStoreDatabase(
     try {
       const disk = { path, usedBytes: () => sqliteFileUsedBytes(path), reserve };
       const opened = await openCollection(storage, name, disk, weighClasses, counters);
-      watchIntegrity(path, counters, log, {
-        idle: () => unsent(opened.records) === 0,
-        maxWaitMs: options.integrityCheckMaxWaitMs ?? INTEGRITY_CHECK_MAX_WAIT_MS,
-      });
+      watchIntegrity(path, counters, log);
       if (!reserve.ensure())
         log(
           `store: no room for the ${reserve.bytes}-byte reserve beside ${path}; a full disk will drop new records instead of evicting old ones`,
@@ -142,56 +137,18 @@ async function openCollection(
   }
 }
 
-/**
- * A large file's background check waits until nothing is left to send, or INTEGRITY_CHECK_MAX_WAIT_MS:
- * it reads the whole file for minutes, and at the lowest priority it still spends the CPU quota
- * a backlog's drain and P0 events need (the Pi envelope, docs/decisions.md). Its verdict only
- * decides what the next start does, so waiting loses nothing.
- */
-export const INTEGRITY_CHECK_MAX_WAIT_MS = 10 * 60_000;
-const INTEGRITY_IDLE_POLL_MS = 5000;
-
-/** A file checked at open is known good; a larger one is checked in the background once the outbox is empty. */
-function watchIntegrity(
-  path: string,
-  counters: StoreCounters,
-  log: Log,
-  when: { idle: () => boolean; maxWaitMs: number },
-): void {
+/** A file checked at open is known good; a larger one is checked in the background meanwhile. */
+function watchIntegrity(path: string, counters: StoreCounters, log: Log): void {
   const checkedAtOpen = sqliteFileCheckedAtOpen(path);
   counters.integrity = checkedAtOpen ? 'ok' : 'checking';
   if (checkedAtOpen) return;
-  const deferredUntil = Date.now() + when.maxWaitMs;
-  const check = (): void => {
-    void checkInBackground(path).then((verdict) => {
-      counters.integrity = verdict === 'ok' ? 'ok' : verdict.startsWith('cannot check') ? 'not-checked' : 'damaged';
-      if (verdict !== 'ok')
-        log(
-          `store: background check of ${path}: ${verdict}${counters.integrity === 'damaged' ? '; it will be moved aside at the next start, records not yet sent may be lost' : ''}`,
-        );
-    });
-  };
-  const wait = (): void => {
-    let idle: boolean;
-    try {
-      idle = when.idle();
-    } catch {
-      // The store closed before the outbox emptied: nothing left to check for this run.
-      counters.integrity = 'not-checked';
-      return;
-    }
-    if (idle || Date.now() >= deferredUntil) return check();
-    setTimeout(wait, Math.min(INTEGRITY_IDLE_POLL_MS, Math.max(0, deferredUntil - Date.now()))).unref();
-  };
-  wait();
-}
-
-/** Records not yet acknowledged, from the counts the storage keeps (0 when it keeps none: no wait). */
-function unsent(records: RxCollection<StoredRecord>): number {
-  const instance = records.internalStorageInstance as Partial<Pick<SqliteStorageInstance<StoredRecord>, 'countsBy'>>;
-  let n = 0;
-  for (const count of instance.countsBy?.().values() ?? []) n += count;
-  return n;
+  void checkInBackground(path).then((verdict) => {
+    counters.integrity = verdict === 'ok' ? 'ok' : verdict.startsWith('cannot check') ? 'not-checked' : 'damaged';
+    if (verdict !== 'ok')
+      log(
+        `store: background check of ${path}: ${verdict}${counters.integrity === 'damaged' ? '; it will be moved aside at the next start, records not yet sent may be lost' : ''}`,
+      );
+  });
 }
 
 /** Sums what is stored per priority, one index page at a time. */
