@@ -77,66 +77,73 @@ t.test('no fix, 0,0, corrupt and foreign sentences: refused with a code, never a
   }
 });
 
-t.test('positions from a receiver on a pty, windowed with the CAN signals; no fix counted', async (t) => {
-  const pty = await openPtyPair();
-  t.teardown(() => pty.close());
-  const corrector = new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
-  const gnss = new GnssReceiver(
-    corrector,
-    systemClock,
-    { path: pty.gatewayEnd, baudRate: 9600, errorMs: 1000 },
-    () => undefined,
-  );
-  gnss.start();
-  t.teardown(() => gnss.stop());
-  const settings = referenceVehicleSettings({ mqttUrl: 'mqtt://127.0.0.1:1', windowMs: 1000 });
-  const pipeline = settings.pipeline as { fields: Record<string, unknown> };
-  const config = validateConfig(
-    {
-      ...settings,
-      pipeline: {
-        ...pipeline,
-        fields: { ...pipeline.fields, gpsLatitude: { signal: latitude }, gpsLongitude: { signal: longitude } },
+t.test(
+  'positions from a receiver on a pty, windowed with the CAN signals; no fix and runaway lines counted',
+  async (t) => {
+    const pty = await openPtyPair();
+    t.teardown(() => pty.close());
+    const corrector = new ClockCorrector('boot', systemClock, { driftPpm: 50, windowMs: 3_600_000 }, () => undefined);
+    const gnss = new GnssReceiver(
+      corrector,
+      systemClock,
+      { path: pty.gatewayEnd, baudRate: 9600, errorMs: 1000 },
+      () => undefined,
+    );
+    gnss.start();
+    t.teardown(() => gnss.stop());
+    const settings = referenceVehicleSettings({ mqttUrl: 'mqtt://127.0.0.1:1', windowMs: 1000 });
+    const pipeline = settings.pipeline as { fields: Record<string, unknown> };
+    const config = validateConfig(
+      {
+        ...settings,
+        pipeline: {
+          ...pipeline,
+          fields: { ...pipeline.fields, gpsLatitude: { signal: latitude }, gpsLongitude: { signal: longitude } },
+        },
       },
-    },
-    'test',
-  );
-  const frames = new Subject<CanFrame>();
-  const records = lastValueFrom(
-    telemetryPipeline(frames, {
-      config,
-      decoder: loadDecoder(config.dbc),
-      clock: systemClock,
-      counters: newPipelineCounters(),
-      bootId: 'b',
-      firstSequence: 1,
-      live: true,
-      sideSignals: gnssFrames(gnss.positions),
-    }).pipe(toArray()),
-  );
-  const { SerialPort } = await import('serialport');
-  const device = new SerialPort({ path: pty.adapterEnd, baudRate: 9600 });
-  t.teardown(() => new Promise<void>((resolve) => device.close(() => resolve())));
-  await new Promise((resolve) => device.once('open', resolve));
-  device.write(
-    [
-      nmea('GPGGA,123519,,,,,0,00,99.9,,M,,M,,'),
-      nmea('GPGGA,123519,0000.000,N,00000.000,E,1,04,2.0,0,M,,M,,'),
-      nmea('GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W'),
-      nmea('GPGGA,123520,4807.100,N,01131.100,E,1,09,0.9,545.4,M,46.9,M,,'),
-    ].join('\r\n') + '\r\n',
-  );
-  await waitUntil('two positions', () => gnss.counters.positions >= 2, 5000);
-  t.same([gnss.counters.positions, gnss.counters.noFix], [2, 2], 'two positions; no fix and 0,0 counted');
-  frames.complete();
-  await gnss.stop();
-  const out = await records;
-  const withGps = out.filter((r) => r.gps !== undefined);
-  t.equal(withGps.length, 1, 'one window with a position');
-  t.ok(Math.abs((withGps[0]?.gps?.latitudeDeg ?? 0) - (48 + 7.1 / 60)) < 1e-9, 'the last latitude of the window');
-  t.equal(withGps[0]?.signals[satellites]?.last, 9, 'satellites windowed as a signal');
-  t.notOk(
-    out.some((r) => r.gps?.latitudeDeg === 0 && r.gps.longitudeDeg === 0),
-    'never 0,0',
-  );
-});
+      'test',
+    );
+    const frames = new Subject<CanFrame>();
+    const records = lastValueFrom(
+      telemetryPipeline(frames, {
+        config,
+        decoder: loadDecoder(config.dbc),
+        clock: systemClock,
+        counters: newPipelineCounters(),
+        bootId: 'b',
+        firstSequence: 1,
+        live: true,
+        sideSignals: gnssFrames(gnss.positions),
+      }).pipe(toArray()),
+    );
+    const { SerialPort } = await import('serialport');
+    const device = new SerialPort({ path: pty.adapterEnd, baudRate: 9600 });
+    t.teardown(() => new Promise<void>((resolve) => device.close(() => resolve())));
+    await new Promise((resolve) => device.once('open', resolve));
+    // A receiver gone mad: 20 KB without a line end. Dropped and counted, not buffered for ever.
+    device.write('A'.repeat(20_000));
+    await waitUntil('the runaway line dropped', () => gnss.counters.errors >= 1, 5000);
+    device.write(
+      [
+        '', // ends what is left of the runaway line
+        nmea('GPGGA,123519,,,,,0,00,99.9,,M,,M,,'),
+        nmea('GPGGA,123519,0000.000,N,00000.000,E,1,04,2.0,0,M,,M,,'),
+        nmea('GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W'),
+        nmea('GPGGA,123520,4807.100,N,01131.100,E,1,09,0.9,545.4,M,46.9,M,,'),
+      ].join('\r\n') + '\r\n',
+    );
+    await waitUntil('two positions', () => gnss.counters.positions >= 2, 5000);
+    t.same([gnss.counters.positions, gnss.counters.noFix], [2, 2], 'two positions; no fix and 0,0 counted');
+    frames.complete();
+    await gnss.stop();
+    const out = await records;
+    const withGps = out.filter((r) => r.gps !== undefined);
+    t.equal(withGps.length, 1, 'one window with a position');
+    t.ok(Math.abs((withGps[0]?.gps?.latitudeDeg ?? 0) - (48 + 7.1 / 60)) < 1e-9, 'the last latitude of the window');
+    t.equal(withGps[0]?.signals[satellites]?.last, 9, 'satellites windowed as a signal');
+    t.notOk(
+      out.some((r) => r.gps?.latitudeDeg === 0 && r.gps.longitudeDeg === 0),
+      'never 0,0',
+    );
+  },
+);

@@ -78,6 +78,9 @@ export class NtpStateSource {
   }
 }
 
+/** Bytes without a line end after which the GNSS line buffer is dropped (a sentence is ≤ 82). */
+const MAX_NMEA_PENDING_BYTES = 4096;
+
 /** A position sentence and when it arrived. */
 export interface GnssFix extends NmeaPosition {
   monoMs: number;
@@ -109,7 +112,15 @@ export class GnssReceiver {
     const port = new SerialPort({ path: this.settings.path, baudRate: this.settings.baudRate });
     this.port = port;
     port.on('error', (err) => this.log(`gps: ${this.settings.path}: ${err.message}`));
-    port.pipe(new ReadlineParser({ delimiter: '\n' })).on('data', (line: string) => {
+    const parser = port.pipe(new ReadlineParser({ delimiter: '\n' }));
+    // NMEA sentences are at most 82 characters: a receiver that sends no line end must not grow
+    // the parser's buffer without bound (what is dropped is counted as an error).
+    port.on('data', () => {
+      if (parser.buffer.length <= MAX_NMEA_PENDING_BYTES) return;
+      parser.buffer = Buffer.alloc(0);
+      this.counters.errors++;
+    });
+    parser.on('data', (line: string) => {
       this.counters.sentences++;
       this.onPosition(line);
       const time = parseNmeaTime(line);
