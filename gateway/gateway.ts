@@ -557,7 +557,13 @@ async function wire(
   // Asking the ECUs needs a live adapter; a trace's OBD-II answers are only read.
   const poller =
     config.can.protocols.includes('obd') && serial !== null
-      ? new ObdPoller(config.obd, serial, clock, log, () => gpio.ignition?.isOn ?? null)
+      ? new ObdPoller(
+          { ...config.obd, vehicleId: config.vehicle.id },
+          serial,
+          clock,
+          log,
+          () => gpio.ignition?.isOn ?? null,
+        )
       : null;
   if (poller !== null && serial !== null) {
     poller.start(serial.frames);

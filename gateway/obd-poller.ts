@@ -23,6 +23,8 @@ export interface ObdPollerOptions {
   responseTimeoutMs: number;
   blockSize: number;
   stMinMs: number;
+  /** The configured vehicle id, compared with the VIN the vehicle gives. */
+  vehicleId?: string;
 }
 
 /** Where requests go: the adapter. False when it cannot take the frame now (closed). */
@@ -306,7 +308,10 @@ export class ObdPoller {
         this.queue.push(this.item(0x01, nextBitmap, 0, ecu));
     } else if (r.kind === 'vin' && this.vin === null) {
       this.vin = r.vin;
-      this.log(`obd: VIN ${r.vin} (ECU #${ecu})`);
+      const mismatch = this.options.vehicleId !== undefined && this.options.vehicleId !== r.vin;
+      this.log(
+        `obd: VIN ${r.vin} (ECU #${ecu})${mismatch ? `; the configuration says vehicle.id ${this.options.vehicleId}, which the records keep carrying: is the gateway in the vehicle it was provisioned for?` : ''}`,
+      );
     }
     if (!answersRequest || o === null) return;
     if (r.kind === 'negative') {

@@ -104,7 +104,9 @@ function carAt(frames: number): SimulatedObdVehicle {
 t.test('poller: discovery, VIN, polling only what an ECU supports, never above the request rate', async (t) => {
   const bus = inProcessBus(carAt(drive.length));
   const logs: string[] = [];
-  const poller = new ObdPoller(options(), bus.adapter, systemClock, (m) => logs.push(m));
+  const poller = new ObdPoller(options({ vehicleId: 'WVWZZZ1JZXW000001' }), bus.adapter, systemClock, (m) =>
+    logs.push(m),
+  );
   t.teardown(() => {
     poller.stop();
     bus.close();
@@ -122,6 +124,11 @@ t.test('poller: discovery, VIN, polling only what an ECU supports, never above t
   t.ok(poller.counters.flowControls >= 2, 'flow control for the VIN and for the 3-code pending DTC list');
   t.notOk(poller.counters.perPid.has(0x5b), 'PID 0x5B is supported by no ECU: never asked');
   t.match(logs.join('\n'), /not supported by any ECU, not polled: PIDs 0x5B/);
+  t.match(
+    logs.join('\n'),
+    /VIN V2CREF00000000001 .*vehicle\.id WVWZZZ1JZXW000001/,
+    'a VIN that is not vehicle.id is said',
+  );
   // In any second, no more requests than the limit (20/s): the 21st is at least 1 s after the 1st.
   const at = bus.sent.filter((s) => s.data.startsWith('02') || s.data.startsWith('01')).map((s) => s.at);
   const tightest = Math.min(...at.slice(20).map((x, i) => x - (at[i] as number)));
