@@ -1,10 +1,7 @@
 // Makes the reference vehicle's recorded drive (drive.log.gz) from a small vehicle model and a
 // seeded random source, so the trace is reproducible: `node dist/bench/generate-drive.js OUT`.
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createGzip } from 'node:zlib';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseDbc } from '../drivers/dbc/parser.js';
 import { encodeMessage } from '../drivers/dbc/encoder.js';
@@ -12,6 +9,7 @@ import { formatCandumpLog } from '../drivers/candump.js';
 import type { DbcMessage } from '../drivers/dbc/model.js';
 import { projectRoot } from '../core/project-root.js';
 import { mulberry32 } from './rig/seeded-random.js';
+import { writeGzippedTrace } from './rig/write-trace.js';
 
 /** Target speed (km/h) from each time (s) on: idle, town, a red light, town, motorway, exit, stop. */
 const PROFILE: Array<[number, number]> = [
@@ -252,13 +250,8 @@ function signalsOf(name: string, s: VehicleState, noise: (a: number) => number):
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const out = process.argv[2] ?? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz');
-  const lines = Readable.from(
-    (function* () {
-      for (const l of generateDrive()) yield l + '\n';
-    })(),
+if (process.argv[1] === fileURLToPath(import.meta.url))
+  await writeGzippedTrace(
+    generateDrive(),
+    process.argv[2] ?? join(projectRoot(), 'drivers', 'reference-vehicle', 'drive.log.gz'),
   );
-  await pipeline(lines, createGzip({ level: 9 }), createWriteStream(out));
-  console.error(`wrote ${out}`);
-}

@@ -2,11 +2,8 @@
 // small model and a seeded random source: the common PGNs at their J1939-71 rates, each ECU's DM1
 // every second (multi-packet BAM when it has two or more faults), a service tool's RTS/CTS request,
 // an aborted transfer and a lost BAM packet. `node dist/bench/generate-truck.js [OUT]`.
-import { createWriteStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createGzip } from 'node:zlib';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseDbc } from '../drivers/dbc/parser.js';
 import { encodeMessage } from '../drivers/dbc/encoder.js';
@@ -14,6 +11,7 @@ import { formatCandumpLog } from '../drivers/candump.js';
 import type { DbcMessage } from '../drivers/dbc/model.js';
 import { projectRoot } from '../core/project-root.js';
 import { mulberry32 } from './rig/seeded-random.js';
+import { writeGzippedTrace } from './rig/write-trace.js';
 
 const DURATION_S = 600;
 const START_WALL_S = Date.UTC(2026, 3, 2, 5, 10, 0) / 1000;
@@ -230,13 +228,8 @@ export function* generateTruckDrive(seed = 20260402): Generator<string> {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const out = process.argv[2] ?? join(projectRoot(), 'drivers', 'reference-truck', 'drive.log.gz');
-  const lines = Readable.from(
-    (function* () {
-      for (const l of generateTruckDrive()) yield l + '\n';
-    })(),
+if (process.argv[1] === fileURLToPath(import.meta.url))
+  await writeGzippedTrace(
+    generateTruckDrive(),
+    process.argv[2] ?? join(projectRoot(), 'drivers', 'reference-truck', 'drive.log.gz'),
   );
-  await pipeline(lines, createGzip({ level: 9 }), createWriteStream(out));
-  console.error(`wrote ${out}`);
-}

@@ -63,8 +63,9 @@ function obdField(update: ObdUpdate): Record<string, unknown> {
 }
 
 /**
- * `decode`'s per-line work. Stateful only with J1939, whose transport-protocol messages span many
- * lines and are printed once more, whole, after their last packet.
+ * `decode`'s per-line work. Stateful only with J1939 and OBD-II, whose messages span several lines:
+ * a J1939 transport message is printed once more, whole, after its last packet; an OBD-II answer is
+ * added to the frame that completes it.
  */
 export class TraceDecoder {
   private readonly transport: TransportReassembler | null;

@@ -59,8 +59,7 @@ interface Outstanding {
   item: PollItem;
   sentAt: number;
   deadline: number;
-  answered: boolean;
-  /** ECUs that answered a functional request. */
+  /** ECUs that answered (any: the request was answered). */
   answeredBy: Set<number>;
 }
 
@@ -195,7 +194,6 @@ export class ObdPoller {
       item,
       sentAt: now,
       deadline: now + this.options.responseTimeoutMs,
-      answered: false,
       answeredBy: new Set(),
     };
     return true;
@@ -218,7 +216,7 @@ export class ObdPoller {
     this.outstanding = null;
     const { item } = o;
     if (item.intervalMs > 0) {
-      if (o.answered || item.ecu === FUNCTIONAL) {
+      if (o.answeredBy.size > 0 || item.ecu === FUNCTIONAL) {
         item.misses = 0;
         // On time, the cadence holds (no drift); late by more than half an interval (more asked
         // than the request rate allows), the next one is due half an interval on, so every PID
@@ -328,8 +326,7 @@ export class ObdPoller {
       }
     }
     this.counters.answers++;
-    if (!o.answered) this.countPid(o.item).answers++;
-    o.answered = true;
+    if (o.answeredBy.size === 0) this.countPid(o.item).answers++;
     o.answeredBy.add(ecu);
     // A physical request is done at its answer, and so is the VIN; a functional one once every ECU
     // discovery found has answered (during discovery: at its deadline, as any ECU may answer).

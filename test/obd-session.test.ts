@@ -11,6 +11,7 @@ import { systemClock } from '../core/clock.js';
 import { referenceVehicleConfig } from '../core/config.js';
 import { MalformedLine, type CanFrame } from '../drivers/can-frame.js';
 import { parseCandumpLine } from '../drivers/candump.js';
+import { respondingEcu } from '../drivers/obd/addressing.js';
 import { SimulatedObdVehicle } from '../drivers/obd/simulated-ecu.js';
 import { SlcanSerialSource } from '../drivers/slcan-serial-source.js';
 import { loadDecoder } from '../gateway/dbc-loader.js';
@@ -49,17 +50,17 @@ const options = (o: Partial<ObdPollerOptions> = {}): ObdPollerOptions => ({
 
 /**
  * The simulated ECUs in this process, on a "bus" that delivers their answers after their delays;
- * `mute` silences one ECU (it went to sleep). Requests are logged with their time.
+ * `mute` silences one ECU (it went to sleep). Requests are logged with their id and time.
  */
 function inProcessBus(vehicle: SimulatedObdVehicle): {
   frames: Subject<CanFrame>;
   adapter: CanTransmitter;
-  sent: Array<{ at: number; data: string }>;
+  sent: Array<{ at: number; id: number; data: string }>;
   mute: Set<number>;
   close(): void;
 } {
   const frames = new Subject<CanFrame>();
-  const sent: Array<{ at: number; data: string }> = [];
+  const sent: Array<{ at: number; id: number; data: string }> = [];
   const mute = new Set<number>();
   const timers = new Set<NodeJS.Timeout>();
   const adapter: CanTransmitter = {
@@ -74,9 +75,9 @@ function inProcessBus(vehicle: SimulatedObdVehicle): {
         tsMono: performance.now(),
         tsWall: null,
       };
-      sent.push({ at: frame.tsMono, data: Buffer.from(f.data).toString('hex') });
+      sent.push({ at: frame.tsMono, id: f.id, data: Buffer.from(f.data).toString('hex') });
       for (const answer of vehicle.onFrame(frame)) {
-        if (mute.has(answer.id - 0x7e8)) continue;
+        if (mute.has(respondingEcu(answer.id, answer.extended) ?? -1)) continue;
         const timer = setTimeout(() => {
           timers.delete(timer);
           frames.next({
@@ -304,41 +305,17 @@ t.test('the car through its OBD port, end to end: pty, simulated ECUs, poller an
 t.test('29-bit addressing: the same session on 0x18DB33F1 / 0x18DAnnF1 / 0x18DAF1nn', async (t) => {
   const vehicle = new SimulatedObdVehicle('29bit', carDecoder, VIN);
   for (const f of drive) vehicle.observe(f);
-  const frames = new Subject<CanFrame>();
-  const ids = new Set<string>();
-  const timers = new Set<NodeJS.Timeout>();
-  const adapter: CanTransmitter = {
-    send: (f) => {
-      ids.add(f.id.toString(16));
-      const frame: CanFrame = {
-        ...f,
-        bus: null,
-        rtr: false,
-        fd: false,
-        brs: false,
-        error: false,
-        tsMono: performance.now(),
-        tsWall: null,
-      };
-      for (const a of vehicle.onFrame(frame)) {
-        const timer = setTimeout(
-          () => frames.next({ ...frame, id: a.id, extended: a.extended, data: a.data, tsMono: performance.now() }),
-          a.atMs,
-        );
-        timers.add(timer);
-      }
-      return true;
-    },
-  };
-  const poller = new ObdPoller(options({ addressing: '29bit' }), adapter, systemClock, () => undefined);
+  const bus = inProcessBus(vehicle);
+  const poller = new ObdPoller(options({ addressing: '29bit' }), bus.adapter, systemClock, () => undefined);
   t.teardown(() => {
     poller.stop();
-    timers.forEach(clearTimeout);
+    bus.close();
   });
-  poller.start(frames);
+  poller.start(bus.frames);
   await waitUntil('answers to PID 0x0C', () => (poller.counters.perPid.get(0x0c)?.answers ?? 0) >= 3, 10_000);
   t.equal(poller.vin, VIN);
   t.same([...poller.supported.keys()].sort(), [0, 1], 'ECUs by source address');
+  const ids = new Set(bus.sent.map((r) => r.id.toString(16)));
   t.ok(ids.has('18db33f1') && ids.has('18da00f1'), `functional and physical 29-bit requests: ${[...ids].join(', ')}`);
 });
 

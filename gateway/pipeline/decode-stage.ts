@@ -16,7 +16,7 @@ export interface DiagnosticReport {
   /** The signal that counts the set: `dtc` rules on it fire for each code that appears. */
   signal: string;
   milOn: boolean;
-  /** By SPN then FMI, without repeats: "SPN110-FMI0". */
+  /** Without repeats: J1939 by SPN then FMI ("SPN110-FMI0"), OBD-II in text order ("P0217"). */
   dtcs: readonly string[];
 }
 
@@ -27,9 +27,9 @@ export interface DecodedFrame {
   /** The latest frame up to this one that carried a wall-clock time; null for live sources. */
   wall: WallAnchor | null;
   signals: Readonly<Record<string, SignalValue>>;
-  /** The DBC message the frame was decoded with (DM1_MESSAGE for a J1939 DM1). */
+  /** The DBC message the frame was decoded with, or the virtual message of a protocol (DM1, OBD, GNSS). */
   message: DbcMessage;
-  /** The vehicle's active faults, on frames that report them (J1939 DM1). */
+  /** The vehicle's active faults, on frames that report them (J1939 DM1, OBD-II DTC answers). */
   diagnostics?: DiagnosticReport;
 }
 
@@ -61,17 +61,15 @@ export function decodeFrames(
           if (frame.tsWall !== null) wall = { mono: frame.tsMono, wallMs: frame.tsWall * 1000 };
           if (reading === CONSUMED) return true;
           const { signals, diagnostics } = reading;
-          if (diagnostics !== undefined)
+          if (diagnostics !== undefined || Object.keys(signals).length > 0)
             subscriber.next({
               kind: 'frame',
               tsMono: frame.tsMono,
               wall,
               signals,
-              diagnostics,
+              ...(diagnostics !== undefined ? { diagnostics } : {}),
               message: protocol.message,
             });
-          else if (Object.keys(signals).length > 0)
-            subscriber.next({ kind: 'frame', tsMono: frame.tsMono, wall, signals, message: protocol.message });
           return true;
         }
         return false;
