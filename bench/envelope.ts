@@ -117,7 +117,11 @@ class MeasuredGateway {
       '--config',
       configPath,
     ]);
-    this.child = spawn(cmd, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, ...SERVICE.env } });
+    // V2C_ENVELOPE_GATEWAY_STDOUT: a file for the gateway's stdout (where --trace-gc writes).
+    const stdoutFile = process.env.V2C_ENVELOPE_GATEWAY_STDOUT;
+    const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'a');
+    this.child = spawn(cmd, args, { stdio: [stdin, stdout, 'pipe'], env: { ...process.env, ...SERVICE.env } });
+    if (typeof stdout === 'number') closeSync(stdout);
     this.child.stderr?.on('data', (d: Buffer) => {
       this.log = (this.log + d.toString()).slice(-20_000);
     });

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SampleRecords } from '../bench/rig/sample-records.js';
 import type { TelemetryStore } from '../sync/store/telemetry-store.js';
 import type { CanFrame } from '../drivers/can-frame.js';
+import type { MqttSession } from '../sync/session/mqtt-session.js';
 
 /** A frame from hex data, for table-driven tests. */
 export function frame(id: number, hex: string, opts: Partial<CanFrame> = {}): CanFrame {
@@ -108,4 +109,30 @@ export function recordDifferences(
     } else if (x !== y) problems.push(`${path}: ${String(x)} → ${String(y)}`);
   }
   return problems;
+}
+
+/** An MQTT session's settings for tests: short timeouts, no session kept at the broker. */
+export function sessionSettings(url: string, clientId: string): ConstructorParameters<typeof MqttSession>[0] {
+  return {
+    url,
+    clientId,
+    keepaliveS: 60,
+    sessionExpiryS: 0,
+    receiveMaximum: 100,
+    maximumPacketSize: 131072,
+    maxOutgoingPacketBytes: 131072,
+    connectTimeoutMs: 2000,
+    pubackTimeoutMs: 1000,
+    vehicleModel: 'test',
+    firmwareVersion: 'test',
+    reconnect: {
+      baseMs: 100,
+      capMs: 1000,
+      jitter: 0.2,
+      offlineAfterFailures: 5,
+      offlineRetryMs: 60_000,
+      quotaWaitMs: 500,
+      quotaJitterMs: 200,
+    },
+  };
 }

@@ -14,7 +14,7 @@ import { CredentialError } from '../provisioning/credential-checks.js';
 import { DeadLetterFile } from '../sync/store/dead-letter.js';
 import { MqttSession, PublishError, type StateChange } from '../sync/session/mqtt-session.js';
 import { OutboxSender } from '../sync/outbox-sender.js';
-import { waitUntil } from './helpers.js';
+import { sessionSettings, waitUntil } from './helpers.js';
 import { packBatch } from '../proto/batch-packer.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { HttpsOffloadUploader } from '../sync/offload/https-offload.js';
@@ -375,28 +375,3 @@ t.test('mutual TLS', async (t) => {
     await gateway.stop(0);
   });
 });
-
-function sessionSettings(url: string, clientId: string): ConstructorParameters<typeof MqttSession>[0] {
-  return {
-    url,
-    clientId,
-    keepaliveS: 60,
-    sessionExpiryS: 0,
-    receiveMaximum: 100,
-    maximumPacketSize: 131072,
-    maxOutgoingPacketBytes: 131072,
-    connectTimeoutMs: 2000,
-    pubackTimeoutMs: 1000,
-    vehicleModel: 'test',
-    firmwareVersion: 'test',
-    reconnect: {
-      baseMs: 100,
-      capMs: 1000,
-      jitter: 0.2,
-      offlineAfterFailures: 5,
-      offlineRetryMs: 60_000,
-      quotaWaitMs: 500,
-      quotaJitterMs: 200,
-    },
-  };
-}

@@ -10,7 +10,10 @@ import { systemClock } from '../core/clock.js';
 import { projectRoot } from '../core/project-root.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { NtpStateSource } from '../sync/time/time-sources.js';
-import { waitUntil } from './helpers.js';
+import { createRequire } from 'node:module';
+import { startLocalBroker } from '../bench/rig/local-broker.js';
+import { MqttSession } from '../sync/session/mqtt-session.js';
+import { sessionSettings, waitUntil } from './helpers.js';
 
 // The unbundled CLI: its module graph shows what each command imports (the shipped bundle in
 // dist/app keeps the same dynamic imports as separate chunks; the other CLI tests run that one).
@@ -130,3 +133,16 @@ t.test(
     await waitUntil('checks at the interval again', () => ntp.checks >= working + 5, 5000);
   },
 );
+
+t.test("a session that connects and publishes builds no cache of MQTT's 65,536 message ids", async (t) => {
+  // mqtt-packet's number cache (module state shared with the client): 6.6 MiB of heap when built.
+  const { cache } = createRequire(import.meta.url)('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
+  const broker = await startLocalBroker();
+  t.teardown(() => broker.stop());
+  const session = new MqttSession({ ...sessionSettings(broker.url, 'start-cost'), pubackTimeoutMs: 60_000 }, () => {});
+  t.teardown(() => session.close());
+  session.start();
+  await waitUntil('connected', () => session.isConnected, 60_000);
+  await session.publish('v2c/test/cache', new Uint8Array([1, 2, 3]), { userProperties: {} });
+  t.equal(Object.keys(cache).length, 0, 'no message-id buffers built');
+});

@@ -212,6 +212,9 @@ export class MqttSession {
       reconnectPeriod: 0,
       manualConnect: true,
       autoAssignTopicAlias: true,
+      // mqtt-packet's default pre-builds a Buffer for each of the 65,536 message ids on first use:
+      // 6.6 MiB of heap that every full GC marks again, 15 MiB of RSS and ~28 ms of CPU (issue 14).
+      writeCache: false,
       properties: {
         sessionExpiryInterval: settings.sessionExpiryS,
         receiveMaximum: settings.receiveMaximum,
