@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { createRxDatabase, fillWithDefaultSettings, type RxJsonSchema, type RxStorage } from 'rxdb';
-import { getRxStorageSQLite, type SqliteStorageInstance } from '../sync/store/sqlite-storage.js';
+import {
+  getRxStorageSQLite,
+  type SqliteInstanceOptions,
+  type SqliteStorageInstance,
+} from '../sync/store/sqlite-storage.js';
 import { runDifferential, scenarios } from './storage-differential.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'v2c-diff-'));
@@ -152,27 +156,29 @@ t.test('storage instances: a shared change stream per table, and a closed instan
   await two.close();
 });
 
+/** Creation parameters of a `docs` collection indexed by `n`. */
+const instanceParams = (databaseName: string, options: SqliteInstanceOptions) => ({
+  databaseInstanceToken: 'c',
+  databaseName,
+  collectionName: 'docs',
+  schema: fillWithDefaultSettings(docSchema(['n'])),
+  options,
+  multiInstance: false,
+  devMode: false,
+});
+const doc = (id: string, n: number, rev = '1-a', deleted = false) => ({
+  id,
+  n,
+  _deleted: deleted,
+  _attachments: {},
+  _rev: rev,
+  _meta: { lwt: Date.now() },
+});
+
 t.test('counts per value of a field are kept by triggers through inserts, changes, deletions and purges', async (t) => {
   const sub = join(dir, 'counts');
-  const schema = fillWithDefaultSettings(docSchema(['n']));
-  const params = (options: { countBy?: string }) => ({
-    databaseInstanceToken: 'c',
-    databaseName: 'counts',
-    collectionName: 'docs',
-    schema,
-    options,
-    multiInstance: false,
-    devMode: false,
-  });
+  const params = (options: SqliteInstanceOptions) => instanceParams('counts', options);
   const storage = sqliteAt(sub);
-  const doc = (id: string, n: number, rev = '1-a', deleted = false) => ({
-    id,
-    n,
-    _deleted: deleted,
-    _attachments: {},
-    _rev: rev,
-    _meta: { lwt: Date.now() },
-  });
   // Rows written before the counts existed are counted once, when the counts are created (at open).
   const plain = await storage.createStorageInstance<Doc>(params({}));
   await plain.bulkWrite(
@@ -230,5 +236,45 @@ t.test('counts per value of a field are kept by triggers through inserts, change
     storage.createStorageInstance<Doc>({ ...params({ countBy: 'x; DROP TABLE docs' }), collectionName: 'other' }),
     { code: 'STORAGE_SCHEMA_MISMATCH', message: /countBy "x; DROP TABLE docs" is not a top-level field/ },
     'a field that is not in the schema is refused',
+  );
+});
+
+t.test('purgeDocuments: rows go at once, only at the revision given; the deletions are announced', async (t) => {
+  const sqlite = (await sqliteAt(join(dir, 'purge-documents')).createStorageInstance<Doc>(
+    instanceParams('purge', { countBy: 'n' }),
+  )) as SqliteStorageInstance<Doc>;
+  t.teardown(() => sqlite.close());
+  const events: string[] = [];
+  const subscription = sqlite.changeStream().subscribe((bulk) => {
+    for (const e of bulk.events)
+      events.push(`${e.operation} ${e.documentId} ${String(e.documentData._deleted)} ${bulk.context}`);
+  });
+  t.teardown(() => subscription.unsubscribe());
+  await sqlite.bulkWrite(
+    [doc('a', 1), doc('b', 1), doc('c', 2), doc('d', 2), doc('e', 3)].map((document) => ({ document })),
+    'test',
+  );
+  // A tombstone of the bulkWrite kind (an earlier version's file) is not purged by it.
+  await sqlite.bulkWrite([{ previous: doc('e', 3), document: doc('e', 3, '2-e', true) }], 'test');
+  const steps: Array<[string, ReturnType<typeof doc>[], string[]]> = [
+    ['b', [doc('b', 1)], ['b']],
+    ['c at a stale revision', [doc('c', 2, '0-x')], []],
+    ['b again: gone already', [doc('b', 1)], []],
+    ['the tombstone e', [doc('e', 3, '2-e', true)], []],
+    ['a and d', [doc('a', 1), doc('d', 2)], ['a', 'd']],
+  ];
+  for (const [what, docs, expected] of steps) t.same([...sqlite.purgeDocuments(docs, 'ack')], expected, what);
+  t.same(
+    (await sqlite.findDocumentsById(['a', 'b', 'c', 'd', 'e'], true)).map((d) => `${d.id} ${d._deleted}`),
+    ['c false', 'e true'],
+    'c stays, and the old tombstone for cleanup()',
+  );
+  t.same(Object.fromEntries(sqlite.countsBy()), { 2: 1 }, 'the counts follow');
+  const { n } = sqlite.internals.file.db.prepare('SELECT count(*) AS n FROM "docs-v0"').get() as { n: number };
+  t.equal(n, 2, 'the purged rows are gone from the file');
+  t.same(
+    events.filter((e) => e.endsWith(' ack')),
+    ['DELETE b true ack', 'DELETE a true ack', 'DELETE d true ack'],
+    'each row purged is announced once, as a deletion',
   );
 });

@@ -4,6 +4,7 @@
 // them live and was OOM-killed in 192 MiB. RxDB still sees each change through the storage's stream.
 import { createRevision, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDocumentData } from 'rxdb';
 import type { StoredRecord } from './stored-record.js';
+import { SqliteStorageInstance } from './sqlite-storage.js';
 
 /**
  * Stored documents not yet deleted, oldest first, highest priority (lowest number) first, or of
@@ -33,13 +34,19 @@ export async function readPending(
 }
 
 /**
- * Marks stored documents deleted (tombstones, purged later) and returns the ids that were not: a
- * revision conflict is a record removed meanwhile (an acknowledgement and an eviction at once).
+ * Deletes stored documents and returns the ids that were not: a record removed meanwhile (an
+ * acknowledgement and an eviction at once). On disk the rows go at once (`purgeDocuments`); the
+ * in-memory store keeps tombstones until its purge, and a stale revision is a conflict there.
  */
 export async function deleteDocuments(
   records: RxCollection<StoredRecord>,
   current: readonly RxDocumentData<StoredRecord>[],
 ): Promise<Set<string>> {
+  const storage = records.internalStorageInstance;
+  if (storage instanceof SqliteStorageInstance) {
+    const removed = storage.purgeDocuments(current, 'telemetry-store-remove');
+    return new Set(current.filter((doc) => !removed.has(doc.id)).map((doc) => doc.id));
+  }
   const token = records.database.token;
   const writes = current.map((previous) => ({
     previous,

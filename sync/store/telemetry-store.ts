@@ -146,7 +146,10 @@ export class TelemetryStore {
     return this.dropsSubject.asObservable();
   }
 
-  /** Removes acknowledged records' tombstones from the file (nothing replicates from this store). */
+  /**
+   * Removes tombstones (nothing replicates from this store). A file on disk has them only from
+   * before deletions removed rows at once (`purgeOnDelete`); the in-memory store has them always.
+   */
   async purge(): Promise<void> {
     // A turn of the event loop between batches: live records are stored and sent meanwhile.
     while (!(await this.records.storageInstance.cleanup(0))) await new Promise((resolve) => setImmediate(resolve));
