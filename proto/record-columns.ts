@@ -49,39 +49,63 @@ const UNIT: Resolution = { scale: 1, offset: 0 };
 /** Map keys become one path segment; anything else keeps the entry row-wise. */
 const PATH_SEGMENT = /^[A-Za-z0-9_]+$/;
 
-interface Leaf {
-  field: protobuf.Field;
-  text: boolean;
+/**
+ * A field path of one batch ("signals.EngineLoad.mean"), made once per batch with the column it
+ * fills: walking a record then builds no path strings (they were most of a batch's garbage).
+ */
+class PathNode {
+  private children: Map<string, PathNode | null> | undefined;
+  column: NumericBuilder | TextBuilder | undefined;
+  constructor(readonly path: string) {}
+
+  /** The child path; null for a map key that cannot be a path segment (kept row-wise). */
+  child(name: string, isMapKey = false): PathNode | null {
+    this.children ??= new Map();
+    let node = this.children.get(name);
+    if (node === undefined) {
+      node =
+        isMapKey && !PATH_SEGMENT.test(name) ? null : new PathNode(this.path === '' ? name : `${this.path}.${name}`);
+      this.children.set(name, node);
+    }
+    return node;
+  }
 }
 
-type Visit = (path: string, leaf: Leaf, value: unknown) => void;
+type Visit = (node: PathNode, field: protobuf.Field, value: unknown) => void;
+
+function isEmpty(value: Record<string, unknown>): boolean {
+  for (const _ in value) return false;
+  return true;
+}
 
 /** Calls `visit` for each scalar field of `value`; repeated fields and odd map keys go to `rest`. */
 function walk(
   value: Record<string, unknown>,
   type: protobuf.Type,
-  prefix: string,
+  parent: PathNode,
   visit: Visit,
   rest: Record<string, unknown>,
 ): void {
   for (const field of type.fieldsArray) {
     const v = value[field.name];
     if (v === undefined || v === null) continue;
-    const path = prefix + field.name;
+    const node = parent.child(field.name) as PathNode;
     if (field.map) {
-      for (const [key, entry] of Object.entries(v as Record<string, unknown>)) {
-        if (PATH_SEGMENT.test(key))
-          walk(entry as Record<string, unknown>, field.resolvedType as protobuf.Type, `${path}.${key}.`, visit, {});
-        else ((rest[field.name] ??= {}) as Record<string, unknown>)[key] = entry;
+      const entries = v as Record<string, unknown>;
+      for (const key in entries) {
+        const keyNode = node.child(key, true);
+        if (keyNode !== null)
+          walk(entries[key] as Record<string, unknown>, field.resolvedType as protobuf.Type, keyNode, visit, {});
+        else ((rest[field.name] ??= {}) as Record<string, unknown>)[key] = entries[key];
       }
     } else if (field.repeated) {
       if ((v as unknown[]).length > 0) rest[field.name] = v;
     } else if (field.resolvedType instanceof protobuf.Type) {
       const sub: Record<string, unknown> = {};
-      walk(v as Record<string, unknown>, field.resolvedType, `${path}.`, visit, sub);
-      if (Object.keys(sub).length > 0) rest[field.name] = sub;
+      walk(v as Record<string, unknown>, field.resolvedType, node, visit, sub);
+      if (!isEmpty(sub)) rest[field.name] = sub;
     } else {
-      visit(path, { field, text: field.type === 'string' }, v);
+      visit(node, field, v);
     }
   }
 }
@@ -102,17 +126,19 @@ function mergeInto(target: Record<string, unknown>, source: Record<string, unkno
   }
 }
 
-function bitmap(flags: boolean[]): Uint8Array {
-  if (flags.every(Boolean)) return new Uint8Array(0);
-  const bits = new Uint8Array(Math.ceil(flags.length / 8));
-  flags.forEach((on, i) => {
-    if (on) bits[i >> 3] = (bits[i >> 3] as number) | (1 << (i & 7));
-  });
-  return bits;
-}
-
 function isPresent(bits: Uint8Array, i: number): boolean {
   return bits.length === 0 || (((bits[i >> 3] ?? 0) >> (i & 7)) & 1) === 1;
+}
+
+/** Bit i set when record i has the field; empty when every record has it. */
+function presence(values: ReadonlyArray<unknown>, count: number): Uint8Array {
+  const bits = new Uint8Array((count + 7) >> 3);
+  let all = true;
+  for (let i = 0; i < count; i++) {
+    if (values[i] === undefined) all = false;
+    else bits[i >> 3] = (bits[i >> 3] as number) | (1 << (i & 7));
+  }
+  return all ? new Uint8Array(0) : bits;
 }
 
 class NumericBuilder {
@@ -124,23 +150,26 @@ class NumericBuilder {
 
   build(count: number): NumericColumn {
     // Records without the field are holes in `values`; array methods would skip them.
-    const all = Array.from({ length: count }, (_, i) => this.values[i]);
-    const present = all.map((v) => v !== undefined);
-    const values = all.filter((v): v is number => v !== undefined);
+    const values: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const v = this.values[i];
+      if (v !== undefined) values.push(v);
+    }
+    const present = presence(this.values, count);
     const r = this.resolution;
     if (r !== undefined && r.scale > 0) {
-      const ints = values.map((v) => Math.round((v - r.offset) / r.scale));
-      if (ints.every(Number.isSafeInteger)) {
-        let previous = 0;
-        const deltas = ints.map((q) => {
-          const d = q - previous;
-          previous = q;
-          return d;
-        });
-        return { path: this.path, scale: r.scale, offset: r.offset, present: bitmap(present), deltas, exact: [] };
+      const deltas: number[] = [];
+      let previous = 0;
+      for (const v of values) {
+        const q = Math.round((v - r.offset) / r.scale);
+        if (!Number.isSafeInteger(q))
+          return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: values };
+        deltas.push(q - previous);
+        previous = q;
       }
+      return { path: this.path, scale: r.scale, offset: r.offset, present, deltas, exact: [] };
     }
-    return { path: this.path, scale: 0, offset: 0, present: bitmap(present), deltas: [], exact: values };
+    return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: values };
   }
 }
 
@@ -149,66 +178,59 @@ class TextBuilder {
   constructor(readonly path: string) {}
 
   build(count: number): TextColumn {
-    const all = Array.from({ length: count }, (_, i) => this.values[i]);
     const dictionary: string[] = [];
     const slot = new Map<string, number>();
     const indexes: number[] = [];
-    for (const v of all) {
+    for (let i = 0; i < count; i++) {
+      const v = this.values[i];
       if (v === undefined) continue;
-      let i = slot.get(v);
-      if (i === undefined) {
-        i = dictionary.push(v) - 1;
-        slot.set(v, i);
+      let k = slot.get(v);
+      if (k === undefined) {
+        k = dictionary.push(v) - 1;
+        slot.set(v, k);
       }
-      indexes.push(i);
+      indexes.push(k);
     }
-    return { path: this.path, present: bitmap(all.map((v) => v !== undefined)), dictionary, indexes };
+    return { path: this.path, present: presence(this.values, count), dictionary, indexes };
   }
 }
 
 /** Turns records into columns. Numbers with a resolution are stored at it (lossy by at most half a step). */
 export function toColumns(records: readonly VehicleTelemetry[], resolution: ResolutionTable): RecordColumns {
-  const numbers = new Map<string, NumericBuilder>();
-  const texts = new Map<string, TextBuilder>();
+  const root = new PathNode('');
+  const numbers: NumericBuilder[] = [];
+  const texts: TextBuilder[] = [];
   const remainders: RecordColumns['remainders'] = [];
   records.forEach((record, index) => {
     const rest: Record<string, unknown> = {};
     walk(
       record as unknown as Record<string, unknown>,
       recordType,
-      '',
-      (path, leaf, value) => {
-        if (leaf.text) {
+      root,
+      (node, field, value) => {
+        if (field.type === 'string') {
           // Ids that follow from run + sequence are left out; the receiver derives them.
-          if (path === 'messageId' && isDerivedRecordId(record.messageId, record.correlationId, record.sequence))
+          if (node.path === 'messageId' && isDerivedRecordId(record.messageId, record.correlationId, record.sequence))
             return;
-          if (path === 'traceId' && value === traceIdOf(record.messageId)) return;
-          let column = texts.get(path);
-          if (column === undefined) texts.set(path, (column = new TextBuilder(path)));
-          column.values[index] = value as string;
+          if (node.path === 'traceId' && value === traceIdOf(record.messageId)) return;
+          if (node.column === undefined) texts.push((node.column = new TextBuilder(node.path)));
+          node.column.values[index] = value as string;
           return;
         }
-        let column = numbers.get(path);
-        if (column === undefined)
-          numbers.set(
-            path,
-            (column = new NumericBuilder(
-              path,
-              INTEGER_TYPES.has(leaf.field.type) || leaf.field.resolvedType instanceof protobuf.Enum
-                ? UNIT
-                : resolution(path),
-            )),
-          );
-        column.values[index] = Number(value);
+        if (node.column === undefined) {
+          const unit = INTEGER_TYPES.has(field.type) || field.resolvedType instanceof protobuf.Enum;
+          numbers.push((node.column = new NumericBuilder(node.path, unit ? UNIT : resolution(node.path))));
+        }
+        node.column.values[index] = Number(value);
       },
       rest,
     );
-    if (Object.keys(rest).length > 0) remainders.push({ index, fields: rest });
+    if (!isEmpty(rest)) remainders.push({ index, fields: rest });
   });
   return {
     count: records.length,
-    numbers: [...numbers.values()].map((c) => c.build(records.length)),
-    texts: [...texts.values()].map((c) => c.build(records.length)),
+    numbers: numbers.map((c) => c.build(records.length)),
+    texts: texts.map((c) => c.build(records.length)),
     remainders,
   };
 }

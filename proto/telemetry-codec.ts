@@ -150,7 +150,13 @@ function codec<T extends object>(
 }
 
 export const [encodeTelemetry, decodeTelemetry] = codec<VehicleTelemetry>(recordType);
-export const [encodeBatch, decodeBatch] = codec<TelemetryBatch>(batchType);
+export const decodeBatch = codec<TelemetryBatch>(batchType)[1];
+/**
+ * Batches skip fromObject: their columns come from toColumns with every field in its wire type
+ * already, and fromObject's copy (each sint64 delta as a Long) was three quarters of encoding a
+ * batch (0.032 → 0.009 ms per record, same bytes; issue 14).
+ */
+export const encodeBatch = (batch: TelemetryBatch): Uint8Array => batchType.encode(batch).finish();
 export const [encodeCompact, decodeCompact] = codec<CompactRecord>(compactType);
 export const [encodeLayout, decodeLayout] = codec<RecordLayout>(layoutType);
 
