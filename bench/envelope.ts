@@ -444,7 +444,8 @@ async function drainScenario(
     const drainStart = Date.now();
     // Low, then back to normal (the rule re-arms), every 50 ms: one P0 event per 100 ms.
     const raised: number[] = [];
-    const firstRaisedAt = new Date().toISOString();
+    // Wall time, and the monotonic clock a --cpu-prof profile's timestamps count in (µs).
+    const firstRaisedAt = `${new Date().toISOString()}, monotonic ${process.hrtime.bigint() / 1000n} µs`;
     const stdin = gateway.child.stdin;
     if (stdin === null) throw new Error('no stdin');
     // A gateway that dies (the OOM killer) closes the pipe: reported below, not thrown here.
@@ -491,7 +492,10 @@ async function drainScenario(
     figures.drainRecordsPerS = figures.drained / ((Date.now() - drainStart) / 1000);
     figures.duplicates = sink.counts.duplicates;
     figures.drainMaxRssMiB = gateway.maxRssMiB;
-    console.log(`    drain (${cgroup.name}): RSS ${gateway.peakComposition}`);
+    const { periods, throttledPeriods } = cgroup.usage();
+    console.log(
+      `    drain (${cgroup.name}): RSS ${gateway.peakComposition}; CPU quota used up in ${throttledPeriods} of ${periods} periods`,
+    );
     figures.oomKills = cgroup.usage().oomKills;
   } finally {
     gateway.child.stdin?.end();

@@ -25,6 +25,8 @@ export interface CgroupUsage {
   oomKills: number;
   /** Periods in which the quota ran out (the group wanted more CPU than it had). */
   throttledPeriods: number;
+  /** Quota periods in which the group ran at all. */
+  periods: number;
 }
 
 export class PiCgroup {
@@ -106,6 +108,7 @@ export class PiCgroup {
         memoryPeakBytes: existsSync(join(mem, 'memory.peak')) ? Number(read(mem, 'memory.peak')) : null,
         oomKills: stat(read(mem, 'memory.events'), 'oom_kill'),
         throttledPeriods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_throttled'),
+        periods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_periods'),
       };
     }
     const mem = this.dirs.memory;
@@ -114,6 +117,7 @@ export class PiCgroup {
       memoryPeakBytes: Number(read(mem, 'memory.max_usage_in_bytes')),
       oomKills: stat(read(mem, 'memory.oom_control'), 'oom_kill'),
       throttledPeriods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_throttled'),
+      periods: stat(read(this.dirs.cpu, 'cpu.stat'), 'nr_periods'),
     };
   }
 

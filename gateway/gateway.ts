@@ -29,7 +29,7 @@ import { CellularBudget } from '../sync/link/cellular-budget.js';
 import { BrokerTimeSource, timeTopics } from '../sync/session/broker-time.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { GnssReceiver, NtpStateSource } from '../sync/time/time-sources.js';
-import { SCHEMA_VERSION } from '../proto/telemetry-codec.js';
+import { prepareCodecs, SCHEMA_VERSION } from '../proto/telemetry-codec.js';
 import { validateRecord } from '../proto/record-validation.js';
 import { zstdChoice } from '../proto/zstd.js';
 import { LinkController } from '../sync/link/link-controller.js';
@@ -541,6 +541,7 @@ async function wire(
       )
       .subscribe({ error: reject, complete: resolve });
   });
+  prepareCodecs();
   link.start();
   brokerTime?.start();
   ntp?.start();

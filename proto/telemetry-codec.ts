@@ -160,6 +160,21 @@ export const encodeBatch = (batch: TelemetryBatch): Uint8Array => batchType.enco
 export const [encodeCompact, decodeCompact] = codec<CompactRecord>(compactType);
 export const [encodeLayout, decodeLayout] = codec<RecordLayout>(layoutType);
 
+/**
+ * Generates every message type's encoder, decoder and converters now. protobufjs generates them on
+ * first use, and a gateway's first live record waited for that: ~200 ms of a Pi-sized CPU quota
+ * right after connecting (issue 14).
+ */
+export function prepareCodecs(): void {
+  const visit = (namespace: protobuf.NamespaceBase): void => {
+    for (const nested of namespace.nestedArray) {
+      if (nested instanceof protobuf.Type) nested.setup();
+      if (nested instanceof protobuf.Namespace) visit(nested);
+    }
+  };
+  visit(root);
+}
+
 function fromWire(type: protobuf.Type, payload: Uint8Array): Record<string, unknown> {
   let message: protobuf.Message;
   try {

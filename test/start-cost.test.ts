@@ -11,6 +11,8 @@ import { projectRoot } from '../core/project-root.js';
 import { ClockCorrector } from '../sync/time/clock-corrector.js';
 import { NtpStateSource } from '../sync/time/time-sources.js';
 import { createRequire } from 'node:module';
+import protobuf from 'protobufjs';
+import { prepareCodecs, recordType } from '../proto/telemetry-codec.js';
 import { startLocalBroker } from '../bench/rig/local-broker.js';
 import { MqttSession } from '../sync/session/mqtt-session.js';
 import { sessionSettings, waitUntil } from './helpers.js';
@@ -145,4 +147,24 @@ t.test("a session that connects and publishes builds no cache of MQTT's 65,536 m
   await waitUntil('connected', () => session.isConnected, 60_000);
   await session.publish('v2c/test/cache', new Uint8Array([1, 2, 3]), { userProperties: {} });
   t.equal(Object.keys(cache).length, 0, 'no message-id buffers built');
+});
+
+t.test("prepareCodecs generates every message type's coders before the first record needs them", async (t) => {
+  const types = (namespace: protobuf.NamespaceBase): protobuf.Type[] =>
+    namespace.nestedArray.flatMap((n) => [
+      ...(n instanceof protobuf.Type ? [n] : []),
+      ...(n instanceof protobuf.Namespace ? types(n) : []),
+    ]);
+  // protobufjs replaces the prototype's setup stubs with generated functions of the type's own.
+  const ready = (type: protobuf.Type): boolean =>
+    ['encode', 'decode', 'fromObject'].every((m) => Object.hasOwn(type, m));
+  const all = types(recordType.root);
+  t.ok(all.length >= 10, `${all.length} message types`);
+  t.notOk(all.every(ready), 'not generated on load');
+  prepareCodecs();
+  t.same(
+    all.filter((type) => !ready(type)).map((type) => type.name),
+    [],
+    'all generated',
+  );
 });
