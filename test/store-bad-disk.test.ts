@@ -1,6 +1,7 @@
 // Bad disks: full, read-only and corrupt database files give typed errors naming the file and what
 // to do; the store keeps capturing where it can and never deletes the user's file.
 import t from 'tap';
+import Database from 'better-sqlite3';
 import { waitUntil } from './helpers.js';
 import { spawnSync } from 'node:child_process';
 import {
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { fillWithDefaultSettings, type RxStorageInstance } from 'rxdb';
 import { SampleRecords } from '../bench/rig/sample-records.js';
 import { projectRoot } from '../core/project-root.js';
+import { checkInBackground } from '../sync/store/sqlite-file.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { StorageError, fromSqliteError } from '../sync/store/storage-errors.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
@@ -294,6 +296,34 @@ t.test('damaged pages in a real database: found by quick_check at open and moved
   );
   await reopened.close();
 });
+
+t.test(
+  'the background check reads every b-tree: one damaged page deep in a table, an index or a value is found',
+  async (t) => {
+    // Small slices, no pauses: the damaged page lies several slices in.
+    const pace = { sliceRows: 20, busyShare: 1 };
+    const sound = await damagedDatabase(7, () => [0, 0]);
+    t.equal(await checkInBackground(sound.path, pace), 'ok', 'a sound file passes');
+    const targets: Array<[string, string]> = [
+      ['a leaf page of the records table', "name = 'telemetry-v0' AND pagetype = 'leaf'"],
+      ['an overflow page of a record', "name = 'telemetry-v0' AND pagetype = 'overflow'"],
+      ['a leaf page of its primary-key index', "name = 'sqlite_autoindex_telemetry-v0_1' AND pagetype = 'leaf'"],
+      ['a leaf page of the priority/sequence index', "name = 'telemetry-v0__ix0' AND pagetype = 'leaf'"],
+    ];
+    for (const [what, where] of targets) {
+      const { path } = await damagedDatabase(7, () => [0, 0]);
+      const db = new Database(path, { readonly: true });
+      const pages = db.prepare(`SELECT pageno FROM dbstat WHERE ${where} ORDER BY pageno`).pluck().all() as number[];
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.close();
+      const page = pages[Math.floor(pages.length / 2)] as number;
+      const bytes = readFileSync(path);
+      bytes.fill(0xff, (page - 1) * pageSize, page * pageSize);
+      writeFileSync(path, bytes);
+      t.match(await checkInBackground(path, pace), /malformed|corrupt/i, `${what} (page ${page}, of ${pages.length})`);
+    }
+  },
+);
 
 // Root writes through file modes, so as root the probe runs as "nobody", for whom the file is read-only.
 const asRoot = process.getuid?.() === 0;

@@ -13,6 +13,7 @@ import {
 } from 'node:fs';
 import { restrictToOwner } from '../../core/private-files.js';
 import { Worker } from 'node:worker_threads';
+import type { IntegrityCheckSettings } from './integrity-worker.js';
 import { dirname } from 'node:path';
 import { fromSqliteError, storageError, type StorageError } from './storage-errors.js';
 
@@ -195,12 +196,14 @@ function damagedMarker(path: string): string {
 }
 
 /**
- * Runs `PRAGMA quick_check` in a worker thread on its own read-only connection. A damaged file is
- * marked, so the next start moves it aside (it cannot be swapped under the running store).
+ * Reads the whole file in a worker thread on its own read-only connection (integrity-worker.ts),
+ * in slices of `sliceRows` with pauses, busy `busyShare` of the time. A damaged file is marked, so
+ * the next start moves it aside (it cannot be swapped under the running store).
  */
-export function checkInBackground(path: string): Promise<string> {
+export function checkInBackground(path: string, pace = { sliceRows: 200, busyShare: 0.1 }): Promise<string> {
   return new Promise((resolve) => {
-    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path } });
+    const settings: IntegrityCheckSettings = { path, ...pace };
+    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: settings });
     worker.once('message', (raw: string) => {
       const verdict = raw.trim().split('\n').join('; ');
       try {
