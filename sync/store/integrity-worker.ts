@@ -30,11 +30,22 @@ try {
 
 const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 
-/** One b-tree read in slices: `first` starts it, `next` continues after the key `first`/`next` ended on. */
+/**
+ * One b-tree read in slices: `first` starts it, `next` continues after the key `resumeAfter` takes
+ * from a slice's rows (null: that was the last slice). Both answer rows as arrays.
+ */
 interface SlicedScan {
   first: Database.Statement;
   next: Database.Statement | null;
+  resumeAfter: (rows: unknown[][]) => unknown[] | null;
 }
+
+/** A b-tree read in one go (small tables, indexes this cannot page through). */
+const whole = (statement: Database.Statement): SlicedScan => ({
+  first: statement.raw(),
+  next: null,
+  resumeAfter: () => null,
+});
 
 interface SchemaEntry {
   type: 'table' | 'index';
@@ -48,13 +59,19 @@ function tableScan(db: Database.Database, entry: SchemaEntry): SlicedScan {
   const t = quote(entry.name);
   const columns = (db.pragma(`table_info(${t})`) as Array<{ name: string }>).map((c) => `length(${quote(c.name)})`);
   const bytes = columns.length > 0 ? columns.join(' + ') : '0';
-  if (/WITHOUT\s+ROWID/i.test(entry.sql ?? ''))
-    return { first: db.prepare(`SELECT total(${bytes}) FROM ${t}`), next: null };
+  if (/WITHOUT\s+ROWID/i.test(entry.sql ?? '')) return whole(db.prepare(`SELECT total(${bytes}) FROM ${t}`));
   const slice = (where: string): Database.Statement =>
-    db.prepare(
-      `SELECT max(r), total(bytes) FROM (SELECT rowid AS r, ${bytes} AS bytes FROM ${t} ${where} ORDER BY rowid LIMIT ${settings.sliceRows})`,
-    );
-  return { first: slice(''), next: slice('WHERE rowid > ?') };
+    db
+      .prepare(
+        `SELECT max(r), total(bytes) FROM (SELECT rowid AS r, ${bytes} AS bytes FROM ${t} ${where} ORDER BY rowid LIMIT ${settings.sliceRows})`,
+      )
+      .raw();
+  // One aggregate row: the slice's last rowid, null when the slice was empty.
+  const resumeAfter = (rows: unknown[][]): unknown[] | null => {
+    const last = rows[0]?.[0];
+    return last === null || last === undefined ? null : [last];
+  };
+  return { first: slice(''), next: slice('WHERE rowid > ?'), resumeAfter };
 }
 
 /**
@@ -66,10 +83,8 @@ function indexScan(db: Database.Database, entry: SchemaEntry): SlicedScan {
   const t = quote(entry.tbl_name);
   const i = quote(entry.name);
   const where = /\sWHERE\s([\s\S]*)$/i.exec(entry.sql ?? '')?.[1];
-  const whole = {
-    first: db.prepare(`SELECT count(*) FROM ${t} INDEXED BY ${i}${where ? ` WHERE ${where}` : ''}`),
-    next: null,
-  };
+  const inOneGo = (): SlicedScan =>
+    whole(db.prepare(`SELECT count(*) FROM ${t} INDEXED BY ${i}${where ? ` WHERE ${where}` : ''}`));
   const keys = (
     db.pragma(`index_xinfo(${i})`) as Array<{ cid: number; name: string | null; desc: number; key: number }>
   ).filter((k) => k.key === 1);
@@ -78,7 +93,7 @@ function indexScan(db: Database.Database, entry: SchemaEntry): SlicedScan {
       .filter((c) => c.notnull === 1)
       .map((c) => c.name),
   );
-  if (keys.some((k) => k.cid < 0 || k.desc === 1 || k.name === null || !notNull.has(k.name))) return whole;
+  if (keys.some((k) => k.cid < 0 || k.desc === 1 || k.name === null || !notNull.has(k.name))) return inOneGo();
   const columns = [...keys.map((k) => quote(k.name as string)), 'rowid'];
   const list = columns.join(', ');
   const slice = (after: string): Database.Statement => {
@@ -90,9 +105,13 @@ function indexScan(db: Database.Database, entry: SchemaEntry): SlicedScan {
       .raw();
   };
   try {
-    return { first: slice(''), next: slice(`(${list}) > (${columns.map(() => '?').join(', ')})`) };
+    return {
+      first: slice(''),
+      next: slice(`(${list}) > (${columns.map(() => '?').join(', ')})`),
+      resumeAfter: (rows) => rows[rows.length - 1] ?? null,
+    };
   } catch {
-    return whole;
+    return inOneGo();
   }
 }
 
@@ -102,13 +121,10 @@ async function read(scan: SlicedScan): Promise<void> {
   let after: unknown[] = [];
   for (;;) {
     const started = performance.now();
-    const rows = statement.all(...after) as unknown[];
+    const rows = statement.all(...after) as unknown[][];
     await sleep(Math.max(1, (performance.now() - started) * (1 / settings.busyShare - 1)));
-    if (scan.next === null) return;
-    const last = rows[rows.length - 1];
-    // A table slice answers one aggregate row (max rowid: null when the slice was empty); an index slice its entries.
-    const key = Array.isArray(last) ? last : [(last as Record<string, unknown> | undefined)?.['max(r)']];
-    if (last === undefined || key[0] === null || key[0] === undefined) return;
+    const key = scan.resumeAfter(rows);
+    if (scan.next === null || key === null) return;
     statement = scan.next;
     after = key;
   }
