@@ -333,7 +333,7 @@ function storageSection(): Promise<void> {
       '-',
       `then count ${int(r.count)} ms, max sequence ${int(r.maxSequence)} ms`,
     );
-    row('  quick_check in the background (worker thread)', `${int(r.backgroundCheck)} ms`, '-');
+    row('  background check, unpaced (worker thread)', `${int(r.backgroundCheck)} ms`, '-');
   }
   const q = Object.values(sqlite.outboxQueryMs);
   console.log(

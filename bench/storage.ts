@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createRxDatabase, normalizeMangoQuery, prepareQuery, type RxCollection, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { SampleRecords } from './rig/sample-records.js';
-import { checkInBackground } from '../sync/store/sqlite-file.js';
+import { BACKGROUND_CHECK_PACE, checkInBackground } from '../sync/store/sqlite-file.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { telemetrySchema, type StoredRecord } from '../sync/store/stored-record.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
@@ -93,7 +93,7 @@ async function outboxQueryMs(collection: RxCollection<StoredRecord>, rounds: num
   return times[Math.floor(times.length / 2)]!;
 }
 
-/** What a gateway restart costs with `stored` records waiting: open with quick_check, count, max sequence. */
+/** What a gateway restart costs with `stored` records waiting: open, count, max sequence, the background check. */
 async function reopen(dir: string, stored: number): Promise<StorageFigures['reopenMs']> {
   const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
   let t0 = process.hrtime.bigint();
@@ -106,10 +106,11 @@ async function reopen(dir: string, stored: number): Promise<StorageFigures['reop
   const max = await store.maxSequence();
   const maxSequence = ms(t0);
   t0 = process.hrtime.bigint();
-  const verdict = await checkInBackground(join(dir, 'bulk.sqlite'));
+  // Unpaced: the work itself (the gateway spreads it over ten times as long).
+  const verdict = await checkInBackground(join(dir, 'bulk.sqlite'), { ...BACKGROUND_CHECK_PACE, busyShare: 1 });
   const backgroundCheck = ms(t0);
   await store.close();
-  if (verdict !== 'ok') throw new Error(`quick_check: ${verdict}`);
+  if (verdict !== 'ok') throw new Error(`background check: ${verdict}`);
   if (n !== stored || max !== stored - 1)
     throw new Error(`reopened store: count ${n}, max sequence ${max}, expected ${stored}, ${stored - 1}`);
   return { open, count, maxSequence, backgroundCheck };

@@ -195,12 +195,15 @@ function damagedMarker(path: string): string {
   return `${path}.damaged`;
 }
 
+/** How the background check reads: 200 rows a slice, busy a tenth of the time (docs/decisions.md). */
+export const BACKGROUND_CHECK_PACE: Readonly<Omit<IntegrityCheckSettings, 'path'>> = { sliceRows: 200, busyShare: 0.1 };
+
 /**
  * Reads the whole file in a worker thread on its own read-only connection (integrity-worker.ts),
  * in slices of `sliceRows` with pauses, busy `busyShare` of the time. A damaged file is marked, so
  * the next start moves it aside (it cannot be swapped under the running store).
  */
-export function checkInBackground(path: string, pace = { sliceRows: 200, busyShare: 0.1 }): Promise<string> {
+export function checkInBackground(path: string, pace = BACKGROUND_CHECK_PACE): Promise<string> {
   return new Promise((resolve) => {
     const settings: IntegrityCheckSettings = { path, ...pace };
     const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: settings });

@@ -385,7 +385,7 @@ export class SqliteStorageInstance<T> implements RxStorageInstance<
           documentData: { ...doc, _deleted: true, _meta: { ...doc._meta, lwt } },
         })),
       };
-      this.changes.next(bulk as ChangeBulk<unknown>);
+      this.changes.next(bulk);
     }
     return new Set(removed.map(idOf));
   }
