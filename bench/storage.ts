@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createRxDatabase, normalizeMangoQuery, prepareQuery, type RxCollection, type RxStorage } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { SampleRecords } from './rig/sample-records.js';
-import { BACKGROUND_CHECK_PACE, checkInBackground } from '../sync/store/sqlite-file.js';
+import { backgroundCheckPace, checkInBackground } from '../sync/store/sqlite-file.js';
 import { getRxStorageSQLite } from '../sync/store/sqlite-storage.js';
 import { telemetrySchema, type StoredRecord } from '../sync/store/stored-record.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
@@ -106,8 +106,8 @@ async function reopen(dir: string, stored: number): Promise<StorageFigures['reop
   const max = await store.maxSequence();
   const maxSequence = ms(t0);
   t0 = process.hrtime.bigint();
-  // Unpaced: the work itself (the gateway spreads it over ten times as long).
-  const verdict = await checkInBackground(join(dir, 'bulk.sqlite'), { ...BACKGROUND_CHECK_PACE, busyShare: 1 });
+  // Unpaced: the work itself (the gateway spreads it out, busy a tenth of the CPU it may use).
+  const verdict = await checkInBackground(join(dir, 'bulk.sqlite'), { ...backgroundCheckPace(), busyShare: 1 });
   const backgroundCheck = ms(t0);
   await store.close();
   if (verdict !== 'ok') throw new Error(`background check: ${verdict}`);

@@ -12,6 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { restrictToOwner } from '../../core/private-files.js';
+import { cpuAllowanceCores } from '../../core/cpu-allowance.js';
 import { Worker } from 'node:worker_threads';
 import type { IntegrityCheckSettings } from './integrity-worker.js';
 import { dirname } from 'node:path';
@@ -161,9 +162,10 @@ export function shrinkSqliteWal(path: string, walPages: number): boolean {
 }
 
 /**
- * Runs `fn` (evictions) with the page cap lifted by an eighth: in RxDB a deletion first writes a
- * tombstone, so a database at its cap could not otherwise make room. The cap is put back after;
- * SQLite keeps it at the file's size if the bookkeeping grew the file.
+ * Runs `fn` (evictions) with the page cap lifted by an eighth: a deletion can itself need pages
+ * (rebalancing the b-trees; RxDB's own deletions first wrote a whole tombstone), so a database at its
+ * cap could not otherwise make room. The cap is put back after; SQLite keeps it at the file's size
+ * if the bookkeeping grew the file.
  */
 export async function withSqliteEvictionRoom<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const db = openFiles.get(path)?.file.db;
@@ -195,15 +197,21 @@ function damagedMarker(path: string): string {
   return `${path}.damaged`;
 }
 
-/** How the background check reads: 200 rows a slice, busy a tenth of the time (docs/decisions.md). */
-export const BACKGROUND_CHECK_PACE: Readonly<Omit<IntegrityCheckSettings, 'path'>> = { sliceRows: 200, busyShare: 0.1 };
+/**
+ * How the background check reads: 200 rows a slice, busy a tenth of the CPU the process may use (a
+ * tenth of wall time in a 0.2-core quota was half of it: the drain pacer, which counts every thread,
+ * then held batches back for the whole check; docs/decisions.md).
+ */
+export function backgroundCheckPace(): Omit<IntegrityCheckSettings, 'path'> {
+  return { sliceRows: 200, busyShare: 0.1 * cpuAllowanceCores() };
+}
 
 /**
  * Reads the whole file in a worker thread on its own read-only connection (integrity-worker.ts),
- * in slices of `sliceRows` with pauses, busy `busyShare` of the time. A damaged file is marked, so
+ * in slices of `sliceRows` with pauses, busy `busyShare` of the wall time. A damaged file is marked, so
  * the next start moves it aside (it cannot be swapped under the running store).
  */
-export function checkInBackground(path: string, pace = BACKGROUND_CHECK_PACE): Promise<string> {
+export function checkInBackground(path: string, pace = backgroundCheckPace()): Promise<string> {
   return new Promise((resolve) => {
     const settings: IntegrityCheckSettings = { path, ...pace };
     const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: settings });
