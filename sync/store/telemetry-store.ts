@@ -148,7 +148,7 @@ export class TelemetryStore {
 
   /**
    * Removes tombstones (nothing replicates from this store). A file on disk has them only from
-   * before deletions removed rows at once (`purgeOnDelete`); the in-memory store has them always.
+   * before deletions removed rows at once (`purgeDocuments`); the in-memory store has them always.
    */
   async purge(): Promise<void> {
     // A turn of the event loop between batches: live records are stored and sent meanwhile.
