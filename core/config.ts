@@ -424,7 +424,7 @@ export const configSchema = z
          * Share of the CPU the process may use (its cgroup quota, at most one core) at which a new batch
          * may start: the rest is kept for live records. 1 turns pacing off.
          */
-        drainCpuShare: z.number().gt(0).max(1).default(0.7),
+        drainCpuShare: z.number().gt(0).max(1).default(0.5),
         /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
         quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       })

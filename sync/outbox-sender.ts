@@ -50,7 +50,7 @@ export class OutboxSender {
       (delayMs) => this.wakeIn(delayMs),
       () => this.kick(),
     );
-    this.delivery = new MessageDelivery(settings, this.parts, this.counters, this.holds);
+    this.delivery = new MessageDelivery(settings, this.parts, this.counters, this.holds, () => this.kick());
   }
 
   start(): void {
@@ -82,10 +82,16 @@ export class OutboxSender {
     return this.delivery.tracked + this.holds.tracked;
   }
 
+  /** Records that left (delivered, dead-lettered) but that the store has not removed yet (a failing disk). */
+  get unremovedRecords(): number {
+    return this.delivery.unremoved.size;
+  }
+
   stop(): void {
     this.stopped = true;
     this.subscriptions.unsubscribe();
     this.holds.stop();
+    this.delivery.stop();
     if (this.wakeTimer !== null) clearTimeout(this.wakeTimer);
   }
 
@@ -163,7 +169,7 @@ export class OutboxSender {
           : this.inflightMessages >= uploader.concurrency
       )
         break;
-      const exclude = this.holds.excluding(this.inflightIds);
+      const exclude = this.holds.excluding(this.inflightIds, this.delivery.unremoved.ids());
       const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
       if (next === null) break;
       for (const r of next.records) this.inflightIds.add(r.id);
@@ -204,7 +210,7 @@ export class OutboxSender {
 
   /**
    * The next message to send: P0 singly, P1 singly unless backlogged, P2 as batches when due. While
-   * `batchInflight` batches are out, or while the pacer holds bulk back, only P0 goes (a drain never
+   * `batchInflight` batches are out, or while bulk is held back, only P0 goes (a drain never
    * delays an event; a live P1 waits for the pacer as a batch would, a fraction of a second).
    */
   private async nextMessage(exclude: ReadonlySet<string>): Promise<OutboxMessage | null> {
@@ -218,7 +224,7 @@ export class OutboxSender {
       const route = this.holds.routeFor('single');
       if (route === 'single' || (route === 'batch' && batchSlot)) return { route, records: [event] };
     }
-    if (!batchSlot || this.paced()) return null;
+    if (!batchSlot || this.bulkHeld()) return null;
     const holdMs = this.parts.timeHoldMs();
     if (holdMs > 0) {
       this.wakeIn(holdMs);
@@ -245,8 +251,12 @@ export class OutboxSender {
     return null;
   }
 
-  /** True when the pacer holds bulk sending back for now; the sender looks again when it allows. */
-  private paced(): boolean {
+  /**
+   * True while bulk waits: for the removal of records that left (each delivery would only add to
+   * them while the disk fails), or for the pacer; the sender looks again when either allows.
+   */
+  private bulkHeld(): boolean {
+    if (this.delivery.unremoved.size > 0) return true;
     const delayMs = this.parts.pacer?.delayMs() ?? 0;
     if (delayMs > 0) this.wakeIn(delayMs);
     return delayMs > 0;
@@ -255,7 +265,7 @@ export class OutboxSender {
   /** Offloading over HTTPS: the oldest records of the highest priority waiting, as one large batch. */
   private async nextUpload(exclude: ReadonlySet<string>): Promise<OutboxMessage | null> {
     for (const priority of [0, 1, 2]) {
-      if (priority > 0 && this.paced()) return null;
+      if (priority > 0 && this.bulkHeld()) return null;
       const records = await this.parts.store.pending(this.parts.link.current.batchMaxRecords, exclude, priority);
       if (records.length > 0) return { route: 'upload', records };
     }

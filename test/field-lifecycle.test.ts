@@ -319,25 +319,45 @@ t.test('failures during send and during stop are handled: no unhandled rejection
   });
   await rig.waitFor('online', () => rig.gateway.session.isConnected);
   const store = rig.gateway.store;
+  const sender = rig.gateway.sender;
   const remove = store.remove.bind(store);
   // The disk fails as a record is dead-lettered (its removal) and as delivered records are removed.
+  let removals = 0;
   store.remove = async () => {
+    removals++;
     throw new Error('injected: I/O error on remove');
   };
   const huge = new SampleRecords(3).record(1000, 2);
   for (let i = 0; i < 400; i++)
     huge.signals[`Extra${i}`] = { min: i, max: i + 0.5, mean: i + 0.25, last: i, count: 600 };
   await store.insert(huge, Date.now());
+  await rig.waitFor("the dead-lettered record's failed removal logged", () =>
+    rig.logs.some((l) =>
+      /1 dead-lettered record\(s\) could not be removed from the store: injected: I\/O error on remove; not sent again, removal retried in/.test(
+        l,
+      ),
+    ),
+  );
+  // Bulk now waits for that removal (each delivery would add to what the disk cannot remove); events still go.
   await rig.insert(1, 3, () => 0);
-  await rig.waitFor('the failure logged', () =>
-    rig.logs.some((l) => /record\(s\) not sent: injected: I\/O error on remove; kept for the next cycle/.test(l)),
-  );
+  await rig.insert(4, 1, () => 1);
   await rig.waitFor("the delivered records' failed removal logged", () =>
-    rig.logs.some((l) => /delivered records could not be removed from the store: injected/.test(l)),
+    rig.logs.some((l) => /delivered record\(s\) could not be removed from the store: injected/.test(l)),
   );
-  t.equal(await store.count(), 4, 'nothing lost: all four still stored');
+  await rig.waitFor('all four waiting for their removal', () => sender.unremovedRecords === 4);
+  t.match(await rig.gateway.metrics.text(), /\nv2c_unremoved_records 4\n/, 'and the metric says so');
+  // Delivered records are not sent again while their removal fails, and the P1 record waits: a few retries later, still 3.
+  const failed = removals;
+  await rig.waitFor('two retries of the removal', () => removals >= failed + 2, 60_000);
+  t.equal(sender.counters.singles, 3, 'each delivered record published once');
+  t.equal(sender.counters.resends, 0, 'none resent');
+  t.equal(rig.sink.counts.duplicates, 0, 'the receiver saw no duplicate');
+  t.equal(readFileSync(rig.gateway.deadLetters.path, 'utf8').trim().split('\n').length, 1, 'one dead letter');
+  t.equal(await store.count(), 5, 'nothing lost: all five still stored');
   store.remove = remove;
-  await rig.waitFor('removed once the disk works again', async () => (await store.count()) === 0);
+  await rig.waitFor('removed once the disk works again', async () => (await store.count()) === 0, 90_000);
+  t.equal(sender.unremovedRecords, 0, 'none waiting any more');
+  t.equal(sender.counters.singles, 4, 'then the P1 record went, once');
   // Now the store fails during stop: every later step still runs.
   store.count = async () => {
     throw new Error('injected: store gone during stop');

@@ -9,6 +9,7 @@ import { UploadError, type BatchUploader } from '../offload/https-offload.js';
 import type { StoredRecord } from '../store/stored-record.js';
 import type { OutboxCollaborators, OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 import type { RecordHolds } from './record-holds.js';
+import { UnremovedRecords } from './unremoved-records.js';
 
 export class MessageDelivery {
   /** Records published at least once: a resend carries DUP. */
@@ -20,13 +21,18 @@ export class MessageDelivery {
   private readonly unansweredLayouts = new Set<string>();
   /** The CONNACK the layouts were announced under: a new session at the broker may have lost them. */
   private connack: IConnackPacket | null = null;
+  /** Records that left (delivered, dead-lettered) but are still stored: a failing disk. */
+  readonly unremoved: UnremovedRecords;
 
   constructor(
     private readonly settings: OutboxSettings,
     private readonly parts: OutboxCollaborators,
     private readonly counters: SenderCounters,
     private readonly holds: RecordHolds,
+    /** Records removed at a retry: the outbox may look again. */
+    removedLater: () => void,
   ) {
+    this.unremoved = new UnremovedRecords(parts.store, settings.retryDelayMs, parts.random, parts.log, removedLater);
     this.live = new LiveEncoding(
       {
         mode: settings.liveEncoding,
@@ -92,10 +98,10 @@ export class MessageDelivery {
           },
           this.parts.clock.wallMs(),
         );
-        await this.parts.store.remove([stored]);
         this.parts.log(
           `outbox: the offload receiver refuses record ${stored.id} on its own (HTTP ${status}); moved to ${this.parts.deadLetters.path}`,
         );
+        await this.unremoved.remove([stored], 'dead-lettered');
         return;
       }
       this.parts.log(
@@ -156,6 +162,11 @@ export class MessageDelivery {
   /** A record the store let go of: a later record with its id is not a resend. */
   forget(id: string): void {
     this.sentBefore.delete(id);
+    this.unremoved.forget(id);
+  }
+
+  stop(): void {
+    this.unremoved.stop();
   }
 
   /** Records marked as sent before (a resend of one carries DUP). */
@@ -206,23 +217,15 @@ export class MessageDelivery {
     await this.settle(route, records, sentAt);
   }
 
-  /** Delivered (PUBACK or 2xx): the records leave the store. */
+  /** Delivered (PUBACK or 2xx): the records leave the store (or wait for it, never sent again). */
   private async settle(route: Route, records: readonly StoredRecord[], sentAt: number): Promise<void> {
-    try {
-      await this.parts.store.remove(records);
-    } catch (err) {
-      // Delivered but still stored: it goes out again and the receiver counts a duplicate.
-      this.parts.log(
-        `outbox: ${records.length} delivered records could not be removed from the store: ${(err as Error).message}`,
-      );
-      return;
-    }
     for (const r of records) this.sentBefore.delete(r.id);
     this.holds.delivered(records);
     this.counters.acked += records.length;
     if (route === 'batch') this.counters.batchAckedRecords += records.length;
     if (route === 'upload') this.counters.uploadedRecords += records.length;
     this.parts.onAck(route, (this.parts.clock.monoMs() - sentAt) / 1000);
+    await this.unremoved.remove(records, 'delivered');
   }
 
   /**
@@ -243,9 +246,9 @@ export class MessageDelivery {
       { reason, topic, packetBytes, maxPacketBytes: own, record: stored.record },
       this.parts.clock.wallMs(),
     );
-    await this.parts.store.remove([stored]);
     this.parts.log(
       `outbox: record ${stored.id} needs a ${packetBytes}-byte packet, more than any we send (${own}); moved to ${this.parts.deadLetters.path}`,
     );
+    await this.unremoved.remove([stored], 'dead-lettered');
   }
 }

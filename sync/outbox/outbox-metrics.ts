@@ -55,6 +55,12 @@ export function registerOutboxMetrics(
       ];
     },
   );
+  m.gauge(
+    'v2c_unremoved_records',
+    'Records delivered or dead-lettered that the store failed to remove: not sent again, removal retried',
+    [],
+    () => [[{}, sender.unremovedRecords]],
+  );
   m.counter(
     'v2c_publish_resends_total',
     'Records published again with DUP (after a lost connection or a PUBACK timeout)',

@@ -53,9 +53,11 @@ export class RecordHolds {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
   }
 
-  /** Every record not to pick now: those in flight and those held. */
-  excluding(inFlight: Iterable<string>): Set<string> {
-    return new Set([...inFlight, ...this.resting, ...this.parked, ...this.oversize]);
+  /** Every record not to pick now: those held, and the ids given (in flight, waiting for removal). */
+  excluding(...also: Iterable<string>[]): Set<string> {
+    const ids = new Set([...this.resting, ...this.parked, ...this.oversize]);
+    for (const more of also) for (const id of more) ids.add(id);
+    return ids;
   }
 
   /** How long publishing stays paused (PUBACK 0x97); 0 when it is not. */

@@ -1,12 +1,9 @@
 // When to try the broker again after a failed or lost connection (DESIGN §5), as a pure function
 // of what happened and how many attempts in a row have failed; the session only runs the timer.
+import { backoffDelayMs, type BackoffSettings } from '../../core/backoff.js';
 
-export interface ReconnectSettings {
-  /** First backoff; doubles per failure up to capMs: 2, 4, 8, 16, 32 s with the defaults. */
-  baseMs: number;
-  capMs: number;
-  /** ± share of each delay drawn at random, so a fleet does not reconnect in step. */
-  jitter: number;
+/** The backoff doubles per failure from baseMs up to capMs: 2, 4, 8, 16, 32 s with the defaults. */
+export interface ReconnectSettings extends BackoffSettings {
   /** After this many failures in a row the session goes offline and retries every offlineRetryMs. */
   offlineAfterFailures: number;
   offlineRetryMs: number;
@@ -66,9 +63,7 @@ export function nextAttempt(
   }
   const n = Math.max(1, failures);
   if (n > s.offlineAfterFailures) return { state: 'offline', delayMs: s.offlineRetryMs, countsAsFailure: true };
-  const nominal = Math.min(s.capMs, s.baseMs * 2 ** (n - 1));
-  const delayMs = Math.min(s.capMs, nominal * (1 + s.jitter * (2 * random() - 1)));
-  return { state: 'backoff', delayMs, countsAsFailure: true };
+  return { state: 'backoff', delayMs: backoffDelayMs(n, s, random), countsAsFailure: true };
 }
 
 /** TLS errors that mean our certificate or key is refused (as opposed to a network fault). */
