@@ -172,3 +172,35 @@ t.test(
     await reopened.close();
   },
 );
+
+t.test(
+  'pending() skips the ids given, on SQLite (beside the query) as in memory (a $nin): same answers (table)',
+  async (t) => {
+    const gen = new SampleRecords(29);
+    const stores = {
+      sqlite: await TelemetryStore.open({ kind: 'sqlite', dir: join(dir, 'skips') }, () => {}),
+      memory: await TelemetryStore.open({ kind: 'memory', dir: join(dir, 'skips-memory') }, () => {}),
+    };
+    t.teardown(async () => {
+      for (const store of Object.values(stores)) await store.close();
+    });
+    const records = Array.from({ length: 30 }, (_, i) => gen.record(i, i % 3));
+    for (const store of Object.values(stores)) for (const r of records) await store.insert(r, 0);
+    const id = (seq: number): string => records[seq]!.messageId;
+    const cases: Array<[limit: number, exclude: number[], priority: number | undefined, seqs: number[]]> = [
+      [3, [], undefined, [0, 3, 6]],
+      [3, [0, 3], undefined, [6, 9, 12]],
+      [2, [1, 4, 7, 10, 13, 16, 19, 22, 25], 1, [28]],
+      [4, [2, 5], 2, [8, 11, 14, 17]],
+      [2, records.map((r) => r.sequence), undefined, []],
+      [12, [0, 1, 2], undefined, [3, 6, 9, 12, 15, 18, 21, 24, 27, 4, 7, 10]],
+    ];
+    for (const [limit, exclude, priority, seqs] of cases)
+      for (const [kind, store] of Object.entries(stores))
+        t.same(
+          (await store.pending(limit, new Set(exclude.map(id)), priority)).map((r) => r.seq),
+          seqs,
+          `${kind}: ${limit} of P${priority ?? 'any'} without ${exclude.length} ids`,
+        );
+  },
+);

@@ -2,7 +2,15 @@
 // query caches: the outbox needs plain records, and every RxDocument a drain made stayed in the
 // document cache (with its record) until a finalizer ran — a 100,000-record drain held ~240 MB of
 // them live and was OOM-killed in 192 MiB. RxDB still sees each change through the storage's stream.
-import { createRevision, normalizeMangoQuery, now, prepareQuery, type RxCollection, type RxDocumentData } from 'rxdb';
+import {
+  createRevision,
+  normalizeMangoQuery,
+  now,
+  prepareQuery,
+  type RxCollection,
+  type RxDocumentData,
+  type RxStorageQueryResult,
+} from 'rxdb';
 import type { StoredRecord } from './stored-record.js';
 import { SqliteStorageInstance } from './sqlite-storage.js';
 
@@ -17,10 +25,12 @@ export async function readPending(
   priority?: number,
 ): Promise<RxDocumentData<StoredRecord>[]> {
   const schema = records.schema.jsonSchema;
-  // `$nin` on the id: the SQLite storage skips those rows before parsing them.
+  const storage = records.internalStorageInstance;
+  // The SQLite storage is given the ids to skip beside the query (see queryExcluding); any other as `$nin`.
+  const sqlite = storage instanceof SqliteStorageInstance ? storage : null;
   const selector = {
     ...(priority !== undefined ? { priority } : {}),
-    ...(exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}),
+    ...(sqlite === null && exclude.size > 0 ? { id: { $nin: [...exclude] } } : {}),
   };
   const query = normalizeMangoQuery<StoredRecord>(schema, {
     selector,
@@ -29,8 +39,11 @@ export async function readPending(
   });
   // As RxDB's own find() does: deleted documents (acknowledged, not yet purged) are not records.
   (query.selector as Record<string, unknown>)._deleted = { $eq: false };
-  const { documents } = await records.storageInstance.query(prepareQuery<StoredRecord>(schema, query));
-  return documents;
+  const prepared = prepareQuery<StoredRecord>(schema, query);
+  const result: RxStorageQueryResult<StoredRecord> = await (sqlite !== null
+    ? sqlite.queryExcluding(prepared, exclude)
+    : records.storageInstance.query(prepared));
+  return result.documents;
 }
 
 /**
