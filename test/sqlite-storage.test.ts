@@ -278,3 +278,11 @@ t.test('purgeDocuments: rows go at once, only at the revision given; the deletio
     'each row purged is announced once, as a deletion',
   );
 });
+
+t.test("the connection's page cache is SQLite's 2 MB, not better-sqlite3's 16 MB (a drain filled it)", async (t) => {
+  const sqlite = (await sqliteAt(join(dir, 'page-cache')).createStorageInstance<Doc>(
+    instanceParams('cache', {}),
+  )) as SqliteStorageInstance<Doc>;
+  t.teardown(() => sqlite.close());
+  t.equal(sqlite.internals.file.db.pragma('cache_size', { simple: true }), -2000, 'cache_size -2000 (KiB)');
+});

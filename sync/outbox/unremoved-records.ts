@@ -17,6 +17,8 @@ export class UnremovedRecords {
   private readonly waiting = new Map<string, StoredRecord>();
   private failures = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** When the running timer fires (performance.now()). */
+  private retryAt = 0;
   private stopped = false;
   private readonly retryLog: (msg: string) => void;
 
@@ -67,18 +69,20 @@ export class UnremovedRecords {
     this.timer = null;
   }
 
-  /** Starts the retry timer if none runs; the delay until it fires (the running one's nominal delay otherwise). */
+  /** Starts the retry timer unless one runs; the time until it fires, ms. */
   private schedule(): number {
+    if (this.timer !== null) return Math.max(0, this.retryAt - performance.now());
     const delayMs = backoffDelayMs(
       this.failures,
       { baseMs: this.retryBaseMs, capMs: RETRY_CAP_MS, jitter: RETRY_JITTER },
       this.random,
     );
-    if (this.timer === null && !this.stopped)
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        void this.retry();
-      }, delayMs);
+    if (this.stopped) return delayMs;
+    this.retryAt = performance.now() + delayMs;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.retry();
+    }, delayMs);
     return delayMs;
   }
 

@@ -20,6 +20,13 @@ import { fromSqliteError, storageError, type StorageError } from './storage-erro
 
 export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
 
+/**
+ * The connection's page cache, KiB: SQLite's own default. better-sqlite3 builds with 16 MB, which a
+ * drain filled (a 40,000-record drain in the envelope: RSS 170 → 149 MiB at the same rate); the
+ * kernel's page cache serves what falls out of it (issue 14).
+ */
+const PAGE_CACHE_KIB = 2000;
+
 export interface SqliteFileOptions {
   /** FULL: a commit is on the medium before it returns (the outbox needs this to survive a power cut). */
   synchronous: SqliteSynchronous;
@@ -265,6 +272,7 @@ function openAndCheck(path: string, options: SqliteFileOptions): Opened {
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous}`);
     db.pragma(`wal_autocheckpoint = ${options.walAutocheckpointPages}`);
+    db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     if (options.maxBytes !== undefined) {
       const pageSize = db.pragma('page_size', { simple: true }) as number;
       db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
