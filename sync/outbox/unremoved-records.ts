@@ -33,11 +33,10 @@ export class UnremovedRecords {
     this.retryLog = rateLimited(log, 60_000);
   }
 
-  /** Removes records that have left; true if the store removed them now, false if they wait for a retry. */
-  async remove(records: readonly StoredRecord[], departure: Departure): Promise<boolean> {
+  /** Removes records that have left; those the store fails to remove wait for a retry. */
+  async remove(records: readonly StoredRecord[], departure: Departure): Promise<void> {
     try {
       await this.store.remove(records);
-      return true;
     } catch (err) {
       for (const r of records) this.waiting.set(r.id, r);
       this.failures++;
@@ -45,7 +44,6 @@ export class UnremovedRecords {
       this.log(
         `outbox: ${records.length} ${departure} record(s) could not be removed from the store: ${(err as Error).message}; not sent again, removal retried in ${(delayMs / 1000).toFixed(1)} s`,
       );
-      return false;
     }
   }
 
