@@ -572,6 +572,46 @@ async function wire(
   }
   announceZstd(metrics, log);
 
+  async function stopOnce(drainTimeoutMs: number): Promise<{ drained: boolean; pending: number }> {
+    // Every step runs whatever the one before it did: one failure must not leak the rest.
+    const step = async (what: string, fn: () => unknown): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        failures++;
+        log(`stop: ${what} failed: ${(err as Error).message}`);
+      }
+    };
+    let failures = 0;
+    let drained = false;
+    let pending = -1;
+    poller?.stop();
+    await step('closing the adapter', () => serial?.stop());
+    stopping.next();
+    await step('ending capture', () => sourceDone);
+    await step('draining the outbox', async () => {
+      drained = await sender.drain(drainTimeoutMs);
+    });
+    await step('counting what is left', async () => {
+      pending = await store.count();
+    });
+    await step('stopping the sender', () => sender.stop());
+    await step('stopping the heartbeat', () => heartbeat.stop());
+    await step('stopping the certificate checks', () => certificate?.stop());
+    await step('stopping the link controller', () => link.stop());
+    await step('stopping the LED', () => led?.stop());
+    await step('stopping the broker time source', () => brokerTime?.stop());
+    await step('stopping NTP checks', () => ntp?.stop());
+    await step('stopping the GPS', () => gps?.stop());
+    await step('closing the offload uploader', () => uploader?.close());
+    await step('closing the MQTT session', () => session.close());
+    await step('closing the metrics endpoint', () => metrics.close());
+    loopDelay.disable();
+    await step('closing the store', () => store.close());
+    await step('releasing the store lock', () => lock?.release());
+    return { drained: drained && failures === 0, pending };
+  }
+  let stopped: Promise<{ drained: boolean; pending: number }> | undefined;
   return {
     pipeline: counters,
     serial: serial?.counters ?? null,
@@ -590,44 +630,10 @@ async function wire(
     link,
     time: corrector,
     obd: poller,
-    async stop(drainTimeoutMs) {
-      // Every step runs whatever the one before it did: one failure must not leak the rest.
-      const step = async (what: string, fn: () => unknown): Promise<void> => {
-        try {
-          await fn();
-        } catch (err) {
-          failures++;
-          log(`stop: ${what} failed: ${(err as Error).message}`);
-        }
-      };
-      let failures = 0;
-      let drained = false;
-      let pending = -1;
-      poller?.stop();
-      await step('closing the adapter', () => serial?.stop());
-      stopping.next();
-      await step('ending capture', () => sourceDone);
-      await step('draining the outbox', async () => {
-        drained = await sender.drain(drainTimeoutMs);
-      });
-      await step('counting what is left', async () => {
-        pending = await store.count();
-      });
-      await step('stopping the sender', () => sender.stop());
-      await step('stopping the heartbeat', () => heartbeat.stop());
-      await step('stopping the certificate checks', () => certificate?.stop());
-      await step('stopping the link controller', () => link.stop());
-      await step('stopping the LED', () => led?.stop());
-      await step('stopping the broker time source', () => brokerTime?.stop());
-      await step('stopping NTP checks', () => ntp?.stop());
-      await step('stopping the GPS', () => gps?.stop());
-      await step('closing the offload uploader', () => uploader?.close());
-      await step('closing the MQTT session', () => session.close());
-      await step('closing the metrics endpoint', () => metrics.close());
-      loopDelay.disable();
-      await step('closing the store', () => store.close());
-      await step('releasing the store lock', () => lock?.release());
-      return { drained: drained && failures === 0, pending };
+    stop(drainTimeoutMs) {
+      // A second stop (a teardown after the caller's own, a signal during stop) gets the first's result.
+      stopped ??= stopOnce(drainTimeoutMs);
+      return stopped;
     },
   };
 }

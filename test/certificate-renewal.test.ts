@@ -21,7 +21,7 @@ async function startSigner(
   rig: TlsRig,
   mode: SignerMode,
   foreign: KeyAndCertificate,
-): Promise<{ signed: number }> {
+): Promise<{ signed: number; stop: () => Promise<void> }> {
   const client = await mqtt.connectAsync(rig.broker.url, {
     protocolVersion: 5,
     clientId: `signer-${mode}`,
@@ -29,7 +29,7 @@ async function startSigner(
     ...rig.cloudTls,
   });
   t.teardown(() => client.endAsync());
-  const state = { signed: 0 };
+  const state = { signed: 0, stop: () => client.endAsync() };
   await client.subscribeAsync('v2c/v1/+/+/cert/csr', { qos: 1 });
   client.on('message', (_topic, payload, packet) => {
     void (async () => {
@@ -110,7 +110,7 @@ async function installedGateway(t: Test, rig: TlsRig, name: string, caBundle: st
     key: readFileSync(join(configDir, 'current', 'device.key'), 'utf8'),
     cert: certPem,
   };
-  const { gateway, logs } = await rig.start(config);
+  const { gateway, logs } = await rig.start(t, config);
   return { gateway, logs, configDir, before };
 }
 
@@ -212,11 +212,14 @@ t.test('certificate renewal', async (t) => {
       // Our CA bundle trusts the rogue CA, the broker does not: the new certificate passes our checks and fails the handshake.
       const bundle = join(rig.dir, 'bundle-with-rogue.crt');
       writeFileSync(bundle, readFileSync(rig.pki.ca.cert, 'utf8') + foreign.certPem);
-      await startSigner(t, rig, 'foreign-ca', foreign);
+      const signer = await startSigner(t, rig, 'foreign-ca', foreign);
       const { gateway, logs, configDir, before } = await installedGateway(t, rig, 'rollback', bundle);
       const certificate = gateway.certificate;
       if (certificate === null) throw new Error('no certificate lifecycle');
       await waitUntil('the rollback', () => certificate.counters.rolledBack >= 1, 30_000, logs);
+      // Renewal is still due and checked every 300 ms here: the signer would answer each new CSR with
+      // another rogue certificate and another reconnect. Stopped, what follows is the old certificate alone.
+      await signer.stop();
       await waitUntil('online again with the old certificate', () => gateway.session.isConnected, 10_000, logs);
       t.equal(certificate.counters.installed, 0);
       t.equal(readlinkSync(join(configDir, 'current')), before.release, 'current points at the old release again');

@@ -26,7 +26,7 @@ t.test('mutual TLS', async (t) => {
   const read = (f: string): string => readFileSync(f, 'utf8');
 
   t.test('a valid device connects with its certificate, publishes, and reports days to expiry', async (t) => {
-    const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.valid));
+    const { gateway, logs } = await rig.start(t, rig.config(rig.pki.devices.valid));
     await waitUntil('online over TLS', () => gateway.session.isConnected, 10_000, logs);
     const ids = await rig.insert(gateway, 1, 5);
     await waitUntil('5 records at the sink', () => ids.every((id) => rig.seen.has(id)), 10_000, logs);
@@ -52,7 +52,7 @@ t.test('mutual TLS', async (t) => {
     for (const [i, { resume, maxVersion }] of cases.entries()) {
       const config = rig.config(rig.pki.devices.valid);
       if (config.mqtt.tls) Object.assign(config.mqtt.tls, { sessionResumption: resume, maxVersion });
-      const { gateway, logs } = await rig.start(config);
+      const { gateway, logs } = await rig.start(t, config);
       const handshakes = gateway.session.counters.tlsHandshakes;
       await waitUntil('online over TLS', () => gateway.session.isConnected, 10_000, logs);
       for (let drop = 1; drop <= 2; drop++) {
@@ -102,7 +102,7 @@ t.test('mutual TLS', async (t) => {
     writeFileSync(files.key, keyPem, { mode: 0o600 });
     const config = rig.config(files);
     config.certificate.checkIntervalMs = 100;
-    const { gateway, logs } = await rig.start(config);
+    const { gateway, logs } = await rig.start(t, config);
     await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
     await new Promise((resolve) => setTimeout(resolve, 400));
     const warnings = logs.filter((l) => /certificate: WARNING: the device certificate expires in 5\.0 days/.test(l));
@@ -116,7 +116,7 @@ t.test('mutual TLS', async (t) => {
   });
 
   t.test('an expired certificate is refused locally before connecting; records are kept', async (t) => {
-    const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.expired));
+    const { gateway, logs } = await rig.start(t, rig.config(rig.pki.devices.expired));
     t.equal(gateway.session.state, 'certificate-renewal', 'certificate-renewal state at once');
     await new Promise((resolve) => setTimeout(resolve, 500));
     t.equal(gateway.session.counters.attempts, 0, 'no connection attempt with an expired certificate');
@@ -166,7 +166,7 @@ t.test('mutual TLS', async (t) => {
       // Trusted locally (its CA is in our bundle) so the broker is the one that refuses it.
       const bundle = join(rig.dir, 'bundle-with-unknown-ca.crt');
       writeFileSync(bundle, read(rig.pki.ca.cert) + read(rig.pki.unknownCaCert));
-      const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.unknownCa, bundle));
+      const { gateway, logs } = await rig.start(t, rig.config(rig.pki.devices.unknownCa, bundle));
       await waitUntil('certificate-renewal', () => gateway.session.state === 'certificate-renewal', 10_000, logs);
       const attempts = gateway.session.counters.attempts;
       await new Promise((resolve) => setTimeout(resolve, 700));
@@ -183,7 +183,7 @@ t.test('mutual TLS', async (t) => {
   t.test('refused at start: CN of another vehicle, untrusted chain, key readable by others', async (t) => {
     const refusal = async (config: ReturnType<typeof rig.config>): Promise<CredentialError> => {
       try {
-        await rig.start(config);
+        await rig.start(t, config);
       } catch (err) {
         if (err instanceof CredentialError) return err;
         throw err;
@@ -214,7 +214,7 @@ t.test('mutual TLS', async (t) => {
     async (t) => {
       const config = rig.config(rig.pki.devices.valid);
       if (config.mqtt.tls) config.mqtt.tls.servername = 'broker.elsewhere.example';
-      const { gateway, logs } = await rig.start(config);
+      const { gateway, logs } = await rig.start(t, config);
       await waitUntil(
         'the handshake failure',
         () => logs.some((l) => /broker\.elsewhere\.example/.test(l)),
@@ -272,7 +272,7 @@ t.test('mutual TLS', async (t) => {
       });
       const exited = new Promise<number | null>((resolve) => sink.once('exit', resolve));
       await waitUntil('the sink subscribed', () => rig.broker.log().includes('as sink-cli'), 10_000);
-      const { gateway, logs } = await rig.start(rig.config(rig.pki.devices.valid));
+      const { gateway, logs } = await rig.start(t, rig.config(rig.pki.devices.valid));
       await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
       await rig.insert(gateway, 100, 4);
       // And one batch of two over its HTTPS offload port.
@@ -319,7 +319,7 @@ t.test('mutual TLS', async (t) => {
       'telemetry/vehicle',
     );
     const config = rig.config(rig.pki.devices.valid);
-    const { gateway, logs } = await rig.start(config);
+    const { gateway, logs } = await rig.start(t, config);
     await waitUntil('online', () => gateway.session.isConnected, 10_000, logs);
     const refused = await gateway.session
       .publish(other, Buffer.from('x'), { contentType: 'text/plain', userProperties: {} })

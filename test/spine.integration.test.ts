@@ -99,6 +99,7 @@ t.test('the recorded drive through the simulated USB adapter arrives complete an
   t.equal(await simulator.done, 0, simulator.log());
   await waitUntilSteady(() => gateway.pipeline.frames, systemClock);
   const result = await gateway.stop(20_000);
+  t.equal(await gateway.stop(0), result, "a second stop does not run again: it returns the first's result");
   const truth = await truthPromise;
   await waitUntil(
     'every stored record at the subscriber',

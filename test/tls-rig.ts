@@ -24,7 +24,12 @@ export interface TlsRig {
   cloudTls: { ca: string; cert: string; key: string };
   /** The reference config with an empty trace, fast timers and `device`'s certificate. */
   config(device: PkiFiles, ca?: string): GatewayConfig;
-  start(config: GatewayConfig, devices?: GatewayDevices): Promise<{ gateway: GatewayHandle; logs: string[] }>;
+  /** Starts a gateway that is stopped when `owner` ends, pass or fail (the next subtest opens its own store). */
+  start(
+    owner: Test,
+    config: GatewayConfig,
+    devices?: GatewayDevices,
+  ): Promise<{ gateway: GatewayHandle; logs: string[] }>;
   insert(gateway: GatewayHandle, from: number, n: number, priority?: (seq: number) => number): Promise<string[]>;
 }
 
@@ -44,9 +49,7 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
   sink.onRecord = (r) => seen.add(r.messageId);
   const emptyTrace = join(dir, 'empty.log');
   writeFileSync(emptyTrace, '');
-  const gateways: GatewayHandle[] = [];
   t.teardown(async () => {
-    for (const g of gateways) await g.stop(0).catch(() => undefined);
     await sink.close().catch(() => undefined);
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -84,10 +87,10 @@ export async function tlsRig(t: Test): Promise<TlsRig> {
       });
       return config;
     },
-    async start(config, devices) {
+    async start(owner, config, devices) {
       const logs: string[] = [];
       const gateway = await startGateway(config, systemClock, (m) => logs.push(m), devices);
-      gateways.push(gateway);
+      owner.teardown(() => gateway.stop(0).then(() => undefined));
       return { gateway, logs };
     },
     insert: (gateway, from, n, priority = () => 1) => insertSamples(gateway.store, samples, from, n, priority),
