@@ -436,12 +436,16 @@ async function drainScenario(
   const metricsPort = await freePort();
   const config = referenceVehicleConfig({ mqttUrl: relay.url, trace: '-', storeDir });
   config.metrics.port = metricsPort;
-  // To compare batches in flight (P0 latency against drain rate).
-  if (process.env.V2C_ENVELOPE_BATCH_INFLIGHT !== undefined)
-    config.batch.inflight = Number(process.env.V2C_ENVELOPE_BATCH_INFLIGHT);
-  // To compare shares (P0 latency against drain rate); the default is 0.5 (docs/decisions.md, issue 14).
-  if (process.env.V2C_ENVELOPE_DRAIN_CPU_SHARE !== undefined)
-    config.batch.drainCpuShare = Number(process.env.V2C_ENVELOPE_DRAIN_CPU_SHARE);
+  // To compare settings (P0 latency against drain rate), e.g. V2C_ENVELOPE_CONFIG='{"batch":{"maxRecords":25}}':
+  // merged section by section; the gateway validates the result as it does any config.
+  if (process.env.V2C_ENVELOPE_CONFIG !== undefined) {
+    const sections = JSON.parse(process.env.V2C_ENVELOPE_CONFIG) as Record<string, object>;
+    for (const [name, values] of Object.entries(sections)) {
+      const section = (config as unknown as Record<string, object | undefined>)[name];
+      if (section === undefined) throw new Error(`V2C_ENVELOPE_CONFIG: the config has no section "${name}"`);
+      Object.assign(section, values);
+    }
+  }
   const gateway = new MeasuredGateway(cgroup, writeConfig(dir, config), 'pipe');
   const { low, normal } = await batteryFrames();
   try {
