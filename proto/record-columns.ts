@@ -73,19 +73,17 @@ class PathNode {
 
 type Visit = (node: PathNode, field: protobuf.Field, value: unknown) => void;
 
-function isEmpty(value: Record<string, unknown>): boolean {
-  for (const _ in value) return false;
-  return true;
-}
-
-/** Calls `visit` for each scalar field of `value`; repeated fields and odd map keys go to `rest`. */
+/**
+ * Calls `visit` for each scalar field of `value` and returns what is left: repeated fields and odd
+ * map keys, or undefined when nothing is (most records: no object made for them).
+ */
 function walk(
   value: Record<string, unknown>,
   type: protobuf.Type,
   parent: PathNode,
   visit: Visit,
-  rest: Record<string, unknown>,
-): void {
+): Record<string, unknown> | undefined {
+  let rest: Record<string, unknown> | undefined;
   for (const field of type.fieldsArray) {
     const v = value[field.name];
     if (v === undefined || v === null) continue;
@@ -95,19 +93,19 @@ function walk(
       for (const key in entries) {
         const keyNode = node.child(key, true);
         if (keyNode !== null)
-          walk(entries[key] as Record<string, unknown>, field.resolvedType as protobuf.Type, keyNode, visit, {});
-        else ((rest[field.name] ??= {}) as Record<string, unknown>)[key] = entries[key];
+          walk(entries[key] as Record<string, unknown>, field.resolvedType as protobuf.Type, keyNode, visit);
+        else (((rest ??= {})[field.name] ??= {}) as Record<string, unknown>)[key] = entries[key];
       }
     } else if (field.repeated) {
-      if ((v as unknown[]).length > 0) rest[field.name] = v;
+      if ((v as unknown[]).length > 0) (rest ??= {})[field.name] = v;
     } else if (field.resolvedType instanceof protobuf.Type) {
-      const sub: Record<string, unknown> = {};
-      walk(v as Record<string, unknown>, field.resolvedType, node, visit, sub);
-      if (!isEmpty(sub)) rest[field.name] = sub;
+      const sub = walk(v as Record<string, unknown>, field.resolvedType, node, visit);
+      if (sub !== undefined) (rest ??= {})[field.name] = sub;
     } else {
       visit(node, field, v);
     }
   }
+  return rest;
 }
 
 /** Sets `value` at a dotted path, creating the objects on the way. */
@@ -131,31 +129,38 @@ function isPresent(bits: Uint8Array, i: number): boolean {
 }
 
 /** Bit i set when record i has the field; empty when every record has it. */
-function presence(values: ReadonlyArray<unknown>, count: number): Uint8Array {
+function presence(count: number, has: (i: number) => boolean): Uint8Array {
   const bits = new Uint8Array((count + 7) >> 3);
   let all = true;
   for (let i = 0; i < count; i++) {
-    if (values[i] === undefined) all = false;
+    if (!has(i)) all = false;
     else bits[i >> 3] = (bits[i >> 3] as number) | (1 << (i & 7));
   }
   return all ? new Uint8Array(0) : bits;
 }
 
 class NumericBuilder {
-  readonly values: Array<number | undefined> = [];
+  // Typed by record index: an array of numbers with holes boxed each value (most of a batch's garbage).
+  private readonly values: Float64Array;
+  private readonly has: Uint8Array;
   constructor(
     readonly path: string,
     readonly resolution: Resolution | undefined,
-  ) {}
+    count: number,
+  ) {
+    this.values = new Float64Array(count);
+    this.has = new Uint8Array(count);
+  }
+
+  set(index: number, value: number): void {
+    this.values[index] = value;
+    this.has[index] = 1;
+  }
 
   build(count: number): NumericColumn {
-    // Records without the field are holes in `values`; array methods would skip them.
     const values: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const v = this.values[i];
-      if (v !== undefined) values.push(v);
-    }
-    const present = presence(this.values, count);
+    for (let i = 0; i < count; i++) if (this.has[i] === 1) values.push(this.values[i] as number);
+    const present = presence(count, (i) => this.has[i] === 1);
     const r = this.resolution;
     if (r !== undefined && r.scale > 0) {
       const deltas: number[] = [];
@@ -191,7 +196,7 @@ class TextBuilder {
       }
       indexes.push(k);
     }
-    return { path: this.path, present: presence(this.values, count), dictionary, indexes };
+    return { path: this.path, present: presence(count, (i) => this.values[i] !== undefined), dictionary, indexes };
   }
 }
 
@@ -202,30 +207,25 @@ export function toColumns(records: readonly VehicleTelemetry[], resolution: Reso
   const texts: TextBuilder[] = [];
   const remainders: RecordColumns['remainders'] = [];
   records.forEach((record, index) => {
-    const rest: Record<string, unknown> = {};
-    walk(
-      record as unknown as Record<string, unknown>,
-      recordType,
-      root,
-      (node, field, value) => {
-        if (field.type === 'string') {
-          // Ids that follow from run + sequence are left out; the receiver derives them.
-          if (node.path === 'messageId' && isDerivedRecordId(record.messageId, record.correlationId, record.sequence))
-            return;
-          if (node.path === 'traceId' && value === traceIdOf(record.messageId)) return;
-          if (node.column === undefined) texts.push((node.column = new TextBuilder(node.path)));
-          node.column.values[index] = value as string;
+    const rest = walk(record as unknown as Record<string, unknown>, recordType, root, (node, field, value) => {
+      if (field.type === 'string') {
+        // Ids that follow from run + sequence are left out; the receiver derives them.
+        if (node.path === 'messageId' && isDerivedRecordId(record.messageId, record.correlationId, record.sequence))
           return;
-        }
-        if (node.column === undefined) {
-          const unit = INTEGER_TYPES.has(field.type) || field.resolvedType instanceof protobuf.Enum;
-          numbers.push((node.column = new NumericBuilder(node.path, unit ? UNIT : resolution(node.path))));
-        }
-        node.column.values[index] = Number(value);
-      },
-      rest,
-    );
-    if (!isEmpty(rest)) remainders.push({ index, fields: rest });
+        if (node.path === 'traceId' && value === traceIdOf(record.messageId)) return;
+        if (node.column === undefined) texts.push((node.column = new TextBuilder(node.path)));
+        (node.column as TextBuilder).values[index] = value as string;
+        return;
+      }
+      if (node.column === undefined) {
+        const unit = INTEGER_TYPES.has(field.type) || field.resolvedType instanceof protobuf.Enum;
+        numbers.push(
+          (node.column = new NumericBuilder(node.path, unit ? UNIT : resolution(node.path), records.length)),
+        );
+      }
+      (node.column as NumericBuilder).set(index, Number(value));
+    });
+    if (rest !== undefined) remainders.push({ index, fields: rest });
   });
   return {
     count: records.length,
