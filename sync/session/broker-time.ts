@@ -19,6 +19,7 @@ export function timeTopics(region: string, vehicleId: string): { request: string
 export class BrokerTimeSource {
   private pending: { correlation: Buffer; sentMonoMs: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
   /** When the last answered request was sent. */
   private lastAnswerMonoMs: number | null = null;
   private readonly subscriptions: Subscription[] = [];
@@ -43,6 +44,9 @@ export class BrokerTimeSource {
   }
 
   stop(): void {
+    // A (re)subscription acknowledged after this would otherwise ask again and arm an hour's timer
+    // that kept a stopped gateway's process alive.
+    this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     for (const s of this.subscriptions) s.unsubscribe();
   }
@@ -54,6 +58,7 @@ export class BrokerTimeSource {
 
   /** Asks now, and again an interval later (a connect in between asks if that one went unanswered). */
   ask(): void {
+    if (this.stopped) return;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.ask(), this.intervalMs);
     if (!this.session.isConnected) return;
