@@ -172,7 +172,9 @@ export class OutboxSender {
       const exclude = this.holds.excluding(this.inflightIds, this.delivery.unremoved.ids());
       const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
       if (next === null) break;
-      for (const r of next.records) this.inflightIds.add(r.id);
+      // The callbacks below keep the ids only: a batch lets go of its records once packed (SentRecord).
+      const ids = next.records.map((r) => r.id);
+      for (const id of ids) this.inflightIds.add(id);
       this.inflightMessages++;
       const isBatch = next.route === 'batch';
       if (isBatch) this.inflightBatches++;
@@ -183,13 +185,13 @@ export class OutboxSender {
             ? this.delivery.sendBatch(next.records)
             : this.delivery.sendUpload(next.records, uploader as BatchUploader);
       void done
-        .catch((err: unknown) => this.holds.unexpected(err, next.records))
+        .catch((err: unknown) => this.holds.unexpected(err, ids))
         .finally(() => {
           this.inflightMessages--;
           if (isBatch) this.inflightBatches--;
-          for (const r of next.records) {
-            this.inflightIds.delete(r.id);
-            if (this.goneInFlight.delete(r.id)) this.forget(r.id);
+          for (const id of ids) {
+            this.inflightIds.delete(id);
+            if (this.goneInFlight.delete(id)) this.forget(id);
           }
           for (const wake of this.idleWaiters.splice(0)) wake();
           // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.

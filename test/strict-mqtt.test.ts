@@ -6,6 +6,8 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { SampleRecords } from '../bench/rig/sample-records.js';
 import { systemClock } from '../core/clock.js';
 import { referenceVehicleConfig, type GatewayConfig } from '../core/config.js';
@@ -181,6 +183,50 @@ t.test(
       h.logs.some((l) => /no PUBACK within \d+ ms for a PUBLISH to .*MQTT 5 resends only on a new connection/.test(l)),
       'the log says why the connection was closed',
     );
+  },
+);
+
+t.test(
+  'a batch waiting for its PUBACK holds none of its records, only what removes them; they are removed when it comes (issue 14)',
+  async (t) => {
+    // The broker holds the batch's PUBACK; meanwhile every record the store handed out must be
+    // collectable. Kept until the PUBACK, each was promoted to the old generation on a Pi.
+    const broker = await StrictBroker.start({
+      receiveMaximum: 10,
+      pubackDelayMs: 15,
+      stalledPubacks: { count: 1, delayMs: 15_000 },
+    });
+    t.teardown(() => broker.close());
+    const h = await gatewayOn(t, broker.url, (c) => {
+      c.mqtt.heartbeatS = 3600;
+      c.mqtt.pubackTimeoutMs = 120_000;
+      c.mqtt.heartbeatTimeoutMs = 120_000;
+      // One batch of all 40, sent once the last is stored.
+      Object.assign(c.batch, { minRecords: 40, maxRecords: 40, maxAgeMs: 3_600_000 });
+    });
+    await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
+    const store = h.gateway.store;
+    const read: Array<WeakRef<object>> = [];
+    const pending = store.pending.bind(store);
+    store.pending = async (...args) => {
+      const records = await pending(...args);
+      for (const r of records) read.push(new WeakRef(r.record));
+      return records;
+    };
+    await h.insert(1, 40, () => 2);
+    await waitUntil('the batch published, its PUBACK held', () => broker.pending === 1, 60_000, h.logs);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    t.equal(h.gateway.sender.inFlight, 40, 'still in flight: all 40 records wait for the one PUBACK');
+    t.ok(broker.pending === 1 && broker.counts.stalled === 0, 'and the broker still holds its PUBACK');
+    t.ok(read.length >= 40, `the store handed out ${read.length} records`);
+    t.equal(read.filter((r) => r.deref() !== undefined).length, 0, 'none of them is still held');
+    await waitUntil('all 40 removed after the PUBACK', async () => (await store.count()) === 0, 60_000, h.logs);
+    t.equal(broker.counts.connects, 1, 'on the one connection');
+    t.equal(broker.accepted.length, 1, 'as one batch');
   },
 );
 

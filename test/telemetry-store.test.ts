@@ -136,6 +136,38 @@ t.test(
   },
 );
 
+for (const kind of ['sqlite', 'memory'] as const) {
+  t.test(
+    `${kind}: records removed as sent (without their content) leave the counts and class bytes right`,
+    async (t) => {
+      const gen = new SampleRecords(29);
+      const store = await TelemetryStore.open(
+        { kind, dir: join(dir, `sent-${kind}`), quotaBytes: [1e6, 1e6, 1e6] },
+        () => {},
+      );
+      t.teardown(() => store.close());
+      for (let i = 0; i < 8; i++) t.ok(await store.insert(gen.record(i, i < 2 ? 1 : 2), 0));
+      const stored = store.bytesOf(2);
+      const sent = store.asSent(await store.pending(6, new Set(), 2));
+      t.same(
+        sent.map((r) => Object.keys(r).sort()),
+        Array.from({ length: 6 }, () => ['bytes', 'id', 'priority']),
+        'a sent record is its id, priority and weight only',
+      );
+      t.equal(
+        sent.reduce((sum, r) => sum + r.bytes, 0),
+        stored,
+        'and the six weigh what the class holds',
+      );
+      await store.remove(sent);
+      t.equal(await store.count(2), 0, 'all six P2 records removed');
+      t.equal(await store.count(1), 2, 'P1 untouched');
+      t.equal(store.bytesOf(2), 0, "the class's bytes are back to none");
+      t.same(await store.pending(10, new Set(), 2), [], 'and none of them is pending');
+    },
+  );
+}
+
 t.test(
   'count() is kept as the store changes and agrees with the index after inserts, removals, evictions, quota drops and a reopen',
   async (t) => {

@@ -6,10 +6,17 @@ import type { IConnackPacket } from 'mqtt';
 import { LiveEncoding, type LiveMessage } from './live-encoding.js';
 import { publishPacketBytes, type PublishProperties } from '../session/mqtt-session.js';
 import { UploadError, type BatchUploader } from '../offload/https-offload.js';
-import type { StoredRecord } from '../store/stored-record.js';
+import type { RecordRef, SentRecord, StoredRecord } from '../store/stored-record.js';
 import type { OutboxCollaborators, OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 import type { RecordHolds } from './record-holds.js';
 import { UnremovedRecords } from './unremoved-records.js';
+
+/** A batch that fits the broker's packet limit, and what removing its records needs. */
+interface FittingBatch {
+  sent: SentRecord[];
+  packed: PackedBatch;
+  properties: PublishProperties;
+}
 
 export class MessageDelivery {
   /** Records published at least once: a resend carries DUP. */
@@ -107,7 +114,7 @@ export class MessageDelivery {
       this.parts.log(
         `outbox: upload of ${records.length} records failed: ${(err as Error).message}; kept for the next cycle`,
       );
-      this.holds.rest(records);
+      this.holds.rest(records.map((r) => r.id));
       return;
     }
     await this.settle('upload', records, sentAt);
@@ -174,8 +181,23 @@ export class MessageDelivery {
     return this.sentBefore.size;
   }
 
-  /** One batch, split in halves (recursively) until each half fits the broker's packet limit. */
-  async sendBatch(records: readonly StoredRecord[]): Promise<void> {
+  /**
+   * One batch, in halves (recursively) while it exceeds the broker's packet limit. Only what removal
+   * needs waits for the PUBACK: the records are let go of once packed (see SentRecord).
+   */
+  sendBatch(records: readonly StoredRecord[]): Promise<void> {
+    // Not an async function: one keeps its parameters until it returns, here until the PUBACK.
+    return this.packToFit(records).then(async (batches) => {
+      await Promise.all(
+        batches.map(({ sent, packed, properties }) =>
+          this.deliver('batch', sent, this.settings.batchTopic, packed.payload, properties),
+        ),
+      );
+    });
+  }
+
+  /** The records packed, split in halves while a batch exceeds the packet limit; a record that alone does is set aside. */
+  private async packToFit(records: readonly StoredRecord[]): Promise<FittingBatch[]> {
     const s = this.settings;
     const packed = await this.pack(records);
     const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
@@ -183,21 +205,21 @@ export class MessageDelivery {
     if (bytes > this.parts.session.maxPacketBytes) {
       if (records.length === 1) {
         await this.tooLarge(records[0] as StoredRecord, s.batchTopic, bytes);
-        return;
+        return [];
       }
       this.counters.splits++;
       const half = Math.ceil(records.length / 2);
-      await Promise.all([this.sendBatch(records.slice(0, half)), this.sendBatch(records.slice(half))]);
-      return;
+      const halves = await Promise.all([this.packToFit(records.slice(0, half)), this.packToFit(records.slice(half))]);
+      return halves.flat();
     }
     this.counters.batches++;
     this.countBatch(packed);
-    await this.deliver('batch', records, s.batchTopic, packed.payload, properties);
+    return [{ sent: this.parts.store.asSent(records), packed, properties }];
   }
 
   private async deliver(
     route: Route,
-    records: readonly StoredRecord[],
+    records: readonly RecordRef[],
     topic: string,
     payload: Uint8Array,
     properties: PublishProperties,
@@ -218,7 +240,7 @@ export class MessageDelivery {
   }
 
   /** Delivered (PUBACK or 2xx): the records leave the store (or wait for it, never sent again). */
-  private async settle(route: Route, records: readonly StoredRecord[], sentAt: number): Promise<void> {
+  private async settle(route: Route, records: readonly RecordRef[], sentAt: number): Promise<void> {
     for (const r of records) this.sentBefore.delete(r.id);
     this.holds.delivered(records);
     this.counters.acked += records.length;

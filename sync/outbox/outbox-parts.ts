@@ -67,7 +67,7 @@ export interface SenderCounters {
 export type Route = 'single' | 'batch' | 'upload';
 
 /** What the sender needs of the store: the records waiting, their removal once delivered, the ones it let go of. */
-export type OutboxStore = Pick<TelemetryStore, 'inserted' | 'pending' | 'remove' | 'count' | 'drops'>;
+export type OutboxStore = Pick<TelemetryStore, 'inserted' | 'pending' | 'asSent' | 'remove' | 'count' | 'drops'>;
 /** What it needs of the MQTT session. */
 export type PublishChannel = Pick<
   MqttSession,

@@ -5,7 +5,7 @@
 import type { Clock } from '../../core/clock.js';
 import { rateLimited } from '../../core/log.js';
 import { PublishError } from '../session/mqtt-session.js';
-import type { StoredRecord } from '../store/stored-record.js';
+import type { RecordRef } from '../store/stored-record.js';
 import type { OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 
 export class RecordHolds {
@@ -103,12 +103,12 @@ export class RecordHolds {
   }
 
   /** Delivered: nothing is held against these records any more. */
-  delivered(records: readonly StoredRecord[]): void {
+  delivered(records: readonly RecordRef[]): void {
     for (const r of records) this.unanswered.delete(r.id);
   }
 
   /** The broker's answer to a publish that failed, turned into a hold. Anything but a PublishError is rethrown. */
-  failed(err: unknown, records: readonly StoredRecord[], topic: string): void {
+  failed(err: unknown, records: readonly RecordRef[], topic: string): void {
     if (!(err instanceof PublishError)) throw err;
     this.counters.failed++;
     const ids = records.map((r) => r.id);
@@ -149,29 +149,29 @@ export class RecordHolds {
       this.log(
         `outbox: ${what} not acknowledged after ${this.settings.resends} resends, each on a new connection (${err.message}); kept for the next cycle`,
       );
-      this.rest(records);
+      this.rest(ids);
       return;
     }
     const reason = err.reasonCode !== null ? ` (reason 0x${err.reasonCode.toString(16)})` : '';
     this.log(`outbox: ${what} not acknowledged${reason}: ${err.message}; kept for the next cycle`);
-    this.rest(records);
+    this.rest(ids);
   }
 
   /**
    * A failure that is not the broker's answer (the store, the dead-letter file, packing): the records
    * stay stored and rest until the retry timer, so a fault that repeats cannot loop hot.
    */
-  unexpected(err: unknown, records: readonly StoredRecord[]): void {
+  unexpected(err: unknown, ids: readonly string[]): void {
     this.counters.failed++;
     this.failureLog(
-      `outbox: ${records.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`,
+      `outbox: ${ids.length} record(s) not sent: ${(err as Error).message ?? String(err)}; kept for the next cycle`,
     );
-    this.rest(records);
+    this.rest(ids);
   }
 
   /** Leaves records alone until the retry timer, so a failure that repeats cannot loop hot. */
-  rest(records: readonly StoredRecord[]): void {
-    for (const r of records) this.resting.add(r.id);
+  rest(ids: readonly string[]): void {
+    for (const id of ids) this.resting.add(id);
     if (this.retryTimer !== null) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

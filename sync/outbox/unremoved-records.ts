@@ -4,7 +4,7 @@
 // records as fast as the broker acknowledged them, for as long as the disk failed.
 import { backoffDelayMs } from '../../core/backoff.js';
 import { rateLimited } from '../../core/log.js';
-import type { StoredRecord } from '../store/stored-record.js';
+import type { RecordRef } from '../store/stored-record.js';
 import type { OutboxStore } from './outbox-parts.js';
 
 /** Retries of a failed removal back off from the outbox's retry delay up to this. */
@@ -14,7 +14,7 @@ const RETRY_JITTER = 0.2;
 export type Departure = 'delivered' | 'dead-lettered';
 
 export class UnremovedRecords {
-  private readonly waiting = new Map<string, StoredRecord>();
+  private readonly waiting = new Map<string, RecordRef>();
   private failures = 0;
   private timer: NodeJS.Timeout | null = null;
   /** When the running timer fires (performance.now()). */
@@ -34,7 +34,7 @@ export class UnremovedRecords {
   }
 
   /** Removes records that have left; those the store fails to remove wait for a retry. */
-  async remove(records: readonly StoredRecord[], departure: Departure): Promise<void> {
+  async remove(records: readonly RecordRef[], departure: Departure): Promise<void> {
     try {
       await this.store.remove(records);
     } catch (err) {

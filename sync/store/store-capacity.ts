@@ -97,9 +97,9 @@ export class StoreCapacity {
     this.classBytes[priority] = (this.classBytes[priority] ?? 0) + bytes;
   }
 
-  removed(doc: StoredRecord): void {
-    if (this.tracksBytes)
-      this.classBytes[doc.priority] = (this.classBytes[doc.priority] ?? 0) - recordBytes(doc.record);
+  /** A record of `priority` that weighed `bytes` (see weigh) left. */
+  removed(priority: number, bytes: number): void {
+    this.classBytes[priority] = (this.classBytes[priority] ?? 0) - bytes;
   }
 
   /**

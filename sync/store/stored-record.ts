@@ -10,6 +10,21 @@ export interface StoredRecord {
   record: VehicleTelemetry;
 }
 
+/**
+ * What the outbox keeps of a record once its batch is packed: enough to remove it. A drain that
+ * kept each batch's records until the PUBACK had V8 promote them all to the old generation (~7 KB
+ * a record), and a full GC ran every 3 s in a Pi's quota (issue 14).
+ */
+export interface SentRecord {
+  readonly id: string;
+  readonly priority: number;
+  /** What it weighs against its class quota (0 when there are no quotas). */
+  readonly bytes: number;
+}
+
+/** A record as the outbox holds it: read from the store, or sent. */
+export type RecordRef = StoredRecord | SentRecord;
+
 /** Priorities run 0 (most urgent) to this. */
 export const MAX_PRIORITY = 9;
 

@@ -11,7 +11,7 @@ import {
 } from './store-capacity.js';
 import { openStoreDatabase, type OpenedStore, type StoreCounters, type StoreFileOptions } from './store-opener.js';
 import { deleteDocuments, readPending } from './record-documents.js';
-import { MAX_PRIORITY, type StoredRecord } from './stored-record.js';
+import { MAX_PRIORITY, type RecordRef, type SentRecord, type StoredRecord } from './stored-record.js';
 import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 import { rateLimited, type Log } from '../../core/log.js';
 import type { SqliteStorageInstance } from './sqlite-storage.js';
@@ -40,11 +40,12 @@ export class TelemetryStore {
   /** Records stored per priority (known once `counting` has resolved). */
   private readonly stored: number[] = new Array<number>(MAX_PRIORITY + 1).fill(0);
   /**
-   * The stored document behind each record `pending` handed out, so its removal need not read it
-   * again (a drain read and parsed every delivered record twice). A record changed meanwhile is a
-   * revision conflict in the storage, as before.
+   * The stored document behind each record `pending` handed out (or `asSent` made), so its removal
+   * need not read it again (a drain read and parsed every delivered record twice). A record changed
+   * meanwhile is a revision conflict in the storage, as before. Kept without the record itself,
+   * which the outbox lets go of once it is packed (SentRecord).
    */
-  private readonly documents = new WeakMap<StoredRecord, RxDocumentData<StoredRecord>>();
+  private readonly documents = new WeakMap<RecordRef, RxDocumentData<StoredRecord>>();
   private counting: Promise<void> | null = null;
 
   /**
@@ -171,15 +172,28 @@ export class TelemetryStore {
     const documents = await readPending(this.records, limit, exclude, priority);
     return documents.map((doc) => {
       const { _meta, _rev, _attachments, _deleted, ...record } = doc;
-      this.documents.set(record, doc);
+      this.documents.set(record, withoutRecord(doc));
       return record;
     });
   }
 
+  /** What removing these records needs once they are sent, without the records (see SentRecord). */
+  asSent(records: readonly StoredRecord[]): SentRecord[] {
+    return records.map((r) => {
+      const sent: SentRecord = { id: r.id, priority: r.priority, bytes: this.capacity.weigh(r.record) };
+      const doc = this.documents.get(r);
+      if (doc !== undefined) this.documents.set(sent, doc);
+      return sent;
+    });
+  }
+
   /** Removes delivered (or dead-lettered) records. */
-  async remove(records: readonly StoredRecord[]): Promise<void> {
-    const known = records.map((r) => this.documents.get(r));
-    if (known.every((doc) => doc !== undefined)) await this.removeDocuments(known);
+  async remove(records: readonly RecordRef[]): Promise<void> {
+    const known = records.map((r) => {
+      const doc = this.documents.get(r);
+      return doc === undefined ? undefined : { doc, bytes: 'bytes' in r ? r.bytes : this.capacity.weigh(r.record) };
+    });
+    if (known.every((k) => k !== undefined)) await this.removeDocuments(known);
     else await this.removeIds(records.map((r) => r.id));
   }
 
@@ -195,18 +209,25 @@ export class TelemetryStore {
 
   /** Removes by id (the records' stored documents read first). */
   private async removeIds(ids: string[]): Promise<void> {
-    await this.removeDocuments(await this.records.storageInstance.findDocumentsById(ids, false));
+    const docs = await this.records.storageInstance.findDocumentsById(ids, false);
+    await this.removeDocuments(docs.map((doc) => ({ doc, bytes: this.capacity.weigh(doc.record) })));
   }
 
-  /** Removes stored documents (see deleteDocuments); the per-priority count and bytes follow what was really removed. */
-  private async removeDocuments(current: RxDocumentData<StoredRecord>[]): Promise<void> {
+  /**
+   * Removes stored documents (see deleteDocuments), each with what it weighed; the per-priority
+   * count and bytes follow what was really removed.
+   */
+  private async removeDocuments(current: Array<{ doc: RxDocumentData<StoredRecord>; bytes: number }>): Promise<void> {
     await this.ensureCounted();
     if (current.length === 0) return;
-    const notRemoved = await deleteDocuments(this.records, current);
-    for (const doc of current) {
+    const notRemoved = await deleteDocuments(
+      this.records,
+      current.map((c) => c.doc),
+    );
+    for (const { doc, bytes } of current) {
       if (notRemoved.has(doc.id)) continue;
       this.stored[doc.priority] = Math.max(0, (this.stored[doc.priority] ?? 0) - 1);
-      this.capacity.removed(doc);
+      this.capacity.removed(doc.priority, bytes);
     }
   }
 
@@ -243,4 +264,13 @@ export class TelemetryStore {
 
 function storageMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The stored document less the record itself, the bulk of it. Removal reads only its id, revision
+ * and priority (record-documents.ts), so it keeps the document's type.
+ */
+function withoutRecord(doc: RxDocumentData<StoredRecord>): RxDocumentData<StoredRecord> {
+  const { record: _record, ...rest } = doc;
+  return rest as RxDocumentData<StoredRecord>;
 }
