@@ -58,7 +58,14 @@ const IDLE_SECONDS = Number(process.env.V2C_ENVELOPE_IDLE_S ?? 60);
 const BACKLOG = Number(process.env.V2C_ENVELOPE_BACKLOG ?? 100_000);
 /** A drain that takes longer is reported at this point (records/s so far), not waited for. */
 const DRAIN_CAP_S = Number(process.env.V2C_ENVELOPE_DRAIN_CAP_S ?? 300);
-const EVENTS = Number(process.env.V2C_ENVELOPE_EVENTS ?? 200);
+/**
+ * P0 events raised while the backlog drains (one per 100 ms, until it is in), at most. The P99 of
+ * 1,000 is the tenth-slowest event; of 200 it was the second-slowest, which one stalled CPU period
+ * moved by 30 ms from run to run.
+ */
+const EVENTS = Number(process.env.V2C_ENVELOPE_EVENTS ?? 1000);
+/** Fewer events raised while draining (a drain quicker than them) make no P99 verdict (issue 14: ≥ 200). */
+const MIN_EVENTS = 200;
 /** P0 events raised in the first second after connecting, before the drain's. */
 const STARTUP_EVENTS = 10;
 /** Records in the store for the start-up scenario (`bigstore`, only when named: filling it takes minutes). */
@@ -83,7 +90,7 @@ interface Figures {
   startDecodedS: number;
   startPubackS: number;
   idleCpuShare: number;
-  latency: { framePublish: number[]; publishPuback: number[]; total: number[] };
+  latency: { raised: number; framePublish: number[]; publishPuback: number[]; total: number[] };
   /** Frame → PUBACK of the events raised in the first second after connecting (the start-up's tail). */
   startupLatency: number[];
   drainRecordsPerS: number;
@@ -466,8 +473,9 @@ async function drainScenario(
     if (stdin === null) throw new Error('no stdin');
     // A gateway that dies (the OOM killer) closes the pipe: reported below, not thrown here.
     stdin.on('error', () => undefined);
-    const raise = async (n: number): Promise<void> => {
-      for (let k = 0; k < n && gateway.running; k++) {
+    const drained = (): boolean => sink.counts.unique >= BACKLOG;
+    const raise = async (n: number, whileDraining: boolean): Promise<void> => {
+      for (let k = 0; k < n && gateway.running && !(whileDraining && drained()); k++) {
         raised.push(performance.now());
         stdin.write(`${formatCandumpLog(low, Date.now() / 1000)}\n`);
         await systemClock.sleep(50);
@@ -477,12 +485,12 @@ async function drainScenario(
     };
     // The first second after connecting is the start-up's tail (its GC, the first sends through
     // cold code): reported on its own. The goal is for events while the backlog drains.
-    await raise(STARTUP_EVENTS);
+    await raise(STARTUP_EVENTS, false);
     await until('the first batch', () => batchesSeen > 0, gateway, 120_000);
     // Wall time, and the monotonic clock a --cpu-prof profile's timestamps count in (µs).
     const firstRaisedAt = `${new Date().toISOString()}, monotonic ${process.hrtime.bigint() / 1000n} µs`;
-    await raise(EVENTS);
-    const all = STARTUP_EVENTS + EVENTS;
+    await raise(EVENTS, true);
+    const all = raised.length;
     await until(`${all} events acknowledged`, () => pubacked.size >= all, gateway, 120_000).catch((err: Error) => {
       figures.drainProblem = err.message.slice(0, 300);
     });
@@ -512,6 +520,7 @@ async function drainScenario(
       `    the relay's event loop meanwhile, beyond its 10 ms tick: P99 ${(benchLoop.percentile(99) / 1e6 - 10).toFixed(1)} ms, max ${(benchLoop.max / 1e6 - 10).toFixed(1)} ms`,
     );
     figures.latency = {
+      raised: raised.length,
       framePublish,
       publishPuback,
       total: published.map((_, k) => (drainPubacked.get(k) ?? NaN) - (raised[k] as number)).filter(Number.isFinite),
@@ -583,7 +592,7 @@ export async function envelopeSection(): Promise<void> {
       if (!ENVIRONMENTS.has(name)) continue;
       const f = results[name] as Partial<Figures>;
       console.log(
-        `  running: ${name} (bus ${BUS_SECONDS} s at ${BUS_FPS} frames/s, idle ${IDLE_SECONDS} s, drain of ${BACKLOG.toLocaleString('en-US')} with ${EVENTS} P0 events)`,
+        `  running: ${name} (bus ${BUS_SECONDS} s at ${BUS_FPS} frames/s, idle ${IDLE_SECONDS} s, drain of ${BACKLOG.toLocaleString('en-US')} with up to ${EVENTS} P0 events)`,
       );
       if (SCENARIOS.has('bus')) await busScenario(dir, limits, f, trace, speed, name);
       if (SCENARIOS.has('idle')) await idleScenario(dir, limits, f, name);
@@ -665,19 +674,23 @@ function report(free: Partial<Figures>, pi: Partial<Figures>): void {
     for (const p of [50, 90, 99]) {
       const at = (l: Figures['latency']): string =>
         `${ms(percentile(l.total, p))} (${ms(percentile(l.framePublish, p))} + ${ms(percentile(l.publishPuback, p))})`;
+      const both =
+        pi.latency !== undefined && free.latency !== undefined ? ([pi.latency, free.latency] as const) : null;
+      const tooFew = both !== null && both.some((l) => l.raised < MIN_EVENTS);
       const ok =
-        pi.latency === undefined || free.latency === undefined
+        both === null || tooFew
           ? undefined
-          : percentile(pi.latency.total, 99) <= 50 && percentile(free.latency.total, 99) <= 20;
+          : percentile(both[0].total, 99) <= 50 && percentile(both[1].total, 99) <= 20;
+      const goal = `≤ 50 ms envelope, ≤ 20 ms unconstrained, over ≥ ${MIN_EVENTS} events`;
       row(
         `P0 event → PUBACK P${p} (frame→PUBLISH + PUBLISH→PUBACK)`,
         ...cells('latency', at),
-        p === 99 ? verdict(ok, '≤ 50 ms envelope, ≤ 20 ms unconstrained') : '',
+        p !== 99 ? '' : tooFew ? `no verdict: fewer than ${MIN_EVENTS} events while draining` : verdict(ok, goal),
       );
     }
     row(
       'P0 event → PUBACK max (events acknowledged)',
-      ...cells('latency', (l) => `${ms(Math.max(...l.total))} (${l.total.length}/${EVENTS})`),
+      ...cells('latency', (l) => `${ms(Math.max(...l.total))} (${l.total.length}/${l.raised})`),
     );
     row(
       `P0 → PUBACK in the 1st second after connecting: P50 / max (${STARTUP_EVENTS} events)`,
