@@ -11,7 +11,7 @@ import {
   type TelemetryBatch,
   type VehicleTelemetry,
 } from './telemetry-codec.js';
-import { ZstdError, zstdCompress, zstdDecompress, type ZstdCodec } from './zstd.js';
+import { ZstdError, zstdCompress, zstdCompressedBound, zstdDecompress, type ZstdCodec } from './zstd.js';
 
 export const BATCH_CONTENT_TYPE = 'application/x-protobuf+zstd';
 
@@ -57,7 +57,20 @@ export function batchIdOf(recordIds: readonly string[]): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${((parseInt(hex.slice(16, 18), 16) & 0x3f) | 0x80).toString(16)}${hex.slice(18, 20)}-${hex.slice(20, 32)}`;
 }
 
-export async function packBatch(records: readonly VehicleTelemetry[], options: PackOptions): Promise<PackedBatch> {
+/** A batch encoded and not yet compressed: all that is left of its records. */
+export interface EncodedBatch {
+  batchId: string;
+  recordIds: string[];
+  plain: Uint8Array;
+  /** The largest its packed payload can be (zstd's bound): a batch that fits so fits once packed. */
+  maxPayloadBytes: number;
+}
+
+/** The records as an uncompressed TelemetryBatch (columns), at once. */
+export function encodeRecords(
+  records: readonly VehicleTelemetry[],
+  options: Pick<PackOptions, 'vehicleId' | 'createdMs' | 'resolution'>,
+): EncodedBatch {
   const recordIds = records.map((r) => r.messageId);
   const batchId = batchIdOf(recordIds);
   const batch: TelemetryBatch = {
@@ -69,20 +82,46 @@ export async function packBatch(records: readonly VehicleTelemetry[], options: P
     columns: toColumns(records, options.resolution),
   };
   const plain = encodeBatch(batch);
-  const payload = await zstdCompress(plain, options.zstdLevel, options.zstd);
+  return { batchId, recordIds, plain, maxPayloadBytes: zstdCompressedBound(plain.byteLength) };
+}
+
+const DIGEST_PLACEHOLDER = '0'.repeat(64);
+
+/**
+ * The user properties of a packed batch (MQTT 5, and the offload's HTTP headers). Without its
+ * payload, placeholders of the digests' size: to size the packet before compressing.
+ */
+export function batchProperties(encoded: EncodedBatch, payload?: Uint8Array): Record<string, string> {
   return {
-    batchId,
-    payload,
-    uncompressedBytes: plain.byteLength,
-    recordIds,
-    userProperties: {
-      schema_version: SCHEMA_VERSION,
-      compression: 'zstd',
-      message_count: String(records.length),
-      sha256: sha256Hex(plain),
-      payload_sha256: sha256Hex(payload),
-    },
+    schema_version: SCHEMA_VERSION,
+    compression: 'zstd',
+    message_count: String(encoded.recordIds.length),
+    sha256: payload === undefined ? DIGEST_PLACEHOLDER : sha256Hex(encoded.plain),
+    payload_sha256: payload === undefined ? DIGEST_PLACEHOLDER : sha256Hex(payload),
   };
+}
+
+/** An encoded batch compressed, with its digests. */
+export async function compressBatch(
+  encoded: EncodedBatch,
+  options: Pick<PackOptions, 'zstdLevel' | 'zstd'>,
+): Promise<PackedBatch> {
+  const payload = await zstdCompress(encoded.plain, options.zstdLevel, options.zstd);
+  return {
+    batchId: encoded.batchId,
+    payload,
+    uncompressedBytes: encoded.plain.byteLength,
+    recordIds: encoded.recordIds,
+    userProperties: batchProperties(encoded, payload),
+  };
+}
+
+/**
+ * Records → the batch the receiver gets. Not an async function, which would hold the records (and
+ * their columns) until the compression is done: they are garbage once encoded (issue 14).
+ */
+export function packBatch(records: readonly VehicleTelemetry[], options: PackOptions): Promise<PackedBatch> {
+  return compressBatch(encodeRecords(records, options), options);
 }
 
 export interface UnpackOptions {

@@ -157,24 +157,34 @@ class NumericBuilder {
     this.has[index] = 1;
   }
 
+  // Arrays of their final length, filled by index: grown by push, and through an array of the values
+  // on the way to the deltas, they were the largest allocation left in packing a batch.
   build(count: number): NumericColumn {
-    const values: number[] = [];
-    for (let i = 0; i < count; i++) if (this.has[i] === 1) values.push(this.values[i] as number);
     const present = presence(count, (i) => this.has[i] === 1);
+    let n = 0;
+    for (let i = 0; i < count; i++) n += this.has[i] as number;
     const r = this.resolution;
     if (r !== undefined && r.scale > 0) {
-      const deltas: number[] = [];
+      const deltas = new Array<number>(n);
       let previous = 0;
-      for (const v of values) {
-        const q = Math.round((v - r.offset) / r.scale);
+      for (let i = 0, k = 0; i < count; i++) {
+        if (this.has[i] !== 1) continue;
+        const q = Math.round(((this.values[i] as number) - r.offset) / r.scale);
         if (!Number.isSafeInteger(q))
-          return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: values };
-        deltas.push(q - previous);
+          return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: this.exact(count, n) };
+        deltas[k++] = q - previous;
         previous = q;
       }
       return { path: this.path, scale: r.scale, offset: r.offset, present, deltas, exact: [] };
     }
-    return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: values };
+    return { path: this.path, scale: 0, offset: 0, present, deltas: [], exact: this.exact(count, n) };
+  }
+
+  /** The `n` values present, in record order. */
+  private exact(count: number, n: number): number[] {
+    const values = new Array<number>(n);
+    for (let i = 0, k = 0; i < count; i++) if (this.has[i] === 1) values[k++] = this.values[i] as number;
+    return values;
   }
 }
 

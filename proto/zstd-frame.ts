@@ -8,6 +8,15 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
 const MAX_BLOCK_BYTES = 128 * 1024;
 
 /**
+ * The most bytes zstd can compress `plainBytes` to (ZSTD_COMPRESSBOUND in zstd.h): incompressible
+ * input grows by its block headers.
+ */
+export function zstdCompressedBound(plainBytes: number): number {
+  const small = plainBytes < MAX_BLOCK_BYTES ? (MAX_BLOCK_BYTES - plainBytes) >> 11 : 0;
+  return plainBytes + (plainBytes >> 8) + small;
+}
+
+/**
  * The most bytes `data` can decompress to, read from its headers alone (RFC 8878): a raw block
  * gives its size, an RLE block its regenerated size, a compressed block at most the block maximum
  * (the window size, capped at 128 KiB); a frame's declared content size bounds it too. Malformed

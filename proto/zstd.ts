@@ -8,7 +8,7 @@ import { ZstdError, ZstdUnavailableError } from './zstd-error.js';
 import { zstdDecompressedBound } from './zstd-frame.js';
 
 export { ZstdError, ZstdUnavailableError } from './zstd-error.js';
-export { zstdDecompressedBound } from './zstd-frame.js';
+export { zstdCompressedBound, zstdDecompressedBound } from './zstd-frame.js';
 
 export const ZSTD_MIN_LEVEL = 1;
 export const ZSTD_MAX_LEVEL = 22;

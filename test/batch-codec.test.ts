@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { referenceDriveRecords as buildDriveRecords, type DriveRecords } from '../bench/rig/drive-records.js';
 import { BatchRejectedError, packBatch, sha256Hex, unpackBatch, type PackedBatch } from '../proto/batch-packer.js';
 import { fromColumns, toColumns } from '../proto/record-columns.js';
@@ -17,6 +17,7 @@ import {
   loadZstd,
   zstdChoice,
   zstdCompress,
+  zstdCompressedBound,
   zstdDecompress,
   ZSTD_IMPLEMENTATIONS,
   type ZstdCodec,
@@ -248,6 +249,22 @@ t.test(
     });
   },
 );
+
+t.test("zstd's compressed bound holds for incompressible input of every size class, with each codec", async (t) => {
+  // The outbox lets go of a batch's records before compressing when the packet fits at this bound.
+  for (const zstd of await availableZstd(t))
+    for (const bytes of [0, 1, 100, 2047, 2048, 4096, 65_536, 131_071, 131_072, 131_073, 300_000]) {
+      const plain = randomBytes(bytes);
+      for (const level of [1, 9, 19]) {
+        const packed = await zstdCompress(plain, level, zstd);
+        const bound = zstdCompressedBound(bytes);
+        t.ok(
+          packed.byteLength <= bound && bound - packed.byteLength <= bytes / 200 + 80,
+          `${zstd.implementation}, ${bytes} random bytes at level ${level}: ${packed.byteLength} B, bound ${bound} B`,
+        );
+      }
+    }
+});
 
 t.test('unpackBatch: every corruption is rejected with its reason before it reaches a record', async (t) => {
   const { records, resolution } = await referenceDriveRecords(60_000);

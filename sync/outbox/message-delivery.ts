@@ -1,7 +1,17 @@
 // Sends one message the outbox picked: a record singly, a batch (split in halves while it exceeds
 // the broker's packet limit), or an upload over HTTPS; on delivery the records leave the store, on
 // failure the broker's answer becomes a hold (record-holds.ts).
-import { BATCH_CONTENT_TYPE, packBatch, type PackedBatch } from '../../proto/batch-packer.js';
+import {
+  BATCH_CONTENT_TYPE,
+  batchProperties,
+  compressBatch,
+  encodeRecords,
+  packBatch,
+  type EncodedBatch,
+  type PackedBatch,
+  type PackOptions,
+} from '../../proto/batch-packer.js';
+import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
 import type { IConnackPacket } from 'mqtt';
 import { LiveEncoding, type LiveMessage } from './live-encoding.js';
 import { publishPacketBytes, type PublishProperties } from '../session/mqtt-session.js';
@@ -10,6 +20,14 @@ import type { RecordRef, SentRecord, StoredRecord } from '../store/stored-record
 import type { OutboxCollaborators, OutboxSettings, Route, SenderCounters } from './outbox-parts.js';
 import type { RecordHolds } from './record-holds.js';
 import { UnremovedRecords } from './unremoved-records.js';
+
+const EMPTY = new Uint8Array(0);
+/** An MQTT remaining length grows by at most 3 bytes (1 → 4) with the payload. */
+const REMAINING_LENGTH_GROWTH = 3;
+
+function batchPublishProperties(userProperties: Record<string, string>): PublishProperties {
+  return { contentType: BATCH_CONTENT_TYPE, userProperties };
+}
 
 /** A batch that fits the broker's packet limit, and what removing its records needs. */
 interface FittingBatch {
@@ -54,16 +72,21 @@ export class MessageDelivery {
 
   /** The records as a batch, each corrected as it leaves. */
   private pack(records: readonly StoredRecord[]): Promise<PackedBatch> {
+    return packBatch(this.corrected(records), this.packOptions());
+  }
+
+  private corrected(records: readonly StoredRecord[]): VehicleTelemetry[] {
+    return records.map((r) => this.parts.prepare(r.record));
+  }
+
+  private packOptions(): PackOptions {
     const s = this.settings;
-    return packBatch(
-      records.map((r) => this.parts.prepare(r.record)),
-      {
-        vehicleId: s.vehicleId,
-        createdMs: this.parts.clock.wallMs(),
-        resolution: s.resolution,
-        zstdLevel: s.zstdLevel,
-      },
-    );
+    return {
+      vehicleId: s.vehicleId,
+      createdMs: this.parts.clock.wallMs(),
+      resolution: s.resolution,
+      zstdLevel: s.zstdLevel,
+    };
   }
 
   /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
@@ -196,25 +219,48 @@ export class MessageDelivery {
     });
   }
 
-  /** The records packed, split in halves while a batch exceeds the packet limit; a record that alone does is set aside. */
-  private async packToFit(records: readonly StoredRecord[]): Promise<FittingBatch[]> {
-    const s = this.settings;
-    const packed = await this.pack(records);
-    const properties: PublishProperties = { contentType: BATCH_CONTENT_TYPE, userProperties: packed.userProperties };
-    const bytes = publishPacketBytes(s.batchTopic, packed.payload, properties);
-    if (bytes > this.parts.session.maxPacketBytes) {
-      if (records.length === 1) {
-        await this.tooLarge(records[0] as StoredRecord, s.batchTopic, bytes);
-        return [];
-      }
-      this.counters.splits++;
-      const half = Math.ceil(records.length / 2);
-      const halves = await Promise.all([this.packToFit(records.slice(0, half)), this.packToFit(records.slice(half))]);
-      return halves.flat();
+  /**
+   * The records packed, split in halves while a batch exceeds the packet limit; a record that alone
+   * does is set aside. A batch that fits even at zstd's bound (any broker not limited to a few KB)
+   * lets go of its records before it is compressed; one that may not fit keeps them to split.
+   * Not an async function, which would keep its parameters until it returns.
+   */
+  private packToFit(records: readonly StoredRecord[]): Promise<FittingBatch[]> {
+    const options = this.packOptions();
+    const encoded = encodeRecords(this.corrected(records), options);
+    const mostBytes =
+      publishPacketBytes(this.settings.batchTopic, EMPTY, batchPublishProperties(batchProperties(encoded))) +
+      encoded.maxPayloadBytes +
+      REMAINING_LENGTH_GROWTH;
+    if (mostBytes > this.parts.session.maxPacketBytes) return this.packOrSplit(records, encoded, options);
+    const sent = this.parts.store.asSent(records);
+    return compressBatch(encoded, options).then((packed) => [this.fitting(sent, packed)]);
+  }
+
+  /** Compressed, then split in halves if it exceeds the broker's packet limit after all. */
+  private async packOrSplit(
+    records: readonly StoredRecord[],
+    encoded: EncodedBatch,
+    options: PackOptions,
+  ): Promise<FittingBatch[]> {
+    const topic = this.settings.batchTopic;
+    const packed = await compressBatch(encoded, options);
+    const bytes = publishPacketBytes(topic, packed.payload, batchPublishProperties(packed.userProperties));
+    if (bytes <= this.parts.session.maxPacketBytes) return [this.fitting(this.parts.store.asSent(records), packed)];
+    if (records.length === 1) {
+      await this.tooLarge(records[0] as StoredRecord, topic, bytes);
+      return [];
     }
+    this.counters.splits++;
+    const half = Math.ceil(records.length / 2);
+    const halves = await Promise.all([this.packToFit(records.slice(0, half)), this.packToFit(records.slice(half))]);
+    return halves.flat();
+  }
+
+  private fitting(sent: SentRecord[], packed: PackedBatch): FittingBatch {
     this.counters.batches++;
     this.countBatch(packed);
-    return [{ sent: this.parts.store.asSent(records), packed, properties }];
+    return { sent, packed, properties: batchPublishProperties(packed.userProperties) };
   }
 
   private async deliver(
