@@ -74,6 +74,17 @@ async function gatewayOn(t: Test, url: string, tune: (c: GatewayConfig) => void 
   return { gateway, logs, insert: (from, n, priority) => insertSamples(gateway.store, samples, from, n, priority) };
 }
 
+/** A strict broker whose first QoS 1 PUBLISH is acknowledged only after `stallMs`; closed when `t` ends. */
+async function stallingBroker(t: Test, receiveMaximum: number, stallMs: number): Promise<StrictBroker> {
+  const broker = await StrictBroker.start({
+    receiveMaximum,
+    pubackDelayMs: 15,
+    stalledPubacks: { count: 1, delayMs: stallMs },
+  });
+  t.teardown(() => broker.close());
+  return broker;
+}
+
 /** Record ids in what the strict broker accepted (single records and batches). */
 async function acceptedIds(broker: StrictBroker): Promise<Set<string>> {
   const ids = new Set<string>();
@@ -146,12 +157,7 @@ t.test(
     // The broker holds its first PUBACK far past the gateway's timeout: it still counts that PUBLISH
     // against its Receive Maximum, so a second one on the same connection would be DISCONNECT 0x93,
     // and the same one again (DUP) on the same connection 0x82.
-    const broker = await StrictBroker.start({
-      receiveMaximum: 1,
-      pubackDelayMs: 15,
-      stalledPubacks: { count: 1, delayMs: 30_000 },
-    });
-    t.teardown(() => broker.close());
+    const broker = await stallingBroker(t, 1, 30_000);
     const h = await gatewayOn(t, broker.url, (c) => {
       c.mqtt.heartbeatS = 3600;
       // Row-wise, so the first PUBLISH (the stalled one) is a record: compact sends its layout first.
@@ -191,12 +197,7 @@ t.test(
   async (t) => {
     // The broker holds the batch's PUBACK; meanwhile every record the store handed out must be
     // collectable. Kept until the PUBACK, each was promoted to the old generation on a Pi.
-    const broker = await StrictBroker.start({
-      receiveMaximum: 10,
-      pubackDelayMs: 15,
-      stalledPubacks: { count: 1, delayMs: 15_000 },
-    });
-    t.teardown(() => broker.close());
+    const broker = await stallingBroker(t, 10, 15_000);
     const h = await gatewayOn(t, broker.url, (c) => {
       c.mqtt.heartbeatS = 3600;
       c.mqtt.pubackTimeoutMs = 120_000;
