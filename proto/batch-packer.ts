@@ -121,7 +121,12 @@ export async function compressBatch(
  * their columns) until the compression is done: they are garbage once encoded (issue 14).
  */
 export function packBatch(records: readonly VehicleTelemetry[], options: PackOptions): Promise<PackedBatch> {
-  return compressBatch(encodeRecords(records, options), options);
+  try {
+    return compressBatch(encodeRecords(records, options), options);
+  } catch (err) {
+    // A rejection, as an async function gives: a record that cannot be encoded fails like a compression.
+    return Promise.reject(err);
+  }
 }
 
 export interface UnpackOptions {

@@ -250,6 +250,16 @@ t.test(
   },
 );
 
+t.test('packBatch: a record that cannot be encoded is a rejection, never a throw', async (t) => {
+  const { records, resolution } = await referenceDriveRecords(10_000);
+  const damaged = { ...records[0], signals: { X: null } } as unknown as VehicleTelemetry;
+  let packing: Promise<PackedBatch> | undefined;
+  t.doesNotThrow(() => {
+    packing = packBatch([damaged], { vehicleId: 'V', createdMs: 0, resolution, zstdLevel: 3 });
+  }, 'returns a promise');
+  await t.rejects(packing as Promise<PackedBatch>, TypeError, 'that rejects with what failed');
+});
+
 t.test("zstd's compressed bound holds for incompressible input of every size class, with each codec", async (t) => {
   // The outbox lets go of a batch's records before compressing when the packet fits at this bound.
   for (const zstd of await availableZstd(t))

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
+import Database from 'better-sqlite3';
 import { runInNewContext } from 'node:vm';
 import { SampleRecords } from '../bench/rig/sample-records.js';
 import { systemClock } from '../core/clock.js';
@@ -53,6 +54,7 @@ t.test('SendQuota: slots in arrival order, the limit of the current connection, 
 
 interface Harness {
   gateway: GatewayHandle;
+  storeDir: string;
   logs: string[];
   insert(from: number, n: number, priority: (seq: number) => number): Promise<string[]>;
 }
@@ -61,7 +63,8 @@ async function gatewayOn(t: Test, url: string, tune: (c: GatewayConfig) => void 
   const dir = mkdtempSync(join(tmpdir(), 'v2c-strict-'));
   const trace = join(dir, 'empty.log');
   writeFileSync(trace, '');
-  const config = referenceVehicleConfig({ mqttUrl: url, trace, storeDir: join(dir, 'store') });
+  const storeDir = join(dir, 'store');
+  const config = referenceVehicleConfig({ mqttUrl: url, trace, storeDir });
   fastTimers(config);
   tune(config);
   const logs: string[] = [];
@@ -71,7 +74,12 @@ async function gatewayOn(t: Test, url: string, tune: (c: GatewayConfig) => void 
     rmSync(dir, { recursive: true, force: true });
   });
   const samples = new SampleRecords(11);
-  return { gateway, logs, insert: (from, n, priority) => insertSamples(gateway.store, samples, from, n, priority) };
+  return {
+    gateway,
+    storeDir,
+    logs,
+    insert: (from, n, priority) => insertSamples(gateway.store, samples, from, n, priority),
+  };
 }
 
 /** A strict broker whose first QoS 1 PUBLISH is acknowledged only after `stallMs`; closed when `t` ends. */
@@ -228,6 +236,41 @@ t.test(
     await waitUntil('all 40 removed after the PUBACK', async () => (await store.count()) === 0, 60_000, h.logs);
     t.equal(broker.counts.connects, 1, 'on the one connection');
     t.equal(broker.accepted.length, 1, 'as one batch');
+  },
+);
+
+t.test(
+  'a stored record that cannot be encoded fails its batch, not the outbox: nothing stays in flight and other records still go',
+  async (t) => {
+    const broker = await StrictBroker.start({ receiveMaximum: 10, pubackDelayMs: 15 });
+    t.teardown(() => broker.close());
+    const h = await gatewayOn(t, broker.url, (c) => {
+      Object.assign(c.batch, { minRecords: 30, maxRecords: 30, maxAgeMs: 3_600_000 });
+    });
+    await waitUntil('online', () => h.gateway.session.isConnected, 20_000, h.logs);
+    const ids = await h.insert(1, 29, () => 2);
+    // A damaged row (bit rot, a bad migration): a signal with no statistics, which encoding cannot take.
+    const db = new Database(join(h.storeDir, 'v2c.sqlite'));
+    db.prepare(
+      `UPDATE "telemetry-v0" SET data = json_set(data, '$.record.signals', json('{"X": null}')) WHERE id = ?`,
+    ).run(ids[0]);
+    db.close();
+    await h.insert(30, 1, () => 2);
+    await waitUntil(
+      'the batch fails to pack',
+      () => h.logs.some((l) => /outbox: 30 record\(s\) not sent: /.test(l)),
+      60_000,
+      h.logs,
+    );
+    await waitUntil('nothing left in flight', () => h.gateway.sender.inFlight === 0, 60_000, h.logs);
+    const [event] = await h.insert(31, 1, () => 0);
+    await waitUntil(
+      'a P0 event still delivered',
+      async () => (await acceptedIds(broker)).has(event as string),
+      60_000,
+      h.logs,
+    );
+    t.equal(await h.gateway.store.count(2), 30, 'the 30 P2 records stay stored');
   },
 );
 

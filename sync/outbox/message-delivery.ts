@@ -226,15 +226,21 @@ export class MessageDelivery {
    * Not an async function, which would keep its parameters until it returns.
    */
   private packToFit(records: readonly StoredRecord[]): Promise<FittingBatch[]> {
-    const options = this.packOptions();
-    const encoded = encodeRecords(this.corrected(records), options);
-    const mostBytes =
-      publishPacketBytes(this.settings.batchTopic, EMPTY, batchPublishProperties(batchProperties(encoded))) +
-      encoded.maxPayloadBytes +
-      REMAINING_LENGTH_GROWTH;
-    if (mostBytes > this.parts.session.maxPacketBytes) return this.packOrSplit(records, encoded, options);
-    const sent = this.parts.store.asSent(records);
-    return compressBatch(encoded, options).then((packed) => [this.fitting(sent, packed)]);
+    try {
+      const options = this.packOptions();
+      const encoded = encodeRecords(this.corrected(records), options);
+      const mostBytes =
+        publishPacketBytes(this.settings.batchTopic, EMPTY, batchPublishProperties(batchProperties(encoded))) +
+        encoded.maxPayloadBytes +
+        REMAINING_LENGTH_GROWTH;
+      if (mostBytes > this.parts.session.maxPacketBytes) return this.packOrSplit(records, encoded, options);
+      const sent = this.parts.store.asSent(records);
+      return compressBatch(encoded, options).then((packed) => [this.fitting(sent, packed)]);
+    } catch (err) {
+      // A record that cannot be encoded (a damaged row) fails the send, as in an async function:
+      // thrown here, it would end the outbox's loop with the message counted in flight for good.
+      return Promise.reject(err);
+    }
   }
 
   /** Compressed, then split in halves if it exceeds the broker's packet limit after all. */
