@@ -42,8 +42,9 @@ export class TelemetryStore {
   /**
    * The stored document behind each record `pending` handed out (or `asSent` made), so its removal
    * need not read it again (a drain read and parsed every delivered record twice). A record changed
-   * meanwhile is a revision conflict in the storage, as before. Kept without the record itself,
-   * which the outbox lets go of once it is packed (SentRecord).
+   * meanwhile is a revision conflict in the storage, as before. A sent record's is kept without the
+   * record itself, which the outbox lets go of once it is packed (SentRecord); a handed-out record
+   * holds its body anyway.
    */
   private readonly documents = new WeakMap<RecordRef, RxDocumentData<StoredRecord>>();
   private counting: Promise<void> | null = null;
@@ -172,7 +173,7 @@ export class TelemetryStore {
     const documents = await readPending(this.records, limit, exclude, priority);
     return documents.map((doc) => {
       const { _meta, _rev, _attachments, _deleted, ...record } = doc;
-      this.documents.set(record, withoutRecord(doc));
+      this.documents.set(record, doc);
       return record;
     });
   }
@@ -182,7 +183,7 @@ export class TelemetryStore {
     return records.map((r) => {
       const sent: SentRecord = { id: r.id, priority: r.priority, bytes: this.capacity.weigh(r.record) };
       const doc = this.documents.get(r);
-      if (doc !== undefined) this.documents.set(sent, doc);
+      if (doc !== undefined) this.documents.set(sent, withoutRecord(doc));
       return sent;
     });
   }
