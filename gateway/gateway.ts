@@ -394,7 +394,12 @@ async function wire(
   }
   const metrics = new GatewayMetrics();
   const pacer = new DrainPacer(
-    { allowedCores: cpuAllowanceCores(), share: config.batch.drainCpuShare, windowMs: DRAIN_USAGE_WINDOW_MS },
+    {
+      allowedCores: cpuAllowanceCores(),
+      share: config.batch.drainCpuShare,
+      maxCores: config.batch.drainMaxCores,
+      windowMs: DRAIN_USAGE_WINDOW_MS,
+    },
     clock,
   );
   const sender = new OutboxSender(

@@ -7,8 +7,13 @@ import type { Clock } from '../core/clock.js';
 export interface DrainPacerSettings {
   /** Cores this process may use (core/cpu-allowance.ts). */
   allowedCores: number;
-  /** Share of them the process may be using when a bulk message starts; 1 = no pacing. */
+  /** Share of them the process may be using when a bulk message starts. */
   share: number;
+  /**
+   * Cores the process may be using when a bulk message starts, whatever its allowance: the event loop
+   * is one thread, so a live event queues behind the part of its time the drain takes.
+   */
+  maxCores: number;
   /**
    * Time constant of the usage average, ms: a batch's burst is smoothed over it, and a busy spell
    * (start-up, a purge) is forgotten after a few of it instead of owed for ever.
@@ -43,8 +48,10 @@ export class DrainPacer {
 
   /** Milliseconds until the next bulk message may start; 0 = now. */
   delayMs(): number {
-    const { allowedCores, share, windowMs } = this.settings;
-    if (share >= 1) return 0;
+    const { allowedCores, share, maxCores, windowMs } = this.settings;
+    const target = Math.min(allowedCores * share, maxCores);
+    // Neither the share nor the cap binds: no pacing.
+    if (target >= allowedCores) return 0;
     const now = this.clock.monoMs();
     const elapsed = now - this.lastWallMs;
     if (elapsed > 0) {
@@ -54,7 +61,6 @@ export class DrainPacer {
       this.lastWallMs = now;
       this.lastCpuMicros = cpu;
     }
-    const target = allowedCores * share;
     if (this.usage <= target) return 0;
     this.counters.holds++;
     // Idle from now on, the average falls to the target in this long; at least a tenth of the

@@ -85,7 +85,7 @@ class StepClock implements Clock {
 t.test('the pacer holds bulk back while the process uses more than its share, and not for ever', async (t) => {
   const clock = new StepClock();
   let cpuUs = 0;
-  const pacer = new DrainPacer({ allowedCores: 0.2, share: 0.5, windowMs: 500 }, clock, () => cpuUs);
+  const pacer = new DrainPacer({ allowedCores: 0.2, share: 0.5, maxCores: 1, windowMs: 500 }, clock, () => cpuUs);
   t.equal(pacer.delayMs(), 0, 'idle: a drain may start at once');
   // One batch's burst (20 ms of CPU in 25 ms) is smoothed over the window: the next may start.
   clock.now += 25;
@@ -108,7 +108,7 @@ t.test('the pacer holds bulk back while the process uses more than its share, an
 t.test('a long busy spell (start-up, a purge) is not owed afterwards', async (t) => {
   const clock = new StepClock();
   let cpuUs = 0;
-  const pacer = new DrainPacer({ allowedCores: 1, share: 0.1, windowMs: 500 }, clock, () => cpuUs);
+  const pacer = new DrainPacer({ allowedCores: 1, share: 0.1, maxCores: 1, windowMs: 500 }, clock, () => cpuUs);
   // 30 s at a full core, then 2 s idle.
   clock.now += 30_000;
   cpuUs += 30_000_000;
@@ -118,12 +118,38 @@ t.test('a long busy spell (start-up, a purge) is not owed afterwards', async (t)
   t.equal(pacer.delayMs(), 0, 'two seconds later the debt is gone');
 });
 
-t.test('a share of 1 never holds anything back', async (t) => {
+t.test('a share of 1 under a cap above the allowance never holds anything back', async (t) => {
   const clock = new StepClock();
   let cpuUs = 0;
-  const pacer = new DrainPacer({ allowedCores: 0.2, share: 1, windowMs: 500 }, clock, () => cpuUs);
+  const pacer = new DrainPacer({ allowedCores: 0.2, share: 1, maxCores: 0.25, windowMs: 500 }, clock, () => cpuUs);
   cpuUs += 10_000_000;
   clock.now += 1;
   t.equal(pacer.delayMs(), 0);
   t.equal(pacer.counters.holds, 0);
+});
+
+t.test('the drain keeps to the lower of its share of the allowance and the cap in cores', async (t) => {
+  // [allowed cores, share, cap, the process's steady use in cores, held back?]
+  const cases: [number, number, number, number, boolean][] = [
+    [1, 0.5, 0.25, 0.3, true], // unconstrained: the cap binds before the share
+    [1, 0.5, 0.25, 0.2, false],
+    [1, 1, 0.25, 0.3, true], // share 1 does not lift the cap
+    [0.2, 0.5, 0.25, 0.12, true], // a Pi-sized quota: the share binds (0.1)
+    [0.2, 0.5, 0.25, 0.08, false],
+    [1, 0.5, 1, 0.45, false], // cap 1: the share alone (0.5)
+    [1, 0.5, 1, 0.55, true],
+  ];
+  for (const [allowedCores, share, maxCores, use, held] of cases) {
+    const clock = new StepClock();
+    let cpuUs = 0;
+    const pacer = new DrainPacer({ allowedCores, share, maxCores, windowMs: 500 }, clock, () => cpuUs);
+    let wait = 0;
+    // Five seconds of steady use, ten windows: the average has settled on it.
+    for (let i = 0; i < 200; i++) {
+      clock.now += 25;
+      cpuUs += use * 25_000;
+      wait = pacer.delayMs();
+    }
+    t.equal(wait > 0, held, `allowed ${allowedCores}, share ${share}, cap ${maxCores}, using ${use}: ${wait} ms`);
+  }
 });
