@@ -134,41 +134,44 @@ t.test('a drain keeps to its CPU share; events go out at once while it is held b
   t.equal(rig.sink.counts.duplicates, 0, 'pacing resends nothing');
 });
 
-t.test('a drain reads a page and packs it on turns of the event loop of their own, so I/O runs between them', async (t) => {
-  // No pacing: batches back to back, the case in which a live frame could wait for several steps.
-  const rig = await syncRig(t, { tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1 }) });
-  await rig.waitFor('online', () => rig.gateway.session.isConnected);
-  const store = rig.gateway.store;
-  // Each step leaves an I/O callback behind; it must run before the next step starts.
-  const steps: string[] = [];
-  const step = (name: string) => {
-    steps.push(name);
-    setImmediate(() => steps.push('io'));
-  };
-  const pending = store.pending.bind(store);
-  const asSent = store.asSent.bind(store);
-  store.pending = async (limit, exclude, priority) => {
-    const page = await pending(limit, exclude, priority);
-    if (priority === 2 && page.length > 0) step('read');
-    return page;
-  };
-  store.asSent = (records) => {
-    step('pack');
-    return asSent(records);
-  };
-  t.teardown(() => {
-    store.pending = pending;
-    store.asSent = asSent;
-  });
-  const backlog = await rig.insert(1, 500, () => 2);
-  rig.gateway.sender.flush();
-  await rig.waitFor('the backlog delivered', () => backlog.every((id) => rig.seen.has(id)));
-  // From the read of the first batch on: the inserts above each look at the P2 page in one turn.
-  const drain = steps.slice(steps.lastIndexOf('read', steps.indexOf('pack')));
-  const adjacent = drain.filter((s, i) => s !== 'io' && i > 0 && drain[i - 1] !== 'io');
-  t.ok(drain.filter((s) => s === 'pack').length >= 10, `batches packed (${drain.length} steps seen)`);
-  t.same(adjacent, [], 'no read or pack ran straight after another without I/O between them');
-});
+t.test(
+  'a drain reads a page and packs it on turns of the event loop of their own, so I/O runs between them',
+  async (t) => {
+    // No pacing: batches back to back, the case in which a live frame could wait for several steps.
+    const rig = await syncRig(t, { tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1 }) });
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    const store = rig.gateway.store;
+    // Each step leaves an I/O callback behind; it must run before the next step starts.
+    const steps: string[] = [];
+    const step = (name: string) => {
+      steps.push(name);
+      setImmediate(() => steps.push('io'));
+    };
+    const pending = store.pending.bind(store);
+    const asSent = store.asSent.bind(store);
+    store.pending = async (limit, exclude, priority) => {
+      const page = await pending(limit, exclude, priority);
+      if (priority === 2 && page.length > 0) step('read');
+      return page;
+    };
+    store.asSent = (records) => {
+      step('pack');
+      return asSent(records);
+    };
+    t.teardown(() => {
+      store.pending = pending;
+      store.asSent = asSent;
+    });
+    const backlog = await rig.insert(1, 500, () => 2);
+    rig.gateway.sender.flush();
+    await rig.waitFor('the backlog delivered', () => backlog.every((id) => rig.seen.has(id)));
+    // From the read of the first batch on: the inserts above each look at the P2 page in one turn.
+    const drain = steps.slice(steps.lastIndexOf('read', steps.indexOf('pack')));
+    const adjacent = drain.filter((s, i) => s !== 'io' && i > 0 && drain[i - 1] !== 'io');
+    t.ok(drain.filter((s) => s === 'pack').length >= 10, `batches packed (${drain.length} steps seen)`);
+    t.same(adjacent, [], 'no read or pack ran straight after another without I/O between them');
+  },
+);
 
 t.test(
   'FMEA network partition (split brain): the heartbeat PUBACK is missing, the socket is closed, the session comes back',
