@@ -422,12 +422,12 @@ export const configSchema = z
         inflight: z.number().int().min(1).max(100).default(2),
         /**
          * Share of the CPU the process may use (its cgroup quota, at most one core) at which a new batch
-         * may start: the rest is kept for live records. 1 turns pacing off.
+         * may start: the rest is kept for live records. 1 here and in drainMaxCores turns pacing off.
          */
         drainCpuShare: z.number().gt(0).max(1).default(0.5),
         /**
          * Cores the process may be using at which a new batch may start, whatever its quota: a drain
-         * keeping the one event-loop thread half busy made a P0 event's P99 43 ms; a quarter, 17-20 ms.
+         * keeping the one event-loop thread half busy made a P0 event's P99 27-38 ms; a quarter, 22-23.
          */
         drainMaxCores: z.number().gt(0).max(1).default(0.25),
         /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
