@@ -166,7 +166,11 @@ export class OutboxSender {
     // twice over (unconstrained drain: P0 → PUBACK P99 18–23 → 13 ms).
     let bulkSent = false;
     for (;;) {
-      if (bulkSent) await nextLoopTurn();
+      if (bulkSent) {
+        await nextLoopTurn();
+        // Stopped meanwhile (shutdown): the message chosen went out, no other starts.
+        if (this.stopped) return;
+      }
       const uploader = this.parts.link.current.mode === 'offload' ? this.parts.uploader : null;
       // Uploads need no broker connection, only the receiver; they have their own concurrency.
       if (

@@ -137,8 +137,11 @@ t.test('a drain keeps to its CPU share; events go out at once while it is held b
 t.test(
   'a drain reads a page and packs it on turns of the event loop of their own, so I/O runs between them',
   async (t) => {
-    // No pacing: batches back to back, the case in which a live frame could wait for several steps.
-    const rig = await syncRig(t, { tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1 }) });
+    // No pacing: batches back to back, the case in which a live frame could wait for several steps;
+    // four in flight, so a slot is free when the sender is stopped below.
+    const rig = await syncRig(t, {
+      tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1, inflight: 4 }),
+    });
     await rig.waitFor('online', () => rig.gateway.session.isConnected);
     const store = rig.gateway.store;
     // Each step leaves an I/O callback behind; it must run before the next step starts.
@@ -147,11 +150,17 @@ t.test(
       steps.push(name);
       setImmediate(() => steps.push('io'));
     };
+    let stopAtRead = false;
     const pending = store.pending.bind(store);
     const asSent = store.asSent.bind(store);
     store.pending = async (limit, exclude, priority) => {
       const page = await pending(limit, exclude, priority);
       if (priority === 2 && page.length > 0) step('read');
+      if (stopAtRead && page.length > 0) {
+        stopAtRead = false;
+        steps.push('stop');
+        rig.gateway.sender.stop();
+      }
       return page;
     };
     store.asSent = (records) => {
@@ -170,6 +179,17 @@ t.test(
     const adjacent = drain.filter((s, i) => s !== 'io' && i > 0 && drain[i - 1] !== 'io');
     t.ok(drain.filter((s) => s === 'pack').length >= 10, `batches packed (${drain.length} steps seen)`);
     t.same(adjacent, [], 'no read or pack ran straight after another without I/O between them');
+    // Stopped between a read and its packing: that batch goes out, no other page is read.
+    const more = await rig.insert(1_001, 200, () => 2);
+    stopAtRead = true;
+    rig.gateway.sender.flush();
+    await rig.waitFor('the batch read at the stop delivered', () => more.slice(0, 50).every((id) => rig.seen.has(id)));
+    const afterStop = steps.slice(steps.indexOf('stop'));
+    t.same(
+      afterStop.filter((s) => s !== 'io'),
+      ['stop', 'pack'],
+      'after the stop: the batch read was packed and nothing more read',
+    );
   },
 );
 
