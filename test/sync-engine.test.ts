@@ -138,9 +138,10 @@ t.test(
   'a drain reads a page and packs it on turns of the event loop of their own, so I/O runs between them',
   async (t) => {
     // No pacing: batches back to back, the case in which a live frame could wait for several steps;
-    // four in flight, so a slot is free when the sender is stopped below.
+    // four in flight, so a slot is free when the sender is stopped below; every page read is sent
+    // (a page under minRecords is only looked at, and may be again in the same turn).
     const rig = await syncRig(t, {
-      tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1, inflight: 4 }),
+      tune: (c) => Object.assign(c.batch, { drainCpuShare: 1, drainMaxCores: 1, inflight: 4, minRecords: 1 }),
     });
     await rig.waitFor('online', () => rig.gateway.session.isConnected);
     const store = rig.gateway.store;
@@ -172,12 +173,13 @@ t.test(
       store.asSent = asSent;
     });
     const backlog = await rig.insert(1, 500, () => 2);
+    // From here on: while the records went in, the sender looked at the P2 page after each insert.
+    const from = steps.length;
     rig.gateway.sender.flush();
     await rig.waitFor('the backlog delivered', () => backlog.every((id) => rig.seen.has(id)));
-    // From the read of the first batch on: the inserts above each look at the P2 page in one turn.
-    const drain = steps.slice(steps.lastIndexOf('read', steps.indexOf('pack')));
+    const drain = steps.slice(from);
     const adjacent = drain.filter((s, i) => s !== 'io' && i > 0 && drain[i - 1] !== 'io');
-    t.ok(drain.filter((s) => s === 'pack').length >= 10, `batches packed (${drain.length} steps seen)`);
+    t.ok(drain.filter((s) => s === 'pack').length >= 5, `batches packed (${drain.length} steps seen)`);
     t.same(adjacent, [], 'no read or pack ran straight after another without I/O between them');
     // Stopped between a read and its packing: that batch goes out, no other page is read.
     const more = await rig.insert(1_001, 200, () => 2);
