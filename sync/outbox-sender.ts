@@ -164,13 +164,7 @@ export class OutboxSender {
     // Reading a bulk page and packing it each take milliseconds of this one thread: they run on
     // turns of the event loop of their own, so a live frame waits for one of them, not for both
     // twice over (unconstrained drain: P0 → PUBACK P99 18–23 → 13 ms).
-    let bulkSent = false;
     for (;;) {
-      if (bulkSent) {
-        await nextLoopTurn();
-        // Stopped meanwhile (shutdown): the message chosen went out, no other starts.
-        if (this.stopped) return;
-      }
       const uploader = this.parts.link.current.mode === 'offload' ? this.parts.uploader : null;
       // Uploads need no broker connection, only the receiver; they have their own concurrency.
       if (
@@ -188,8 +182,8 @@ export class OutboxSender {
       this.inflightMessages++;
       const isBatch = next.route === 'batch';
       if (isBatch) this.inflightBatches++;
-      bulkSent = next.route !== 'single';
-      if (bulkSent) await nextLoopTurn();
+      const bulk = next.route !== 'single';
+      if (bulk) await nextLoopTurn();
       const done =
         next.route === 'single'
           ? this.delivery.sendSingle(next.records[0] as StoredRecord)
@@ -209,6 +203,11 @@ export class OutboxSender {
           // On the next turn of the event loop: a publish that fails at once must not spin in microtasks.
           setImmediate(() => this.kick());
         });
+      if (bulk) {
+        await nextLoopTurn();
+        // Stopped meanwhile (shutdown): the message chosen went out, no other starts.
+        if (this.stopped) return;
+      }
     }
     this.flushRequested = false;
   }
