@@ -422,7 +422,7 @@ export const configSchema = z
         inflight: z.number().int().min(1).max(100).default(2),
         /**
          * Share of the CPU the process may use (its cgroup quota, at most one core) at which a new batch
-         * may start: the rest is kept for live records. 1 here and in drainMaxCores turns pacing off.
+         * may start: the rest is kept for live records. 1 here and in drainMaxCores turns this pacing off.
          */
         drainCpuShare: z.number().gt(0).max(1).default(0.5),
         /**
@@ -430,6 +430,13 @@ export const configSchema = z
          * keeping the one event-loop thread half busy made a P0 event's P99 27-38 ms; a quarter, 22-23.
          */
         drainMaxCores: z.number().gt(0).max(1).default(0.25),
+        /**
+         * Under a CPU quota (systemd CPUQuota, a container): the share of one quota period's CPU the
+         * process may have used in the last period at which a new batch may start. A batch takes ~12 ms
+         * of a Pi-sized 20 ms a period; started later in a period it used the quota up, and an event
+         * waited for the next period. 1: a batch waits only after a whole period's quota was used.
+         */
+        drainBurstShare: z.number().gt(0).max(1).default(0.25),
         /** PUBACK 0x97 (quota exceeded) pauses publishing this long (plus up to half of it). */
         quotaBackoffMs: z.number().int().min(0).max(MAX_TIMER_MS, TIMER_LIMIT).default(60_000),
       })

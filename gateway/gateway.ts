@@ -20,7 +20,7 @@ import { registerLinkMetrics } from '../sync/link/link-metrics.js';
 import { registerClockMetrics } from '../sync/time/clock-metrics.js';
 import { registerCertificateMetrics } from '../provisioning/certificate-metrics.js';
 import { DrainPacer } from '../sync/drain-pacer.js';
-import { cpuAllowanceCores } from '../core/cpu-allowance.js';
+import { cpuAllowance } from '../core/cpu-allowance.js';
 import { HttpsOffloadUploader } from '../sync/offload/https-offload.js';
 import { TelemetryStore } from '../sync/store/telemetry-store.js';
 import { makePrivateDir } from '../core/private-files.js';
@@ -393,12 +393,15 @@ async function wire(
     certificate.onRenewed = (c) => uploader.useCredentials(sessionTls(c, { minVersion: tls.settings.minVersion }));
   }
   const metrics = new GatewayMetrics();
+  const allowance = cpuAllowance();
   const pacer = new DrainPacer(
     {
-      allowedCores: cpuAllowanceCores(),
+      allowedCores: allowance.cores,
       share: config.batch.drainCpuShare,
       maxCores: config.batch.drainMaxCores,
       windowMs: DRAIN_USAGE_WINDOW_MS,
+      quotaPeriodMs: allowance.quotaPeriodMs,
+      burstShare: config.batch.drainBurstShare,
     },
     clock,
   );

@@ -137,6 +137,8 @@ t.test(
       ['a drain CPU share over 1', with_('batch', { drainCpuShare: 1.5 }), /batch\.drainCpuShare/],
       ['a drain cap of 0 cores', with_('batch', { drainMaxCores: 0 }), /batch\.drainMaxCores/],
       ['a drain cap over one core', with_('batch', { drainMaxCores: 2 }), /batch\.drainMaxCores/],
+      ['a burst share of 0', with_('batch', { drainBurstShare: 0 }), /batch\.drainBurstShare/],
+      ['a burst share over the whole period', with_('batch', { drainBurstShare: 1.5 }), /batch\.drainBurstShare/],
       [
         'a TLS maximum under the minimum',
         with_('mqtt', {

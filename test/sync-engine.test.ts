@@ -168,9 +168,18 @@ t.test(
       step('pack');
       return asSent(records);
     };
+    // Each batch packed tells the pacer its burst of CPU is over (the quota-period check counts from there).
+    const pacer = rig.gateway.pacer;
+    const note = pacer.note.bind(pacer);
+    let notes = 0;
+    pacer.note = () => {
+      notes++;
+      note();
+    };
     t.teardown(() => {
       store.pending = pending;
       store.asSent = asSent;
+      pacer.note = note;
     });
     const backlog = await rig.insert(1, 500, () => 2);
     // From here on: while the records went in, the sender looked at the P2 page after each insert.
@@ -181,6 +190,7 @@ t.test(
     const adjacent = drain.filter((s, i) => s !== 'io' && i > 0 && drain[i - 1] !== 'io');
     t.ok(drain.filter((s) => s === 'pack').length >= 5, `batches packed (${drain.length} steps seen)`);
     t.same(adjacent, [], 'no read or pack ran straight after another without I/O between them');
+    t.equal(notes, steps.filter((s) => s === 'pack').length, 'the pacer was told of each batch packed');
     // Stopped between a read and its packing: that batch goes out, no other page is read.
     const more = await rig.insert(1_001, 200, () => 2);
     stopAtRead = true;

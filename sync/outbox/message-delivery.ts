@@ -90,7 +90,9 @@ export class MessageDelivery {
   }
 
   /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
-  private countBatch(packed: PackedBatch): void {
+  /** A bulk message is packed: counted, and the pacer told its burst of CPU is over. */
+  private packed(packed: PackedBatch): void {
+    this.parts.pacer?.note();
     this.counters.batchPlainBytes += packed.uncompressedBytes;
     this.counters.batchWireBytes += packed.payload.byteLength;
   }
@@ -98,7 +100,7 @@ export class MessageDelivery {
   async sendUpload(records: readonly StoredRecord[], uploader: BatchUploader): Promise<void> {
     const packed = await this.pack(records);
     this.counters.uploads++;
-    this.countBatch(packed);
+    this.packed(packed);
     this.counters.bytesSent += packed.payload.byteLength;
     const sentAt = this.parts.clock.monoMs();
     try {
@@ -265,7 +267,7 @@ export class MessageDelivery {
 
   private fitting(sent: SentRecord[], packed: PackedBatch): FittingBatch {
     this.counters.batches++;
-    this.countBatch(packed);
+    this.packed(packed);
     return { sent, packed, properties: batchPublishProperties(packed.userProperties) };
   }
 

@@ -98,7 +98,7 @@ export interface OutboxParts {
   /** Publish → PUBACK latency in seconds by path, for the metrics histogram. */
   onAck?: (route: Route, latencyS: number) => void;
   /** Holds bulk messages back while the process uses its CPU share (a drain never starves live records). */
-  pacer?: Pick<DrainPacer, 'delayMs'> | null;
+  pacer?: Pick<DrainPacer, 'delayMs' | 'note'> | null;
   random?: () => number;
 }
 

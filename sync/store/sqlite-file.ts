@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { restrictToOwner } from '../../core/private-files.js';
-import { cpuAllowanceCores } from '../../core/cpu-allowance.js';
+import { cpuAllowance } from '../../core/cpu-allowance.js';
 import { Worker } from 'node:worker_threads';
 import type { IntegrityCheckSettings } from './integrity-worker.js';
 import { dirname } from 'node:path';
@@ -210,7 +210,7 @@ function damagedMarker(path: string): string {
  * then held batches back for the whole check; docs/decisions.md).
  */
 export function backgroundCheckPace(): Omit<IntegrityCheckSettings, 'path'> {
-  return { sliceRows: 200, busyShare: 0.1 * cpuAllowanceCores() };
+  return { sliceRows: 200, busyShare: 0.1 * cpuAllowance().cores };
 }
 
 /**
