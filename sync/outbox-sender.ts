@@ -4,7 +4,7 @@
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { Subscription } from 'rxjs';
 import type { BatchUploader } from './offload/https-offload.js';
-import type { StoredRecord } from './store/stored-record.js';
+import { damageOf, type StoredRecord } from './store/stored-record.js';
 import {
   newSenderCounters,
   withDefaults,
@@ -174,8 +174,10 @@ export class OutboxSender {
       )
         break;
       const exclude = this.holds.excluding(this.inflightIds, this.delivery.unremoved.ids());
-      const next = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
-      if (next === null) break;
+      const chosen = uploader === null ? await this.nextMessage(exclude) : await this.nextUpload(exclude);
+      if (chosen === null) break;
+      const next = await this.withoutDamaged(chosen);
+      if (next === null) continue;
       // The callbacks below keep the ids only: a batch lets go of its records once packed (SentRecord).
       const ids = next.records.map((r) => r.id);
       for (const id of ids) this.inflightIds.add(id);
@@ -210,6 +212,19 @@ export class OutboxSender {
       }
     }
     this.flushRequested = false;
+  }
+
+  /** The message less any damaged rows (set aside); null when nothing is left of it. */
+  private async withoutDamaged(message: OutboxMessage): Promise<OutboxMessage | null> {
+    const damaged = message.records.flatMap((stored) => {
+      const damage = damageOf(stored);
+      return damage === null ? [] : [{ stored, damage }];
+    });
+    if (damaged.length === 0) return message;
+    await this.delivery.setAsideDamaged(damaged);
+    const setAside = new Set(damaged.map((d) => d.stored));
+    const records = message.records.filter((r) => !setAside.has(r));
+    return records.length === 0 ? null : { ...message, records };
   }
 
   /**
@@ -251,17 +266,35 @@ export class OutboxSender {
     }
     // P2 waits while the link forbids bulk (cellular budget used up); a `flush` command overrides.
     if (!link.sendBulk && !this.flushRequested) return null;
+    const dueAnyway = this.flushRequested || link.drainAll;
+    // Fewer stored than a batch needs (the stored count includes those in flight, so it never says
+    // too few wrongly): only the oldest is read, to know when it is due. Each insert wakes the sender,
+    // which read and parsed up to batchMinRecords - 1 records to learn that.
+    if (!dueAnyway && (await this.parts.store.count(2)) < s.batchMinRecords) {
+      const [oldest] = await this.parts.store.pending(1, exclude, 2);
+      if (oldest === undefined) return null;
+      const dueInMs = this.dueInMs(oldest);
+      if (dueInMs > 0) {
+        this.wakeIn(dueInMs);
+        return null;
+      }
+    }
     const bulk = await this.parts.store.pending(batchMax, exclude, 2);
     const oldest = bulk[0];
     if (oldest === undefined) return null;
-    const dueInMs = oldest.createdMs + s.batchMaxAgeMs - this.parts.clock.wallMs();
-    if (this.flushRequested || link.drainAll || bulk.length >= s.batchMinRecords || dueInMs <= 0) {
+    const dueInMs = this.dueInMs(oldest);
+    if (dueAnyway || bulk.length >= s.batchMinRecords || dueInMs <= 0) {
       const route = this.holds.routeFor('batch');
       if (route !== null) return { route, records: route === 'batch' ? bulk : bulk.slice(0, 1) };
     } else {
       this.wakeIn(dueInMs);
     }
     return null;
+  }
+
+  /** Until a P2 record has waited `batchMaxAgeMs` for a batch. */
+  private dueInMs(oldest: StoredRecord): number {
+    return oldest.createdMs + this.settings.batchMaxAgeMs - this.parts.clock.wallMs();
   }
 
   /**

@@ -3,7 +3,8 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Packet } from 'mqtt-packet';
@@ -201,6 +202,71 @@ t.test(
       afterStop.filter((s) => s !== 'io'),
       ['stop', 'pack'],
       'after the stop: the batch read was packed and nothing more read',
+    );
+  },
+);
+
+t.test('P2 under the batch minimum: only the oldest record is read, to know when it is due', async (t) => {
+  const rig = await syncRig(t, { tune: (c) => (c.batch.maxAgeMs = 3_600_000) });
+  await rig.waitFor('online', () => rig.gateway.session.isConnected);
+  const store = rig.gateway.store;
+  const p2Reads: number[] = [];
+  const pending = store.pending.bind(store);
+  store.pending = (limit, exclude, priority) => {
+    if (priority === 2) p2Reads.push(limit);
+    return pending(limit, exclude, priority);
+  };
+  t.teardown(() => {
+    store.pending = pending;
+  });
+  const first = await rig.insert(1, 24, () => 2);
+  // Each insert woke the sender; one more look after the last, to be sure it has seen all 24.
+  const seenBefore = p2Reads.length;
+  rig.gateway.sender.kick();
+  await rig.waitFor('the sender looked at P2', () => p2Reads.length > seenBefore);
+  t.ok(p2Reads.length >= 2, `the sender looked ${p2Reads.length} times`);
+  t.same([...new Set(p2Reads)], [1], 'each look read one record (the oldest), not the page');
+  t.equal(rig.gateway.sender.counters.batches, 0, '24 records an hour from due: nothing sent');
+  const last = await rig.insert(25, 1, () => 2);
+  await rig.waitFor('the batch of 25', () => [...first, ...last].every((id) => rig.seen.has(id)));
+  t.equal(rig.gateway.sender.counters.batches, 1, 'the 25th record made a batch');
+  t.ok(p2Reads.includes(50), 'read as a page once there were enough');
+});
+
+t.test(
+  'FMEA storage corruption: a stored row that is no record is set aside in the dead-letter file; its batch goes without it',
+  async (t) => {
+    const rig = await syncRig(t, {
+      tune: (c) => Object.assign(c.batch, { minRecords: 30, maxRecords: 30, maxAgeMs: 3_600_000 }),
+    });
+    await rig.waitFor('online', () => rig.gateway.session.isConnected);
+    const ids = await rig.insert(1, 29, () => 2);
+    // Damaged rows (bit rot, a hand edit): a record that is null, and one whose id is not the row's.
+    const db = new Database(join(rig.dir, 'store', 'v2c.sqlite'));
+    const damage = db.prepare(`UPDATE "telemetry-v0" SET data = json_set(data, ?, json(?)) WHERE id = ?`);
+    damage.run('$.record', 'null', ids[0]);
+    damage.run('$.record.messageId', '"not-this-row"', ids[1]);
+    db.close();
+    const last = await rig.insert(30, 1, () => 2);
+    const good = [...ids.slice(2), ...last];
+    await rig.waitFor('the 28 good records delivered', () => good.every((id) => rig.seen.has(id)));
+    await rig.waitFor('the store empty', async () => (await rig.gateway.store.count()) === 0);
+    t.equal(rig.gateway.sender.counters.batches, 1, 'in one batch');
+    const letters = readFileSync(rig.gateway.deadLetters.path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { reason: string; detail: string; record: unknown });
+    t.same(
+      letters.map((l) => [l.reason, l.detail]),
+      [
+        ['damaged_in_store', 'its record is null, expected an object'],
+        ['damaged_in_store', `its record's messageId "not-this-row" is not the row's id`],
+      ],
+      'both rows kept in the dead-letter file with what is wrong',
+    );
+    t.ok(
+      rig.logs.some((l) => l.includes(`stored record ${ids[0] as string} is damaged`)),
+      'the log names the record',
     );
   },
 );

@@ -308,6 +308,33 @@ export class MessageDelivery {
    * A record whose packet exceeds the broker's limit. Over our own maximum no broker will ever take
    * it: dead-letter file. Over only this broker's: parked in the store until a CONNACK allows it.
    */
+  /**
+   * Rows read from the store that are no records (see damageOf): moved to the dead-letter file and
+   * removed. Unless the file takes them they stay, left alone until the retry, so the rest go on.
+   */
+  async setAsideDamaged(damaged: ReadonlyArray<{ stored: StoredRecord; damage: string }>): Promise<void> {
+    const path = this.parts.deadLetters.path;
+    try {
+      for (const { stored, damage } of damaged)
+        this.parts.deadLetters.write(
+          { reason: 'damaged_in_store', topic: 'store', detail: damage, record: stored.record },
+          this.parts.clock.wallMs(),
+        );
+    } catch (err) {
+      this.parts.log(
+        `outbox: ${damaged.length} damaged stored record(s) could not be kept in ${path}: ${(err as Error).message}; left in the store`,
+      );
+      this.holds.rest(damaged.map((d) => d.stored.id));
+      return;
+    }
+    for (const { stored, damage } of damaged)
+      this.parts.log(`outbox: stored record ${stored.id} is damaged (${damage}); moved to ${path}`);
+    await this.unremoved.remove(
+      damaged.map((d) => d.stored),
+      'dead-lettered',
+    );
+  }
+
   private async tooLarge(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
     const own = this.parts.session.ownMaxPacketBytes;
     if (packetBytes <= own) {

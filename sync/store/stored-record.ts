@@ -44,6 +44,22 @@ export const telemetrySchema: RxJsonSchema<StoredRecord> = {
   indexes: [['priority', 'seq']],
 };
 
+/**
+ * Why a row read from the store is no record it stored (damaged on the medium or edited), or null:
+ * its record must be an object carrying the row's id and priority. Such a row is set aside, where
+ * it would fail its batch, and every batch after it, for ever.
+ */
+export function damageOf(stored: StoredRecord): string | null {
+  const r: unknown = stored.record;
+  if (r === null || typeof r !== 'object' || Array.isArray(r))
+    return `its record is ${r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r}, expected an object`;
+  const { messageId, priority } = r as Partial<VehicleTelemetry>;
+  if (messageId !== stored.id) return `its record's messageId ${JSON.stringify(messageId)} is not the row's id`;
+  if (priority !== stored.priority)
+    return `its record's priority ${JSON.stringify(priority)} is not the row's ${stored.priority}`;
+  return null;
+}
+
 /** What a record weighs against its class quota: its stored JSON. */
 export function recordBytes(record: VehicleTelemetry): number {
   return JSON.stringify(record).length;
