@@ -89,8 +89,10 @@ export class MessageDelivery {
     };
   }
 
-  /** A batch that goes out: its bytes before and after compression, for the compression-ratio metric. */
-  /** A bulk message is packed: counted, and the pacer told its burst of CPU is over. */
+  /**
+   * A bulk message is packed: its bytes before and after compression counted (the compression-ratio
+   * metric), and the pacer told its burst of CPU is over.
+   */
   private packed(packed: PackedBatch): void {
     this.parts.pacer?.note();
     this.counters.batchPlainBytes += packed.uncompressedBytes;
@@ -305,10 +307,6 @@ export class MessageDelivery {
   }
 
   /**
-   * A record whose packet exceeds the broker's limit. Over our own maximum no broker will ever take
-   * it: dead-letter file. Over only this broker's: parked in the store until a CONNACK allows it.
-   */
-  /**
    * Rows read from the store that are no records (see damageOf): moved to the dead-letter file and
    * removed. Unless the file takes them they stay, left alone until the retry, so the rest go on.
    */
@@ -335,6 +333,10 @@ export class MessageDelivery {
     );
   }
 
+  /**
+   * A record whose packet exceeds the broker's limit. Over our own maximum no broker will ever take
+   * it: dead-letter file. Over only this broker's: parked in the store until a CONNACK allows it.
+   */
   private async tooLarge(stored: StoredRecord, topic: string, packetBytes: number): Promise<void> {
     const own = this.parts.session.ownMaxPacketBytes;
     if (packetBytes <= own) {

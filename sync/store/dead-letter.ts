@@ -1,5 +1,6 @@
-// Records the gateway will never be able to send (larger than any packet the broker accepts, or
-// refused by the offload receiver on their own) are moved here, one JSON line each with the reason, instead of being retried in a loop or dropped.
+// Records the gateway will never be able to send (larger than any packet the broker accepts,
+// refused by the offload receiver on their own, or damaged in the store) are moved here, one JSON
+// line each with the reason, instead of being retried in a loop or dropped.
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { VehicleTelemetry } from '../../proto/telemetry-codec.js';
